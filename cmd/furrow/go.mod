@@ -1,0 +1,3 @@
+module github.com/furrow/furrow/cmd/furrow
+
+go 1.26

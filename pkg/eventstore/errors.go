@@ -1,0 +1,16 @@
+package eventstore
+
+import "errors"
+
+var (
+	// ErrConflict means the aggregate changed since the expected version:
+	// another command won the race. The caller may reload and retry.
+	ErrConflict = errors.New("eventstore: concurrency conflict")
+	// ErrIdempotencyMismatch means the idempotency key was already used for
+	// a command with different content.
+	ErrIdempotencyMismatch = errors.New("eventstore: idempotency key reused with different content")
+	// ErrNotAnEvent means a stored message lacks Furrow's envelope.
+	ErrNotAnEvent = errors.New("eventstore: message is not a Furrow event")
+	// ErrInvalidAppend means the append request itself is malformed.
+	ErrInvalidAppend = errors.New("eventstore: invalid append")
+)

@@ -1,0 +1,147 @@
+// Package eventstore appends events to JetStream and reads them back.
+//
+// JetStream is Furrow's source of truth: one stream per service, one subject
+// per aggregate and event kind (for example ledger.farmer.F1.registered).
+// Appends carry an optimistic-concurrency expectation over the aggregate's
+// subjects and an idempotency key, so a command retried after a lost
+// acknowledgement never writes a second event. The envelope (event type,
+// schema version, ids, actor, trace context) travels in message headers and
+// the payload is a protobuf message.
+package eventstore
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Header names of the event envelope. NATS headers are case-sensitive; the
+// W3C trace headers are written in lowercase as the specification spells them.
+const (
+	HeaderEventType     = "Furrow-Event-Type"
+	HeaderSchemaVersion = "Furrow-Schema-Version"
+	HeaderEventID       = "Furrow-Event-Id"
+	HeaderCorrelationID = "Furrow-Correlation-Id"
+	HeaderCausationID   = "Furrow-Causation-Id"
+	HeaderActor         = "Furrow-Actor"
+	HeaderOccurredAt    = "Furrow-Occurred-At"
+	HeaderIdempotency   = "Furrow-Idempotency-Key"
+	HeaderFingerprint   = "Furrow-Fingerprint"
+	HeaderTraceParent   = "traceparent"
+	HeaderTraceState    = "tracestate"
+)
+
+// Metadata is the causal context every event carries.
+type Metadata struct {
+	// CorrelationID ties together everything caused by one outside request.
+	CorrelationID string
+	// CausationID is the id of the event or request that directly caused this one.
+	CausationID string
+	// Actor names who asked for it (a platform client, an operator, a handler).
+	Actor string
+}
+
+// Event is an event about to be appended.
+type Event struct {
+	// Subject is the full subject, e.g. "procurement.delivery.D1.recorded".
+	Subject string
+	// Type is the protobuf full name of the payload message.
+	Type string
+	// SchemaVersion is the payload's schema version (the proto package's vN).
+	SchemaVersion int
+	// ID is the event's unique id. Appends fill it in when empty.
+	ID string
+	// Data is the marshalled protobuf payload.
+	Data []byte
+	// OccurredAt is when the fact happened; Append fills in now when zero.
+	OccurredAt time.Time
+	Metadata   Metadata
+}
+
+// Recorded is an event read back from a stream, with its position.
+type Recorded struct {
+	Stream   string
+	Sequence uint64
+	Subject  string
+	// Time is when the stream stored the message.
+	Time time.Time
+
+	Type           string
+	SchemaVersion  int
+	ID             string
+	OccurredAt     time.Time
+	Metadata       Metadata
+	IdempotencyKey string
+	Fingerprint    string
+	Header         nats.Header
+	Data           []byte
+}
+
+// Position names a point in one stream. Positions of different streams are
+// not comparable.
+type Position struct {
+	Stream   string
+	Sequence uint64
+}
+
+func (p Position) String() string { return p.Stream + ":" + strconv.FormatUint(p.Sequence, 10) }
+
+// header builds the NATS headers for e.
+func (e Event) header(idempotencyKey, fingerprint string) nats.Header {
+	h := nats.Header{}
+	h.Set(HeaderEventType, e.Type)
+	h.Set(HeaderSchemaVersion, strconv.Itoa(e.SchemaVersion))
+	h.Set(HeaderEventID, e.ID)
+	h.Set(HeaderOccurredAt, e.OccurredAt.UTC().Format(time.RFC3339Nano))
+	setIf(h, HeaderCorrelationID, e.Metadata.CorrelationID)
+	setIf(h, HeaderCausationID, e.Metadata.CausationID)
+	setIf(h, HeaderActor, e.Metadata.Actor)
+	setIf(h, HeaderIdempotency, idempotencyKey)
+	setIf(h, HeaderFingerprint, fingerprint)
+	return h
+}
+
+func setIf(h nats.Header, k, v string) {
+	if v != "" {
+		h.Set(k, v)
+	}
+}
+
+// FromMsg decodes the envelope of a stored message. It fails when the
+// message lacks an event type or id: such a message was not written by Furrow.
+func FromMsg(stream string, seq uint64, subject string, stored time.Time, h nats.Header, data []byte) (Recorded, error) {
+	r := Recorded{
+		Stream: stream, Sequence: seq, Subject: subject, Time: stored,
+		Type:           h.Get(HeaderEventType),
+		ID:             h.Get(HeaderEventID),
+		IdempotencyKey: h.Get(HeaderIdempotency),
+		Fingerprint:    h.Get(HeaderFingerprint),
+		Metadata: Metadata{
+			CorrelationID: h.Get(HeaderCorrelationID),
+			CausationID:   h.Get(HeaderCausationID),
+			Actor:         h.Get(HeaderActor),
+		},
+		Header: h,
+		Data:   data,
+	}
+	if r.Type == "" || r.ID == "" {
+		return Recorded{}, fmt.Errorf("%w: %s seq %d has no event type or id", ErrNotAnEvent, stream, seq)
+	}
+	if v := h.Get(HeaderSchemaVersion); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return Recorded{}, fmt.Errorf("%w: %s seq %d: schema version %q", ErrNotAnEvent, stream, seq, v)
+		}
+		r.SchemaVersion = n
+	}
+	if v := h.Get(HeaderOccurredAt); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return Recorded{}, fmt.Errorf("%w: %s seq %d: occurred-at %q", ErrNotAnEvent, stream, seq, v)
+		}
+		r.OccurredAt = t
+	}
+	return r, nil
+}

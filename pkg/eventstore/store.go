@@ -1,0 +1,324 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+)
+
+// MaxBatch is the most events one Append may carry: the server's limit for
+// an atomic batch.
+const MaxBatch = 1000
+
+// loadBatch is how many messages one direct-get request asks for.
+const loadBatch = 512
+
+// JetStream error codes the store interprets.
+const (
+	errCodeWrongLastSeq         jetstream.ErrorCode = 10071
+	errCodeWrongLastSeqConstant jetstream.ErrorCode = 10164
+	errCodeBatchDuplicate       jetstream.ErrorCode = 10201
+)
+
+// eventIDSpace namespaces the deterministic event ids derived from
+// idempotency keys, so a retried command produces the same event ids.
+var eventIDSpace = uuid.MustParse("6f1c0a52-7d0e-4b38-9a51-3c2f6a9e1d47")
+
+// Expectation is an append's optimistic-concurrency condition on the
+// aggregate's subjects.
+type Expectation struct {
+	check bool
+	seq   uint64
+}
+
+// ExpectAny appends whatever the aggregate holds.
+var ExpectAny = Expectation{}
+
+// ExpectNew appends only if the aggregate has no events yet.
+func ExpectNew() Expectation { return Expectation{check: true} }
+
+// ExpectVersion appends only if the aggregate's last event is at seq
+// (0 meaning it has none).
+func ExpectVersion(seq uint64) Expectation { return Expectation{check: true, seq: seq} }
+
+func (e Expectation) String() string {
+	if !e.check {
+		return "any"
+	}
+	return strconv.FormatUint(e.seq, 10)
+}
+
+// AppendRequest appends one or more events of one aggregate atomically.
+type AppendRequest struct {
+	Stream string
+	// Aggregate is the subject filter covering all the aggregate's events,
+	// e.g. "ledger.farmer.F1.>". Expectations are checked against it.
+	Aggregate string
+	Expect    Expectation
+	// IdempotencyKey identifies the command (e.g. its client request id).
+	// A second append with the same key returns the first one's result.
+	IdempotencyKey string
+	// Fingerprint summarises the command's content; a second append with the
+	// same key and another fingerprint fails with ErrIdempotencyMismatch.
+	Fingerprint string
+	Events      []Event
+}
+
+// AppendResult says where the events were written.
+type AppendResult struct {
+	Stream string
+	First  uint64
+	Last   uint64
+	// Duplicate is true when the events had been appended before, by an
+	// earlier attempt with the same idempotency key.
+	Duplicate bool
+	// EventIDs are the ids of the appended (or previously appended) events.
+	EventIDs []string
+}
+
+// Position is the position of the last event written.
+func (r AppendResult) Position() Position { return Position{Stream: r.Stream, Sequence: r.Last} }
+
+// Store appends to and reads from JetStream streams.
+type Store struct {
+	js  jetstream.JetStream
+	now func() time.Time
+}
+
+// New returns a Store over js.
+func New(js jetstream.JetStream) *Store {
+	return &Store{js: js, now: time.Now}
+}
+
+// JetStream returns the underlying JetStream context.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// Append writes req.Events atomically, or returns the result of an earlier
+// append with the same idempotency key. A failed expectation is ErrConflict.
+func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+	msgs, ids, err := s.messages(req)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	var res AppendResult
+	if len(msgs) == 1 {
+		res, err = s.publishOne(ctx, req, msgs[0])
+	} else {
+		res, err = s.publishBatch(ctx, req, msgs)
+	}
+	if err != nil {
+		return s.resolve(ctx, req, err)
+	}
+	res.EventIDs = ids
+	if res.Duplicate {
+		return s.checkDuplicate(ctx, req, res)
+	}
+	return res, nil
+}
+
+func (s *Store) messages(req AppendRequest) ([]*nats.Msg, []string, error) {
+	if req.Stream == "" || req.Aggregate == "" {
+		return nil, nil, fmt.Errorf("%w: stream and aggregate are required", ErrInvalidAppend)
+	}
+	if n := len(req.Events); n == 0 || n > MaxBatch {
+		return nil, nil, fmt.Errorf("%w: %d events (want 1..%d)", ErrInvalidAppend, n, MaxBatch)
+	}
+	msgs := make([]*nats.Msg, len(req.Events))
+	ids := make([]string, len(req.Events))
+	for i, e := range req.Events {
+		if e.Subject == "" || e.Type == "" {
+			return nil, nil, fmt.Errorf("%w: event %d needs a subject and a type", ErrInvalidAppend, i)
+		}
+		msgID := s.msgID(req, i)
+		if e.ID == "" {
+			e.ID = uuid.NewSHA1(eventIDSpace, []byte(msgID)).String()
+		}
+		if e.OccurredAt.IsZero() {
+			e.OccurredAt = s.now()
+		}
+		if e.SchemaVersion == 0 {
+			e.SchemaVersion = 1
+		}
+		m := nats.NewMsg(e.Subject)
+		m.Header = e.header(req.IdempotencyKey, req.Fingerprint)
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		m.Data = e.Data
+		msgs[i] = m
+		ids[i] = e.ID
+	}
+	return msgs, ids, nil
+}
+
+// msgID is the Nats-Msg-Id of event i: the idempotency key (with the
+// event's index when there are several), or a fresh id without a key.
+func (s *Store) msgID(req AppendRequest, i int) string {
+	switch {
+	case req.IdempotencyKey == "":
+		if req.Events[i].ID != "" {
+			return req.Events[i].ID
+		}
+		return uuid.NewString()
+	case len(req.Events) == 1:
+		return req.IdempotencyKey
+	default:
+		return req.IdempotencyKey + "#" + strconv.Itoa(i)
+	}
+}
+
+func (s *Store) publishOne(ctx context.Context, req AppendRequest, m *nats.Msg) (AppendResult, error) {
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(req.Stream)}
+	if req.Expect.check {
+		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(req.Expect.seq, req.Aggregate))
+	}
+	ack, err := s.js.PublishMsg(ctx, m, opts...)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return AppendResult{Stream: ack.Stream, First: ack.Sequence, Last: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+func (s *Store) publishBatch(ctx context.Context, req AppendRequest, msgs []*nats.Msg) (AppendResult, error) {
+	first := msgs[0]
+	first.Header.Set(jetstream.ExpectedStreamHeader, req.Stream)
+	if req.Expect.check {
+		first.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(req.Expect.seq, 10))
+		first.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, req.Aggregate)
+	}
+	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return AppendResult{
+		Stream: ack.Stream,
+		First:  ack.Sequence - ack.BatchSize + 1,
+		Last:   ack.Sequence,
+	}, nil
+}
+
+// resolve interprets a failed publish. A wrong-last-sequence answer may be
+// a retry of an append that already landed (a single server checks the
+// expectation before de-duplicating), so it looks for the key first.
+func (s *Store) resolve(ctx context.Context, req AppendRequest, pubErr error) (AppendResult, error) {
+	var apiErr *jetstream.APIError
+	if !errors.As(pubErr, &apiErr) {
+		return AppendResult{}, fmt.Errorf("append to %s: %w", req.Aggregate, pubErr)
+	}
+	switch apiErr.ErrorCode {
+	case errCodeWrongLastSeq, errCodeWrongLastSeqConstant, errCodeBatchDuplicate:
+	default:
+		return AppendResult{}, fmt.Errorf("append to %s: %w", req.Aggregate, pubErr)
+	}
+	if req.IdempotencyKey != "" {
+		prior, found, err := s.findByKey(ctx, req)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if found {
+			return prior, nil
+		}
+	}
+	return AppendResult{}, fmt.Errorf("append to %s expecting version %s: %w", req.Aggregate, req.Expect, ErrConflict)
+}
+
+// findByKey looks in the aggregate for events written under req's key.
+func (s *Store) findByKey(ctx context.Context, req AppendRequest) (AppendResult, bool, error) {
+	after := uint64(0)
+	if req.Expect.check {
+		after = req.Expect.seq
+	}
+	evs, err := s.Load(ctx, req.Stream, req.Aggregate, after)
+	if err != nil {
+		return AppendResult{}, false, fmt.Errorf("look up idempotency key %q: %w", req.IdempotencyKey, err)
+	}
+	res := AppendResult{Stream: req.Stream, Duplicate: true}
+	for _, ev := range evs {
+		if ev.IdempotencyKey != req.IdempotencyKey {
+			continue
+		}
+		if ev.Fingerprint != req.Fingerprint {
+			return AppendResult{}, false, fmt.Errorf("%w: key %q", ErrIdempotencyMismatch, req.IdempotencyKey)
+		}
+		if res.First == 0 {
+			res.First = ev.Sequence
+		}
+		res.Last = ev.Sequence
+		res.EventIDs = append(res.EventIDs, ev.ID)
+	}
+	return res, res.First != 0, nil
+}
+
+// checkDuplicate verifies that a duplicate ack belongs to the same command.
+func (s *Store) checkDuplicate(ctx context.Context, req AppendRequest, res AppendResult) (AppendResult, error) {
+	stream, err := s.js.Stream(ctx, req.Stream)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("check duplicate in %s: %w", req.Stream, err)
+	}
+	raw, err := stream.GetMsg(ctx, res.Last)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("check duplicate %s:%d: %w", req.Stream, res.Last, err)
+	}
+	if raw.Header.Get(HeaderFingerprint) != req.Fingerprint {
+		return AppendResult{}, fmt.Errorf("%w: key %q", ErrIdempotencyMismatch, req.IdempotencyKey)
+	}
+	res.EventIDs = []string{raw.Header.Get(HeaderEventID)}
+	return res, nil
+}
+
+// Version returns the sequence of the last event on the subjects matching
+// filter, or 0 when there is none.
+func (s *Store) Version(ctx context.Context, stream, filter string) (uint64, error) {
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("version of %s: %w", filter, err)
+	}
+	raw, err := st.GetLastMsgForSubject(ctx, filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("version of %s: %w", filter, err)
+	}
+	return raw.Sequence, nil
+}
+
+// Load returns the events on subjects matching filter with a sequence
+// greater than after, in stream order.
+func (s *Store) Load(ctx context.Context, stream, filter string, after uint64) ([]Recorded, error) {
+	var out []Recorded
+	next := after + 1
+	for {
+		it, err := jetstreamext.GetBatch(ctx, s.js, stream, loadBatch,
+			jetstreamext.GetBatchSeq(next), jetstreamext.GetBatchSubject(filter))
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", filter, err)
+		}
+		pending := uint64(0)
+		got := 0
+		for raw, err := range it {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				return out, nil
+			}
+			if err != nil {
+				return nil, fmt.Errorf("load %s: %w", filter, err)
+			}
+			rec, err := FromMsg(stream, raw.Sequence, raw.Subject, raw.Time, raw.Header, raw.Data)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rec)
+			got++
+			next = raw.Sequence + 1
+			pending, _ = strconv.ParseUint(raw.Header.Get("Nats-Num-Pending"), 10, 64)
+		}
+		if got == 0 || pending == 0 {
+			return out, nil
+		}
+	}
+}

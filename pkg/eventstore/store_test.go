@@ -1,0 +1,231 @@
+package eventstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/natsembed"
+)
+
+func startStore(t testing.TB, window time.Duration) *eventstore.Store {
+	t.Helper()
+	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := eventstore.StreamSpec{Name: "TEST", Subjects: []string{"test.>"}, DuplicateWindow: window}
+	if err := eventstore.EnsureStreams(context.Background(), js, spec); err != nil {
+		t.Fatal(err)
+	}
+	return eventstore.New(js)
+}
+
+func ev(subject, data string) eventstore.Event {
+	return eventstore.Event{Subject: subject, Type: "test.v1.Happened", Data: []byte(data)}
+}
+
+func TestAppendLoadRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startStore(t, 0)
+	res, err := s.Append(ctx, eventstore.AppendRequest{
+		Stream: "TEST", Aggregate: "test.a.A1.>", Expect: eventstore.ExpectNew(),
+		IdempotencyKey: "req-1", Fingerprint: "f1",
+		Events: []eventstore.Event{{
+			Subject: "test.a.A1.created", Type: "test.v1.Created", Data: []byte("x"),
+			Metadata: eventstore.Metadata{CorrelationID: "c1", CausationID: "req-1", Actor: "tester"},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.First != 1 || res.Last != 1 || res.Duplicate {
+		t.Fatalf("result = %+v", res)
+	}
+	got, err := s.Load(ctx, "TEST", "test.a.A1.>", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("loaded %d events", len(got))
+	}
+	r := got[0]
+	if r.Type != "test.v1.Created" || r.Metadata.CorrelationID != "c1" || r.Metadata.Actor != "tester" ||
+		r.IdempotencyKey != "req-1" || r.ID != res.EventIDs[0] || string(r.Data) != "x" || r.SchemaVersion != 1 {
+		t.Fatalf("recorded = %+v", r)
+	}
+	if v, err := s.Version(ctx, "TEST", "test.a.A1.>"); err != nil || v != 1 {
+		t.Fatalf("Version = %d, %v", v, err)
+	}
+	if v, err := s.Version(ctx, "TEST", "test.a.NOPE.>"); err != nil || v != 0 {
+		t.Fatalf("Version of empty aggregate = %d, %v", v, err)
+	}
+}
+
+func TestAppendConflict(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startStore(t, 0)
+	req := func(key string, expect eventstore.Expectation) eventstore.AppendRequest {
+		return eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.A1.>", Expect: expect,
+			IdempotencyKey: key, Fingerprint: key, Events: []eventstore.Event{ev("test.a.A1.x", key)}}
+	}
+	if _, err := s.Append(ctx, req("k1", eventstore.ExpectNew())); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Append(ctx, req("k2", eventstore.ExpectNew()))
+	if !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("second ExpectNew: err = %v, want ErrConflict", err)
+	}
+	if _, err := s.Append(ctx, req("k3", eventstore.ExpectVersion(1))); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx, req("k4", eventstore.ExpectVersion(1)))
+	if !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("stale version: err = %v, want ErrConflict", err)
+	}
+	// Other aggregates do not conflict.
+	if _, err := s.Append(ctx, eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.A2.>",
+		Expect: eventstore.ExpectNew(), Events: []eventstore.Event{ev("test.a.A2.x", "")}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAppendRetryIsIdempotent covers a client retry after a lost ack: inside
+// the dedup window, after it (a tiny window), with and without an
+// expectation, and for multi-event atomic batches.
+func TestAppendRetryIsIdempotent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		window time.Duration
+		expect eventstore.Expectation
+		events int
+	}{
+		{"in window, expect new", 0, eventstore.ExpectNew(), 1},
+		{"in window, any", 0, eventstore.ExpectAny, 1},
+		{"after window, expect new", 100 * time.Millisecond, eventstore.ExpectNew(), 1},
+		{"in window, batch", 0, eventstore.ExpectNew(), 3},
+		{"after window, batch", 100 * time.Millisecond, eventstore.ExpectNew(), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			s := startStore(t, tc.window)
+			var evs []eventstore.Event
+			for i := range tc.events {
+				evs = append(evs, ev(fmt.Sprintf("test.a.A1.e%d", i), "payload"))
+			}
+			req := eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.A1.>", Expect: tc.expect,
+				IdempotencyKey: "req-1", Fingerprint: "same", Events: evs}
+			first, err := s.Append(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.window > 0 {
+				time.Sleep(3 * tc.window)
+			}
+			again, err := s.Append(ctx, req)
+			if err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if !again.Duplicate || again.First != first.First || again.Last != first.Last {
+				t.Fatalf("retry = %+v, first = %+v", again, first)
+			}
+			got, err := s.Load(ctx, "TEST", "test.>", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != tc.events {
+				t.Fatalf("stream holds %d events, want %d", len(got), tc.events)
+			}
+			req.Fingerprint = "different"
+			if _, err := s.Append(ctx, req); !errors.Is(err, eventstore.ErrIdempotencyMismatch) {
+				t.Fatalf("reuse with other content: err = %v, want ErrIdempotencyMismatch", err)
+			}
+		})
+	}
+}
+
+func TestConcurrentAppendsOneWinner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startStore(t, 0)
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, err := s.Append(ctx, eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.A1.>",
+				Expect: eventstore.ExpectVersion(0), IdempotencyKey: fmt.Sprint("k", i), Fingerprint: "f",
+				Events: []eventstore.Event{ev("test.a.A1.x", "")}})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	wins, conflicts := 0, 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case errors.Is(err, eventstore.ErrConflict):
+			conflicts++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if wins != 1 || conflicts != n-1 {
+		t.Fatalf("wins=%d conflicts=%d", wins, conflicts)
+	}
+}
+
+func TestLoadManyEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startStore(t, 0)
+	var evs []eventstore.Event
+	for range 1200 {
+		evs = append(evs, ev("test.a.A1.x", "p"))
+	}
+	// Two batches, interleaved with another aggregate's events.
+	for _, chunk := range [][]eventstore.Event{evs[:700], evs[700:]} {
+		if _, err := s.Append(ctx, eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.A1.>", Events: chunk}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Append(ctx, eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.B.>", Events: []eventstore.Event{ev("test.a.B.x", "")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Load(ctx, "TEST", "test.a.A1.>", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1200 {
+		t.Fatalf("loaded %d, want 1200", len(got))
+	}
+	got, err = s.Load(ctx, "TEST", "test.a.A1.>", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1200-999 { // seq 701 is B's event
+		t.Fatalf("loaded after 1000: %d", len(got))
+	}
+}

@@ -1,0 +1,3 @@
+module github.com/furrow/furrow/proto
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/furrow/furrow/services/brand-incubation
+
+go 1.26

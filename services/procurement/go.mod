@@ -1,0 +1,3 @@
+module github.com/furrow/furrow/services/procurement
+
+go 1.26

@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/furrow/furrow/pkg/telemetry"
 )
 
 // MaxBatch is the most events one Append may carry: the server's limit for
@@ -103,7 +105,7 @@ func (s *Store) JetStream() jetstream.JetStream { return s.js }
 // Append writes req.Events atomically, or returns the result of an earlier
 // append with the same idempotency key. A failed expectation is ErrConflict.
 func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
-	msgs, ids, err := s.messages(req)
+	msgs, ids, err := s.messages(ctx, req)
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -123,7 +125,7 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, er
 	return res, nil
 }
 
-func (s *Store) messages(req AppendRequest) ([]*nats.Msg, []string, error) {
+func (s *Store) messages(ctx context.Context, req AppendRequest) ([]*nats.Msg, []string, error) {
 	if req.Stream == "" || req.Aggregate == "" {
 		return nil, nil, fmt.Errorf("%w: stream and aggregate are required", ErrInvalidAppend)
 	}
@@ -149,6 +151,7 @@ func (s *Store) messages(req AppendRequest) ([]*nats.Msg, []string, error) {
 		m := nats.NewMsg(e.Subject)
 		m.Header = e.header(req.IdempotencyKey, req.Fingerprint)
 		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		telemetry.Inject(ctx, m.Header)
 		m.Data = e.Data
 		msgs[i] = m
 		ids[i] = e.ID

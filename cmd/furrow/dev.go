@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/furrow/furrow/pkg/telemetry"
+
+	"github.com/furrow/furrow/cmd/furrow/internal/stack"
+)
+
+// devConfig is everything `furrow dev` is told, from flags and environment.
+type devConfig struct {
+	DataDir   string
+	GRPCAddr  string
+	NATSAddr  string
+	LogLevel  slog.Level
+	LogJSON   bool
+	Telemetry telemetry.Config
+	// ShutdownTimeout bounds how long in-flight work may take to finish.
+	ShutdownTimeout time.Duration
+}
+
+func parseDevConfig(args []string, stderr io.Writer, getenv func(string) string) (devConfig, error) {
+	fs := flag.NewFlagSet("furrow dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: furrow dev [flags]
+
+Runs Furrow in one process: an embedded JetStream server (sync: always), the
+procurement, brand-incubation and farmer-ledger services on one gRPC address
+(with health checking and reflection), and SQLite read models in the data
+directory. Ctrl-C shuts down gracefully; nothing acknowledged is lost.
+
+Tracing is off unless OTEL_TRACES_EXPORTER is "otlp" (OTEL_EXPORTER_OTLP_*
+say where) or "console".
+
+Flags (environment variable in brackets):
+`)
+		fs.PrintDefaults()
+	}
+	cfg := devConfig{}
+	fs.StringVar(&cfg.DataDir, "data-dir", envOr(getenv, "FURROW_DATA_DIR", ".furrow"), "data directory [FURROW_DATA_DIR]")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", envOr(getenv, "FURROW_GRPC_ADDR", "127.0.0.1:7070"), "gRPC listen address [FURROW_GRPC_ADDR]")
+	fs.StringVar(&cfg.NATSAddr, "nats-addr", envOr(getenv, "FURROW_NATS_ADDR", "127.0.0.1:4222"), `NATS listen address for outside tools; "" for none [FURROW_NATS_ADDR]`)
+	level := fs.String("log-level", envOr(getenv, "FURROW_LOG_LEVEL", "info"), "log level: debug, info, warn, error [FURROW_LOG_LEVEL]")
+	fs.BoolVar(&cfg.LogJSON, "log-json", getenv("FURROW_LOG_JSON") == "1", "log as JSON [FURROW_LOG_JSON=1]")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight work may take on shutdown")
+	if err := fs.Parse(args); err != nil {
+		return devConfig{}, err
+	}
+	if fs.NArg() > 0 {
+		return devConfig{}, fmt.Errorf("furrow dev takes no arguments, got %q", strings.Join(fs.Args(), " "))
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		return devConfig{}, fmt.Errorf("-log-level: %w", err)
+	}
+	cfg.Telemetry = telemetry.ConfigFromEnv(getenv)
+	cfg.Telemetry.ServiceName = "furrow-dev"
+	return cfg, nil
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error {
+	var h slog.Handler
+	if cfg.LogJSON {
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	} else {
+		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	}
+	log := slog.New(telemetry.NewLogHandler(h))
+
+	shutdownTracing, err := telemetry.Setup(ctx, cfg.Telemetry)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+
+	st, err := stack.Start(ctx, stack.Config{DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, NATSAddr: cfg.NATSAddr, Log: log})
+	if err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(cfg.DataDir)
+	natsURL := st.NATSURL()
+	if natsURL == "" {
+		natsURL = "(no listener)"
+	}
+	tracing := cfg.Telemetry.Exporter
+	if tracing == "" {
+		tracing = "none"
+	}
+	fmt.Fprintf(stdout, `Furrow dev is running.
+  gRPC      %s  (ProcurementService, BrandService, LedgerService, health, reflection)
+  NATS      %s  (JetStream, sync: always; streams PROCUREMENT, LEDGER, BRAND)
+  data      %s
+  tracing   %s
+Try:  grpcurl -plaintext %s list
+Stop with Ctrl-C.
+`, st.GRPCAddr(), natsURL, abs, tracing, st.GRPCAddr())
+	log.Info("furrow dev started", "grpc", st.GRPCAddr(), "nats", natsURL, "data_dir", abs)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-st.Err():
+		log.Error("a component failed; shutting down", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	st.Shutdown(sctx)
+	log.Info("furrow dev stopped")
+	return runErr
+}

@@ -1,0 +1,209 @@
+// Package stack runs the whole of Furrow in one process: an embedded
+// JetStream server, the three services, their projections and handlers, and
+// one gRPC server. `furrow dev` runs it; component tests and benchmarks start
+// it in-process.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/grpcx"
+	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/projection"
+	"github.com/furrow/furrow/pkg/wmjs"
+
+	brand "github.com/furrow/furrow/services/brand-incubation/service"
+	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
+	procurement "github.com/furrow/furrow/services/procurement/service"
+)
+
+// Config says where the stack keeps its data and listens.
+type Config struct {
+	// DataDir holds JetStream's store and the SQLite read models.
+	DataDir string
+	// GRPCAddr is the gRPC listen address; port 0 picks a free port.
+	GRPCAddr string
+	// NATSAddr is where outside NATS clients connect; empty: no listener.
+	NATSAddr string
+	// LazySync turns off fsync-per-write (benchmarks comparing only).
+	LazySync bool
+	Log      *slog.Logger
+}
+
+// Stack is a running Furrow.
+type Stack struct {
+	cfg    Config
+	nats   *natsembed.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	db     *projection.DB
+	router *message.Router
+	grpc   *grpc.Server
+	health *health.Server
+	lis    net.Listener
+	runners []*projection.Runner
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errs   chan error
+}
+
+// Start starts everything and returns once the gRPC server is serving.
+func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("stack: a data directory is required")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("stack: data directory: %w", err)
+	}
+	s := &Stack{cfg: cfg, errs: make(chan error, 8)}
+	defer func() {
+		if err != nil {
+			s.Shutdown(context.Background())
+		}
+	}()
+
+	s.nats, err = natsembed.Start(natsembed.Options{
+		StoreDir: filepath.Join(cfg.DataDir, "jetstream"), ListenAddr: cfg.NATSAddr,
+		LazySync: cfg.LazySync, ServerName: "furrow-dev",
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.nc, err = s.nats.Connect(nats.Name("furrow-dev")); err != nil {
+		return nil, fmt.Errorf("stack: connect to NATS: %w", err)
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		return nil, fmt.Errorf("stack: JetStream: %w", err)
+	}
+	if err := eventstore.EnsureStreams(ctx, s.js, procurement.Stream(1), ledger.Stream(1), brand.Stream(1)); err != nil {
+		return nil, err
+	}
+	if s.db, err = projection.OpenSQLite(filepath.Join(cfg.DataDir, "projections.db")); err != nil {
+		return nil, err
+	}
+	if s.router, err = wmjs.NewRouter(cfg.Log, wmjs.DeadLetterConfig{JS: s.js, Subject: "deadletter.handlers"}); err != nil {
+		return nil, err
+	}
+
+	proc, err := procurement.New(procurement.Deps{JS: s.js, Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	br := brand.New(s.js)
+	s.runners = append(s.runners, led.Projections()...)
+
+	s.grpc, s.health = grpcx.NewServer(cfg.Log)
+	proc.Register(s.grpc)
+	led.Register(s.grpc)
+	br.Register(s.grpc)
+
+	if s.lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("stack: gRPC listen on %s: %w", cfg.GRPCAddr, err)
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	for _, r := range s.runners {
+		s.goRun("projection "+r.Name(), func() error { return r.Run(runCtx) })
+	}
+	s.goRun("event handlers", func() error { return s.router.Run(runCtx) })
+	select {
+	case <-s.router.Running():
+	case err := <-s.errs:
+		return nil, err
+	case <-time.After(30 * time.Second):
+		return nil, errors.New("stack: event handlers did not start within 30s")
+	}
+	s.goRun("gRPC server", func() error { return s.grpc.Serve(s.lis) })
+	grpcx.MarkServing(s.grpc, s.health)
+	return s, nil
+}
+
+// goRun runs fn in a goroutine the stack waits for on shutdown; an early
+// error is reported on Err.
+func (s *Stack) goRun(what string, fn func() error) {
+	s.wg.Go(func() {
+		if err := fn(); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			select {
+			case s.errs <- fmt.Errorf("%s: %w", what, err):
+			default:
+			}
+		}
+	})
+}
+
+// Err delivers the first failure of a part that should run until shutdown.
+func (s *Stack) Err() <-chan error { return s.errs }
+
+// GRPCAddr is the address the gRPC server listens on.
+func (s *Stack) GRPCAddr() string { return s.lis.Addr().String() }
+
+// NATSURL is the URL outside NATS clients connect to ("" without listener).
+func (s *Stack) NATSURL() string { return s.nats.ClientURL() }
+
+// JetStream returns the stack's JetStream context.
+func (s *Stack) JetStream() jetstream.JetStream { return s.js }
+
+// Projections returns the running projection runners.
+func (s *Stack) Projections() []*projection.Runner { return s.runners }
+
+// Shutdown stops taking requests, lets in-flight requests and handlers
+// finish (bounded by ctx), then stops the projections and the server.
+// Nothing acknowledged is lost: events are on disk before they are
+// acknowledged, and read models resume from their checkpoints.
+func (s *Stack) Shutdown(ctx context.Context) {
+	if s.health != nil {
+		s.health.Shutdown()
+	}
+	if s.grpc != nil {
+		done := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.grpc.Stop()
+		}
+	}
+	if s.router != nil {
+		_ = s.router.Close()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	if s.nc != nil {
+		_ = s.nc.Drain()
+		for s.nc.IsDraining() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if s.db != nil {
+		_ = s.db.Close()
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+	}
+}

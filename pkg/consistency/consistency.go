@@ -1,0 +1,126 @@
+// Package consistency lets queries read their own writes: a command returns
+// the stream position it wrote, and a query waits, bounded, until its read
+// model reflects that position. A position in another stream counts once the
+// handler that carries that stream's events into this one has processed it.
+package consistency
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/failure"
+)
+
+// DefaultTimeout bounds a wait when the caller's context has no deadline.
+const DefaultTimeout = 10 * time.Second
+
+// pollEvery is how often a handler's consumer is asked for its progress.
+const pollEvery = 10 * time.Millisecond
+
+// Projection is the read model a query reads.
+type Projection interface {
+	Stream() string
+	Checkpoint() uint64
+	WaitFor(ctx context.Context, seq uint64) error
+}
+
+// Waiter waits for a read model to reflect positions in its own stream or in
+// upstream streams.
+type Waiter struct {
+	js   jetstream.JetStream
+	proj Projection
+	// upstream maps a stream name to the durable consumer of the handler
+	// that turns that stream's events into events of proj's stream.
+	upstream map[string]string
+}
+
+// NewWaiter returns a Waiter for proj. upstream maps each upstream stream to
+// the durable consumer whose progress decides when its positions count.
+func NewWaiter(js jetstream.JetStream, proj Projection, upstream map[string]string) *Waiter {
+	return &Waiter{js: js, proj: proj, upstream: upstream}
+}
+
+// WaitFor returns once the read model reflects pos (immediately for a zero
+// position) and the position of its own stream it then reflects.
+func (w *Waiter) WaitFor(ctx context.Context, pos eventstore.Position) (eventstore.Position, error) {
+	own := w.proj.Stream()
+	if pos.Sequence == 0 && pos.Stream == "" {
+		return eventstore.Position{Stream: own, Sequence: w.proj.Checkpoint()}, nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	target := pos.Sequence
+	if pos.Stream != own {
+		durable, ok := w.upstream[pos.Stream]
+		if !ok {
+			return eventstore.Position{}, failure.Invalid("min_position.stream",
+				"this query reads stream %s; it cannot wait for a position in %q", own, pos.Stream)
+		}
+		if err := w.waitConsumer(ctx, pos.Stream, durable, pos.Sequence); err != nil {
+			return eventstore.Position{}, err
+		}
+		// Everything the handler wrote for pos is now in our stream, at or
+		// before its current head.
+		head, err := w.head(ctx, own)
+		if err != nil {
+			return eventstore.Position{}, err
+		}
+		target = head
+	}
+	if err := w.proj.WaitFor(ctx, target); err != nil {
+		return eventstore.Position{}, notReached(ctx, fmt.Sprintf("%s:%d", own, target), w.proj.Checkpoint(), err)
+	}
+	return eventstore.Position{Stream: own, Sequence: w.proj.Checkpoint()}, nil
+}
+
+// waitConsumer waits until the durable consumer has acknowledged every
+// message up to seq, or has nothing left at all.
+func (w *Waiter) waitConsumer(ctx context.Context, stream, durable string, seq uint64) error {
+	for {
+		c, err := w.js.Consumer(ctx, stream, durable)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return notReached(ctx, fmt.Sprintf("%s:%d", stream, seq), 0, err)
+		}
+		if err == nil {
+			info, err := c.Info(ctx)
+			if err != nil {
+				return notReached(ctx, fmt.Sprintf("%s:%d", stream, seq), 0, err)
+			}
+			if info.AckFloor.Stream >= seq || (info.NumPending == 0 && info.NumAckPending == 0) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return notReached(ctx, fmt.Sprintf("%s:%d", stream, seq), 0, ctx.Err())
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+func (w *Waiter) head(ctx context.Context, stream string) (uint64, error) {
+	s, err := w.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("head of %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("head of %s: %w", stream, err)
+	}
+	return info.State.LastSeq, nil
+}
+
+func notReached(ctx context.Context, want string, at uint64, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("read model has not reached %s (at %d) in time: %w", want, at, context.DeadlineExceeded)
+	}
+	return fmt.Errorf("wait for %s: %w", want, err)
+}

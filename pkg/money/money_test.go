@@ -1,0 +1,198 @@
+package money_test
+
+import (
+	"errors"
+	"math"
+	"math/big"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/furrow/furrow/pkg/money"
+)
+
+func TestAmount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name            string
+		grams, fenPerKg int64
+		want            int64
+		wantErr         error
+	}{
+		{"zero grams", 0, 1234, 0, nil},
+		{"zero rate", 1234, 0, 0, nil},
+		{"one kilogram", 1000, 100, 100, nil},
+		{"rounds .7 up", 1_234_567, 100, 123_457, nil},
+		{"rounds .3 down", 1_234_563, 100, 123_456, nil},
+		{"half to even: 0.5 -> 0", 500, 1, 0, nil},
+		{"half to even: 1.5 -> 2", 1500, 1, 2, nil},
+		{"half to even: 2.5 -> 2", 2500, 1, 2, nil},
+		{"half to even: 3.5 -> 4", 3500, 1, 4, nil},
+		{"just above half rounds up", 501, 1, 1, nil},
+		{"just below half rounds down", 2499, 1, 2, nil},
+		{"branded orange premium: 12.345 kg at 1 yuan/kg", 12_345, 100, 1_234, nil},
+		{"largest exact", math.MaxInt64, 1000, math.MaxInt64, nil},
+		{"product beyond 64 bits, result fits", math.MaxInt64, 999, 9_214_148_664_817_921_031, nil},
+		{"largest half below max stays even", 7_094_901_566_811_366_005, 1300, math.MaxInt64 - 1, nil},
+		{"half at max (odd) rounds past max", 9_042_521_604_759_584_125, 1020, 0, money.ErrOverflow},
+		{"rounding up past max", 9_204_962_112_629_516_774, 1002, 0, money.ErrOverflow},
+		{"just past max", 9_214_157_878_975_800_008, 1001, 0, money.ErrOverflow},
+		{"quotient beyond 64 bits", math.MaxInt64, math.MaxInt64, 0, money.ErrOverflow},
+		{"negative grams", -1, 100, 0, money.ErrNegative},
+		{"negative rate", 1000, -1, 0, money.ErrNegative},
+		{"min int grams", math.MinInt64, 1, 0, money.ErrNegative},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := money.Amount(tc.grams, tc.fenPerKg)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Amount(%d, %d) error = %v, want %v", tc.grams, tc.fenPerKg, err, tc.wantErr)
+			}
+			if got != tc.want {
+				t.Errorf("Amount(%d, %d) = %d, want %d", tc.grams, tc.fenPerKg, got, tc.want)
+			}
+			if want := oracle(tc.grams, tc.fenPerKg); err == nil && (want == nil || want.Int64() != got) {
+				t.Errorf("Amount(%d, %d) = %d disagrees with the big.Int oracle %v", tc.grams, tc.fenPerKg, got, want)
+			}
+		})
+	}
+}
+
+func TestAddSub(t *testing.T) {
+	t.Parallel()
+	const maxI, minI = math.MaxInt64, math.MinInt64
+	for _, tc := range []struct {
+		name    string
+		op      func(a, b int64) (int64, error)
+		a, b    int64
+		want    int64
+		wantErr error
+	}{
+		{"add", money.Add, 150, 250, 400, nil},
+		{"add negative", money.Add, -150, 100, -50, nil},
+		{"add to max", money.Add, maxI - 1, 1, maxI, nil},
+		{"add past max", money.Add, maxI, 1, 0, money.ErrOverflow},
+		{"add to min", money.Add, minI + 1, -1, minI, nil},
+		{"add past min", money.Add, minI, -1, 0, money.ErrOverflow},
+		{"add max and min", money.Add, maxI, minI, -1, nil},
+		{"sub", money.Sub, 400, 150, 250, nil},
+		{"sub below zero", money.Sub, 100, 150, -50, nil},
+		{"sub to min", money.Sub, minI + 1, 1, minI, nil},
+		{"sub past min", money.Sub, minI, 1, 0, money.ErrOverflow},
+		{"sub min from zero", money.Sub, 0, minI, 0, money.ErrOverflow},
+		{"sub min from -1", money.Sub, -1, minI, maxI, nil},
+		{"sub negative past max", money.Sub, maxI, -1, 0, money.ErrOverflow},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := tc.op(tc.a, tc.b)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("(%d, %d) error = %v, want %v", tc.a, tc.b, err, tc.wantErr)
+			}
+			if got != tc.want {
+				t.Errorf("(%d, %d) = %d, want %d", tc.a, tc.b, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFormat(t *testing.T) {
+	t.Parallel()
+	type row struct{ Plain, Grouped string }
+	for _, tc := range []struct {
+		fen  int64
+		want row
+	}{
+		{0, row{"0.00", "0.00"}},
+		{5, row{"0.05", "0.05"}},
+		{-5, row{"-0.05", "-0.05"}},
+		{100, row{"1.00", "1.00"}},
+		{99_999, row{"999.99", "999.99"}},
+		{123_457, row{"1234.57", "1,234.57"}},
+		{-123_457, row{"-1234.57", "-1,234.57"}},
+		{100_000_000_000, row{"1000000000.00", "1,000,000,000.00"}},
+		{math.MaxInt64, row{"92233720368547758.07", "92,233,720,368,547,758.07"}},
+		{math.MinInt64, row{"-92233720368547758.08", "-92,233,720,368,547,758.08"}},
+	} {
+		got := row{money.Format(tc.fen), money.FormatGrouped(tc.fen)}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("format %d (-want +got):\n%s", tc.fen, diff)
+		}
+	}
+}
+
+// oracle computes Amount with math/big: nil when the result does not fit
+// in an int64.
+func oracle(grams, fenPerKg int64) *big.Int {
+	p := new(big.Int).Mul(big.NewInt(grams), big.NewInt(fenPerKg))
+	q, r := new(big.Int).QuoRem(p, big.NewInt(1000), new(big.Int))
+	switch r.Cmp(big.NewInt(500)) {
+	case 1:
+		q.Add(q, big.NewInt(1))
+	case 0:
+		if q.Bit(0) == 1 {
+			q.Add(q, big.NewInt(1))
+		}
+	}
+	if !q.IsInt64() {
+		return nil
+	}
+	return q
+}
+
+func FuzzAmount(f *testing.F) {
+	for _, seed := range [][2]int64{
+		{0, 0}, {500, 1}, {1500, 1}, {2500, 1}, {1_234_567, 100},
+		{math.MaxInt64, 1000}, {math.MaxInt64, 1001}, {math.MaxInt64, math.MaxInt64},
+		{9_042_521_604_759_584_125, 1020}, {-1, 1}, {1, -1}, {math.MinInt64, math.MinInt64},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, grams, fenPerKg int64) {
+		got, err := money.Amount(grams, fenPerKg)
+		switch {
+		case grams < 0 || fenPerKg < 0:
+			if !errors.Is(err, money.ErrNegative) {
+				t.Fatalf("Amount(%d, %d) = %d, %v; want ErrNegative", grams, fenPerKg, got, err)
+			}
+			return
+		case oracle(grams, fenPerKg) == nil:
+			if !errors.Is(err, money.ErrOverflow) {
+				t.Fatalf("Amount(%d, %d) = %d, %v; want ErrOverflow", grams, fenPerKg, got, err)
+			}
+			return
+		}
+		if want := oracle(grams, fenPerKg).Int64(); err != nil || got != want {
+			t.Fatalf("Amount(%d, %d) = %d, %v; want %d", grams, fenPerKg, got, err, want)
+		}
+	})
+}
+
+func FuzzAddSub(f *testing.F) {
+	f.Add(int64(1), int64(2))
+	f.Add(int64(math.MaxInt64), int64(1))
+	f.Add(int64(math.MinInt64), int64(-1))
+	f.Add(int64(0), int64(math.MinInt64))
+	f.Fuzz(func(t *testing.T, a, b int64) {
+		for _, op := range []struct {
+			name string
+			f    func(a, b int64) (int64, error)
+			big  func(z, x, y *big.Int) *big.Int
+		}{
+			{"Add", money.Add, (*big.Int).Add},
+			{"Sub", money.Sub, (*big.Int).Sub},
+		} {
+			got, err := op.f(a, b)
+			want := op.big(new(big.Int), big.NewInt(a), big.NewInt(b))
+			if !want.IsInt64() {
+				if !errors.Is(err, money.ErrOverflow) {
+					t.Fatalf("%s(%d, %d) = %d, %v; want ErrOverflow", op.name, a, b, got, err)
+				}
+				continue
+			}
+			if err != nil || got != want.Int64() {
+				t.Fatalf("%s(%d, %d) = %d, %v; want %d", op.name, a, b, got, err, want)
+			}
+		}
+	})
+}

@@ -1,0 +1,150 @@
+package adapters
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/projection"
+
+	"github.com/furrow/furrow/services/farmer-ledger/app"
+	"github.com/furrow/furrow/services/farmer-ledger/domain"
+)
+
+// BalancesProjection keeps farmers, their journal lines and their balances
+// in SQL, fed by the LEDGER stream.
+type BalancesProjection struct{}
+
+var _ projection.Projection = BalancesProjection{}
+
+// Name implements projection.Projection.
+func (BalancesProjection) Name() string { return "ledger_balances" }
+
+// Stream implements projection.Projection.
+func (BalancesProjection) Stream() string { return domain.Stream }
+
+// Subjects implements projection.Projection.
+func (BalancesProjection) Subjects() []string { return []string{"ledger.farmer.>"} }
+
+// Migrate implements projection.Projection.
+func (BalancesProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
+	for _, stmt := range []string{
+		`CREATE TABLE IF NOT EXISTS ledger_farmers (
+			farmer_id TEXT PRIMARY KEY,
+			name TEXT NOT NULL, county TEXT NOT NULL, cooperative TEXT NOT NULL,
+			phone TEXT NOT NULL, payout_account TEXT NOT NULL,
+			version BIGINT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS ledger_balances (
+			farmer_id TEXT PRIMARY KEY,
+			purchases_fen BIGINT NOT NULL DEFAULT 0,
+			premiums_fen BIGINT NOT NULL DEFAULT 0,
+			held_fen BIGINT NOT NULL DEFAULT 0,
+			paid_fen BIGINT NOT NULL DEFAULT 0,
+			seq BIGINT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS ledger_journal (
+			entry_id TEXT NOT NULL,
+			line_no INTEGER NOT NULL,
+			farmer_id TEXT NOT NULL,
+			account TEXT NOT NULL,
+			debit_fen BIGINT NOT NULL,
+			credit_fen BIGINT NOT NULL,
+			source_stream TEXT NOT NULL,
+			source_seq BIGINT NOT NULL,
+			source_event_id TEXT NOT NULL,
+			seq BIGINT NOT NULL,
+			PRIMARY KEY (entry_id, line_no))`,
+		`CREATE INDEX IF NOT EXISTS ledger_journal_farmer ON ledger_journal (farmer_id, seq)`,
+	} {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("migrate ledger_balances: %w", err)
+		}
+	}
+	return nil
+}
+
+// Apply implements projection.Projection.
+func (BalancesProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Recorded) error {
+	msg, err := eventstore.Decode(rec)
+	if err != nil {
+		return err
+	}
+	switch e := msg.(type) {
+	case *ledgerevents.FarmerRegistered:
+		_, err = tx.ExecContext(ctx, `INSERT INTO ledger_farmers
+			(farmer_id, name, county, cooperative, phone, payout_account, version)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (farmer_id) DO NOTHING`,
+			e.GetFarmerId(), e.GetName(), e.GetCounty(), e.GetCooperative(), e.GetPhone(), e.GetPayoutAccount(), rec.Sequence)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `INSERT INTO ledger_balances (farmer_id, seq) VALUES ($1, $2)
+				ON CONFLICT (farmer_id) DO NOTHING`, e.GetFarmerId(), rec.Sequence)
+		}
+	case *ledgerevents.PayoutAccountUpdated:
+		_, err = tx.ExecContext(ctx, `UPDATE ledger_farmers SET payout_account = $1, version = $2 WHERE farmer_id = $3`,
+			e.GetPayoutAccount(), rec.Sequence, e.GetFarmerId())
+	case *ledgerevents.EntryPosted:
+		err = applyEntry(ctx, tx, rec, e)
+	}
+	if err != nil {
+		return fmt.Errorf("apply %s seq %d: %w", rec.Type, rec.Sequence, err)
+	}
+	return nil
+}
+
+func applyEntry(ctx context.Context, tx *sql.Tx, rec eventstore.Recorded, e *ledgerevents.EntryPosted) error {
+	if err := domain.CheckBalanced(e.GetLines()); err != nil {
+		return fmt.Errorf("entry %s: %w", e.GetEntryId(), err)
+	}
+	var purchases, premiums int64
+	for i, l := range e.GetLines() {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_journal
+			(entry_id, line_no, farmer_id, account, debit_fen, credit_fen, source_stream, source_seq, source_event_id, seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			e.GetEntryId(), i, e.GetFarmerId(), l.GetAccount(), l.GetDebitFen(), l.GetCreditFen(),
+			e.GetSource().GetStream(), e.GetSource().GetSequence(), e.GetSource().GetEventId(), rec.Sequence); err != nil {
+			return err
+		}
+		switch l.GetAccount() {
+		case domain.FarmerAccount(e.GetFarmerId(), "payable"):
+			purchases += l.GetCreditFen() - l.GetDebitFen()
+		case domain.FarmerAccount(e.GetFarmerId(), "premium"):
+			premiums += l.GetCreditFen() - l.GetDebitFen()
+		}
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE ledger_balances
+		SET purchases_fen = purchases_fen + $1, premiums_fen = premiums_fen + $2, seq = $3
+		WHERE farmer_id = $4`, purchases, premiums, rec.Sequence, e.GetFarmerId())
+	return err
+}
+
+// BalanceReader reads the balances read model.
+type BalanceReader struct{ db *projection.DB }
+
+// NewBalanceReader returns a reader over db.
+func NewBalanceReader(db *projection.DB) *BalanceReader { return &BalanceReader{db: db} }
+
+// Balance returns a farmer's balance, or ErrNoBalance.
+func (r *BalanceReader) Balance(ctx context.Context, farmerID string) (domain.Balance, error) {
+	b := domain.Balance{FarmerID: farmerID}
+	err := r.db.QueryRowContext(ctx, `SELECT purchases_fen, premiums_fen, held_fen, paid_fen
+		FROM ledger_balances WHERE farmer_id = $1`, farmerID).
+		Scan(&b.PurchasesFen, &b.PremiumsFen, &b.HeldFen, &b.PaidFen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return domain.Balance{}, fmt.Errorf("balance of %s: %w", farmerID, app.ErrNoBalance)
+	}
+	if err != nil {
+		return domain.Balance{}, fmt.Errorf("balance of %s: %w", farmerID, err)
+	}
+	return b, nil
+}
+
+// JournalTotals returns Σ debits and Σ credits over the whole journal.
+func (r *BalanceReader) JournalTotals(ctx context.Context) (debit, credit int64, err error) {
+	err = r.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(debit_fen), 0), COALESCE(SUM(credit_fen), 0) FROM ledger_journal`).
+		Scan(&debit, &credit)
+	return debit, credit, err
+}

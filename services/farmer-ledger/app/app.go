@@ -1,0 +1,206 @@
+// Package app holds the farmer ledger's command and query handlers: it
+// loads aggregates, asks the domain to decide, and appends the outcome.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
+	procurementevents "github.com/furrow/furrow/proto/furrow/procurement/events/v1"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/failure"
+	"github.com/furrow/furrow/pkg/ident"
+
+	"github.com/furrow/furrow/services/farmer-ledger/domain"
+)
+
+// Farmers loads and appends farmer aggregates.
+type Farmers interface {
+	Load(ctx context.Context, farmerID string) (*domain.Farmer, *eventstore.Requests, error)
+	Append(ctx context.Context, f *domain.Farmer, key, fingerprint string, md eventstore.Metadata, changes ...domain.Change) (eventstore.AppendResult, error)
+}
+
+// Balances reads the balances read model.
+type Balances interface {
+	Balance(ctx context.Context, farmerID string) (domain.Balance, error)
+}
+
+// Positions waits until the balances reflect a position.
+type Positions interface {
+	WaitFor(ctx context.Context, pos eventstore.Position) (eventstore.Position, error)
+}
+
+// ErrNoBalance means the balances read model has no row for a farmer (yet).
+var ErrNoBalance = errors.New("no balance row")
+
+// maxConflictRetries bounds how often a reaction reloads and retries after
+// losing an optimistic-concurrency race.
+const maxConflictRetries = 8
+
+// Ledger is the farmer ledger's application service.
+type Ledger struct {
+	farmers   Farmers
+	balances  Balances
+	positions Positions
+	log       *slog.Logger
+}
+
+// New returns the application service.
+func New(farmers Farmers, balances Balances, positions Positions, log *slog.Logger) *Ledger {
+	return &Ledger{farmers: farmers, balances: balances, positions: positions, log: log}
+}
+
+// RegisterFarmer is the command to open a farmer's account.
+type RegisterFarmer struct {
+	RequestID   string
+	Fingerprint string
+	Farmer      *ledgerevents.FarmerRegistered
+	Meta        eventstore.Metadata
+}
+
+// RegisterFarmer opens a farmer's account, once per request id.
+func (l *Ledger) RegisterFarmer(ctx context.Context, cmd RegisterFarmer) (eventstore.AppendResult, error) {
+	if err := ident.CheckRequestID(cmd.RequestID); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if err := ident.Check("farmer_id", cmd.Farmer.GetFarmerId()); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	key := "ledger.RegisterFarmer:" + cmd.RequestID
+	f, seen, err := l.farmers.Load(ctx, cmd.Farmer.GetFarmerId())
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if res, ok, err := seen.Check(key, cmd.Fingerprint); ok || err != nil {
+		return res, err
+	}
+	ev, err := f.Register(cmd.Farmer)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	res, err := l.farmers.Append(ctx, f, key, cmd.Fingerprint, cmd.Meta, domain.Change{Kind: domain.KindRegistered, Event: ev})
+	if errors.Is(err, eventstore.ErrConflict) {
+		// Someone registered the farmer between our load and append.
+		return eventstore.AppendResult{}, failure.AlreadyExists("farmer_id", "farmer %s is already registered", f.ID())
+	}
+	return res, err
+}
+
+// UpdatePayoutAccount is the command to change where a farmer is paid.
+type UpdatePayoutAccount struct {
+	RequestID       string
+	Fingerprint     string
+	FarmerID        string
+	PayoutAccount   string
+	ExpectedVersion *uint64
+	Meta            eventstore.Metadata
+}
+
+// UpdatePayoutAccount changes a farmer's payout account. With an expected
+// version, a farmer changed since is a conflict (the caller re-reads).
+func (l *Ledger) UpdatePayoutAccount(ctx context.Context, cmd UpdatePayoutAccount) (eventstore.AppendResult, error) {
+	if err := ident.CheckRequestID(cmd.RequestID); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if err := ident.Check("farmer_id", cmd.FarmerID); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	key := "ledger.UpdatePayoutAccount:" + cmd.RequestID
+	f, seen, err := l.farmers.Load(ctx, cmd.FarmerID)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if res, ok, err := seen.Check(key, cmd.Fingerprint); ok || err != nil {
+		return res, err
+	}
+	if cmd.ExpectedVersion != nil && *cmd.ExpectedVersion != f.Version() {
+		return eventstore.AppendResult{}, failure.Conflict(fmt.Errorf("farmer %s is at version %d, not %d: %w",
+			f.ID(), f.Version(), *cmd.ExpectedVersion, eventstore.ErrConflict))
+	}
+	ev, err := f.UpdatePayoutAccount(cmd.PayoutAccount)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	return l.farmers.Append(ctx, f, key, cmd.Fingerprint, cmd.Meta, domain.Change{Kind: domain.KindPayoutAccountUpdated, Event: ev})
+}
+
+// Farmer returns a registered farmer.
+func (l *Ledger) Farmer(ctx context.Context, farmerID string) (*domain.Farmer, error) {
+	if err := ident.Check("farmer_id", farmerID); err != nil {
+		return nil, err
+	}
+	f, _, err := l.farmers.Load(ctx, farmerID)
+	if err != nil {
+		return nil, err
+	}
+	if !f.Registered() {
+		return nil, failure.NotFound("farmer_id", "farmer %s is not registered", farmerID)
+	}
+	return f, nil
+}
+
+// Balance returns a farmer's balance once the read model reflects minPos
+// (when given), and the ledger position it reflects.
+func (l *Ledger) Balance(ctx context.Context, farmerID string, minPos *eventstore.Position) (domain.Balance, eventstore.Position, error) {
+	if err := ident.Check("farmer_id", farmerID); err != nil {
+		return domain.Balance{}, eventstore.Position{}, err
+	}
+	asOf, err := l.positions.WaitFor(ctx, derefPos(minPos))
+	if err != nil {
+		return domain.Balance{}, eventstore.Position{}, err
+	}
+	b, err := l.balances.Balance(ctx, farmerID)
+	if errors.Is(err, ErrNoBalance) {
+		// The read model may lag a fresh registration: ask the stream.
+		if _, ferr := l.Farmer(ctx, farmerID); ferr != nil {
+			return domain.Balance{}, eventstore.Position{}, ferr
+		}
+		return domain.Balance{FarmerID: farmerID}, asOf, nil
+	}
+	return b, asOf, err
+}
+
+func derefPos(p *eventstore.Position) eventstore.Position {
+	if p == nil {
+		return eventstore.Position{}
+	}
+	return *p
+}
+
+// PostEntryOnDeliveryRecorded makes a recorded delivery payable to its
+// farmer: one balanced journal entry per DeliveryRecorded event, however
+// often the event is delivered.
+func (l *Ledger) PostEntryOnDeliveryRecorded(ctx context.Context, src eventstore.Recorded, d *procurementevents.DeliveryRecorded) error {
+	ref := &ledgerevents.SourceRef{Stream: src.Stream, Sequence: src.Sequence, EventId: src.ID, EventType: src.Type}
+	desc := fmt.Sprintf("delivery %s: %d g %s at %d fen/kg", d.GetDeliveryId(), d.GetNetGrams(), d.GetProduct(), d.GetPriceFenPerKg())
+	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: "farmer-ledger/post-entry-on-delivery-recorded"}
+	return l.post(ctx, d.GetFarmerId(), src.ID, md, func(f *domain.Farmer) (*ledgerevents.EntryPosted, bool, error) {
+		return f.PostPayable(ref, d.GetAmountFen(), desc)
+	})
+}
+
+// post appends the entry decide returns, reloading and retrying when a
+// concurrent change to the farmer wins the race.
+func (l *Ledger) post(ctx context.Context, farmerID, sourceEventID string, md eventstore.Metadata,
+	decide func(*domain.Farmer) (*ledgerevents.EntryPosted, bool, error)) error {
+	key := "ledger.post:" + sourceEventID
+	for attempt := 0; ; attempt++ {
+		f, _, err := l.farmers.Load(ctx, farmerID)
+		if err != nil {
+			return err
+		}
+		entry, already, err := decide(f)
+		if err != nil || already {
+			return err
+		}
+		_, err = l.farmers.Append(ctx, f, key, sourceEventID, md, domain.Change{Kind: domain.KindEntryPosted, Event: entry})
+		if !errors.Is(err, eventstore.ErrConflict) || attempt >= maxConflictRetries {
+			return err
+		}
+		l.log.DebugContext(ctx, "entry append lost a race; retrying", "farmer_id", farmerID, "attempt", attempt)
+	}
+}

@@ -1,0 +1,84 @@
+// Package service wires the farmer ledger together: event stream, read
+// models, event handlers and the gRPC API.
+package service
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+
+	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
+
+	"github.com/furrow/furrow/pkg/consistency"
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/projection"
+	"github.com/furrow/furrow/pkg/wmjs"
+
+	"github.com/furrow/furrow/services/farmer-ledger/adapters"
+	"github.com/furrow/furrow/services/farmer-ledger/app"
+	"github.com/furrow/furrow/services/farmer-ledger/domain"
+	"github.com/furrow/furrow/services/farmer-ledger/ports"
+)
+
+// Name is the service's name in logs, traces and the admin API.
+const Name = "farmer-ledger"
+
+// upstreamProcurement is the stream whose deliveries the ledger accounts for.
+const upstreamProcurement = "PROCUREMENT"
+
+// Stream returns the ledger's stream spec.
+func Stream(replicas int) eventstore.StreamSpec {
+	return eventstore.StreamSpec{Name: domain.Stream, Subjects: []string{domain.Subjects}, Replicas: replicas}
+}
+
+// Deps are what the ledger needs from its host process.
+type Deps struct {
+	JS     jetstream.JetStream
+	DB     *projection.DB
+	Router *message.Router
+	Log    *slog.Logger
+}
+
+// Service is a wired farmer ledger.
+type Service struct {
+	grpc     *ports.GRPCServer
+	balances *projection.Runner
+}
+
+// New wires the ledger: it adds its handlers to deps.Router and prepares
+// its projections. The streams must exist.
+func New(deps Deps) (*Service, error) {
+	log := deps.Log.With("service", Name)
+	balances, err := projection.NewRunner(deps.DB, deps.JS, adapters.BalancesProjection{}, projection.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	store := eventstore.New(deps.JS)
+	waiter := consistency.NewWaiter(deps.JS, balances, map[string]string{
+		upstreamProcurement: ports.DurablePostEntryOnDeliveryRecorded,
+	})
+	ledger := app.New(adapters.NewFarmerRepository(store), adapters.NewBalanceReader(deps.DB), waiter, log)
+
+	sub, err := wmjs.NewSubscriber(deps.JS, wmjs.Config{
+		Stream:         upstreamProcurement,
+		Durable:        ports.DurablePostEntryOnDeliveryRecorded,
+		FilterSubjects: []string{"procurement.delivery.*.recorded"},
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	deps.Router.AddConsumerHandler(ports.DurablePostEntryOnDeliveryRecorded, upstreamProcurement, sub,
+		ports.PostEntryOnDeliveryRecorded(ledger))
+
+	return &Service{grpc: ports.NewGRPCServer(ledger), balances: balances}, nil
+}
+
+// Register adds the ledger's gRPC API to srv.
+func (s *Service) Register(srv *grpc.Server) { ledgerv1.RegisterLedgerServiceServer(srv, s.grpc) }
+
+// Projections returns the ledger's projection runners.
+func (s *Service) Projections() []*projection.Runner { return []*projection.Runner{s.balances} }

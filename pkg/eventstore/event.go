@@ -1,7 +1,7 @@
 // Package eventstore appends events to JetStream and reads them back.
 //
 // JetStream is Furrow's source of truth: one stream per service, one subject
-// per aggregate and event kind (for example ledger.farmer.F1.registered).
+// per aggregate and event kind (for example ledger.farmer.F1.farmer_registered).
 // Appends carry an optimistic-concurrency expectation over the aggregate's
 // subjects and an idempotency key, so a command retried after a lost
 // acknowledgement never writes a second event. The envelope (event type,

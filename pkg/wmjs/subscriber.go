@@ -86,7 +86,7 @@ type Config struct {
 	// Every replica of a handler uses the same name and so shares progress.
 	Durable string
 	// FilterSubjects restricts the consumer to these subjects, e.g.
-	// {"procurement.delivery.*.recorded"}; empty means the whole stream.
+	// {"procurement.*.*.delivery_recorded"}; empty means the whole stream.
 	FilterSubjects []string
 	// AckWait is how long the server waits for an ack before redelivering.
 	// While a handler runs the Subscriber tells the server it is still in

@@ -25,7 +25,7 @@ func BrandAggregate(brandID string) string { return "brand.brand." + brandID + "
 
 // Event kinds (the last subject token).
 const (
-	KindBrandRegistered = "registered"
+	KindBrandRegistered = "brand_registered"
 )
 
 // Brand kinds, numbered as furrow.brand.v1.BrandKind.

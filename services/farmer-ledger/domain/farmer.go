@@ -28,7 +28,7 @@ func FarmerAggregate(farmerID string) string { return "ledger.farmer." + farmerI
 
 // Event kinds (the last subject token).
 const (
-	KindRegistered           = "registered"
+	KindRegistered           = "farmer_registered"
 	KindPayoutAccountUpdated = "payout_account_updated"
 	KindEntryPosted          = "entry_posted"
 )

@@ -65,7 +65,7 @@ func New(deps Deps) (*Service, error) {
 	sub, err := wmjs.NewSubscriber(deps.JS, wmjs.Config{
 		Stream:         upstreamProcurement,
 		Durable:        ports.DurablePostEntryOnDeliveryRecorded,
-		FilterSubjects: []string{"procurement.delivery.*.recorded"},
+		FilterSubjects: []string{"procurement.*.*.delivery_recorded"},
 		Logger:         log,
 	})
 	if err != nil {

@@ -63,7 +63,7 @@ func NewLedgerFarmers(store *eventstore.Store) *LedgerFarmers { return &LedgerFa
 
 // Known reports whether farmerID has been registered.
 func (l *LedgerFarmers) Known(ctx context.Context, farmerID string) (bool, error) {
-	v, err := l.store.Version(ctx, "LEDGER", "ledger.farmer."+farmerID+".registered")
+	v, err := l.store.Version(ctx, "LEDGER", "ledger.farmer."+farmerID+".farmer_registered")
 	if err != nil {
 		return false, fmt.Errorf("is farmer %s registered: %w", farmerID, err)
 	}

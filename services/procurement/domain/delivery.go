@@ -34,7 +34,7 @@ func DeliveryAggregate(deliveryID string) string { return "procurement.delivery.
 
 // Event kinds (the last subject token).
 const (
-	KindDeliveryRecorded = "recorded"
+	KindDeliveryRecorded = "delivery_recorded"
 )
 
 // DeliveryIDFor derives a delivery's id from the client request that

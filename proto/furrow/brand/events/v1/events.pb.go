@@ -9,6 +9,7 @@ package brandevents
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -22,7 +23,7 @@ const (
 )
 
 // BrandRegistered: a brand was registered.
-// Subject: brand.brand.<brand_id>.registered
+// Subject: brand.brand.<brand_id>.brand_registered
 type BrandRegistered struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	BrandId string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
@@ -100,17 +101,286 @@ func (x *BrandRegistered) GetProductCategory() string {
 	return ""
 }
 
+// PremiumEarned: a reported sale of branded produce earned its farmer a
+// premium at the rule in force when it was sold.
+// Subject: brand.<aggregate>.<id>.premium_earned
+type PremiumEarned struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique per sale line (report id and line), stable across restatements.
+	SaleId      string `protobuf:"bytes,1,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
+	BrandId     string `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	FarmerId    string `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	Channel     string `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	Grams       int64  `protobuf:"varint,5,opt,name=grams,proto3" json:"grams,omitempty"`
+	RuleId      string `protobuf:"bytes,6,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleVersion int32  `protobuf:"varint,7,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	FenPerKg    int64  `protobuf:"varint,8,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	// grams × fen_per_kg / 1000, rounded half-to-even.
+	PremiumFen    int64                  `protobuf:"varint,9,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	SoldAt        *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PremiumEarned) Reset() {
+	*x = PremiumEarned{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PremiumEarned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PremiumEarned) ProtoMessage() {}
+
+func (x *PremiumEarned) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PremiumEarned.ProtoReflect.Descriptor instead.
+func (*PremiumEarned) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PremiumEarned) GetSaleId() string {
+	if x != nil {
+		return x.SaleId
+	}
+	return ""
+}
+
+func (x *PremiumEarned) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *PremiumEarned) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PremiumEarned) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PremiumEarned) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+func (x *PremiumEarned) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *PremiumEarned) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *PremiumEarned) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *PremiumEarned) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *PremiumEarned) GetSoldAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SoldAt
+	}
+	return nil
+}
+
+// PremiumAdjusted: an earned premium was re-rated (a rule was revised, or a
+// report restated). delta_fen is the exact change, positive or negative.
+// Subject: brand.<aggregate>.<id>.premium_adjusted
+type PremiumAdjusted struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	SaleId   string                 `protobuf:"bytes,1,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
+	BrandId  string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	FarmerId string                 `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	Channel  string                 `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	DeltaFen int64                  `protobuf:"varint,5,opt,name=delta_fen,json=deltaFen,proto3" json:"delta_fen,omitempty"`
+	// The premium for the sale after the adjustment.
+	PremiumFen    int64  `protobuf:"varint,6,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	RuleId        string `protobuf:"bytes,7,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleVersion   int32  `protobuf:"varint,8,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	FenPerKg      int64  `protobuf:"varint,9,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PremiumAdjusted) Reset() {
+	*x = PremiumAdjusted{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PremiumAdjusted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PremiumAdjusted) ProtoMessage() {}
+
+func (x *PremiumAdjusted) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PremiumAdjusted.ProtoReflect.Descriptor instead.
+func (*PremiumAdjusted) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PremiumAdjusted) GetSaleId() string {
+	if x != nil {
+		return x.SaleId
+	}
+	return ""
+}
+
+func (x *PremiumAdjusted) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *PremiumAdjusted) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PremiumAdjusted) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PremiumAdjusted) GetDeltaFen() int64 {
+	if x != nil {
+		return x.DeltaFen
+	}
+	return 0
+}
+
+func (x *PremiumAdjusted) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *PremiumAdjusted) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *PremiumAdjusted) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *PremiumAdjusted) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *PremiumAdjusted) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_furrow_brand_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"#furrow/brand/events/v1/events.proto\x12\x16furrow.brand.events.v1\"\x97\x01\n" +
+	"#furrow/brand/events/v1/events.proto\x12\x16furrow.brand.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n" +
 	"\x0fBrandRegistered\x12\x19\n" +
 	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\x05R\x04kind\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
 	"\x06county\x18\x04 \x01(\tR\x06county\x12)\n" +
-	"\x10product_category\x18\x05 \x01(\tR\x0fproductCategoryBCZAgithub.com/furrow/furrow/proto/furrow/brand/events/v1;brandeventsb\x06proto3"
+	"\x10product_category\x18\x05 \x01(\tR\x0fproductCategory\"\xc0\x02\n" +
+	"\rPremiumEarned\x12\x17\n" +
+	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12\x18\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12\x14\n" +
+	"\x05grams\x18\x05 \x01(\x03R\x05grams\x12\x17\n" +
+	"\arule_id\x18\x06 \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\a \x01(\x05R\vruleVersion\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\b \x01(\x03R\bfenPerKg\x12\x1f\n" +
+	"\vpremium_fen\x18\t \x01(\x03R\n" +
+	"premiumFen\x123\n" +
+	"\asold_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x06soldAt\"\xac\x02\n" +
+	"\x0fPremiumAdjusted\x12\x17\n" +
+	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12\x18\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12\x1b\n" +
+	"\tdelta_fen\x18\x05 \x01(\x03R\bdeltaFen\x12\x1f\n" +
+	"\vpremium_fen\x18\x06 \x01(\x03R\n" +
+	"premiumFen\x12\x17\n" +
+	"\arule_id\x18\a \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\b \x01(\x05R\vruleVersion\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\t \x01(\x03R\bfenPerKg\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reasonBCZAgithub.com/furrow/furrow/proto/furrow/brand/events/v1;brandeventsb\x06proto3"
 
 var (
 	file_furrow_brand_events_v1_events_proto_rawDescOnce sync.Once
@@ -124,16 +394,20 @@ func file_furrow_brand_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_brand_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_brand_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_furrow_brand_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_furrow_brand_events_v1_events_proto_goTypes = []any{
-	(*BrandRegistered)(nil), // 0: furrow.brand.events.v1.BrandRegistered
+	(*BrandRegistered)(nil),       // 0: furrow.brand.events.v1.BrandRegistered
+	(*PremiumEarned)(nil),         // 1: furrow.brand.events.v1.PremiumEarned
+	(*PremiumAdjusted)(nil),       // 2: furrow.brand.events.v1.PremiumAdjusted
+	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 }
 var file_furrow_brand_events_v1_events_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	3, // 0: furrow.brand.events.v1.PremiumEarned.sold_at:type_name -> google.protobuf.Timestamp
+	1, // [1:1] is the sub-list for method output_type
+	1, // [1:1] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_furrow_brand_events_v1_events_proto_init() }
@@ -147,7 +421,7 @@ func file_furrow_brand_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_brand_events_v1_events_proto_rawDesc), len(file_furrow_brand_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

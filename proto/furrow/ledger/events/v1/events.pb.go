@@ -22,7 +22,7 @@ const (
 )
 
 // FarmerRegistered: a farmer's account was opened.
-// Subject: ledger.farmer.<farmer_id>.registered
+// Subject: ledger.farmer.<farmer_id>.farmer_registered
 type FarmerRegistered struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FarmerId      string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`

@@ -23,7 +23,7 @@ const (
 )
 
 // DeliveryRecorded: produce was weighed in and is payable to the farmer.
-// Subject: procurement.delivery.<delivery_id>.recorded
+// Subject: procurement.delivery.<delivery_id>.delivery_recorded
 type DeliveryRecorded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DeliveryId    string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
@@ -125,6 +125,124 @@ func (x *DeliveryRecorded) GetWeighedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// DeliveryCorrected: a recorded delivery's weight, grade or price was wrong.
+// The correction reverses the previous payable and replaces it; the ledger
+// must end up with exactly amount_fen for the delivery. Corrections of one
+// delivery are numbered 1, 2, … in order.
+// Subject: procurement.<aggregate>.<id>.delivery_corrected
+type DeliveryCorrected struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	DeliveryId string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	FarmerId   string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// 1 for the first correction of the delivery, then 2, …
+	CorrectionNumber int32 `protobuf:"varint,3,opt,name=correction_number,json=correctionNumber,proto3" json:"correction_number,omitempty"`
+	// The payable being reversed: the amount of the recording or of the
+	// previous correction.
+	ReversedAmountFen int64 `protobuf:"varint,4,opt,name=reversed_amount_fen,json=reversedAmountFen,proto3" json:"reversed_amount_fen,omitempty"`
+	// The replacement.
+	NetGrams      int64  `protobuf:"varint,5,opt,name=net_grams,json=netGrams,proto3" json:"net_grams,omitempty"`
+	Grade         string `protobuf:"bytes,6,opt,name=grade,proto3" json:"grade,omitempty"`
+	PriceFenPerKg int64  `protobuf:"varint,7,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3" json:"price_fen_per_kg,omitempty"`
+	// The replacement payable (zero for a rejected grade).
+	AmountFen     int64  `protobuf:"varint,8,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	Reason        string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryCorrected) Reset() {
+	*x = DeliveryCorrected{}
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryCorrected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryCorrected) ProtoMessage() {}
+
+func (x *DeliveryCorrected) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryCorrected.ProtoReflect.Descriptor instead.
+func (*DeliveryCorrected) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_events_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DeliveryCorrected) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *DeliveryCorrected) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *DeliveryCorrected) GetCorrectionNumber() int32 {
+	if x != nil {
+		return x.CorrectionNumber
+	}
+	return 0
+}
+
+func (x *DeliveryCorrected) GetReversedAmountFen() int64 {
+	if x != nil {
+		return x.ReversedAmountFen
+	}
+	return 0
+}
+
+func (x *DeliveryCorrected) GetNetGrams() int64 {
+	if x != nil {
+		return x.NetGrams
+	}
+	return 0
+}
+
+func (x *DeliveryCorrected) GetGrade() string {
+	if x != nil {
+		return x.Grade
+	}
+	return ""
+}
+
+func (x *DeliveryCorrected) GetPriceFenPerKg() int64 {
+	if x != nil {
+		return x.PriceFenPerKg
+	}
+	return 0
+}
+
+func (x *DeliveryCorrected) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *DeliveryCorrected) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_furrow_procurement_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_furrow_procurement_events_v1_events_proto_rawDesc = "" +
@@ -141,7 +259,19 @@ const file_furrow_procurement_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"amount_fen\x18\a \x01(\x03R\tamountFen\x129\n" +
 	"\n" +
-	"weighed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tweighedAtBOZMgithub.com/furrow/furrow/proto/furrow/procurement/events/v1;procurementeventsb\x06proto3"
+	"weighed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tweighedAt\"\xc1\x02\n" +
+	"\x11DeliveryCorrected\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12+\n" +
+	"\x11correction_number\x18\x03 \x01(\x05R\x10correctionNumber\x12.\n" +
+	"\x13reversed_amount_fen\x18\x04 \x01(\x03R\x11reversedAmountFen\x12\x1b\n" +
+	"\tnet_grams\x18\x05 \x01(\x03R\bnetGrams\x12\x14\n" +
+	"\x05grade\x18\x06 \x01(\tR\x05grade\x12'\n" +
+	"\x10price_fen_per_kg\x18\a \x01(\x03R\rpriceFenPerKg\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\b \x01(\x03R\tamountFen\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reasonBOZMgithub.com/furrow/furrow/proto/furrow/procurement/events/v1;procurementeventsb\x06proto3"
 
 var (
 	file_furrow_procurement_events_v1_events_proto_rawDescOnce sync.Once
@@ -155,13 +285,14 @@ func file_furrow_procurement_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_procurement_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_procurement_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_furrow_procurement_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_furrow_procurement_events_v1_events_proto_goTypes = []any{
 	(*DeliveryRecorded)(nil),      // 0: furrow.procurement.events.v1.DeliveryRecorded
-	(*timestamppb.Timestamp)(nil), // 1: google.protobuf.Timestamp
+	(*DeliveryCorrected)(nil),     // 1: furrow.procurement.events.v1.DeliveryCorrected
+	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
 }
 var file_furrow_procurement_events_v1_events_proto_depIdxs = []int32{
-	1, // 0: furrow.procurement.events.v1.DeliveryRecorded.weighed_at:type_name -> google.protobuf.Timestamp
+	2, // 0: furrow.procurement.events.v1.DeliveryRecorded.weighed_at:type_name -> google.protobuf.Timestamp
 	1, // [1:1] is the sub-list for method output_type
 	1, // [1:1] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
@@ -180,7 +311,7 @@ func file_furrow_procurement_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_procurement_events_v1_events_proto_rawDesc), len(file_furrow_procurement_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	brandevents "github.com/furrow/furrow/proto/furrow/brand/events/v1"
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 	procurementevents "github.com/furrow/furrow/proto/furrow/procurement/events/v1"
 
@@ -175,25 +176,54 @@ func derefPos(p *eventstore.Position) eventstore.Position {
 // farmer: one balanced journal entry per DeliveryRecorded event, however
 // often the event is delivered.
 func (l *Ledger) PostEntryOnDeliveryRecorded(ctx context.Context, src eventstore.Recorded, d *procurementevents.DeliveryRecorded) error {
-	ref := &ledgerevents.SourceRef{Stream: src.Stream, Sequence: src.Sequence, EventId: src.ID, EventType: src.Type}
 	desc := fmt.Sprintf("delivery %s: %d g %s at %d fen/kg", d.GetDeliveryId(), d.GetNetGrams(), d.GetProduct(), d.GetPriceFenPerKg())
-	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: "farmer-ledger/post-entry-on-delivery-recorded"}
-	return l.post(ctx, d.GetFarmerId(), src.ID, md, func(f *domain.Farmer) (*ledgerevents.EntryPosted, bool, error) {
+	return l.post(ctx, src, d.GetFarmerId(), "post-entry-on-delivery-recorded", func(f *domain.Farmer, ref *ledgerevents.SourceRef) (*ledgerevents.EntryPosted, bool, error) {
 		return f.PostPayable(ref, d.GetAmountFen(), desc)
 	})
 }
 
-// post appends the entry decide returns, reloading and retrying when a
-// concurrent change to the farmer wins the race.
-func (l *Ledger) post(ctx context.Context, farmerID, sourceEventID string, md eventstore.Metadata,
-	decide func(*domain.Farmer) (*ledgerevents.EntryPosted, bool, error)) error {
+// PostEntryOnDeliveryCorrected reverses a delivery's previous payable and
+// posts its replacement, once per DeliveryCorrected event.
+func (l *Ledger) PostEntryOnDeliveryCorrected(ctx context.Context, src eventstore.Recorded, c *procurementevents.DeliveryCorrected) error {
+	desc := fmt.Sprintf("delivery %s correction %d: %d g grade %q at %d fen/kg (%s)",
+		c.GetDeliveryId(), c.GetCorrectionNumber(), c.GetNetGrams(), c.GetGrade(), c.GetPriceFenPerKg(), c.GetReason())
+	return l.post(ctx, src, c.GetFarmerId(), "post-entry-on-delivery-corrected", func(f *domain.Farmer, ref *ledgerevents.SourceRef) (*ledgerevents.EntryPosted, bool, error) {
+		return f.PostCorrection(ref, c.GetReversedAmountFen(), c.GetAmountFen(), desc)
+	})
+}
+
+// PostEntryOnPremiumEarned credits a farmer's premium for a branded sale,
+// once per PremiumEarned event.
+func (l *Ledger) PostEntryOnPremiumEarned(ctx context.Context, src eventstore.Recorded, p *brandevents.PremiumEarned) error {
+	desc := fmt.Sprintf("premium for sale %s: %d g %s at %s, %d fen/kg", p.GetSaleId(), p.GetGrams(), p.GetBrandId(), p.GetChannel(), p.GetFenPerKg())
+	return l.post(ctx, src, p.GetFarmerId(), "post-entry-on-premium-earned", func(f *domain.Farmer, ref *ledgerevents.SourceRef) (*ledgerevents.EntryPosted, bool, error) {
+		return f.PostPremium(ref, p.GetPremiumFen(), desc)
+	})
+}
+
+// PostEntryOnPremiumAdjusted moves a farmer's premium by an adjustment's
+// exact delta, once per PremiumAdjusted event.
+func (l *Ledger) PostEntryOnPremiumAdjusted(ctx context.Context, src eventstore.Recorded, p *brandevents.PremiumAdjusted) error {
+	desc := fmt.Sprintf("premium adjustment for sale %s: %+d fen (%s)", p.GetSaleId(), p.GetDeltaFen(), p.GetReason())
+	return l.post(ctx, src, p.GetFarmerId(), "post-entry-on-premium-adjusted", func(f *domain.Farmer, ref *ledgerevents.SourceRef) (*ledgerevents.EntryPosted, bool, error) {
+		return f.PostPremium(ref, p.GetDeltaFen(), desc)
+	})
+}
+
+// post appends the entry decide returns for the source event, reloading and
+// retrying when a concurrent change to the farmer wins the race.
+func (l *Ledger) post(ctx context.Context, src eventstore.Recorded, farmerID, reaction string,
+	decide func(*domain.Farmer, *ledgerevents.SourceRef) (*ledgerevents.EntryPosted, bool, error)) error {
+	sourceEventID := src.ID
+	ref := &ledgerevents.SourceRef{Stream: src.Stream, Sequence: src.Sequence, EventId: src.ID, EventType: src.Type}
+	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: "farmer-ledger/" + reaction}
 	key := "ledger.post:" + sourceEventID
 	for attempt := 0; ; attempt++ {
 		f, _, err := l.farmers.Load(ctx, farmerID)
 		if err != nil {
 			return err
 		}
-		entry, already, err := decide(f)
+		entry, already, err := decide(f, ref)
 		if err != nil || already {
 			return err
 		}

@@ -43,29 +43,10 @@ func CheckBalanced(lines []*ledgerevents.EntryLine) error {
 // the farmer: the platform's procurement expense against the farmer's
 // payable. already is true when the source event has an entry.
 func (f *Farmer) PostPayable(src *ledgerevents.SourceRef, amountFen int64, description string) (entry *ledgerevents.EntryPosted, already bool, err error) {
-	if !f.registered {
-		return nil, false, ErrUnknownFarmer
-	}
-	if f.HasPosted(src.GetEventId()) {
-		return nil, true, nil
-	}
-	if amountFen < 0 {
-		return nil, false, fmt.Errorf("payable of %d fen for %s: %w", amountFen, src.GetEventId(), failure.Invalid("amount_fen", "is negative"))
-	}
-	e := &ledgerevents.EntryPosted{
-		EntryId:     "E-" + src.GetEventId(),
-		FarmerId:    f.id,
-		Source:      src,
-		Description: description,
-		Lines: []*ledgerevents.EntryLine{
-			{Account: AccountProcurementExpense, DebitFen: amountFen},
-			{Account: FarmerAccount(f.id, "payable"), CreditFen: amountFen},
-		},
-	}
-	if err := CheckBalanced(e.Lines); err != nil {
-		return nil, false, err
-	}
-	return e, false, nil
+	return f.post(src, description,
+		&ledgerevents.EntryLine{Account: AccountProcurementExpense, DebitFen: amountFen},
+		&ledgerevents.EntryLine{Account: FarmerAccount(f.id, "payable"), CreditFen: amountFen},
+	)
 }
 
 // Balance is a farmer's balance in fen, as the journal accrues it.
@@ -79,3 +60,50 @@ type Balance struct {
 
 // AvailableFen is what can still be paid out.
 func (b Balance) AvailableFen() int64 { return b.PurchasesFen + b.PremiumsFen - b.HeldFen - b.PaidFen }
+
+// PostCorrection returns the entry for a corrected delivery: it reverses the
+// payable being replaced and posts the replacement, so the farmer's payable
+// for the delivery ends at exactly the corrected amount. already is true
+// when the source event has an entry.
+func (f *Farmer) PostCorrection(src *ledgerevents.SourceRef, reversedFen, replacementFen int64, description string) (entry *ledgerevents.EntryPosted, already bool, err error) {
+	payable := FarmerAccount(f.id, "payable")
+	return f.post(src, description,
+		&ledgerevents.EntryLine{Account: payable, DebitFen: reversedFen},
+		&ledgerevents.EntryLine{Account: AccountProcurementExpense, CreditFen: reversedFen},
+		&ledgerevents.EntryLine{Account: AccountProcurementExpense, DebitFen: replacementFen},
+		&ledgerevents.EntryLine{Account: payable, CreditFen: replacementFen},
+	)
+}
+
+// PostPremium returns the entry for a premium earned (deltaFen > 0) or
+// adjusted by deltaFen (either sign): the platform's premium expense against
+// the farmer's premium account.
+func (f *Farmer) PostPremium(src *ledgerevents.SourceRef, deltaFen int64, description string) (entry *ledgerevents.EntryPosted, already bool, err error) {
+	premium := FarmerAccount(f.id, "premium")
+	if deltaFen >= 0 {
+		return f.post(src, description,
+			&ledgerevents.EntryLine{Account: AccountPremiumExpense, DebitFen: deltaFen},
+			&ledgerevents.EntryLine{Account: premium, CreditFen: deltaFen},
+		)
+	}
+	return f.post(src, description,
+		&ledgerevents.EntryLine{Account: premium, DebitFen: -deltaFen},
+		&ledgerevents.EntryLine{Account: AccountPremiumExpense, CreditFen: -deltaFen},
+	)
+}
+
+// post builds a balanced entry for src, once per source event.
+func (f *Farmer) post(src *ledgerevents.SourceRef, description string, lines ...*ledgerevents.EntryLine) (*ledgerevents.EntryPosted, bool, error) {
+	if !f.registered {
+		return nil, false, ErrUnknownFarmer
+	}
+	if f.HasPosted(src.GetEventId()) {
+		return nil, true, nil
+	}
+	if err := CheckBalanced(lines); err != nil {
+		return nil, false, fmt.Errorf("entry for %s: %w", src.GetEventId(), err)
+	}
+	return &ledgerevents.EntryPosted{
+		EntryId: "E-" + src.GetEventId(), FarmerId: f.id, Source: src, Description: description, Lines: lines,
+	}, false, nil
+}

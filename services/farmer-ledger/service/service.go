@@ -26,8 +26,11 @@ import (
 // Name is the service's name in logs, traces and the admin API.
 const Name = "farmer-ledger"
 
-// upstreamProcurement is the stream whose deliveries the ledger accounts for.
-const upstreamProcurement = "PROCUREMENT"
+// Upstream streams whose events the ledger accounts for.
+const (
+	upstreamProcurement = "PROCUREMENT"
+	upstreamBrand       = "BRAND"
+)
 
 // Stream returns the ledger's stream spec.
 func Stream(replicas int) eventstore.StreamSpec {
@@ -58,21 +61,27 @@ func New(deps Deps) (*Service, error) {
 	}
 	store := eventstore.New(deps.JS)
 	waiter := consistency.NewWaiter(deps.JS, balances, map[string]string{
-		upstreamProcurement: ports.DurablePostEntryOnDeliveryRecorded,
+		upstreamProcurement: ports.DurableProcurementEntries,
+		upstreamBrand:       ports.DurableBrandEntries,
 	})
 	ledger := app.New(adapters.NewFarmerRepository(store), adapters.NewBalanceReader(deps.DB), waiter, log)
 
-	sub, err := wmjs.NewSubscriber(deps.JS, wmjs.Config{
-		Stream:         upstreamProcurement,
-		Durable:        ports.DurablePostEntryOnDeliveryRecorded,
-		FilterSubjects: []string{"procurement.*.*.delivery_recorded"},
-		Logger:         log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", Name, err)
+	for _, h := range []struct {
+		stream, durable string
+		subjects        []string
+		handler         message.NoPublishHandlerFunc
+	}{
+		{upstreamProcurement, ports.DurableProcurementEntries, ports.ProcurementEntrySubjects, ports.PostProcurementEntries(ledger)},
+		{upstreamBrand, ports.DurableBrandEntries, ports.BrandEntrySubjects, ports.PostBrandEntries(ledger)},
+	} {
+		sub, err := wmjs.NewSubscriber(deps.JS, wmjs.Config{
+			Stream: h.stream, Durable: h.durable, FilterSubjects: h.subjects, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", Name, err)
+		}
+		deps.Router.AddConsumerHandler(h.durable, h.stream, sub, h.handler)
 	}
-	deps.Router.AddConsumerHandler(ports.DurablePostEntryOnDeliveryRecorded, upstreamProcurement, sub,
-		ports.PostEntryOnDeliveryRecorded(ledger))
 
 	return &Service{grpc: ports.NewGRPCServer(ledger), balances: balances}, nil
 }

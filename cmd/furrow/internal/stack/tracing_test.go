@@ -1,0 +1,83 @@
+package stack_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
+	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+)
+
+// TestTraceFlowsFromGRPCThroughEventsIntoHandlers checks that one trace
+// covers the RecordDelivery call, the DeliveryRecorded event's traceparent,
+// the ledger handler that consumes it and the entry it appends. It sets the
+// global TracerProvider, so it does not run in parallel, and runs before the
+// parallel tests start their stacks.
+func TestTraceFlowsFromGRPCThroughEventsIntoHandlers(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+
+	c := startStack(t, t.TempDir())
+	ctx := testCtx(t)
+	register(t, c, "F1")
+	res, err := c.procurement.RecordDelivery(ctx, &procurementv1.RecordDeliveryRequest{
+		RequestId: "traced", FarmerId: "F1", Product: "chestnut", NetGrams: 1000, PriceFenPerKg: 1200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ledger.GetFarmerBalance(ctx, &ledgerv1.GetFarmerBalanceRequest{FarmerId: "F1", MinPosition: res.GetPosition()}); err != nil {
+		t.Fatal(err)
+	}
+
+	var rpcTrace string
+	for _, s := range rec.Ended() {
+		if s.Name() == "furrow.procurement.v1.ProcurementService/RecordDelivery" {
+			rpcTrace = s.SpanContext().TraceID().String()
+		}
+	}
+	if rpcTrace == "" {
+		t.Fatal("no server span for RecordDelivery")
+	}
+	store := eventstore.New(c.st.JetStream())
+	delivered, err := store.Load(ctx, "PROCUREMENT", "procurement.>", 0)
+	if err != nil || len(delivered) != 1 {
+		t.Fatalf("load: %d events, %v", len(delivered), err)
+	}
+	if tp := delivered[0].Header.Get("traceparent"); !strings.Contains(tp, rpcTrace) {
+		t.Fatalf("DeliveryRecorded traceparent %q is not in trace %s", tp, rpcTrace)
+	}
+	// The handler span ends just after the ack; give it a moment.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		found := false
+		for _, s := range rec.Ended() {
+			if s.Name() == "ledger-post-entries-procurement" && s.SpanContext().TraceID().String() == rpcTrace {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no ledger handler span in the RecordDelivery trace")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	entries, err := store.Load(ctx, "LEDGER", "ledger.farmer.F1.entry_posted", 0)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("load entries: %d, %v", len(entries), err)
+	}
+	if tp := entries[0].Header.Get("traceparent"); !strings.Contains(tp, rpcTrace) {
+		t.Fatalf("EntryPosted traceparent %q is not in trace %s", tp, rpcTrace)
+	}
+	if entries[0].Metadata.CausationID != delivered[0].ID || entries[0].Metadata.CorrelationID != "traced" {
+		t.Fatalf("entry metadata = %+v, want causation %s and correlation traced", entries[0].Metadata, delivered[0].ID)
+	}
+}

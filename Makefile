@@ -30,7 +30,7 @@ build: ## build the furrow binary into ./bin
 	go build -o $(BIN)/furrow ./cmd/furrow
 
 test: proto-check vet ## run every module's tests (component, system) and contract checks
-	go test $(GO_TEST_FLAGS) $(PKGS)
+	GO_TEST_FLAGS="$(GO_TEST_FLAGS)" scripts/gotest.sh
 
 test-short: ## unit tests only
 	go test -short $(PKGS)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -88,10 +89,14 @@ type AppendResult struct {
 // Position is the position of the last event written.
 func (r AppendResult) Position() Position { return Position{Stream: r.Stream, Sequence: r.Last} }
 
-// Store appends to and reads from JetStream streams.
+// Store appends to and reads from JetStream streams. It is safe for
+// concurrent use.
 type Store struct {
 	js  jetstream.JetStream
 	now func() time.Time
+	// streams caches stream handles by name: looking one up costs a
+	// STREAM.INFO round trip, and the handle itself stays valid.
+	streams sync.Map
 }
 
 // New returns a Store over js.
@@ -259,7 +264,7 @@ func (s *Store) findByKey(ctx context.Context, req AppendRequest) (AppendResult,
 
 // checkDuplicate verifies that a duplicate ack belongs to the same command.
 func (s *Store) checkDuplicate(ctx context.Context, req AppendRequest, res AppendResult) (AppendResult, error) {
-	stream, err := s.js.Stream(ctx, req.Stream)
+	stream, err := s.stream(ctx, req.Stream)
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("check duplicate in %s: %w", req.Stream, err)
 	}
@@ -274,10 +279,23 @@ func (s *Store) checkDuplicate(ctx context.Context, req AppendRequest, res Appen
 	return res, nil
 }
 
+// stream returns the handle of the named stream.
+func (s *Store) stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if st, ok := s.streams.Load(name); ok {
+		return st.(jetstream.Stream), nil
+	}
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	s.streams.Store(name, st)
+	return st, nil
+}
+
 // Version returns the sequence of the last event on the subjects matching
 // filter, or 0 when there is none.
 func (s *Store) Version(ctx context.Context, stream, filter string) (uint64, error) {
-	st, err := s.js.Stream(ctx, stream)
+	st, err := s.stream(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("version of %s: %w", filter, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,6 +18,8 @@ type StreamSpec struct {
 	Subjects []string
 	// Replicas is 1 for a single server and 3 for a production cluster.
 	Replicas int
+	// Description is shown by `nats stream ls`; a default names the stream.
+	Description string
 	// DuplicateWindow is how long the server de-duplicates Nats-Msg-Id;
 	// zero keeps the server default (2 minutes).
 	DuplicateWindow time.Duration
@@ -30,8 +33,13 @@ func (s StreamSpec) Config() jetstream.StreamConfig {
 	if replicas == 0 {
 		replicas = 1
 	}
+	desc := s.Description
+	if desc == "" {
+		desc = "Furrow events, source of truth: " + strings.Join(s.Subjects, ", ")
+	}
 	return jetstream.StreamConfig{
 		Name:               s.Name,
+		Description:        desc,
 		Subjects:           s.Subjects,
 		Storage:            jetstream.FileStorage,
 		Retention:          jetstream.LimitsPolicy,

@@ -2,7 +2,9 @@
 # Fails when buf lint fails or when the committed generated Go code differs
 # from what the pinned generators make of proto/.
 set -euo pipefail
-cd "$(dirname "$0")/../proto"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+export PATH="$root/bin:$PATH"
+cd "$root/proto"
 buf lint
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -67,7 +67,11 @@ func printRatios() {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\nFurrow benchmark summary (same run, same machine; compare ratios, not times)\n")
 	for _, n := range names {
-		fmt.Fprintf(&sb, "  %-34s %10.0f ops/s\n", n, get(n))
+		unit := "ops/s"
+		if strings.HasPrefix(n, "cardinality/") {
+			unit = ""
+		}
+		fmt.Fprintf(&sb, "  %-44s %10.1f %s\n", n, get(n), unit)
 	}
 	for _, mode := range []string{"serial", "parallel"} {
 		raw, e2e := get("raw-publish/"+mode), get("record-delivery/"+mode)

@@ -224,12 +224,20 @@ func (s *Store) resolve(ctx context.Context, req AppendRequest, pubErr error) (A
 		return AppendResult{}, fmt.Errorf("append to %s: %w", req.Aggregate, pubErr)
 	}
 	if req.IdempotencyKey != "" {
-		prior, found, err := s.findByKey(ctx, req)
-		if err != nil {
-			return AppendResult{}, err
-		}
-		if found {
-			return prior, nil
+		// Loads are direct gets, which any replica of a replicated stream
+		// may answer; one that lags the leader may not hold our earlier
+		// append yet, so look again briefly before calling it a conflict.
+		for _, wait := range s.replicaLagWaits(ctx, req.Stream) {
+			if !sleepCtx(ctx, wait) {
+				return AppendResult{}, ctx.Err()
+			}
+			prior, found, err := s.findByKey(ctx, req)
+			if err != nil {
+				return AppendResult{}, err
+			}
+			if found {
+				return prior, nil
+			}
 		}
 	}
 	return AppendResult{}, fmt.Errorf("append to %s expecting version %s: %w", req.Aggregate, req.Expect, ErrConflict)
@@ -268,7 +276,15 @@ func (s *Store) checkDuplicate(ctx context.Context, req AppendRequest, res Appen
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("check duplicate in %s: %w", req.Stream, err)
 	}
-	raw, err := stream.GetMsg(ctx, res.Last)
+	var raw *jetstream.RawStreamMsg
+	for _, wait := range s.replicaLagWaits(ctx, req.Stream) {
+		if !sleepCtx(ctx, wait) {
+			return AppendResult{}, ctx.Err()
+		}
+		if raw, err = stream.GetMsg(ctx, res.Last); !errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+	}
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("check duplicate %s:%d: %w", req.Stream, res.Last, err)
 	}
@@ -277,6 +293,31 @@ func (s *Store) checkDuplicate(ctx context.Context, req AppendRequest, res Appen
 	}
 	res.EventIDs = []string{raw.Header.Get(HeaderEventID)}
 	return res, nil
+}
+
+// replicaLagWaits returns the pauses before each attempt of a read that must
+// see an append the leader already acknowledged: one immediate attempt on a
+// single replica, a few spaced ones on a replicated stream.
+func (s *Store) replicaLagWaits(ctx context.Context, name string) []time.Duration {
+	st, err := s.stream(ctx, name)
+	if err == nil && st.CachedInfo().Config.Replicas > 1 {
+		return []time.Duration{0, 20 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond}
+	}
+	return []time.Duration{0}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d == 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // stream returns the handle of the named stream.

@@ -5,51 +5,81 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/furrow/furrow/pkg/eventstore"
-	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/natstest"
 )
 
-func startStore(t testing.TB, window time.Duration) *eventstore.Store {
+// env is one contract case's own stream on a shared server.
+type env struct {
+	s      *eventstore.Store
+	stream string
+	prefix string
+}
+
+// subj returns a subject under the case's own prefix.
+func (e env) subj(rest string) string { return e.prefix + "." + rest }
+
+var streamSeq atomic.Int64
+
+func newEnv(t *testing.T, srv *natstest.Server, window time.Duration) env {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := eventstore.StreamSpec{Name: "TEST", Subjects: []string{"test.>"}, DuplicateWindow: window}
+	n := streamSeq.Add(1)
+	e := env{stream: fmt.Sprintf("TEST%d", n), prefix: fmt.Sprintf("test%d", n)}
+	js := srv.JetStream(t)
+	spec := eventstore.StreamSpec{Name: e.stream, Subjects: []string{e.prefix + ".>"}, Replicas: srv.Replicas, DuplicateWindow: window}
 	if err := eventstore.EnsureStreams(context.Background(), js, spec); err != nil {
 		t.Fatal(err)
 	}
-	return eventstore.New(js)
+	e.s = eventstore.New(js)
+	return e
 }
 
 func ev(subject, data string) eventstore.Event {
 	return eventstore.Event{Subject: subject, Type: "test.v1.Happened", Data: []byte(data)}
 }
 
-func TestAppendLoadRoundTrip(t *testing.T) {
+// TestContract runs the event store's contract against every deployment
+// shape: an embedded server, a standalone nats-server process, and a
+// three-node cluster with replicated streams (where a retried append comes
+// back as a duplicate rather than as a wrong-last-sequence error).
+func TestContract(t *testing.T) {
 	t.Parallel()
+	shapes := []func(testing.TB) *natstest.Server{natstest.Embedded}
+	if !testing.Short() {
+		shapes = append(shapes, natstest.Standalone, natstest.Cluster)
+	}
+	for _, start := range shapes {
+		srv := start(t)
+		t.Run(srv.Name, func(t *testing.T) {
+			t.Parallel()
+			for _, c := range []struct {
+				name string
+				run  func(*testing.T, *natstest.Server)
+			}{
+				{"append and load round trip", testRoundTrip},
+				{"conflicts", testConflict},
+				{"retries are idempotent", testRetryIdempotent},
+				{"concurrent appends have one winner", testConcurrentOneWinner},
+				{"load many events", testLoadMany},
+			} {
+				t.Run(c.name, func(t *testing.T) { c.run(t, srv) })
+			}
+		})
+	}
+}
+
+func testRoundTrip(t *testing.T, srv *natstest.Server) {
 	ctx := context.Background()
-	s := startStore(t, 0)
-	res, err := s.Append(ctx, eventstore.AppendRequest{
-		Stream: "TEST", Aggregate: "test.a.A1.>", Expect: eventstore.ExpectNew(),
+	e := newEnv(t, srv, 0)
+	res, err := e.s.Append(ctx, eventstore.AppendRequest{
+		Stream: e.stream, Aggregate: e.subj("a.A1.>"), Expect: eventstore.ExpectNew(),
 		IdempotencyKey: "req-1", Fingerprint: "f1",
 		Events: []eventstore.Event{{
-			Subject: "test.a.A1.created", Type: "test.v1.Created", Data: []byte("x"),
+			Subject: e.subj("a.A1.created"), Type: "test.v1.Created", Data: []byte("x"),
 			Metadata: eventstore.Metadata{CorrelationID: "c1", CausationID: "req-1", Actor: "tester"},
 		}},
 	})
@@ -59,7 +89,7 @@ func TestAppendLoadRoundTrip(t *testing.T) {
 	if res.First != 1 || res.Last != 1 || res.Duplicate {
 		t.Fatalf("result = %+v", res)
 	}
-	got, err := s.Load(ctx, "TEST", "test.a.A1.>", 0)
+	got, err := e.s.Load(ctx, e.stream, e.subj("a.A1.>"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,48 +101,44 @@ func TestAppendLoadRoundTrip(t *testing.T) {
 		r.IdempotencyKey != "req-1" || r.ID != res.EventIDs[0] || string(r.Data) != "x" || r.SchemaVersion != 1 {
 		t.Fatalf("recorded = %+v", r)
 	}
-	if v, err := s.Version(ctx, "TEST", "test.a.A1.>"); err != nil || v != 1 {
+	if v, err := e.s.Version(ctx, e.stream, e.subj("a.A1.>")); err != nil || v != 1 {
 		t.Fatalf("Version = %d, %v", v, err)
 	}
-	if v, err := s.Version(ctx, "TEST", "test.a.NOPE.>"); err != nil || v != 0 {
+	if v, err := e.s.Version(ctx, e.stream, e.subj("a.NOPE.>")); err != nil || v != 0 {
 		t.Fatalf("Version of empty aggregate = %d, %v", v, err)
 	}
 }
 
-func TestAppendConflict(t *testing.T) {
-	t.Parallel()
+func testConflict(t *testing.T, srv *natstest.Server) {
 	ctx := context.Background()
-	s := startStore(t, 0)
+	e := newEnv(t, srv, 0)
 	req := func(key string, expect eventstore.Expectation) eventstore.AppendRequest {
-		return eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.A1.>", Expect: expect,
-			IdempotencyKey: key, Fingerprint: key, Events: []eventstore.Event{ev("test.a.A1.x", key)}}
+		return eventstore.AppendRequest{Stream: e.stream, Aggregate: e.subj("a.A1.>"), Expect: expect,
+			IdempotencyKey: key, Fingerprint: key, Events: []eventstore.Event{ev(e.subj("a.A1.x"), key)}}
 	}
-	if _, err := s.Append(ctx, req("k1", eventstore.ExpectNew())); err != nil {
+	if _, err := e.s.Append(ctx, req("k1", eventstore.ExpectNew())); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Append(ctx, req("k2", eventstore.ExpectNew()))
-	if !errors.Is(err, eventstore.ErrConflict) {
+	if _, err := e.s.Append(ctx, req("k2", eventstore.ExpectNew())); !errors.Is(err, eventstore.ErrConflict) {
 		t.Fatalf("second ExpectNew: err = %v, want ErrConflict", err)
 	}
-	if _, err := s.Append(ctx, req("k3", eventstore.ExpectVersion(1))); err != nil {
+	if _, err := e.s.Append(ctx, req("k3", eventstore.ExpectVersion(1))); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Append(ctx, req("k4", eventstore.ExpectVersion(1)))
-	if !errors.Is(err, eventstore.ErrConflict) {
+	if _, err := e.s.Append(ctx, req("k4", eventstore.ExpectVersion(1))); !errors.Is(err, eventstore.ErrConflict) {
 		t.Fatalf("stale version: err = %v, want ErrConflict", err)
 	}
 	// Other aggregates do not conflict.
-	if _, err := s.Append(ctx, eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.A2.>",
-		Expect: eventstore.ExpectNew(), Events: []eventstore.Event{ev("test.a.A2.x", "")}}); err != nil {
+	if _, err := e.s.Append(ctx, eventstore.AppendRequest{Stream: e.stream, Aggregate: e.subj("a.A2.>"),
+		Expect: eventstore.ExpectNew(), Events: []eventstore.Event{ev(e.subj("a.A2.x"), "")}}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// TestAppendRetryIsIdempotent covers a client retry after a lost ack: inside
-// the dedup window, after it (a tiny window), with and without an
-// expectation, and for multi-event atomic batches.
-func TestAppendRetryIsIdempotent(t *testing.T) {
-	t.Parallel()
+// testRetryIdempotent covers a client retry after a lost ack: inside the
+// dedup window, after it (a tiny window), with and without an expectation,
+// and for multi-event atomic batches.
+func testRetryIdempotent(t *testing.T, srv *natstest.Server) {
 	for _, tc := range []struct {
 		name   string
 		window time.Duration
@@ -126,30 +152,29 @@ func TestAppendRetryIsIdempotent(t *testing.T) {
 		{"after window, batch", 100 * time.Millisecond, eventstore.ExpectNew(), 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
 			ctx := context.Background()
-			s := startStore(t, tc.window)
+			e := newEnv(t, srv, tc.window)
 			var evs []eventstore.Event
 			for i := range tc.events {
-				evs = append(evs, ev(fmt.Sprintf("test.a.A1.e%d", i), "payload"))
+				evs = append(evs, ev(e.subj(fmt.Sprintf("a.A1.e%d", i)), "payload"))
 			}
-			req := eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.A1.>", Expect: tc.expect,
+			req := eventstore.AppendRequest{Stream: e.stream, Aggregate: e.subj("a.A1.>"), Expect: tc.expect,
 				IdempotencyKey: "req-1", Fingerprint: "same", Events: evs}
-			first, err := s.Append(ctx, req)
+			first, err := e.s.Append(ctx, req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if tc.window > 0 {
 				time.Sleep(3 * tc.window)
 			}
-			again, err := s.Append(ctx, req)
+			again, err := e.s.Append(ctx, req)
 			if err != nil {
 				t.Fatalf("retry: %v", err)
 			}
 			if !again.Duplicate || again.First != first.First || again.Last != first.Last {
 				t.Fatalf("retry = %+v, first = %+v", again, first)
 			}
-			got, err := s.Load(ctx, "TEST", "test.>", 0)
+			got, err := e.s.Load(ctx, e.stream, e.prefix+".>", 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -157,25 +182,24 @@ func TestAppendRetryIsIdempotent(t *testing.T) {
 				t.Fatalf("stream holds %d events, want %d", len(got), tc.events)
 			}
 			req.Fingerprint = "different"
-			if _, err := s.Append(ctx, req); !errors.Is(err, eventstore.ErrIdempotencyMismatch) {
+			if _, err := e.s.Append(ctx, req); !errors.Is(err, eventstore.ErrIdempotencyMismatch) {
 				t.Fatalf("reuse with other content: err = %v, want ErrIdempotencyMismatch", err)
 			}
 		})
 	}
 }
 
-func TestConcurrentAppendsOneWinner(t *testing.T) {
-	t.Parallel()
+func testConcurrentOneWinner(t *testing.T, srv *natstest.Server) {
 	ctx := context.Background()
-	s := startStore(t, 0)
+	e := newEnv(t, srv, 0)
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, err := s.Append(ctx, eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.A1.>",
+			_, err := e.s.Append(ctx, eventstore.AppendRequest{Stream: e.stream, Aggregate: e.subj("a.A1.>"),
 				Expect: eventstore.ExpectVersion(0), IdempotencyKey: fmt.Sprint("k", i), Fingerprint: "f",
-				Events: []eventstore.Event{ev("test.a.A1.x", "")}})
+				Events: []eventstore.Event{ev(e.subj("a.A1.x"), "")}})
 			errs <- err
 		})
 	}
@@ -197,31 +221,30 @@ func TestConcurrentAppendsOneWinner(t *testing.T) {
 	}
 }
 
-func TestLoadManyEvents(t *testing.T) {
-	t.Parallel()
+func testLoadMany(t *testing.T, srv *natstest.Server) {
 	ctx := context.Background()
-	s := startStore(t, 0)
+	e := newEnv(t, srv, 0)
 	var evs []eventstore.Event
 	for range 1200 {
-		evs = append(evs, ev("test.a.A1.x", "p"))
+		evs = append(evs, ev(e.subj("a.A1.x"), "p"))
 	}
 	// Two batches, interleaved with another aggregate's events.
 	for _, chunk := range [][]eventstore.Event{evs[:700], evs[700:]} {
-		if _, err := s.Append(ctx, eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.A1.>", Events: chunk}); err != nil {
+		if _, err := e.s.Append(ctx, eventstore.AppendRequest{Stream: e.stream, Aggregate: e.subj("a.A1.>"), Events: chunk}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Append(ctx, eventstore.AppendRequest{Stream: "TEST", Aggregate: "test.a.B.>", Events: []eventstore.Event{ev("test.a.B.x", "")}}); err != nil {
+		if _, err := e.s.Append(ctx, eventstore.AppendRequest{Stream: e.stream, Aggregate: e.subj("a.B.>"), Events: []eventstore.Event{ev(e.subj("a.B.x"), "")}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, err := s.Load(ctx, "TEST", "test.a.A1.>", 0)
+	got, err := e.s.Load(ctx, e.stream, e.subj("a.A1.>"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1200 {
 		t.Fatalf("loaded %d, want 1200", len(got))
 	}
-	got, err = s.Load(ctx, "TEST", "test.a.A1.>", 1000)
+	got, err = e.s.Load(ctx, e.stream, e.subj("a.A1.>"), 1000)
 	if err != nil {
 		t.Fatal(err)
 	}

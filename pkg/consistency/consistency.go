@@ -82,21 +82,19 @@ func (w *Waiter) WaitFor(ctx context.Context, pos eventstore.Position) (eventsto
 }
 
 // waitConsumer waits until the durable consumer has acknowledged every
-// message up to seq, or has nothing left at all.
+// message on its subjects up to seq. The ack floor alone can lag when the
+// last messages before seq are on other subjects, and the consumer's pending
+// count is updated asynchronously after a publish, so neither is trusted
+// alone: the consumer is caught up when no message on its filters lies
+// between its ack floor and seq.
 func (w *Waiter) waitConsumer(ctx context.Context, stream, durable string, seq uint64) error {
 	for {
-		c, err := w.js.Consumer(ctx, stream, durable)
-		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		done, err := w.consumerReached(ctx, stream, durable, seq)
+		if err != nil {
 			return notReached(ctx, fmt.Sprintf("%s:%d", stream, seq), 0, err)
 		}
-		if err == nil {
-			info, err := c.Info(ctx)
-			if err != nil {
-				return notReached(ctx, fmt.Sprintf("%s:%d", stream, seq), 0, err)
-			}
-			if info.AckFloor.Stream >= seq || (info.NumPending == 0 && info.NumAckPending == 0) {
-				return nil
-			}
+		if done {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -104,6 +102,48 @@ func (w *Waiter) waitConsumer(ctx context.Context, stream, durable string, seq u
 		case <-time.After(pollEvery):
 		}
 	}
+}
+
+func (w *Waiter) consumerReached(ctx context.Context, stream, durable string, seq uint64) (bool, error) {
+	c, err := w.js.Consumer(ctx, stream, durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil // the handler has not started yet
+	}
+	if err != nil {
+		return false, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	floor := info.AckFloor.Stream
+	if floor >= seq {
+		return true, nil
+	}
+	filters := info.Config.FilterSubjects
+	if info.Config.FilterSubject != "" {
+		filters = append(filters, info.Config.FilterSubject)
+	}
+	if len(filters) == 0 {
+		filters = []string{">"}
+	}
+	st, err := w.js.Stream(ctx, stream)
+	if err != nil {
+		return false, err
+	}
+	for _, f := range filters {
+		next, err := st.GetMsg(ctx, floor+1, jetstream.WithGetMsgSubject(f))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if next.Sequence <= seq {
+			return false, nil // a message the handler must still process
+		}
+	}
+	return true, nil
 }
 
 func (w *Waiter) head(ctx context.Context, stream string) (uint64, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -28,7 +29,12 @@ const (
 	errCodeWrongLastSeq         jetstream.ErrorCode = 10071
 	errCodeWrongLastSeqConstant jetstream.ErrorCode = 10164
 	errCodeBatchDuplicate       jetstream.ErrorCode = 10201
+	errCodeBatchTooManyInflight jetstream.ErrorCode = 10210
 )
+
+// busyRetries bounds how often an atomic batch is retried when the stream
+// has too many batches open at once (the server allows 50 per stream).
+const busyRetries = 12
 
 // eventIDSpace namespaces the deterministic event ids derived from
 // idempotency keys, so a retried command produces the same event ids.
@@ -200,6 +206,14 @@ func (s *Store) publishBatch(ctx context.Context, req AppendRequest, msgs []*nat
 		first.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, req.Aggregate)
 	}
 	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs)
+	for attempt := 0; isAPIError(err, errCodeBatchTooManyInflight) && attempt < busyRetries; attempt++ {
+		// Back off with jitter: the open batches commit within milliseconds.
+		wait := time.Duration(1+rand.IntN(2<<min(attempt, 6))) * time.Millisecond
+		if !sleepCtx(ctx, wait) {
+			return AppendResult{}, ctx.Err()
+		}
+		ack, err = jetstreamext.PublishMsgBatch(ctx, s.js, msgs)
+	}
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -208,6 +222,11 @@ func (s *Store) publishBatch(ctx context.Context, req AppendRequest, msgs []*nat
 		First:  ack.Sequence - ack.BatchSize + 1,
 		Last:   ack.Sequence,
 	}, nil
+}
+
+func isAPIError(err error, code jetstream.ErrorCode) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
 }
 
 // resolve interprets a failed publish. A wrong-last-sequence answer may be

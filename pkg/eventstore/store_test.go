@@ -252,3 +252,35 @@ func testLoadMany(t *testing.T, srv *natstest.Server) {
 		t.Fatalf("loaded after 1000: %d", len(got))
 	}
 }
+
+// TestManyConcurrentBatches appends more atomic batches at once than the
+// server keeps open per stream (50): the store waits its turn instead of
+// failing.
+func TestManyConcurrentBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, natstest.Embedded(t), 0)
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			agg := fmt.Sprintf("a.A%d", i)
+			_, err := e.s.Append(ctx, eventstore.AppendRequest{Stream: e.stream, Aggregate: e.subj(agg + ".>"),
+				Expect: eventstore.ExpectNew(), IdempotencyKey: fmt.Sprint("k", i),
+				Events: []eventstore.Event{ev(e.subj(agg+".x"), "1"), ev(e.subj(agg+".y"), "2")}})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := e.s.Load(ctx, e.stream, e.prefix+".>", 0)
+	if err != nil || len(got) != 2*n {
+		t.Fatalf("stream holds %d events (%v), want %d", len(got), err, 2*n)
+	}
+}

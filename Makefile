@@ -18,7 +18,7 @@ MODULES   = $(shell go list -f '{{.Dir}}' -m)
 PKGS      = $(addsuffix /...,$(MODULES))
 GO_TEST_FLAGS ?= -race -timeout 12m
 
-.PHONY: help run build test test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
+.PHONY: help run build test postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -30,7 +30,13 @@ build: ## build the furrow binary into ./bin
 	go build -o $(BIN)/furrow ./cmd/furrow
 
 test: proto-check vet ## run every module's tests (component, system) and contract checks
-	GO_TEST_FLAGS="$(GO_TEST_FLAGS)" scripts/gotest.sh
+	@# The projection stores' contract suite runs on SQLite and on PostgreSQL:
+	@# use FURROW_TEST_POSTGRES_DSN if set, else start (installing if needed) a local one.
+	dsn="$${FURROW_TEST_POSTGRES_DSN:-}"; if [ -z "$$dsn" ]; then dsn="$$(scripts/postgres.sh)"; fi; \
+	FURROW_TEST_POSTGRES_DSN="$$dsn" GO_TEST_FLAGS="$(GO_TEST_FLAGS)" scripts/gotest.sh
+
+postgres: ## start the local test PostgreSQL (installing it if missing) and print its DSN
+	@scripts/postgres.sh
 
 test-short: ## unit tests only
 	go test -short $(PKGS)

@@ -10,8 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/furrow/furrow/pkg/telemetry"
 
+	"github.com/furrow/furrow/cmd/furrow/internal/demo"
 	"github.com/furrow/furrow/cmd/furrow/internal/stack"
 )
 
@@ -25,6 +29,8 @@ type devConfig struct {
 	Telemetry telemetry.Config
 	// ShutdownTimeout bounds how long in-flight work may take to finish.
 	ShutdownTimeout time.Duration
+	// Demo loads the demo data set through the gRPC API after start.
+	Demo bool
 }
 
 func parseDevConfig(args []string, stderr io.Writer, getenv func(string) string) (devConfig, error) {
@@ -52,6 +58,7 @@ Flags (environment variable in brackets):
 	level := fs.String("log-level", envOr(getenv, "FURROW_LOG_LEVEL", "info"), "log level: debug, info, warn, error [FURROW_LOG_LEVEL]")
 	fs.BoolVar(&cfg.LogJSON, "log-json", getenv("FURROW_LOG_JSON") == "1", "log as JSON [FURROW_LOG_JSON=1]")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight work may take on shutdown")
+	fs.BoolVar(&cfg.Demo, "demo", getenv("FURROW_DEMO") == "1", "load the demo data set (idempotent: loading twice changes nothing) [FURROW_DEMO=1]")
 	if err := fs.Parse(args); err != nil {
 		return devConfig{}, err
 	}
@@ -64,6 +71,22 @@ Flags (environment variable in brackets):
 	cfg.Telemetry = telemetry.ConfigFromEnv(getenv)
 	cfg.Telemetry.ServiceName = "furrow-dev"
 	return cfg, nil
+}
+
+// loadDemo loads the demo data set through the gRPC API at addr, as a
+// platform backend would.
+func loadDemo(ctx context.Context, addr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("demo data: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := demo.Load(ctx, conn); err != nil {
+		return fmt.Errorf("demo data: %w", err)
+	}
+	return nil
 }
 
 func envOr(getenv func(string) string, key, def string) string {
@@ -95,6 +118,15 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 	st, err := stack.Start(ctx, stack.Config{DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, NATSAddr: cfg.NATSAddr, Log: log})
 	if err != nil {
 		return err
+	}
+	if cfg.Demo {
+		if err := loadDemo(ctx, st.GRPCAddr()); err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			st.Shutdown(sctx)
+			return err
+		}
+		log.Info("demo data loaded", "program", demo.ProgramID)
 	}
 	abs, _ := filepath.Abs(cfg.DataDir)
 	natsURL := st.NATSURL()

@@ -27,6 +27,14 @@ Usage:
 Commands:
   dev        run Furrow in one process: embedded JetStream, the three
              services, SQLite read models, one gRPC address
+  ledger     finance views: trial-balance, statement (over gRPC)
+  reconcile  match payouts against a provider settlement file; resolve breaks
+
+Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070):
+  streams      ls | info            the event streams
+  events       list | get | tail    events, decoded (--aggregate ID)
+  projections  ls | status | rebuild | diff | swap | drop | pause | resume
+  dlq          ls | show | redrive  dead letters
   version    print the version
 
 Run 'furrow <command> -h' for a command's flags.
@@ -58,6 +66,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			return err
 		}
 		return runDev(ctx, cfg, stdout, stderr)
+	case "ledger":
+		return runLedger(ctx, args[1:], stdout, stderr, getenv)
+	case "reconcile":
+		return runReconcile(ctx, args[1:], stdout, stderr, getenv)
+	case "streams":
+		return runStreams(ctx, args[1:], stdout, stderr, getenv)
+	case "events":
+		return runEvents(ctx, args[1:], stdout, stderr, getenv)
+	case "projections":
+		return runProjections(ctx, args[1:], stdout, stderr, getenv)
+	case "dlq":
+		return runDLQ(ctx, args[1:], stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "furrow", version)
 		return nil

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/natsembed"
 	"github.com/furrow/furrow/pkg/projection"
 )
 
@@ -17,7 +21,7 @@ import (
 func BenchmarkCatchUp(b *testing.B) {
 	const backlog = 10_000
 	js := startJetStream(b, true)
-	db := openDB(b, filepath.Join(b.TempDir(), "read.db"))
+	db := openDB(b, sqliteStore)
 	last := preload(b, js, backlog)
 	for _, size := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
@@ -48,7 +52,7 @@ func BenchmarkCatchUp(b *testing.B) {
 // WaitFor on its position: what a command-then-query round trip pays.
 func BenchmarkReadYourWrite(b *testing.B) {
 	js := startJetStream(b, true)
-	db := openDB(b, filepath.Join(b.TempDir(), "read.db"))
+	db := openDB(b, sqliteStore)
 	r := newRunner(b, db, js, newCounter("counts"),
 		projection.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	start(b, r)
@@ -59,4 +63,98 @@ func BenchmarkReadYourWrite(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// rebuildBacklog is how many events BenchmarkRebuild rebuilds.
+const rebuildBacklog = 20_000
+
+// BenchmarkRebuild measures the rate of a shadow rebuild from zero of a
+// 20,000-event stream into SQLite and into PostgreSQL (when
+// FURROW_TEST_POSTGRES_DSN is set), next to the raw rate of an ordered
+// consumer reading the same stream in the same run, and reports each as a
+// ratio of the raw rate: what the projection machinery (decode, SQL,
+// checkpoint per batch) costs over reading the stream. Run it with
+// -benchtime 1x: one rebuild per store is the measurement.
+func BenchmarkRebuild(b *testing.B) {
+	srv, err := natsembed.Start(natsembed.Options{StoreDir: b.TempDir(), LazySync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := eventstore.EnsureStreams(context.Background(), js, testSpec); err != nil {
+		b.Fatal(err)
+	}
+	last := preload(b, js, rebuildBacklog)
+	stores := []store{sqliteStore}
+	if os.Getenv(postgresEnv) != "" {
+		stores = append(stores, postgresStore)
+	} else {
+		b.Logf("PostgreSQL: %s is not set; measuring SQLite only", postgresEnv)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rates := map[string]float64{}
+	for b.Loop() {
+		rates["raw"] = rawOrderedRate(b, js, last)
+		for _, s := range stores {
+			db := openDB(b, s)
+			r := newRunner(b, db, js, newCounter("bench"), projection.Options{Logger: quiet})
+			start(b, r)
+			waitFor(b, r, last) // the live copy: not measured
+			begin := time.Now()
+			v, err := r.Rebuild(context.Background(), projection.RebuildOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				st := status(b, r)
+				if c := st.Copies[len(st.Copies)-1]; c.Version == v && c.Checkpoint >= last {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			rates[s.name] = float64(rebuildBacklog) / time.Since(begin).Seconds()
+		}
+	}
+	b.ReportMetric(rates["raw"], "raw_events/s")
+	for _, s := range stores {
+		b.ReportMetric(rates[s.name], s.name+"_events/s")
+		b.ReportMetric(rates[s.name]/rates["raw"], s.name+"/raw")
+	}
+	b.ReportMetric(0, "ns/op") // one rebuild per store is the measurement, not an op
+}
+
+// rawOrderedRate reads the whole stream with an ordered consumer, as a
+// runner does, and returns messages per second: the ceiling of any rebuild.
+func rawOrderedRate(b *testing.B, js jetstream.JetStream, last uint64) float64 {
+	b.Helper()
+	ctx := context.Background()
+	begin := time.Now()
+	cons, err := js.OrderedConsumer(ctx, testStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msgs, err := cons.Messages(jetstream.PullMaxMessages(2 * projection.DefaultBatchSize))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer msgs.Stop()
+	for n := uint64(0); n < last; n++ {
+		m, err := msgs.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Metadata(); err != nil { // as the runner does
+			b.Fatal(err)
+		}
+	}
+	return float64(last) / time.Since(begin).Seconds()
 }

@@ -13,7 +13,11 @@ import (
 func TestOpenSQLite(t *testing.T) {
 	t.Parallel()
 	// The parent directories do not exist yet.
-	db := openDB(t, filepath.Join(t.TempDir(), "data", "projections", "read.db"))
+	db, err := projection.OpenSQLite(filepath.Join(t.TempDir(), "data", "projections", "read.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
 	type pragmas struct {
 		JournalMode string
 		Synchronous int

@@ -8,11 +8,11 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -20,32 +20,30 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/furrow/furrow/pkg/deadletter"
 	"github.com/furrow/furrow/pkg/eventstore"
 )
 
 // Headers a dead-lettered message carries besides the original event's
 // headers. Together they say why it was parked and where to find the
 // original, so an operator can fix the cause and re-drive it.
+// They are package deadletter's, which reads them back.
 const (
-	HeaderDeadLetterReason    = "Furrow-Dead-Letter-Reason"
-	HeaderDeadLetterHandler   = "Furrow-Dead-Letter-Handler"
-	HeaderDeadLetterStream    = "Furrow-Dead-Letter-Stream"
-	HeaderDeadLetterSequence  = "Furrow-Dead-Letter-Sequence"
-	HeaderDeadLetterSubject   = "Furrow-Dead-Letter-Subject"
-	HeaderDeadLetterDelivered = "Furrow-Dead-Letter-Delivered"
+	HeaderDeadLetterReason    = deadletter.HeaderReason
+	HeaderDeadLetterHandler   = deadletter.HeaderHandler
+	HeaderDeadLetterStream    = deadletter.HeaderStream
+	HeaderDeadLetterSequence  = deadletter.HeaderSequence
+	HeaderDeadLetterSubject   = deadletter.HeaderSubject
+	HeaderDeadLetterDelivered = deadletter.HeaderDelivered
 )
 
 // Defaults of DeadLetterConfig.
 const (
-	DefaultDeadLetterStream     = "DEADLETTER"
+	DefaultDeadLetterStream     = deadletter.Stream
 	DefaultMaxRetries           = 5
 	DefaultRetryInitialInterval = 100 * time.Millisecond
 	DefaultRetryMaxInterval     = 10 * time.Second
 )
-
-// maxReasonLen bounds the reason header: a panic's stack trace belongs in
-// the log, not in every parked message.
-const maxReasonLen = 1024
 
 // DeadLetterConfig says how a router gives up on a message: how often a
 // failing handler is retried in-process, and where the message is parked
@@ -71,6 +69,13 @@ type DeadLetterConfig struct {
 	RetryInitialInterval time.Duration
 	// RetryMaxInterval caps the pause between retries. Default 10s.
 	RetryMaxInterval time.Duration
+	// Transient says whether an error means "try later" (the database or
+	// NATS is down) rather than "this message cannot be handled". A message
+	// whose handler still fails with a transient error after the retries
+	// is not dead-lettered: it is nacked, and the server redelivers it with
+	// a growing delay, so an outage stalls the handler instead of parking
+	// every event it sees. Default IsTransient.
+	Transient func(error) bool
 }
 
 func (c DeadLetterConfig) withDefaults() (DeadLetterConfig, error) {
@@ -101,6 +106,9 @@ func (c DeadLetterConfig) withDefaults() (DeadLetterConfig, error) {
 	if c.RetryMaxInterval <= 0 {
 		c.RetryMaxInterval = DefaultRetryMaxInterval
 	}
+	if c.Transient == nil {
+		c.Transient = IsTransient
+	}
 	return c, nil
 }
 
@@ -114,11 +122,12 @@ func EnsureDeadLetterStream(ctx context.Context, cfg DeadLetterConfig) error {
 		return err
 	}
 	want := jetstream.StreamConfig{
-		Name:      cfg.Stream,
-		Subjects:  cfg.StreamSubjects,
-		Storage:   jetstream.FileStorage,
-		Retention: jetstream.LimitsPolicy,
-		Replicas:  cfg.Replicas,
+		Name:        cfg.Stream,
+		Subjects:    cfg.StreamSubjects,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    cfg.Replicas,
+		AllowDirect: true,
 	}
 	if !covers(want.Subjects, cfg.Subject) {
 		want.Subjects = append(slices.Clone(want.Subjects), cfg.Subject)
@@ -152,7 +161,8 @@ func EnsureDeadLetterStream(ctx context.Context, cfg DeadLetterConfig) error {
 //   - Correlation: produced messages keep the correlation id;
 //   - a poison queue: a message whose handler still fails after the retries
 //     is parked in the dead-letter stream and then acked at the source, so
-//     the handler moves on (a failure caused by shutdown is not parked);
+//     the handler moves on (a failure caused by shutdown is not parked, nor
+//     a transient one: see DeadLetterConfig.Transient);
 //   - Tracing: one consumer span per message, child of the producer's trace;
 //   - retry: MaxRetries in-process retries with exponential backoff;
 //   - recoverer: a panic becomes an error, so it is retried and parked too.
@@ -184,7 +194,7 @@ func NewRouter(logger *slog.Logger, dlq DeadLetterConfig) (*message.Router, erro
 	}
 	poison, err := middleware.PoisonQueueWithFilter(
 		deadLetterPublisher{pub: pub, log: logger}, dlq.Subject,
-		func(err error) bool { return !errors.As(err, new(shutdownError)) },
+		func(err error) bool { return !errors.As(err, new(shutdownError)) && !dlq.Transient(err) },
 	)
 	if err != nil {
 		return nil, fmt.Errorf("wmjs: poison queue: %w", err)
@@ -371,6 +381,8 @@ func deadLetter(m *message.Message) *message.Message {
 	dl.Metadata.Set(HeaderDeadLetterSequence, seq)
 	dl.Metadata.Set(HeaderDeadLetterSubject, m.Metadata.Get(MetaSubject))
 	dl.Metadata.Set(HeaderDeadLetterDelivered, m.Metadata.Get(MetaDelivered))
+	dl.Metadata.Set(deadletter.HeaderKind, deadletter.KindHandler)
+	dl.Metadata.Set(deadletter.HeaderStoredAt, m.Metadata.Get(MetaTimestamp))
 	// Parking the same delivery twice (the source ack was lost) stores it
 	// once; different handlers parking the same event each keep theirs.
 	dl.Metadata.Set(jetstream.MsgIDHeader, "deadletter:"+handler+":"+stream+":"+seq)
@@ -378,16 +390,40 @@ func deadLetter(m *message.Message) *message.Message {
 }
 
 // headerValue makes s fit in one header line of bounded length.
-func headerValue(s string) string {
-	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\r' || r == '\n' }), " | ")
-	if len(s) <= maxReasonLen {
-		return s
+func headerValue(s string) string { return deadletter.HeaderValue(s) }
+
+// transientError marks an error as transient (see Transient).
+type transientError struct{ err error }
+
+func (e transientError) Error() string { return e.err.Error() }
+func (e transientError) Unwrap() error { return e.err }
+
+// Transient marks err as transient: the handler could not do its work now
+// (a dependency is down) but the message itself is fine. A handler returns
+// Transient(err) so that an outage does not dead-letter its messages.
+func Transient(err error) error {
+	if err == nil {
+		return nil
 	}
-	cut := maxReasonLen
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return transientError{err}
+}
+
+// IsTransient is the default DeadLetterConfig.Transient: errors marked with
+// Transient, and NATS failures that say the server could not be reached or
+// did not answer in time (a JetStream outage, not a bad message).
+func IsTransient(err error) bool {
+	switch {
+	case errors.As(err, new(transientError)),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrNoServers),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return true
 	}
-	return s[:cut] + "…"
+	return false
 }
 
 // literalSubject reports whether s is a valid subject without wildcards.

@@ -3,6 +3,7 @@ package wmjs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -342,5 +344,63 @@ func TestEnsureDeadLetterStreamAddsSubject(t *testing.T) {
 	}
 	if cfg.Storage != jetstream.FileStorage {
 		t.Fatalf("storage %v, want file", cfg.Storage)
+	}
+}
+
+// A handler that fails only because a dependency is down (a transient
+// error) is not dead-lettered when its retries run out: the message is
+// nacked, redelivered later, and handled once the outage ends.
+func TestTransientFailureIsRedeliveredNotParked(t *testing.T) {
+	t.Parallel()
+	js := startJS(t)
+	r := newRouter(t, js) // MaxRetries 2: three calls per delivery
+	sub := newSubscriber(t, js, wmjs.Config{Stream: testStream, Durable: "transient", NakDelay: 20 * time.Millisecond})
+	var mu sync.Mutex
+	calls := 0
+	done := make(chan string, 1)
+	r.AddConsumerHandler("PostEntryOnTestRecorded", testStream, sub, func(m *message.Message) error {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n <= 4 { // the whole first delivery and the first call of the second
+			return wmjs.Transient(errors.New("ledger database unreachable"))
+		}
+		done <- m.Metadata.Get(wmjs.MetaDelivered)
+		return nil
+	})
+	runRouter(t, r)
+	seq := publish(t, js, "test.t.1.recorded", "outage", nil)
+
+	select {
+	case delivered := <-done:
+		if delivered != "2" {
+			t.Errorf("handled on delivery %s, want 2 (after one nack)", delivered)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("message never handled after the outage")
+	}
+	eventually(t, "acked at the source", func() bool {
+		info := consumerInfo(t, js, "transient")
+		return info.AckFloor.Stream == seq && info.NumAckPending == 0
+	})
+	st, err := js.Stream(context.Background(), wmjs.DefaultDeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("%d dead letters for a transient failure, want 0", n)
+	}
+	for _, err := range []error{
+		wmjs.Transient(errors.New("x")),
+		fmt.Errorf("append: %w", nats.ErrConnectionClosed),
+		fmt.Errorf("append: %w", nats.ErrTimeout),
+	} {
+		if !wmjs.IsTransient(err) {
+			t.Errorf("IsTransient(%v) = false", err)
+		}
+	}
+	if wmjs.IsTransient(errors.New("ledger account missing")) || wmjs.IsTransient(nil) {
+		t.Error("IsTransient says a plain error is transient")
 	}
 }

@@ -102,7 +102,9 @@ type Config struct {
 	// consumer in stream order even with several replicas (only one works at
 	// a time); raise it only for handlers that tolerate reordering.
 	MaxAckPending int
-	// NakDelay is the redelivery delay after a Nack. Default 200ms.
+	// NakDelay is the redelivery delay after the first Nack of a message;
+	// it doubles with every further delivery, up to maxNakDelay, so a
+	// handler that fails through an outage does not hammer it. Default 200ms.
 	NakDelay time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -314,7 +316,7 @@ func (s *Subscriber) deliver(ctx context.Context, jm jetstream.Msg, out chan<- *
 			if ctx.Err() != nil {
 				return // shutting down: leave it to AckWait, as on a crash
 			}
-			if err := jm.NakWithDelay(s.cfg.NakDelay); err != nil {
+			if err := jm.NakWithDelay(nakDelay(s.cfg.NakDelay, meta.NumDelivered)); err != nil {
 				log.WarnContext(ctx, "nak failed", slog.Any("error", err))
 			}
 			return
@@ -408,6 +410,18 @@ func Recorded(m *message.Message) (eventstore.Recorded, error) {
 		}
 	}
 	return eventstore.FromMsg(m.Metadata.Get(MetaStream), seq, m.Metadata.Get(MetaSubject), stored, h, m.Payload)
+}
+
+// maxNakDelay caps the redelivery delay of a message nacked again and again.
+const maxNakDelay = 30 * time.Second
+
+// nakDelay is the redelivery delay after the delivered-th delivery failed.
+func nakDelay(first time.Duration, delivered uint64) time.Duration {
+	d := first
+	for i := uint64(1); i < delivered && d < maxNakDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxNakDelay)
 }
 
 // backoff is the pause after the n-th consecutive failure: 100ms doubling,

@@ -1,14 +1,22 @@
-// Package service wires brand incubation together: its event stream and
-// gRPC API.
+// Package service wires brand incubation together: its event stream, its
+// read models, its reactions and its gRPC API.
 package service
 
 import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
 	brandv1 "github.com/furrow/furrow/proto/furrow/brand/v1"
 
+	"github.com/furrow/furrow/pkg/consistency"
 	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/projection"
+	"github.com/furrow/furrow/pkg/wmjs"
 
 	"github.com/furrow/furrow/services/brand-incubation/adapters"
 	"github.com/furrow/furrow/services/brand-incubation/app"
@@ -24,13 +32,76 @@ func Stream(replicas int) eventstore.StreamSpec {
 	return eventstore.StreamSpec{Name: domain.Stream, Subjects: []string{domain.Subjects}, Replicas: replicas}
 }
 
-// Service is a wired brand-incubation service.
-type Service struct{ grpc *ports.GRPCServer }
+// Deps are what brand incubation needs from its host process.
+type Deps struct {
+	JS     jetstream.JetStream
+	DB     *projection.DB
+	Router *message.Router
+	Log    *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
 
-// New wires brand incubation. The streams must exist.
-func New(js jetstream.JetStream) *Service {
-	return &Service{grpc: ports.NewGRPCServer(app.New(adapters.NewBrandRepository(eventstore.New(js))))}
+// Service is a wired brand-incubation service.
+type Service struct {
+	grpc    *ports.GRPCServer
+	runners []*projection.Runner
+}
+
+// New wires brand incubation: it prepares its projections and adds its
+// reactions to deps.Router. The streams must exist.
+func New(deps Deps) (*Service, error) {
+	log := deps.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("service", Name)
+	opts := projection.Options{Logger: log}
+	catalog, err := projection.NewRunner(deps.DB, deps.JS, adapters.CatalogProjection{}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	premiums, err := projection.NewRunner(deps.DB, deps.JS, adapters.PremiumsProjection{}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	deliveries, err := projection.NewRunner(deps.DB, deps.JS, adapters.DeliveriesProjection{}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	store := eventstore.New(deps.JS)
+	a := app.New(app.Deps{
+		Events:     adapters.NewEvents(store),
+		Farmers:    adapters.NewLedgerFarmers(store),
+		Deliveries: adapters.NewDeliveryDirectory(deps.DB, store, deliveries),
+		Catalog:    adapters.NewCatalogReader(deps.DB),
+		Premiums:   adapters.NewPremiumsReader(deps.DB),
+		CatalogAt:  consistency.NewWaiter(deps.JS, catalog, nil),
+		PremiumsAt: consistency.NewWaiter(deps.JS, premiums, nil),
+		Log:        log,
+		Now:        deps.Now,
+	})
+
+	for _, h := range []struct {
+		durable, subject string
+		handler          message.NoPublishHandlerFunc
+	}{
+		{ports.DurableRerateOnPremiumRuleRevised, ports.SubjectsPremiumRuleRevised, ports.RerateOnPremiumRuleRevised(a)},
+		{ports.DurableRerateOnSalesReported, ports.SubjectsSalesReported, ports.RerateOnSalesReported(a)},
+	} {
+		sub, err := wmjs.NewSubscriber(deps.JS, wmjs.Config{
+			Stream: domain.Stream, Durable: h.durable, FilterSubjects: []string{h.subject}, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", Name, err)
+		}
+		deps.Router.AddConsumerHandler(h.durable, domain.Stream, sub, h.handler)
+	}
+	return &Service{grpc: ports.NewGRPCServer(a), runners: []*projection.Runner{catalog, premiums, deliveries}}, nil
 }
 
 // Register adds the brand API to srv.
 func (s *Service) Register(srv *grpc.Server) { brandv1.RegisterBrandServiceServer(srv, s.grpc) }
+
+// Projections returns the service's projection runners.
+func (s *Service) Projections() []*projection.Runner { return s.runners }

@@ -19,7 +19,14 @@ import (
 // in SQL, fed by the LEDGER stream.
 type BalancesProjection struct{}
 
-var _ projection.Projection = BalancesProjection{}
+var _ projection.Versioned = BalancesProjection{}
+
+// Tables implements projection.Versioned: the tables readers query. Each
+// is a view of the live copy; Migrate and Apply write a copy's own tables
+// (projection.Table), so the projection can be rebuilt beside itself.
+func (BalancesProjection) Tables() []string {
+	return []string{"ledger_farmers", "ledger_balances", "ledger_journal"}
+}
 
 // Name implements projection.Projection.
 func (BalancesProjection) Name() string { return "ledger_balances" }
@@ -32,20 +39,21 @@ func (BalancesProjection) Subjects() []string { return []string{"ledger.farmer.>
 
 // Migrate implements projection.Projection.
 func (BalancesProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
+	farmers, balances, journal := projection.Table(ctx, "ledger_farmers"), projection.Table(ctx, "ledger_balances"), projection.Table(ctx, "ledger_journal")
 	for _, stmt := range []string{
-		`CREATE TABLE IF NOT EXISTS ledger_farmers (
+		`CREATE TABLE IF NOT EXISTS ` + farmers + ` (
 			farmer_id TEXT PRIMARY KEY,
 			name TEXT NOT NULL, county TEXT NOT NULL, cooperative TEXT NOT NULL,
 			phone TEXT NOT NULL, payout_account TEXT NOT NULL,
 			version BIGINT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS ledger_balances (
+		`CREATE TABLE IF NOT EXISTS ` + balances + ` (
 			farmer_id TEXT PRIMARY KEY,
 			purchases_fen BIGINT NOT NULL DEFAULT 0,
 			premiums_fen BIGINT NOT NULL DEFAULT 0,
 			held_fen BIGINT NOT NULL DEFAULT 0,
 			paid_fen BIGINT NOT NULL DEFAULT 0,
 			seq BIGINT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS ledger_journal (
+		`CREATE TABLE IF NOT EXISTS ` + journal + ` (
 			entry_id TEXT NOT NULL,
 			line_no INTEGER NOT NULL,
 			farmer_id TEXT NOT NULL,
@@ -57,7 +65,7 @@ func (BalancesProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
 			source_event_id TEXT NOT NULL,
 			seq BIGINT NOT NULL,
 			PRIMARY KEY (entry_id, line_no))`,
-		`CREATE INDEX IF NOT EXISTS ledger_journal_farmer ON ledger_journal (farmer_id, seq)`,
+		`CREATE INDEX IF NOT EXISTS ` + projection.Table(ctx, "ledger_journal_farmer") + ` ON ` + journal + ` (farmer_id, seq)`,
 	} {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("migrate ledger_balances: %w", err)
@@ -74,17 +82,17 @@ func (BalancesProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.
 	}
 	switch e := msg.(type) {
 	case *ledgerevents.FarmerRegistered:
-		_, err = tx.ExecContext(ctx, `INSERT INTO ledger_farmers
+		_, err = tx.ExecContext(ctx, `INSERT INTO `+projection.Table(ctx, "ledger_farmers")+`
 			(farmer_id, name, county, cooperative, phone, payout_account, version)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (farmer_id) DO NOTHING`,
 			e.GetFarmerId(), e.GetName(), e.GetCounty(), e.GetCooperative(), e.GetPhone(), e.GetPayoutAccount(), rec.Sequence)
 		if err == nil {
-			_, err = tx.ExecContext(ctx, `INSERT INTO ledger_balances (farmer_id, seq) VALUES ($1, $2)
+			_, err = tx.ExecContext(ctx, `INSERT INTO `+projection.Table(ctx, "ledger_balances")+` (farmer_id, seq) VALUES ($1, $2)
 				ON CONFLICT (farmer_id) DO NOTHING`, e.GetFarmerId(), rec.Sequence)
 		}
 	case *ledgerevents.PayoutAccountUpdated:
-		_, err = tx.ExecContext(ctx, `UPDATE ledger_farmers SET payout_account = $1, version = $2 WHERE farmer_id = $3`,
+		_, err = tx.ExecContext(ctx, `UPDATE `+projection.Table(ctx, "ledger_farmers")+` SET payout_account = $1, version = $2 WHERE farmer_id = $3`,
 			e.GetPayoutAccount(), rec.Sequence, e.GetFarmerId())
 	case *ledgerevents.EntryPosted:
 		err = applyEntry(ctx, tx, rec, e)
@@ -99,25 +107,20 @@ func applyEntry(ctx context.Context, tx *sql.Tx, rec eventstore.Recorded, e *led
 	if err := domain.CheckBalanced(e.GetLines()); err != nil {
 		return fmt.Errorf("entry %s: %w", e.GetEntryId(), err)
 	}
-	var purchases, premiums int64
 	for i, l := range e.GetLines() {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_journal
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+projection.Table(ctx, "ledger_journal")+`
 			(entry_id, line_no, farmer_id, account, debit_fen, credit_fen, source_stream, source_seq, source_event_id, seq)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 			e.GetEntryId(), i, e.GetFarmerId(), l.GetAccount(), l.GetDebitFen(), l.GetCreditFen(),
 			e.GetSource().GetStream(), e.GetSource().GetSequence(), e.GetSource().GetEventId(), rec.Sequence); err != nil {
 			return err
 		}
-		switch l.GetAccount() {
-		case domain.FarmerAccount(e.GetFarmerId(), "payable"):
-			purchases += l.GetCreditFen() - l.GetDebitFen()
-		case domain.FarmerAccount(e.GetFarmerId(), "premium"):
-			premiums += l.GetCreditFen() - l.GetDebitFen()
-		}
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE ledger_balances
-		SET purchases_fen = purchases_fen + $1, premiums_fen = premiums_fen + $2, seq = $3
-		WHERE farmer_id = $4`, purchases, premiums, rec.Sequence, e.GetFarmerId())
+	d := domain.Effect(e.GetFarmerId(), e.GetLines())
+	_, err := tx.ExecContext(ctx, `UPDATE `+projection.Table(ctx, "ledger_balances")+`
+		SET purchases_fen = purchases_fen + $1, premiums_fen = premiums_fen + $2,
+			held_fen = held_fen + $3, paid_fen = paid_fen + $4, seq = $5
+		WHERE farmer_id = $6`, d.PurchasesFen, d.PremiumsFen, d.HeldFen, d.PaidFen, rec.Sequence, e.GetFarmerId())
 	return err
 }
 

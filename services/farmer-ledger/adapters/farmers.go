@@ -1,13 +1,18 @@
 // Package adapters connects the farmer ledger to JetStream (its event
-// stream) and SQL (its read models).
+// stream), SQL (its read models) and a payment provider (a deterministic
+// simulator for development and tests).
 package adapters
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/furrow/furrow/pkg/eventstore"
 
+	"github.com/furrow/furrow/services/farmer-ledger/app"
 	"github.com/furrow/furrow/services/farmer-ledger/domain"
 )
 
@@ -52,9 +57,10 @@ func (r *FarmerRepository) Append(ctx context.Context, f *domain.Farmer, key, fi
 		if err != nil {
 			return eventstore.AppendResult{}, err
 		}
+		ev.ID = c.ID // empty: the store derives it from the idempotency key
 		evs[i] = ev
 	}
-	return r.store.Append(ctx, eventstore.AppendRequest{
+	res, err := r.store.Append(ctx, eventstore.AppendRequest{
 		Stream:         domain.Stream,
 		Aggregate:      domain.FarmerAggregate(f.ID()),
 		Expect:         eventstore.ExpectVersion(f.Version()),
@@ -62,4 +68,20 @@ func (r *FarmerRepository) Append(ctx context.Context, f *domain.Farmer, key, fi
 		Fingerprint:    fingerprint,
 		Events:         evs,
 	})
+	if busy(err) {
+		return res, fmt.Errorf("%w: %w", app.ErrBusy, err)
+	}
+	return res, err
+}
+
+// errCodeTooManyInflight is JetStream's answer when a stream already has
+// as many atomic batches in flight as it allows: back-pressure, nothing
+// was written.
+const errCodeTooManyInflight jetstream.ErrorCode = 10210
+
+// busy reports whether err is back-pressure from the server, which the
+// caller may retry after a pause.
+func busy(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeTooManyInflight
 }

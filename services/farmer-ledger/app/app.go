@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	brandevents "github.com/furrow/furrow/proto/furrow/brand/events/v1"
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
@@ -38,9 +39,21 @@ type Positions interface {
 // ErrNoBalance means the balances read model has no row for a farmer (yet).
 var ErrNoBalance = errors.New("no balance row")
 
-// maxConflictRetries bounds how often a reaction reloads and retries after
-// losing an optimistic-concurrency race.
-const maxConflictRetries = 8
+// ErrBusy means the event store refused an append for back-pressure (too
+// many atomic batches in flight on the stream): nothing was written, and
+// the append may be retried after a pause, like a lost race.
+var ErrBusy = errors.New("event store busy")
+
+// retryable reports whether an append failed in a way a reload and a new
+// attempt can fix: a lost optimistic-concurrency race or back-pressure.
+func retryable(err error) bool {
+	return errors.Is(err, eventstore.ErrConflict) || errors.Is(err, ErrBusy)
+}
+
+// maxConflictRetries bounds how often a posting reaction reloads and
+// retries after losing an optimistic-concurrency race; past it the router
+// retries the whole message.
+const maxConflictRetries = 16
 
 // Ledger is the farmer ledger's application service.
 type Ledger struct {
@@ -48,11 +61,50 @@ type Ledger struct {
 	balances  Balances
 	positions Positions
 	log       *slog.Logger
+
+	directory        Directory
+	finance          Finance
+	financePositions Positions
+	breaks           Breaks
+	provider         PaymentProvider
+	now              func() time.Time
+
+	// locks serialises this process's appends to one farmer.
+	locks farmerLocks
+}
+
+// Deps are what the application service works with.
+type Deps struct {
+	Farmers Farmers
+	// Balances and Positions: the balances read model (farmers and their
+	// balances) and its read-your-writes waiter.
+	Balances  Balances
+	Positions Positions
+	Directory Directory
+	// Finance and FinancePositions: the finance read model (payouts,
+	// entries, account totals, resolutions) and its waiter.
+	Finance          Finance
+	FinancePositions Positions
+	Breaks           Breaks
+	Provider         PaymentProvider
+	Log              *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
 }
 
 // New returns the application service.
-func New(farmers Farmers, balances Balances, positions Positions, log *slog.Logger) *Ledger {
-	return &Ledger{farmers: farmers, balances: balances, positions: positions, log: log}
+func New(d Deps) *Ledger {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	return &Ledger{
+		farmers: d.Farmers, balances: d.Balances, positions: d.Positions, log: d.Log,
+		directory: d.Directory, finance: d.Finance, financePositions: d.FinancePositions,
+		breaks: d.Breaks, provider: d.Provider, now: d.Now,
+	}
 }
 
 // RegisterFarmer is the command to open a farmer's account.
@@ -72,6 +124,11 @@ func (l *Ledger) RegisterFarmer(ctx context.Context, cmd RegisterFarmer) (events
 		return eventstore.AppendResult{}, err
 	}
 	key := "ledger.RegisterFarmer:" + cmd.RequestID
+	unlock, err := l.locks.lock(ctx, cmd.Farmer.GetFarmerId())
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	defer unlock()
 	f, seen, err := l.farmers.Load(ctx, cmd.Farmer.GetFarmerId())
 	if err != nil {
 		return eventstore.AppendResult{}, err
@@ -111,6 +168,11 @@ func (l *Ledger) UpdatePayoutAccount(ctx context.Context, cmd UpdatePayoutAccoun
 		return eventstore.AppendResult{}, err
 	}
 	key := "ledger.UpdatePayoutAccount:" + cmd.RequestID
+	unlock, err := l.locks.lock(ctx, cmd.FarmerID)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	defer unlock()
 	f, seen, err := l.farmers.Load(ctx, cmd.FarmerID)
 	if err != nil {
 		return eventstore.AppendResult{}, err
@@ -218,19 +280,42 @@ func (l *Ledger) post(ctx context.Context, src eventstore.Recorded, farmerID, re
 	ref := &ledgerevents.SourceRef{Stream: src.Stream, Sequence: src.Sequence, EventId: src.ID, EventType: src.Type}
 	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: "farmer-ledger/" + reaction}
 	key := "ledger.post:" + sourceEventID
+	if err := ident.Check("farmer_id", farmerID); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
-		f, _, err := l.farmers.Load(ctx, farmerID)
-		if err != nil {
+		err := l.withFarmer(ctx, farmerID, func(f *domain.Farmer) error {
+			entry, already, err := decide(f, ref)
+			if err != nil || already {
+				return err
+			}
+			_, err = l.farmers.Append(ctx, f, key, sourceEventID, md, domain.Change{Kind: domain.KindEntryPosted, Event: entry})
 			return err
-		}
-		entry, already, err := decide(f, ref)
-		if err != nil || already {
-			return err
-		}
-		_, err = l.farmers.Append(ctx, f, key, sourceEventID, md, domain.Change{Kind: domain.KindEntryPosted, Event: entry})
-		if !errors.Is(err, eventstore.ErrConflict) || attempt >= maxConflictRetries {
+		})
+		if !retryable(err) || attempt >= maxConflictRetries {
 			return err
 		}
 		l.log.DebugContext(ctx, "entry append lost a race; retrying", "farmer_id", farmerID, "attempt", attempt)
+		// Payout requests contend for the same farmer: back off a little
+		// rather than meet them again at once.
+		if err := sleepJitter(ctx, attempt+1); err != nil {
+			return err
+		}
 	}
+}
+
+// withFarmer loads a farmer under this process's lock for it and runs fn,
+// which decides and appends. fn's append still expects the loaded version:
+// another process may have written meanwhile.
+func (l *Ledger) withFarmer(ctx context.Context, farmerID string, fn func(*domain.Farmer) error) error {
+	unlock, err := l.locks.lock(ctx, farmerID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	f, _, err := l.farmers.Load(ctx, farmerID)
+	if err != nil {
+		return err
+	}
+	return fn(f)
 }

@@ -1,6 +1,9 @@
 // Package domain holds the farmer ledger's aggregates and rules: farmer
-// accounts and the journal entries posted to them. It does no I/O; the
-// aggregates are rebuilt only from their events.
+// accounts, the double-entry journal posted to them, payouts (hold, settle,
+// release), and the pure parts of finance's work: reading a provider's
+// settlement file, reconciling it with the ledger's payouts, and the trial
+// balance. It does no I/O; the aggregates are rebuilt only from their
+// events.
 package domain
 
 import (
@@ -31,13 +34,19 @@ const (
 	KindRegistered           = "farmer_registered"
 	KindPayoutAccountUpdated = "payout_account_updated"
 	KindEntryPosted          = "entry_posted"
+	KindPayoutRequested      = "payout_requested"
+	KindPayoutSent           = "payout_sent"
+	KindPayoutSettled        = "payout_settled"
+	KindPayoutFailed         = "payout_failed"
 )
 
 // Change is one event to append to a farmer, with its kind (the last
-// subject token).
+// subject token). ID, when set, is the event's id: an entry appended in the
+// same batch as its source event refers to the source by this id.
 type Change struct {
 	Kind  string
 	Event proto.Message
+	ID    string
 }
 
 // Farmer is a farmer's account, rebuilt from its events.
@@ -53,10 +62,22 @@ type Farmer struct {
 	// posted holds the source event ids that already have an entry: an
 	// entry is posted once per source event.
 	posted map[string]bool
+	// balance is the farmer's accounts as the entries posted so far leave
+	// them: the command side's own view, so that a payout's check against
+	// available never depends on an eventually consistent read model.
+	balance Balance
+	// payouts by id, and payout ids by client request id.
+	payouts   map[string]*Payout
+	byRequest map[string]string
 }
 
 // NewFarmer returns the empty aggregate for id, ready to replay events.
-func NewFarmer(id string) *Farmer { return &Farmer{id: id, posted: map[string]bool{}} }
+func NewFarmer(id string) *Farmer {
+	return &Farmer{
+		id: id, posted: map[string]bool{}, balance: Balance{FarmerID: id},
+		payouts: map[string]*Payout{}, byRequest: map[string]string{},
+	}
+}
 
 // Apply folds one recorded event into the aggregate.
 func (f *Farmer) Apply(seq uint64, ev proto.Message) {
@@ -70,6 +91,25 @@ func (f *Farmer) Apply(seq uint64, ev proto.Message) {
 		f.payoutAccount = e.GetPayoutAccount()
 	case *ledgerevents.EntryPosted:
 		f.posted[e.GetSource().GetEventId()] = true
+		f.balance = f.balance.Plus(Effect(f.id, e.GetLines()))
+	case *ledgerevents.PayoutRequested:
+		f.payouts[e.GetPayoutId()] = &Payout{
+			ID: e.GetPayoutId(), FarmerID: f.id, RequestID: e.GetRequestId(), AmountFen: e.GetAmountFen(),
+			Currency: e.GetCurrency(), Account: e.GetPayoutAccount(), Status: PayoutStatusRequested,
+		}
+		f.byRequest[e.GetRequestId()] = e.GetPayoutId()
+	case *ledgerevents.PayoutSent:
+		if p := f.payouts[e.GetPayoutId()]; p != nil {
+			p.Status, p.ProviderRef = PayoutStatusSent, e.GetProviderReference()
+		}
+	case *ledgerevents.PayoutSettled:
+		if p := f.payouts[e.GetPayoutId()]; p != nil {
+			p.Status, p.ProviderRef = PayoutStatusSettled, e.GetProviderReference()
+		}
+	case *ledgerevents.PayoutFailed:
+		if p := f.payouts[e.GetPayoutId()]; p != nil {
+			p.Status, p.ProviderRef, p.Reason = PayoutStatusFailed, e.GetProviderReference(), e.GetReason()
+		}
 	}
 }
 
@@ -88,6 +128,28 @@ func (f *Farmer) Snapshot() ledgerevents.FarmerRegistered {
 		FarmerId: f.id, Name: f.name, County: f.county, Cooperative: f.cooperative,
 		Phone: f.phone, PayoutAccount: f.payoutAccount,
 	}
+}
+
+// Balance returns the farmer's accounts as the farmer's own entries leave
+// them (the command side's view, always current).
+func (f *Farmer) Balance() Balance { return f.balance }
+
+// Payout returns a copy of the farmer's payout with the given id.
+func (f *Farmer) Payout(payoutID string) (Payout, bool) {
+	p, ok := f.payouts[payoutID]
+	if !ok {
+		return Payout{}, false
+	}
+	return *p, true
+}
+
+// PayoutByRequest returns the payout a client request id created.
+func (f *Farmer) PayoutByRequest(requestID string) (Payout, bool) {
+	id, ok := f.byRequest[requestID]
+	if !ok {
+		return Payout{}, false
+	}
+	return f.Payout(id)
 }
 
 // HasPosted reports whether an entry for the source event exists.

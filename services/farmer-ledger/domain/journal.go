@@ -2,22 +2,74 @@ package domain
 
 import (
 	"fmt"
+	"strings"
 
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 
 	"github.com/furrow/furrow/pkg/failure"
 )
 
-// Accounts of the chart. A farmer's accounts are qualified by the farmer id.
+// The chart of accounts. A farmer's accounts are qualified by the farmer id
+// (FarmerAccount); the platform's and the provider's are shared.
+//
+// Every farmer account belongs to the platform's liability to that farmer:
+// payable and premium accrue it (credit-normal); held and paid are its
+// contra accounts (debit-normal), so that
+//
+//	available = payable + premium − held − paid
+//
+// is read straight off the four balances. A payout moves through them:
+//
+//	request  Dr farmer:F:held            Cr platform:payout_clearing
+//	settle   Dr farmer:F:paid            Cr farmer:F:held
+//	         Dr platform:payout_clearing Cr provider:settlement
+//	fail     Dr platform:payout_clearing Cr farmer:F:held
+//
+// so payout clearing always equals the sum of every farmer's holds, and
+// provider settlement the sum of what the provider paid out.
 const (
 	AccountProcurementExpense = "platform:procurement_expense"
 	AccountPremiumExpense     = "platform:premium_expense"
 	AccountPayoutClearing     = "platform:payout_clearing"
+	AccountProviderSettlement = "provider:settlement"
+)
+
+// Kinds of a farmer's accounts.
+const (
+	FarmerPayable = "payable"
+	FarmerPremium = "premium"
+	FarmerHeld    = "held"
+	FarmerPaid    = "paid"
 )
 
 // FarmerAccount is the code of a farmer's account of the given kind
-// ("payable", "premium", "held", "paid").
+// (FarmerPayable, FarmerPremium, FarmerHeld, FarmerPaid).
 func FarmerAccount(farmerID, kind string) string { return "farmer:" + farmerID + ":" + kind }
+
+// Effect is what lines do to farmerID's accounts, each in its normal
+// direction (credits for payable and premium, debits for held and paid).
+// Lines on other accounts do not count.
+func Effect(farmerID string, lines []*ledgerevents.EntryLine) Balance {
+	b := Balance{FarmerID: farmerID}
+	prefix := "farmer:" + farmerID + ":"
+	for _, l := range lines {
+		kind, ok := strings.CutPrefix(l.GetAccount(), prefix)
+		if !ok {
+			continue
+		}
+		switch kind {
+		case FarmerPayable:
+			b.PurchasesFen += l.GetCreditFen() - l.GetDebitFen()
+		case FarmerPremium:
+			b.PremiumsFen += l.GetCreditFen() - l.GetDebitFen()
+		case FarmerHeld:
+			b.HeldFen += l.GetDebitFen() - l.GetCreditFen()
+		case FarmerPaid:
+			b.PaidFen += l.GetDebitFen() - l.GetCreditFen()
+		}
+	}
+	return b
+}
 
 // CheckBalanced fails unless the lines' debits equal their credits and
 // every amount is non-negative.
@@ -45,7 +97,7 @@ func CheckBalanced(lines []*ledgerevents.EntryLine) error {
 func (f *Farmer) PostPayable(src *ledgerevents.SourceRef, amountFen int64, description string) (entry *ledgerevents.EntryPosted, already bool, err error) {
 	return f.post(src, description,
 		&ledgerevents.EntryLine{Account: AccountProcurementExpense, DebitFen: amountFen},
-		&ledgerevents.EntryLine{Account: FarmerAccount(f.id, "payable"), CreditFen: amountFen},
+		&ledgerevents.EntryLine{Account: FarmerAccount(f.id, FarmerPayable), CreditFen: amountFen},
 	)
 }
 
@@ -58,15 +110,26 @@ type Balance struct {
 	PaidFen      int64
 }
 
-// AvailableFen is what can still be paid out.
+// AvailableFen is what can still be paid out. It is negative only when a
+// correction or a premium adjustment lowered an amount already paid out:
+// the farmer then owes it back out of later accruals.
 func (b Balance) AvailableFen() int64 { return b.PurchasesFen + b.PremiumsFen - b.HeldFen - b.PaidFen }
+
+// Plus returns b with d's amounts added.
+func (b Balance) Plus(d Balance) Balance {
+	b.PurchasesFen += d.PurchasesFen
+	b.PremiumsFen += d.PremiumsFen
+	b.HeldFen += d.HeldFen
+	b.PaidFen += d.PaidFen
+	return b
+}
 
 // PostCorrection returns the entry for a corrected delivery: it reverses the
 // payable being replaced and posts the replacement, so the farmer's payable
 // for the delivery ends at exactly the corrected amount. already is true
 // when the source event has an entry.
 func (f *Farmer) PostCorrection(src *ledgerevents.SourceRef, reversedFen, replacementFen int64, description string) (entry *ledgerevents.EntryPosted, already bool, err error) {
-	payable := FarmerAccount(f.id, "payable")
+	payable := FarmerAccount(f.id, FarmerPayable)
 	return f.post(src, description,
 		&ledgerevents.EntryLine{Account: payable, DebitFen: reversedFen},
 		&ledgerevents.EntryLine{Account: AccountProcurementExpense, CreditFen: reversedFen},
@@ -79,7 +142,7 @@ func (f *Farmer) PostCorrection(src *ledgerevents.SourceRef, reversedFen, replac
 // adjusted by deltaFen (either sign): the platform's premium expense against
 // the farmer's premium account.
 func (f *Farmer) PostPremium(src *ledgerevents.SourceRef, deltaFen int64, description string) (entry *ledgerevents.EntryPosted, already bool, err error) {
-	premium := FarmerAccount(f.id, "premium")
+	premium := FarmerAccount(f.id, FarmerPremium)
 	if deltaFen >= 0 {
 		return f.post(src, description,
 			&ledgerevents.EntryLine{Account: AccountPremiumExpense, DebitFen: deltaFen},

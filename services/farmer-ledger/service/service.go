@@ -5,6 +5,7 @@ package service
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,12 +44,21 @@ type Deps struct {
 	DB     *projection.DB
 	Router *message.Router
 	Log    *slog.Logger
+	// DataDir is where the simulated payment provider keeps its files
+	// (<DataDir>/provider/settlement.csv); empty keeps them in memory.
+	DataDir string
+	// Provider pays farmers out; nil means the simulated provider.
+	Provider app.PaymentProvider
+	// SettlementPoll is how often late settlements are asked for; default
+	// DefaultSettlementPoll.
+	SettlementPoll time.Duration
 }
 
 // Service is a wired farmer ledger.
 type Service struct {
 	grpc     *ports.GRPCServer
 	balances *projection.Runner
+	finance  *projection.Runner
 }
 
 // New wires the ledger: it adds its handlers to deps.Router and prepares
@@ -60,11 +70,20 @@ func New(deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
 	store := eventstore.New(deps.JS)
-	waiter := consistency.NewWaiter(deps.JS, balances, map[string]string{
+	upstream := map[string]string{
 		upstreamProcurement: ports.DurableProcurementEntries,
 		upstreamBrand:       ports.DurableBrandEntries,
+	}
+	waiter := consistency.NewWaiter(deps.JS, balances, upstream)
+	fin, err := newFinance(deps, log, upstream)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	ledger := app.New(app.Deps{
+		Farmers: adapters.NewFarmerRepository(store), Balances: adapters.NewBalanceReader(deps.DB), Positions: waiter,
+		Directory: adapters.NewFarmerDirectory(deps.DB), Finance: fin.reader, FinancePositions: fin.waiter,
+		Breaks: adapters.NewBreakRepository(store), Provider: fin.provider, Log: log,
 	})
-	ledger := app.New(adapters.NewFarmerRepository(store), adapters.NewBalanceReader(deps.DB), waiter, log)
 
 	for _, h := range []struct {
 		stream, durable string
@@ -83,11 +102,16 @@ func New(deps Deps) (*Service, error) {
 		deps.Router.AddConsumerHandler(h.durable, h.stream, sub, h.handler)
 	}
 
-	return &Service{grpc: ports.NewGRPCServer(ledger), balances: balances}, nil
+	if err := fin.addHandlers(deps, ledger, log); err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	return &Service{grpc: ports.NewGRPCServer(ledger), balances: balances, finance: fin.runner}, nil
 }
 
 // Register adds the ledger's gRPC API to srv.
 func (s *Service) Register(srv *grpc.Server) { ledgerv1.RegisterLedgerServiceServer(srv, s.grpc) }
 
 // Projections returns the ledger's projection runners.
-func (s *Service) Projections() []*projection.Runner { return []*projection.Runner{s.balances} }
+func (s *Service) Projections() []*projection.Runner {
+	return []*projection.Runner{s.balances, s.finance}
+}

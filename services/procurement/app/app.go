@@ -1,114 +1,128 @@
-// Package app holds procurement's command and query handlers.
+// Package app holds procurement's command and query handlers: it loads
+// aggregates, asks the domain to decide, and appends the outcome, retrying
+// on a lost optimistic-concurrency race where re-deciding is safe.
 package app
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"time"
-
-	"google.golang.org/protobuf/proto"
-
-	procurementevents "github.com/furrow/furrow/proto/furrow/procurement/events/v1"
 
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
-	"github.com/furrow/furrow/pkg/ident"
 
 	"github.com/furrow/furrow/services/procurement/domain"
 )
 
-// Deliveries loads and appends delivery aggregates.
-type Deliveries interface {
-	Load(ctx context.Context, id string) (*domain.Delivery, *eventstore.Requests, error)
-	Append(ctx context.Context, d *domain.Delivery, kind string, ev proto.Message, key, fingerprint string, md eventstore.Metadata) (eventstore.AppendResult, error)
+// Aggregate is what an append's expectation is about: the subject filter
+// covering an aggregate's events and the version it was decided on.
+type Aggregate interface {
+	Filter() string
+	Version() uint64
 }
 
-// Farmers says whether a farmer is registered.
-type Farmers interface {
-	Known(ctx context.Context, farmerID string) (bool, error)
+// Events loads procurement's aggregates from its stream and appends to it.
+type Events interface {
+	LoadProgram(ctx context.Context, id string) (*domain.Program, *eventstore.Requests, error)
+	LoadOrder(ctx context.Context, id string) (*domain.Order, *eventstore.Requests, error)
+	LoadDelivery(ctx context.Context, id string) (*domain.Delivery, *eventstore.Requests, error)
+	// Append writes changes as one atomic batch, expecting expect (the
+	// aggregate of the first change) to be still at its version. A lost
+	// race is eventstore.ErrConflict.
+	Append(ctx context.Context, expect Aggregate, key, fingerprint string, md eventstore.Metadata, changes ...domain.Change) (eventstore.AppendResult, error)
 }
+
+// Farmers finds farmers registered with the ledger.
+type Farmers interface {
+	// Lookup returns the farmer, or false when it was never registered.
+	Lookup(ctx context.Context, farmerID string) (domain.Farmer, bool, error)
+}
+
+// Positions waits until the read models reflect a position (a nil one:
+// no wait) and returns the PROCUREMENT position they then reflect.
+type Positions interface {
+	WaitFor(ctx context.Context, pos *eventstore.Position) (eventstore.Position, error)
+}
+
+// maxConflictRetries bounds how often a command reloads and re-decides
+// after losing an optimistic-concurrency race. Each lost race means
+// another command made progress, so a bound this size is reached only
+// under a storm on one aggregate; the caller then gets Aborted.
+const maxConflictRetries = 16
 
 // Procurement is procurement's application service.
 type Procurement struct {
-	deliveries Deliveries
-	farmers    Farmers
-	now        func() time.Time
+	events    Events
+	farmers   Farmers
+	views     ReadModel
+	positions Positions
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 // New returns the application service.
-func New(deliveries Deliveries, farmers Farmers) *Procurement {
-	return &Procurement{deliveries: deliveries, farmers: farmers, now: time.Now}
+func New(events Events, farmers Farmers, views ReadModel, positions Positions, log *slog.Logger) *Procurement {
+	return &Procurement{events: events, farmers: farmers, views: views, positions: positions, log: log, now: time.Now}
 }
 
-// RecordDelivery is the command to record a weigh-in.
-type RecordDelivery struct {
-	RequestID   string
-	Fingerprint string
-	WeighIn     domain.WeighIn
-	Meta        eventstore.Metadata
-}
-
-// Recorded is the outcome of RecordDelivery.
-type Recorded struct {
-	Delivery *procurementevents.DeliveryRecorded
-	Result   eventstore.AppendResult
-}
-
-// RecordDelivery records a weigh-in once per request id.
-func (p *Procurement) RecordDelivery(ctx context.Context, cmd RecordDelivery) (Recorded, error) {
-	if err := ident.CheckRequestID(cmd.RequestID); err != nil {
-		return Recorded{}, err
-	}
-	key := "procurement.RecordDelivery:" + cmd.RequestID
-	d, seen, err := p.deliveries.Load(ctx, domain.DeliveryIDFor(cmd.RequestID))
-	if err != nil {
-		return Recorded{}, err
-	}
-	if res, ok, err := seen.Check(key, cmd.Fingerprint); ok || err != nil {
-		return Recorded{Delivery: d.Recorded(), Result: res}, err
-	}
-	w := cmd.WeighIn
-	if w.WeighedAt.IsZero() {
-		w.WeighedAt = p.now()
-	}
-	known := false
-	if ident.Check("farmer_id", w.FarmerID) == nil {
-		if known, err = p.farmers.Known(ctx, w.FarmerID); err != nil {
-			return Recorded{}, err
+// retry runs attempt until it does not lose a concurrency race, at most
+// maxConflictRetries+1 times, waiting a short random while between tries so
+// that contenders spread out. attempt must reload whatever it decides on.
+func retry[T any](ctx context.Context, log *slog.Logger, op string, attempt func() (T, error)) (T, error) {
+	for n := 0; ; n++ {
+		v, err := attempt()
+		if !errors.Is(err, eventstore.ErrConflict) {
+			return v, err
+		}
+		if n >= maxConflictRetries {
+			return v, failure.Conflict(err)
+		}
+		log.DebugContext(ctx, "append lost a race; reloading", "op", op, "attempt", n+1)
+		t := time.NewTimer(rand.N(time.Duration(n+1) * time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return v, ctx.Err()
+		case <-t.C:
 		}
 	}
-	ev, err := d.Record(w, known)
-	if err != nil {
-		return Recorded{}, err
-	}
-	res, err := p.deliveries.Append(ctx, d, domain.KindDeliveryRecorded, ev, key, cmd.Fingerprint, cmd.Meta)
-	if errors.Is(err, eventstore.ErrConflict) {
-		return Recorded{}, failure.Conflict(err)
-	}
-	if err != nil {
-		return Recorded{}, err
-	}
-	if res.Duplicate {
-		// A concurrent retry of the same request landed first.
-		if d, _, err = p.deliveries.Load(ctx, d.ID()); err != nil {
-			return Recorded{}, err
-		}
-		ev = d.Recorded()
-	}
-	return Recorded{Delivery: ev, Result: res}, nil
 }
 
-// Delivery returns a recorded delivery.
-func (p *Procurement) Delivery(ctx context.Context, id string) (*domain.Delivery, error) {
-	if err := ident.Check("delivery_id", id); err != nil {
-		return nil, err
+// reused names the request id in an idempotency mismatch (the same
+// request id sent with different content), keeping the store's error
+// underneath; other errors pass unchanged.
+func reused(requestID string, err error) error {
+	if !errors.Is(err, eventstore.ErrIdempotencyMismatch) {
+		return err
 	}
-	d, _, err := p.deliveries.Load(ctx, id)
-	if err != nil {
-		return nil, err
+	return &failure.Error{Kind: failure.KindAlreadyExists, Field: "request_id",
+		Msg: fmt.Sprintf("%q was already used for a different request; use a new request id", requestID), Err: err}
+}
+
+// prior looks for an earlier command with key in every aggregate it wrote
+// to and returns its result spanning all of them (a two-aggregate command
+// wrote to both, and its position is the later of the two). A key found
+// with another fingerprint is eventstore.ErrIdempotencyMismatch.
+func prior(key, fingerprint string, seen ...*eventstore.Requests) (eventstore.AppendResult, bool, error) {
+	var out eventstore.AppendResult
+	found := false
+	for _, s := range seen {
+		res, ok, err := s.Check(key, fingerprint)
+		if err != nil {
+			return eventstore.AppendResult{}, true, err
+		}
+		if !ok {
+			continue
+		}
+		if !found {
+			out, found = res, true
+			continue
+		}
+		out.First, out.Last = min(out.First, res.First), max(out.Last, res.Last)
+		out.EventIDs = append(out.EventIDs, res.EventIDs...)
 	}
-	if d.Recorded() == nil {
-		return nil, failure.NotFound("delivery_id", "delivery %s does not exist", id)
-	}
-	return d, nil
+	return out, found, nil
 }

@@ -1,7 +1,9 @@
-// Package service wires procurement together: its event stream and gRPC API.
+// Package service wires procurement together: its event stream, read
+// models and gRPC API.
 package service
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -10,6 +12,7 @@ import (
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 
 	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/projection"
 
 	"github.com/furrow/furrow/services/procurement/adapters"
 	"github.com/furrow/furrow/services/procurement/app"
@@ -28,22 +31,41 @@ func Stream(replicas int) eventstore.StreamSpec {
 // Deps are what procurement needs from its host process.
 type Deps struct {
 	JS  jetstream.JetStream
+	DB  *projection.DB
 	Log *slog.Logger
 }
 
 // Service is a wired procurement service.
 type Service struct {
-	grpc *ports.GRPCServer
+	grpc      *ports.GRPCServer
+	purchases *projection.Runner
+	farmers   *projection.Runner
 }
 
-// New wires procurement. The streams must exist.
+// New wires procurement and prepares its projections (the host runs
+// them). The streams must exist.
 func New(deps Deps) (*Service, error) {
+	log := deps.Log.With("service", Name)
+	purchases, err := projection.NewRunner(deps.DB, deps.JS, adapters.PurchasesProjection{}, projection.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	farmers, err := projection.NewRunner(deps.DB, deps.JS, adapters.FarmersProjection{}, projection.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
 	store := eventstore.New(deps.JS)
-	a := app.New(adapters.NewDeliveryRepository(store), adapters.NewLedgerFarmers(store))
-	return &Service{grpc: ports.NewGRPCServer(a)}, nil
+	a := app.New(adapters.NewEventStore(store), adapters.NewLedgerFarmers(store), adapters.NewReadModel(deps.DB),
+		adapters.NewPositions(deps.JS, purchases, farmers), log)
+	return &Service{grpc: ports.NewGRPCServer(a, log), purchases: purchases, farmers: farmers}, nil
 }
 
 // Register adds procurement's gRPC API to srv.
 func (s *Service) Register(srv *grpc.Server) {
 	procurementv1.RegisterProcurementServiceServer(srv, s.grpc)
+}
+
+// Projections returns procurement's projection runners.
+func (s *Service) Projections() []*projection.Runner {
+	return []*projection.Runner{s.purchases, s.farmers}
 }

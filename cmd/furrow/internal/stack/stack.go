@@ -21,6 +21,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 
+	adminv1 "github.com/furrow/furrow/proto/furrow/admin/v1"
+
+	"github.com/furrow/furrow/pkg/admin"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/natsembed"
@@ -47,15 +50,15 @@ type Config struct {
 
 // Stack is a running Furrow.
 type Stack struct {
-	cfg    Config
-	nats   *natsembed.Server
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	db     *projection.DB
-	router *message.Router
-	grpc   *grpc.Server
-	health *health.Server
-	lis    net.Listener
+	cfg     Config
+	nats    *natsembed.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	db      *projection.DB
+	router  *message.Router
+	grpc    *grpc.Server
+	health  *health.Server
+	lis     net.Listener
 	runners []*projection.Runner
 
 	cancel context.CancelFunc
@@ -104,18 +107,29 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 
-	proc, err := procurement.New(procurement.Deps{JS: s.js, Log: cfg.Log})
+	proc, err := procurement.New(procurement.Deps{JS: s.js, DB: s.db, Log: cfg.Log})
 	if err != nil {
 		return nil, err
 	}
-	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log})
+	s.runners = append(s.runners, proc.Projections()...)
+	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log, DataDir: cfg.DataDir})
 	if err != nil {
 		return nil, err
 	}
-	br := brand.New(s.js)
+	br, err := brand.New(brand.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	s.runners = append(s.runners, br.Projections()...)
 	s.runners = append(s.runners, led.Projections()...)
 
 	s.grpc, s.health = grpcx.NewServer(cfg.Log)
+	// Operators' API: projections and handlers of this process, streams.
+	if err := registerAdmin(s.grpc, s.js, s.router, cfg.Log, map[string][]*projection.Runner{
+		procurement.Name: proc.Projections(), ledger.Name: led.Projections(), brand.Name: br.Projections(),
+	}); err != nil {
+		return nil, err
+	}
 	proc.Register(s.grpc)
 	led.Register(s.grpc)
 	br.Register(s.grpc)
@@ -140,6 +154,23 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.goRun("gRPC server", func() error { return s.grpc.Serve(s.lis) })
 	grpcx.MarkServing(s.grpc, s.health)
 	return s, nil
+}
+
+// registerAdmin serves furrow.admin.v1.AdminService on srv over the given
+// services' projections (by service name) and the router's handlers.
+func registerAdmin(srv *grpc.Server, js jetstream.JetStream, router *message.Router, log *slog.Logger, projections map[string][]*projection.Runner) error {
+	adm, err := admin.New(js, log)
+	if err != nil {
+		return err
+	}
+	for service, runners := range projections {
+		if err := adm.AddProjections(service, runners...); err != nil {
+			return err
+		}
+	}
+	adm.SetHandlers(router.Handlers())
+	adminv1.RegisterAdminServiceServer(srv, adm)
+	return nil
 }
 
 // goRun runs fn in a goroutine the stack waits for on shutdown; an early

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/furrow/furrow/proto/furrow/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -74,6 +75,227 @@ func (BrandKind) EnumDescriptor() ([]byte, []int) {
 	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{0}
 }
 
+// BrandStage is where a brand is in its life.
+type BrandStage int32
+
+const (
+	BrandStage_BRAND_STAGE_UNSPECIFIED BrandStage = 0
+	BrandStage_BRAND_STAGE_INCUBATING  BrandStage = 1
+	BrandStage_BRAND_STAGE_LAUNCHED    BrandStage = 2
+	BrandStage_BRAND_STAGE_RETIRED     BrandStage = 3
+)
+
+// Enum value maps for BrandStage.
+var (
+	BrandStage_name = map[int32]string{
+		0: "BRAND_STAGE_UNSPECIFIED",
+		1: "BRAND_STAGE_INCUBATING",
+		2: "BRAND_STAGE_LAUNCHED",
+		3: "BRAND_STAGE_RETIRED",
+	}
+	BrandStage_value = map[string]int32{
+		"BRAND_STAGE_UNSPECIFIED": 0,
+		"BRAND_STAGE_INCUBATING":  1,
+		"BRAND_STAGE_LAUNCHED":    2,
+		"BRAND_STAGE_RETIRED":     3,
+	}
+)
+
+func (x BrandStage) Enum() *BrandStage {
+	p := new(BrandStage)
+	*p = x
+	return p
+}
+
+func (x BrandStage) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BrandStage) Descriptor() protoreflect.EnumDescriptor {
+	return file_furrow_brand_v1_brand_proto_enumTypes[1].Descriptor()
+}
+
+func (BrandStage) Type() protoreflect.EnumType {
+	return &file_furrow_brand_v1_brand_proto_enumTypes[1]
+}
+
+func (x BrandStage) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BrandStage.Descriptor instead.
+func (BrandStage) EnumDescriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{1}
+}
+
+// EnrolmentStatus is a farmer's standing in a brand today.
+type EnrolmentStatus int32
+
+const (
+	EnrolmentStatus_ENROLMENT_STATUS_UNSPECIFIED EnrolmentStatus = 0
+	// Certified from enrolled_from on (possibly a future day).
+	EnrolmentStatus_ENROLMENT_STATUS_ENROLLED EnrolmentStatus = 1
+	// Suspended from suspended_from on.
+	EnrolmentStatus_ENROLMENT_STATUS_SUSPENDED EnrolmentStatus = 2
+)
+
+// Enum value maps for EnrolmentStatus.
+var (
+	EnrolmentStatus_name = map[int32]string{
+		0: "ENROLMENT_STATUS_UNSPECIFIED",
+		1: "ENROLMENT_STATUS_ENROLLED",
+		2: "ENROLMENT_STATUS_SUSPENDED",
+	}
+	EnrolmentStatus_value = map[string]int32{
+		"ENROLMENT_STATUS_UNSPECIFIED": 0,
+		"ENROLMENT_STATUS_ENROLLED":    1,
+		"ENROLMENT_STATUS_SUSPENDED":   2,
+	}
+)
+
+func (x EnrolmentStatus) Enum() *EnrolmentStatus {
+	p := new(EnrolmentStatus)
+	*p = x
+	return p
+}
+
+func (x EnrolmentStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EnrolmentStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_furrow_brand_v1_brand_proto_enumTypes[2].Descriptor()
+}
+
+func (EnrolmentStatus) Type() protoreflect.EnumType {
+	return &file_furrow_brand_v1_brand_proto_enumTypes[2]
+}
+
+func (x EnrolmentStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EnrolmentStatus.Descriptor instead.
+func (EnrolmentStatus) EnumDescriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{2}
+}
+
+// WithheldReason says why a reported sale earns no premium.
+type WithheldReason int32
+
+const (
+	WithheldReason_WITHHELD_REASON_UNSPECIFIED WithheldReason = 0
+	// The farmer has never been enrolled in the brand.
+	WithheldReason_WITHHELD_REASON_NOT_ENROLLED WithheldReason = 1
+	// The farmer's enrolment was suspended on the sale day.
+	WithheldReason_WITHHELD_REASON_SUSPENDED WithheldReason = 2
+	// No premium rule of the brand and channel was in force on the sale day.
+	WithheldReason_WITHHELD_REASON_NO_RULE WithheldReason = 3
+	// A restatement of the report left the line out.
+	WithheldReason_WITHHELD_REASON_WITHDRAWN WithheldReason = 4
+	// The brand was retired on or before the sale day.
+	WithheldReason_WITHHELD_REASON_BRAND_RETIRED WithheldReason = 5
+)
+
+// Enum value maps for WithheldReason.
+var (
+	WithheldReason_name = map[int32]string{
+		0: "WITHHELD_REASON_UNSPECIFIED",
+		1: "WITHHELD_REASON_NOT_ENROLLED",
+		2: "WITHHELD_REASON_SUSPENDED",
+		3: "WITHHELD_REASON_NO_RULE",
+		4: "WITHHELD_REASON_WITHDRAWN",
+		5: "WITHHELD_REASON_BRAND_RETIRED",
+	}
+	WithheldReason_value = map[string]int32{
+		"WITHHELD_REASON_UNSPECIFIED":   0,
+		"WITHHELD_REASON_NOT_ENROLLED":  1,
+		"WITHHELD_REASON_SUSPENDED":     2,
+		"WITHHELD_REASON_NO_RULE":       3,
+		"WITHHELD_REASON_WITHDRAWN":     4,
+		"WITHHELD_REASON_BRAND_RETIRED": 5,
+	}
+)
+
+func (x WithheldReason) Enum() *WithheldReason {
+	p := new(WithheldReason)
+	*p = x
+	return p
+}
+
+func (x WithheldReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WithheldReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_furrow_brand_v1_brand_proto_enumTypes[3].Descriptor()
+}
+
+func (WithheldReason) Type() protoreflect.EnumType {
+	return &file_furrow_brand_v1_brand_proto_enumTypes[3]
+}
+
+func (x WithheldReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WithheldReason.Descriptor instead.
+func (WithheldReason) EnumDescriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{3}
+}
+
+// AdjustmentCause says why an earned premium changed.
+type AdjustmentCause int32
+
+const (
+	AdjustmentCause_ADJUSTMENT_CAUSE_UNSPECIFIED AdjustmentCause = 0
+	// A premium rule was revised.
+	AdjustmentCause_ADJUSTMENT_CAUSE_RULE_REVISED AdjustmentCause = 1
+	// The channel restated its report.
+	AdjustmentCause_ADJUSTMENT_CAUSE_REPORT_RESTATED AdjustmentCause = 2
+)
+
+// Enum value maps for AdjustmentCause.
+var (
+	AdjustmentCause_name = map[int32]string{
+		0: "ADJUSTMENT_CAUSE_UNSPECIFIED",
+		1: "ADJUSTMENT_CAUSE_RULE_REVISED",
+		2: "ADJUSTMENT_CAUSE_REPORT_RESTATED",
+	}
+	AdjustmentCause_value = map[string]int32{
+		"ADJUSTMENT_CAUSE_UNSPECIFIED":     0,
+		"ADJUSTMENT_CAUSE_RULE_REVISED":    1,
+		"ADJUSTMENT_CAUSE_REPORT_RESTATED": 2,
+	}
+)
+
+func (x AdjustmentCause) Enum() *AdjustmentCause {
+	p := new(AdjustmentCause)
+	*p = x
+	return p
+}
+
+func (x AdjustmentCause) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AdjustmentCause) Descriptor() protoreflect.EnumDescriptor {
+	return file_furrow_brand_v1_brand_proto_enumTypes[4].Descriptor()
+}
+
+func (AdjustmentCause) Type() protoreflect.EnumType {
+	return &file_furrow_brand_v1_brand_proto_enumTypes[4]
+}
+
+func (x AdjustmentCause) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AdjustmentCause.Descriptor instead.
+func (AdjustmentCause) EnumDescriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{4}
+}
+
 // RegisterBrandRequest registers a brand.
 type RegisterBrandRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -84,8 +306,10 @@ type RegisterBrandRequest struct {
 	Name            string    `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
 	County          string    `protobuf:"bytes,5,opt,name=county,proto3" json:"county,omitempty"`
 	ProductCategory string    `protobuf:"bytes,6,opt,name=product_category,json=productCategory,proto3" json:"product_category,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The day the brand starts incubating; default today.
+	RegisteredOn  string `protobuf:"bytes,7,opt,name=registered_on,json=registeredOn,proto3" json:"registered_on,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterBrandRequest) Reset() {
@@ -156,6 +380,13 @@ func (x *RegisterBrandRequest) GetCounty() string {
 func (x *RegisterBrandRequest) GetProductCategory() string {
 	if x != nil {
 		return x.ProductCategory
+	}
+	return ""
+}
+
+func (x *RegisterBrandRequest) GetRegisteredOn() string {
+	if x != nil {
+		return x.RegisteredOn
 	}
 	return ""
 }
@@ -312,8 +543,14 @@ type Brand struct {
 	County          string                 `protobuf:"bytes,4,opt,name=county,proto3" json:"county,omitempty"`
 	ProductCategory string                 `protobuf:"bytes,5,opt,name=product_category,json=productCategory,proto3" json:"product_category,omitempty"`
 	Version         uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	Stage           BrandStage             `protobuf:"varint,7,opt,name=stage,proto3,enum=furrow.brand.v1.BrandStage" json:"stage,omitempty"`
+	// The first day of the current stage.
+	StageSince   string `protobuf:"bytes,8,opt,name=stage_since,json=stageSince,proto3" json:"stage_since,omitempty"`
+	RegisteredOn string `protobuf:"bytes,9,opt,name=registered_on,json=registeredOn,proto3" json:"registered_on,omitempty"`
+	// Every stage the brand has been in, oldest first.
+	Stages        []*StageChange `protobuf:"bytes,10,rep,name=stages,proto3" json:"stages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Brand) Reset() {
@@ -388,11 +625,3047 @@ func (x *Brand) GetVersion() uint64 {
 	return 0
 }
 
+func (x *Brand) GetStage() BrandStage {
+	if x != nil {
+		return x.Stage
+	}
+	return BrandStage_BRAND_STAGE_UNSPECIFIED
+}
+
+func (x *Brand) GetStageSince() string {
+	if x != nil {
+		return x.StageSince
+	}
+	return ""
+}
+
+func (x *Brand) GetRegisteredOn() string {
+	if x != nil {
+		return x.RegisteredOn
+	}
+	return ""
+}
+
+func (x *Brand) GetStages() []*StageChange {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+// StageChange is a brand's stage from a day on.
+type StageChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stage         BrandStage             `protobuf:"varint,1,opt,name=stage,proto3,enum=furrow.brand.v1.BrandStage" json:"stage,omitempty"`
+	EffectiveOn   string                 `protobuf:"bytes,2,opt,name=effective_on,json=effectiveOn,proto3" json:"effective_on,omitempty"`
+	Note          string                 `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StageChange) Reset() {
+	*x = StageChange{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StageChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StageChange) ProtoMessage() {}
+
+func (x *StageChange) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StageChange.ProtoReflect.Descriptor instead.
+func (*StageChange) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *StageChange) GetStage() BrandStage {
+	if x != nil {
+		return x.Stage
+	}
+	return BrandStage_BRAND_STAGE_UNSPECIFIED
+}
+
+func (x *StageChange) GetEffectiveOn() string {
+	if x != nil {
+		return x.EffectiveOn
+	}
+	return ""
+}
+
+func (x *StageChange) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// ChangeBrandStageRequest moves a brand to a later stage.
+type ChangeBrandStageRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	BrandId   string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Stage     BrandStage             `protobuf:"varint,3,opt,name=stage,proto3,enum=furrow.brand.v1.BrandStage" json:"stage,omitempty"`
+	// The first day in the new stage; default today. Not before the
+	// current stage began.
+	EffectiveOn   string `protobuf:"bytes,4,opt,name=effective_on,json=effectiveOn,proto3" json:"effective_on,omitempty"`
+	Note          string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeBrandStageRequest) Reset() {
+	*x = ChangeBrandStageRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeBrandStageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeBrandStageRequest) ProtoMessage() {}
+
+func (x *ChangeBrandStageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeBrandStageRequest.ProtoReflect.Descriptor instead.
+func (*ChangeBrandStageRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ChangeBrandStageRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ChangeBrandStageRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *ChangeBrandStageRequest) GetStage() BrandStage {
+	if x != nil {
+		return x.Stage
+	}
+	return BrandStage_BRAND_STAGE_UNSPECIFIED
+}
+
+func (x *ChangeBrandStageRequest) GetEffectiveOn() string {
+	if x != nil {
+		return x.EffectiveOn
+	}
+	return ""
+}
+
+func (x *ChangeBrandStageRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// ChangeBrandStageResponse says where the change was written.
+type ChangeBrandStageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      *v1.Position           `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeBrandStageResponse) Reset() {
+	*x = ChangeBrandStageResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeBrandStageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeBrandStageResponse) ProtoMessage() {}
+
+func (x *ChangeBrandStageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeBrandStageResponse.ProtoReflect.Descriptor instead.
+func (*ChangeBrandStageResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ChangeBrandStageResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *ChangeBrandStageResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// ListBrandsRequest filters brands; empty filters match everything.
+type ListBrandsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	County string                 `protobuf:"bytes,1,opt,name=county,proto3" json:"county,omitempty"`
+	Kind   BrandKind              `protobuf:"varint,2,opt,name=kind,proto3,enum=furrow.brand.v1.BrandKind" json:"kind,omitempty"`
+	Stage  BrandStage             `protobuf:"varint,3,opt,name=stage,proto3,enum=furrow.brand.v1.BrandStage" json:"stage,omitempty"`
+	// At most this many brands (default 100, at most 1000).
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page.
+	PageToken     string       `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	MinPosition   *v1.Position `protobuf:"bytes,6,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBrandsRequest) Reset() {
+	*x = ListBrandsRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBrandsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBrandsRequest) ProtoMessage() {}
+
+func (x *ListBrandsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBrandsRequest.ProtoReflect.Descriptor instead.
+func (*ListBrandsRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListBrandsRequest) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *ListBrandsRequest) GetKind() BrandKind {
+	if x != nil {
+		return x.Kind
+	}
+	return BrandKind_BRAND_KIND_UNSPECIFIED
+}
+
+func (x *ListBrandsRequest) GetStage() BrandStage {
+	if x != nil {
+		return x.Stage
+	}
+	return BrandStage_BRAND_STAGE_UNSPECIFIED
+}
+
+func (x *ListBrandsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBrandsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListBrandsRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ListBrandsResponse is a page of brands, ordered by brand id.
+type ListBrandsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Brands []*Brand               `protobuf:"bytes,1,rep,name=brands,proto3" json:"brands,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The position the read model reflected.
+	AsOf          *v1.Position `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBrandsResponse) Reset() {
+	*x = ListBrandsResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBrandsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBrandsResponse) ProtoMessage() {}
+
+func (x *ListBrandsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBrandsResponse.ProtoReflect.Descriptor instead.
+func (*ListBrandsResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListBrandsResponse) GetBrands() []*Brand {
+	if x != nil {
+		return x.Brands
+	}
+	return nil
+}
+
+func (x *ListBrandsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListBrandsResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// RegisterChannelRequest registers a retail channel.
+type RegisterChannelRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Channel id, e.g. "hema": letters, digits, '-' or '_'.
+	ChannelId     string `protobuf:"bytes,2,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterChannelRequest) Reset() {
+	*x = RegisterChannelRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterChannelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterChannelRequest) ProtoMessage() {}
+
+func (x *RegisterChannelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterChannelRequest.ProtoReflect.Descriptor instead.
+func (*RegisterChannelRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RegisterChannelRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RegisterChannelRequest) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *RegisterChannelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RegisterChannelResponse says where the channel was written.
+type RegisterChannelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      *v1.Position           `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterChannelResponse) Reset() {
+	*x = RegisterChannelResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterChannelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterChannelResponse) ProtoMessage() {}
+
+func (x *RegisterChannelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterChannelResponse.ProtoReflect.Descriptor instead.
+func (*RegisterChannelResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RegisterChannelResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// ListChannelsRequest lists channels.
+type ListChannelsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MinPosition   *v1.Position           `protobuf:"bytes,1,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChannelsRequest) Reset() {
+	*x = ListChannelsRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChannelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChannelsRequest) ProtoMessage() {}
+
+func (x *ListChannelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChannelsRequest.ProtoReflect.Descriptor instead.
+func (*ListChannelsRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListChannelsRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ListChannelsResponse is every registered channel.
+type ListChannelsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channels      []*Channel             `protobuf:"bytes,1,rep,name=channels,proto3" json:"channels,omitempty"`
+	AsOf          *v1.Position           `protobuf:"bytes,2,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChannelsResponse) Reset() {
+	*x = ListChannelsResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChannelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChannelsResponse) ProtoMessage() {}
+
+func (x *ListChannelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChannelsResponse.ProtoReflect.Descriptor instead.
+func (*ListChannelsResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListChannelsResponse) GetChannels() []*Channel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *ListChannelsResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// Channel is a retail channel.
+type Channel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Channel) Reset() {
+	*x = Channel{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Channel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Channel) ProtoMessage() {}
+
+func (x *Channel) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Channel.ProtoReflect.Descriptor instead.
+func (*Channel) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Channel) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *Channel) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// EnrolFarmerRequest enrols a farmer in a brand.
+type EnrolFarmerRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	BrandId   string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	// A farmer registered with the ledger.
+	FarmerId string `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// The first day the farmer is a certified producer; default today.
+	EnrolledFrom string `protobuf:"bytes,4,opt,name=enrolled_from,json=enrolledFrom,proto3" json:"enrolled_from,omitempty"`
+	// The certificate or inspection reference, if any.
+	Certificate   string `protobuf:"bytes,5,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrolFarmerRequest) Reset() {
+	*x = EnrolFarmerRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrolFarmerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrolFarmerRequest) ProtoMessage() {}
+
+func (x *EnrolFarmerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrolFarmerRequest.ProtoReflect.Descriptor instead.
+func (*EnrolFarmerRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *EnrolFarmerRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *EnrolFarmerRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *EnrolFarmerRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *EnrolFarmerRequest) GetEnrolledFrom() string {
+	if x != nil {
+		return x.EnrolledFrom
+	}
+	return ""
+}
+
+func (x *EnrolFarmerRequest) GetCertificate() string {
+	if x != nil {
+		return x.Certificate
+	}
+	return ""
+}
+
+// EnrolFarmerResponse says where the enrolment was written.
+type EnrolFarmerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      *v1.Position           `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrolFarmerResponse) Reset() {
+	*x = EnrolFarmerResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrolFarmerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrolFarmerResponse) ProtoMessage() {}
+
+func (x *EnrolFarmerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrolFarmerResponse.ProtoReflect.Descriptor instead.
+func (*EnrolFarmerResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *EnrolFarmerResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *EnrolFarmerResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// SuspendFarmerRequest suspends a farmer's enrolment.
+type SuspendFarmerRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	BrandId   string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	FarmerId  string                 `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// The first day the farmer earns nothing; default today.
+	SuspendedFrom string `protobuf:"bytes,4,opt,name=suspended_from,json=suspendedFrom,proto3" json:"suspended_from,omitempty"`
+	// Why (required).
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuspendFarmerRequest) Reset() {
+	*x = SuspendFarmerRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuspendFarmerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuspendFarmerRequest) ProtoMessage() {}
+
+func (x *SuspendFarmerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuspendFarmerRequest.ProtoReflect.Descriptor instead.
+func (*SuspendFarmerRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SuspendFarmerRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *SuspendFarmerRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *SuspendFarmerRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *SuspendFarmerRequest) GetSuspendedFrom() string {
+	if x != nil {
+		return x.SuspendedFrom
+	}
+	return ""
+}
+
+func (x *SuspendFarmerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// SuspendFarmerResponse says where the suspension was written.
+type SuspendFarmerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      *v1.Position           `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuspendFarmerResponse) Reset() {
+	*x = SuspendFarmerResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuspendFarmerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuspendFarmerResponse) ProtoMessage() {}
+
+func (x *SuspendFarmerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuspendFarmerResponse.ProtoReflect.Descriptor instead.
+func (*SuspendFarmerResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SuspendFarmerResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *SuspendFarmerResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// ListBrandFarmersRequest lists a brand's farmers.
+type ListBrandFarmersRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BrandId string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	// Only farmers in this status; unspecified: all.
+	Status        EnrolmentStatus `protobuf:"varint,2,opt,name=status,proto3,enum=furrow.brand.v1.EnrolmentStatus" json:"status,omitempty"`
+	PageSize      int32           `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string          `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	MinPosition   *v1.Position    `protobuf:"bytes,5,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBrandFarmersRequest) Reset() {
+	*x = ListBrandFarmersRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBrandFarmersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBrandFarmersRequest) ProtoMessage() {}
+
+func (x *ListBrandFarmersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBrandFarmersRequest.ProtoReflect.Descriptor instead.
+func (*ListBrandFarmersRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListBrandFarmersRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *ListBrandFarmersRequest) GetStatus() EnrolmentStatus {
+	if x != nil {
+		return x.Status
+	}
+	return EnrolmentStatus_ENROLMENT_STATUS_UNSPECIFIED
+}
+
+func (x *ListBrandFarmersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBrandFarmersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListBrandFarmersRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ListBrandFarmersResponse is a page of a brand's farmers, by farmer id.
+type ListBrandFarmersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Farmers       []*BrandFarmer         `protobuf:"bytes,1,rep,name=farmers,proto3" json:"farmers,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	AsOf          *v1.Position           `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBrandFarmersResponse) Reset() {
+	*x = ListBrandFarmersResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBrandFarmersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBrandFarmersResponse) ProtoMessage() {}
+
+func (x *ListBrandFarmersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBrandFarmersResponse.ProtoReflect.Descriptor instead.
+func (*ListBrandFarmersResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListBrandFarmersResponse) GetFarmers() []*BrandFarmer {
+	if x != nil {
+		return x.Farmers
+	}
+	return nil
+}
+
+func (x *ListBrandFarmersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListBrandFarmersResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// BrandFarmer is a farmer's enrolment in a brand.
+type BrandFarmer struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	BrandId  string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	FarmerId string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	Status   EnrolmentStatus        `protobuf:"varint,3,opt,name=status,proto3,enum=furrow.brand.v1.EnrolmentStatus" json:"status,omitempty"`
+	// The first day of the latest enrolment.
+	EnrolledFrom string `protobuf:"bytes,4,opt,name=enrolled_from,json=enrolledFrom,proto3" json:"enrolled_from,omitempty"`
+	// The first day of the latest suspension; empty if never suspended.
+	SuspendedFrom string `protobuf:"bytes,5,opt,name=suspended_from,json=suspendedFrom,proto3" json:"suspended_from,omitempty"`
+	Certificate   string `protobuf:"bytes,6,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Version       uint64 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BrandFarmer) Reset() {
+	*x = BrandFarmer{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BrandFarmer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BrandFarmer) ProtoMessage() {}
+
+func (x *BrandFarmer) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BrandFarmer.ProtoReflect.Descriptor instead.
+func (*BrandFarmer) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BrandFarmer) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *BrandFarmer) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *BrandFarmer) GetStatus() EnrolmentStatus {
+	if x != nil {
+		return x.Status
+	}
+	return EnrolmentStatus_ENROLMENT_STATUS_UNSPECIFIED
+}
+
+func (x *BrandFarmer) GetEnrolledFrom() string {
+	if x != nil {
+		return x.EnrolledFrom
+	}
+	return ""
+}
+
+func (x *BrandFarmer) GetSuspendedFrom() string {
+	if x != nil {
+		return x.SuspendedFrom
+	}
+	return ""
+}
+
+func (x *BrandFarmer) GetCertificate() string {
+	if x != nil {
+		return x.Certificate
+	}
+	return ""
+}
+
+func (x *BrandFarmer) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// SetPremiumRuleRequest sets a premium rule.
+type SetPremiumRuleRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	BrandId   string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	// A registered channel id.
+	Channel string `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Rule id, unique within the brand and channel: letters, digits, '-' or
+	// '_'.
+	RuleId string `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// Premium in fen per kilogram sold; 0 or more.
+	FenPerKg int64 `protobuf:"varint,5,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	// First day the rule is in force (required).
+	EffectiveFrom string `protobuf:"bytes,6,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
+	// Last day the rule is in force (inclusive); empty: open-ended.
+	EffectiveTo   string `protobuf:"bytes,7,opt,name=effective_to,json=effectiveTo,proto3" json:"effective_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPremiumRuleRequest) Reset() {
+	*x = SetPremiumRuleRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPremiumRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPremiumRuleRequest) ProtoMessage() {}
+
+func (x *SetPremiumRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPremiumRuleRequest.ProtoReflect.Descriptor instead.
+func (*SetPremiumRuleRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetPremiumRuleRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *SetPremiumRuleRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *SetPremiumRuleRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *SetPremiumRuleRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *SetPremiumRuleRequest) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *SetPremiumRuleRequest) GetEffectiveFrom() string {
+	if x != nil {
+		return x.EffectiveFrom
+	}
+	return ""
+}
+
+func (x *SetPremiumRuleRequest) GetEffectiveTo() string {
+	if x != nil {
+		return x.EffectiveTo
+	}
+	return ""
+}
+
+// SetPremiumRuleResponse says where the rule was written.
+type SetPremiumRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RuleId        string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleVersion   int32                  `protobuf:"varint,2,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	Position      *v1.Position           `protobuf:"bytes,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPremiumRuleResponse) Reset() {
+	*x = SetPremiumRuleResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPremiumRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPremiumRuleResponse) ProtoMessage() {}
+
+func (x *SetPremiumRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPremiumRuleResponse.ProtoReflect.Descriptor instead.
+func (*SetPremiumRuleResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SetPremiumRuleResponse) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *SetPremiumRuleResponse) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *SetPremiumRuleResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// ReviseRuleRequest revises a rule's rate.
+type ReviseRuleRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	BrandId   string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel   string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	RuleId    string                 `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// The new rate in fen per kilogram; 0 or more.
+	FenPerKg int64 `protobuf:"varint,5,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	// The first day the new rate applies, within the rule's period; default
+	// the rule's first day. May lie in the past (retroactive).
+	RevisedFrom string `protobuf:"bytes,6,opt,name=revised_from,json=revisedFrom,proto3" json:"revised_from,omitempty"`
+	// Why (required): kept with the revision and on every adjustment.
+	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviseRuleRequest) Reset() {
+	*x = ReviseRuleRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviseRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviseRuleRequest) ProtoMessage() {}
+
+func (x *ReviseRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviseRuleRequest.ProtoReflect.Descriptor instead.
+func (*ReviseRuleRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReviseRuleRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ReviseRuleRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *ReviseRuleRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ReviseRuleRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *ReviseRuleRequest) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *ReviseRuleRequest) GetRevisedFrom() string {
+	if x != nil {
+		return x.RevisedFrom
+	}
+	return ""
+}
+
+func (x *ReviseRuleRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReviseRuleResponse says what the revision did.
+type ReviseRuleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rule's version after the revision.
+	RuleVersion int32 `protobuf:"varint,1,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	// False when the rate already was fen_per_kg from revised_from on:
+	// nothing was written.
+	Changed bool `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Sales re-rated by this call (0 on a retry that found nothing left to do).
+	AdjustedSales int32 `protobuf:"varint,3,opt,name=adjusted_sales,json=adjustedSales,proto3" json:"adjusted_sales,omitempty"`
+	// Sum of the adjustments made by this call.
+	DeltaFen int64 `protobuf:"varint,4,opt,name=delta_fen,json=deltaFen,proto3" json:"delta_fen,omitempty"`
+	// The position of the revision or, when premiums were re-rated, of the
+	// last adjustment: pass it as min_position to read balances and premiums
+	// that include the revision.
+	Position      *v1.Position `protobuf:"bytes,5,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviseRuleResponse) Reset() {
+	*x = ReviseRuleResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviseRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviseRuleResponse) ProtoMessage() {}
+
+func (x *ReviseRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviseRuleResponse.ProtoReflect.Descriptor instead.
+func (*ReviseRuleResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ReviseRuleResponse) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *ReviseRuleResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *ReviseRuleResponse) GetAdjustedSales() int32 {
+	if x != nil {
+		return x.AdjustedSales
+	}
+	return 0
+}
+
+func (x *ReviseRuleResponse) GetDeltaFen() int64 {
+	if x != nil {
+		return x.DeltaFen
+	}
+	return 0
+}
+
+func (x *ReviseRuleResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// PreviewRevisionRequest asks what a revision would do.
+type PreviewRevisionRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	BrandId     string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel     string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	RuleId      string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	FenPerKg    int64                  `protobuf:"varint,4,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	RevisedFrom string                 `protobuf:"bytes,5,opt,name=revised_from,json=revisedFrom,proto3" json:"revised_from,omitempty"`
+	// Sales reported up to this position at least are considered; the
+	// preview always waits for every sale reported before it was asked.
+	MinPosition   *v1.Position `protobuf:"bytes,6,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewRevisionRequest) Reset() {
+	*x = PreviewRevisionRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewRevisionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewRevisionRequest) ProtoMessage() {}
+
+func (x *PreviewRevisionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewRevisionRequest.ProtoReflect.Descriptor instead.
+func (*PreviewRevisionRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PreviewRevisionRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *PreviewRevisionRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PreviewRevisionRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *PreviewRevisionRequest) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *PreviewRevisionRequest) GetRevisedFrom() string {
+	if x != nil {
+		return x.RevisedFrom
+	}
+	return ""
+}
+
+func (x *PreviewRevisionRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// PreviewRevisionResponse is what the revision would change, per farmer.
+type PreviewRevisionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version the rule would have; the current version when nothing
+	// would change.
+	RuleVersion int32 `protobuf:"varint,1,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	Changed     bool  `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Farmers whose premiums would change, by farmer id.
+	Farmers       []*FarmerDelta `protobuf:"bytes,3,rep,name=farmers,proto3" json:"farmers,omitempty"`
+	AdjustedSales int32          `protobuf:"varint,4,opt,name=adjusted_sales,json=adjustedSales,proto3" json:"adjusted_sales,omitempty"`
+	DeltaFen      int64          `protobuf:"varint,5,opt,name=delta_fen,json=deltaFen,proto3" json:"delta_fen,omitempty"`
+	AsOf          *v1.Position   `protobuf:"bytes,6,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewRevisionResponse) Reset() {
+	*x = PreviewRevisionResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewRevisionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewRevisionResponse) ProtoMessage() {}
+
+func (x *PreviewRevisionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewRevisionResponse.ProtoReflect.Descriptor instead.
+func (*PreviewRevisionResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PreviewRevisionResponse) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *PreviewRevisionResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *PreviewRevisionResponse) GetFarmers() []*FarmerDelta {
+	if x != nil {
+		return x.Farmers
+	}
+	return nil
+}
+
+func (x *PreviewRevisionResponse) GetAdjustedSales() int32 {
+	if x != nil {
+		return x.AdjustedSales
+	}
+	return 0
+}
+
+func (x *PreviewRevisionResponse) GetDeltaFen() int64 {
+	if x != nil {
+		return x.DeltaFen
+	}
+	return 0
+}
+
+func (x *PreviewRevisionResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// FarmerDelta is what a revision changes for one farmer.
+type FarmerDelta struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Sales that would be re-rated.
+	Sales            int32 `protobuf:"varint,2,opt,name=sales,proto3" json:"sales,omitempty"`
+	Grams            int64 `protobuf:"varint,3,opt,name=grams,proto3" json:"grams,omitempty"`
+	PremiumBeforeFen int64 `protobuf:"varint,4,opt,name=premium_before_fen,json=premiumBeforeFen,proto3" json:"premium_before_fen,omitempty"`
+	PremiumAfterFen  int64 `protobuf:"varint,5,opt,name=premium_after_fen,json=premiumAfterFen,proto3" json:"premium_after_fen,omitempty"`
+	DeltaFen         int64 `protobuf:"varint,6,opt,name=delta_fen,json=deltaFen,proto3" json:"delta_fen,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FarmerDelta) Reset() {
+	*x = FarmerDelta{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FarmerDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FarmerDelta) ProtoMessage() {}
+
+func (x *FarmerDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FarmerDelta.ProtoReflect.Descriptor instead.
+func (*FarmerDelta) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *FarmerDelta) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *FarmerDelta) GetSales() int32 {
+	if x != nil {
+		return x.Sales
+	}
+	return 0
+}
+
+func (x *FarmerDelta) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+func (x *FarmerDelta) GetPremiumBeforeFen() int64 {
+	if x != nil {
+		return x.PremiumBeforeFen
+	}
+	return 0
+}
+
+func (x *FarmerDelta) GetPremiumAfterFen() int64 {
+	if x != nil {
+		return x.PremiumAfterFen
+	}
+	return 0
+}
+
+func (x *FarmerDelta) GetDeltaFen() int64 {
+	if x != nil {
+		return x.DeltaFen
+	}
+	return 0
+}
+
+// ListPremiumRulesRequest names a brand and channel.
+type ListPremiumRulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BrandId       string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel       string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPremiumRulesRequest) Reset() {
+	*x = ListPremiumRulesRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPremiumRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPremiumRulesRequest) ProtoMessage() {}
+
+func (x *ListPremiumRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPremiumRulesRequest.ProtoReflect.Descriptor instead.
+func (*ListPremiumRulesRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListPremiumRulesRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *ListPremiumRulesRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+// ListPremiumRulesResponse is the rule set, rules by first day.
+type ListPremiumRulesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Rules []*PremiumRule         `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	// The rule set's version (stream sequence of its last event).
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPremiumRulesResponse) Reset() {
+	*x = ListPremiumRulesResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPremiumRulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPremiumRulesResponse) ProtoMessage() {}
+
+func (x *ListPremiumRulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPremiumRulesResponse.ProtoReflect.Descriptor instead.
+func (*ListPremiumRulesResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListPremiumRulesResponse) GetRules() []*PremiumRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *ListPremiumRulesResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// PremiumRule is a rule and its rate schedule.
+type PremiumRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BrandId       string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel       string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	RuleId        string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleVersion   int32                  `protobuf:"varint,4,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	EffectiveFrom string                 `protobuf:"bytes,5,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
+	// Empty: open-ended.
+	EffectiveTo string `protobuf:"bytes,6,opt,name=effective_to,json=effectiveTo,proto3" json:"effective_to,omitempty"`
+	// The rates in force, by first day: each applies until the next.
+	Schedule      []*RateSegment `protobuf:"bytes,7,rep,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PremiumRule) Reset() {
+	*x = PremiumRule{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PremiumRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PremiumRule) ProtoMessage() {}
+
+func (x *PremiumRule) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PremiumRule.ProtoReflect.Descriptor instead.
+func (*PremiumRule) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PremiumRule) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *PremiumRule) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PremiumRule) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *PremiumRule) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *PremiumRule) GetEffectiveFrom() string {
+	if x != nil {
+		return x.EffectiveFrom
+	}
+	return ""
+}
+
+func (x *PremiumRule) GetEffectiveTo() string {
+	if x != nil {
+		return x.EffectiveTo
+	}
+	return ""
+}
+
+func (x *PremiumRule) GetSchedule() []*RateSegment {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+// RateSegment is a rate in force from a day on.
+type RateSegment struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	From     string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	FenPerKg int64                  `protobuf:"varint,2,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	// The rule version that set it.
+	RuleVersion int32 `protobuf:"varint,3,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	// The revision's reason; empty for the rate the rule was set with.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateSegment) Reset() {
+	*x = RateSegment{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateSegment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateSegment) ProtoMessage() {}
+
+func (x *RateSegment) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateSegment.ProtoReflect.Descriptor instead.
+func (*RateSegment) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RateSegment) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *RateSegment) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *RateSegment) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *RateSegment) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReportSalesRequest is a channel's sales report, or a restatement of it.
+type ReportSalesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The channel's report id: letters, digits, '-' or '_'. Idempotent
+	// together with revision.
+	ReportId string `protobuf:"bytes,1,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	// 1 for the first report; a restatement repeats the whole report with a
+	// higher revision.
+	Revision uint32 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// A registered channel id.
+	Channel string `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	// At most 500 lines, line ids unique within the report.
+	Lines         []*SaleLine `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSalesRequest) Reset() {
+	*x = ReportSalesRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSalesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSalesRequest) ProtoMessage() {}
+
+func (x *ReportSalesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSalesRequest.ProtoReflect.Descriptor instead.
+func (*ReportSalesRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ReportSalesRequest) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *ReportSalesRequest) GetRevision() uint32 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ReportSalesRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ReportSalesRequest) GetLines() []*SaleLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+// SaleLine is one sale of branded produce.
+type SaleLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable across restatements: letters, digits, '-' or '_'.
+	LineId  string `protobuf:"bytes,1,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	BrandId string `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	// The farmer, or the delivery the produce came from (its farmer is
+	// taken from the procurement delivery), or both (they must agree).
+	FarmerId   string `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	DeliveryId string `protobuf:"bytes,4,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// More than zero.
+	Grams int64 `protobuf:"varint,5,opt,name=grams,proto3" json:"grams,omitempty"`
+	// When it was sold; not in the future.
+	SoldAt        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaleLine) Reset() {
+	*x = SaleLine{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaleLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaleLine) ProtoMessage() {}
+
+func (x *SaleLine) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaleLine.ProtoReflect.Descriptor instead.
+func (*SaleLine) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SaleLine) GetLineId() string {
+	if x != nil {
+		return x.LineId
+	}
+	return ""
+}
+
+func (x *SaleLine) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *SaleLine) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *SaleLine) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *SaleLine) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+func (x *SaleLine) GetSoldAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SoldAt
+	}
+	return nil
+}
+
+// ReportSalesResponse is the report's state after the call.
+type ReportSalesResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ReportId string                 `protobuf:"bytes,1,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	Revision uint32                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Lines whose outcome this revision recorded (all lines of a first
+	// report; on a restatement only the differences). 0 on a retry.
+	ChangedLines int32 `protobuf:"varint,3,opt,name=changed_lines,json=changedLines,proto3" json:"changed_lines,omitempty"`
+	// Every line with its current premium.
+	Lines         []*SaleOutcome `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	PremiumFen    int64          `protobuf:"varint,5,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	Position      *v1.Position   `protobuf:"bytes,6,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSalesResponse) Reset() {
+	*x = ReportSalesResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSalesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSalesResponse) ProtoMessage() {}
+
+func (x *ReportSalesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSalesResponse.ProtoReflect.Descriptor instead.
+func (*ReportSalesResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ReportSalesResponse) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *ReportSalesResponse) GetRevision() uint32 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ReportSalesResponse) GetChangedLines() int32 {
+	if x != nil {
+		return x.ChangedLines
+	}
+	return 0
+}
+
+func (x *ReportSalesResponse) GetLines() []*SaleOutcome {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *ReportSalesResponse) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *ReportSalesResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// SaleOutcome is a sale line and what it currently earns.
+type SaleOutcome struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	LineId     string                 `protobuf:"bytes,1,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	SaleId     string                 `protobuf:"bytes,2,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
+	BrandId    string                 `protobuf:"bytes,3,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	FarmerId   string                 `protobuf:"bytes,4,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	DeliveryId string                 `protobuf:"bytes,5,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	Grams      int64                  `protobuf:"varint,6,opt,name=grams,proto3" json:"grams,omitempty"`
+	SoldAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
+	PremiumFen int64                  `protobuf:"varint,8,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	// Empty when the sale earns nothing.
+	RuleId      string `protobuf:"bytes,9,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleVersion int32  `protobuf:"varint,10,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	FenPerKg    int64  `protobuf:"varint,11,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	// Unspecified while the sale earns.
+	WithheldReason WithheldReason `protobuf:"varint,12,opt,name=withheld_reason,json=withheldReason,proto3,enum=furrow.brand.v1.WithheldReason" json:"withheld_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SaleOutcome) Reset() {
+	*x = SaleOutcome{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaleOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaleOutcome) ProtoMessage() {}
+
+func (x *SaleOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaleOutcome.ProtoReflect.Descriptor instead.
+func (*SaleOutcome) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SaleOutcome) GetLineId() string {
+	if x != nil {
+		return x.LineId
+	}
+	return ""
+}
+
+func (x *SaleOutcome) GetSaleId() string {
+	if x != nil {
+		return x.SaleId
+	}
+	return ""
+}
+
+func (x *SaleOutcome) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *SaleOutcome) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *SaleOutcome) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *SaleOutcome) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+func (x *SaleOutcome) GetSoldAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SoldAt
+	}
+	return nil
+}
+
+func (x *SaleOutcome) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *SaleOutcome) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *SaleOutcome) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *SaleOutcome) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *SaleOutcome) GetWithheldReason() WithheldReason {
+	if x != nil {
+		return x.WithheldReason
+	}
+	return WithheldReason_WITHHELD_REASON_UNSPECIFIED
+}
+
+// GetSalesReportRequest names a report.
+type GetSalesReportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReportId      string                 `protobuf:"bytes,1,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSalesReportRequest) Reset() {
+	*x = GetSalesReportRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSalesReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSalesReportRequest) ProtoMessage() {}
+
+func (x *GetSalesReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSalesReportRequest.ProtoReflect.Descriptor instead.
+func (*GetSalesReportRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetSalesReportRequest) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+// GetSalesReportResponse is a report's current state.
+type GetSalesReportResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ReportId string                 `protobuf:"bytes,1,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	Revision uint32                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Channel  string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Current lines, by line id (withdrawn lines included, with 0 grams).
+	Lines         []*SaleOutcome `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	PremiumFen    int64          `protobuf:"varint,5,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	Version       uint64         `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSalesReportResponse) Reset() {
+	*x = GetSalesReportResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSalesReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSalesReportResponse) ProtoMessage() {}
+
+func (x *GetSalesReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSalesReportResponse.ProtoReflect.Descriptor instead.
+func (*GetSalesReportResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GetSalesReportResponse) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *GetSalesReportResponse) GetRevision() uint32 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *GetSalesReportResponse) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *GetSalesReportResponse) GetLines() []*SaleOutcome {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *GetSalesReportResponse) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *GetSalesReportResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// ListFarmerPremiumsRequest filters the per-farmer monthly premiums; empty
+// filters match everything.
+type ListFarmerPremiumsRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	BrandId  string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel  string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	// "YYYY-MM", inclusive.
+	MonthFrom     string       `protobuf:"bytes,4,opt,name=month_from,json=monthFrom,proto3" json:"month_from,omitempty"`
+	MonthTo       string       `protobuf:"bytes,5,opt,name=month_to,json=monthTo,proto3" json:"month_to,omitempty"`
+	PageSize      int32        `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string       `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	MinPosition   *v1.Position `protobuf:"bytes,8,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFarmerPremiumsRequest) Reset() {
+	*x = ListFarmerPremiumsRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFarmerPremiumsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFarmerPremiumsRequest) ProtoMessage() {}
+
+func (x *ListFarmerPremiumsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFarmerPremiumsRequest.ProtoReflect.Descriptor instead.
+func (*ListFarmerPremiumsRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListFarmerPremiumsRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *ListFarmerPremiumsRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *ListFarmerPremiumsRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ListFarmerPremiumsRequest) GetMonthFrom() string {
+	if x != nil {
+		return x.MonthFrom
+	}
+	return ""
+}
+
+func (x *ListFarmerPremiumsRequest) GetMonthTo() string {
+	if x != nil {
+		return x.MonthTo
+	}
+	return ""
+}
+
+func (x *ListFarmerPremiumsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFarmerPremiumsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListFarmerPremiumsRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ListFarmerPremiumsResponse is a page of rows ordered by farmer, brand,
+// channel and month.
+type ListFarmerPremiumsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Premiums      []*FarmerPremium       `protobuf:"bytes,1,rep,name=premiums,proto3" json:"premiums,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	AsOf          *v1.Position           `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFarmerPremiumsResponse) Reset() {
+	*x = ListFarmerPremiumsResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFarmerPremiumsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFarmerPremiumsResponse) ProtoMessage() {}
+
+func (x *ListFarmerPremiumsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFarmerPremiumsResponse.ProtoReflect.Descriptor instead.
+func (*ListFarmerPremiumsResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListFarmerPremiumsResponse) GetPremiums() []*FarmerPremium {
+	if x != nil {
+		return x.Premiums
+	}
+	return nil
+}
+
+func (x *ListFarmerPremiumsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListFarmerPremiumsResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// FarmerPremium is what one farmer earned from one brand at one channel in
+// one month.
+type FarmerPremium struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	BrandId  string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel  string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	Month    string                 `protobuf:"bytes,4,opt,name=month,proto3" json:"month,omitempty"`
+	Sales    int32                  `protobuf:"varint,5,opt,name=sales,proto3" json:"sales,omitempty"`
+	// Every gram reported, earning or not.
+	GramsSold int64 `protobuf:"varint,6,opt,name=grams_sold,json=gramsSold,proto3" json:"grams_sold,omitempty"`
+	// The grams that earned a premium.
+	GramsEarning int64 `protobuf:"varint,7,opt,name=grams_earning,json=gramsEarning,proto3" json:"grams_earning,omitempty"`
+	PremiumFen   int64 `protobuf:"varint,8,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	// premium_fen per kilogram of grams_sold, rounded half-to-even.
+	EffectiveFenPerKg int64 `protobuf:"varint,9,opt,name=effective_fen_per_kg,json=effectiveFenPerKg,proto3" json:"effective_fen_per_kg,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *FarmerPremium) Reset() {
+	*x = FarmerPremium{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FarmerPremium) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FarmerPremium) ProtoMessage() {}
+
+func (x *FarmerPremium) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FarmerPremium.ProtoReflect.Descriptor instead.
+func (*FarmerPremium) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *FarmerPremium) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *FarmerPremium) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *FarmerPremium) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *FarmerPremium) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *FarmerPremium) GetSales() int32 {
+	if x != nil {
+		return x.Sales
+	}
+	return 0
+}
+
+func (x *FarmerPremium) GetGramsSold() int64 {
+	if x != nil {
+		return x.GramsSold
+	}
+	return 0
+}
+
+func (x *FarmerPremium) GetGramsEarning() int64 {
+	if x != nil {
+		return x.GramsEarning
+	}
+	return 0
+}
+
+func (x *FarmerPremium) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *FarmerPremium) GetEffectiveFenPerKg() int64 {
+	if x != nil {
+		return x.EffectiveFenPerKg
+	}
+	return 0
+}
+
+// GetBrandDashboardRequest names a brand and, optionally, a month range.
+type GetBrandDashboardRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BrandId string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	// "YYYY-MM", inclusive; default from the first month with enrolments or
+	// sales to the current month (at most 120 months).
+	MonthFrom     string       `protobuf:"bytes,2,opt,name=month_from,json=monthFrom,proto3" json:"month_from,omitempty"`
+	MonthTo       string       `protobuf:"bytes,3,opt,name=month_to,json=monthTo,proto3" json:"month_to,omitempty"`
+	MinPosition   *v1.Position `protobuf:"bytes,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBrandDashboardRequest) Reset() {
+	*x = GetBrandDashboardRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBrandDashboardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBrandDashboardRequest) ProtoMessage() {}
+
+func (x *GetBrandDashboardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBrandDashboardRequest.ProtoReflect.Descriptor instead.
+func (*GetBrandDashboardRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetBrandDashboardRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *GetBrandDashboardRequest) GetMonthFrom() string {
+	if x != nil {
+		return x.MonthFrom
+	}
+	return ""
+}
+
+func (x *GetBrandDashboardRequest) GetMonthTo() string {
+	if x != nil {
+		return x.MonthTo
+	}
+	return ""
+}
+
+func (x *GetBrandDashboardRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// GetBrandDashboardResponse is a brand's figures by month.
+type GetBrandDashboardResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BrandId string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	// Farmers enrolled today.
+	EnrolledFarmers int32         `protobuf:"varint,2,opt,name=enrolled_farmers,json=enrolledFarmers,proto3" json:"enrolled_farmers,omitempty"`
+	Months          []*BrandMonth `protobuf:"bytes,3,rep,name=months,proto3" json:"months,omitempty"`
+	AsOf            *v1.Position  `protobuf:"bytes,4,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GetBrandDashboardResponse) Reset() {
+	*x = GetBrandDashboardResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBrandDashboardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBrandDashboardResponse) ProtoMessage() {}
+
+func (x *GetBrandDashboardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBrandDashboardResponse.ProtoReflect.Descriptor instead.
+func (*GetBrandDashboardResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *GetBrandDashboardResponse) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *GetBrandDashboardResponse) GetEnrolledFarmers() int32 {
+	if x != nil {
+		return x.EnrolledFarmers
+	}
+	return 0
+}
+
+func (x *GetBrandDashboardResponse) GetMonths() []*BrandMonth {
+	if x != nil {
+		return x.Months
+	}
+	return nil
+}
+
+func (x *GetBrandDashboardResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// BrandMonth is a brand's figures for one month.
+type BrandMonth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Month string                 `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	// Farmers enrolled on at least one day of the month.
+	EnrolledFarmers   int32 `protobuf:"varint,2,opt,name=enrolled_farmers,json=enrolledFarmers,proto3" json:"enrolled_farmers,omitempty"`
+	Sales             int32 `protobuf:"varint,3,opt,name=sales,proto3" json:"sales,omitempty"`
+	GramsSold         int64 `protobuf:"varint,4,opt,name=grams_sold,json=gramsSold,proto3" json:"grams_sold,omitempty"`
+	GramsEarning      int64 `protobuf:"varint,5,opt,name=grams_earning,json=gramsEarning,proto3" json:"grams_earning,omitempty"`
+	PremiumFen        int64 `protobuf:"varint,6,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	EffectiveFenPerKg int64 `protobuf:"varint,7,opt,name=effective_fen_per_kg,json=effectiveFenPerKg,proto3" json:"effective_fen_per_kg,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *BrandMonth) Reset() {
+	*x = BrandMonth{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BrandMonth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BrandMonth) ProtoMessage() {}
+
+func (x *BrandMonth) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BrandMonth.ProtoReflect.Descriptor instead.
+func (*BrandMonth) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *BrandMonth) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *BrandMonth) GetEnrolledFarmers() int32 {
+	if x != nil {
+		return x.EnrolledFarmers
+	}
+	return 0
+}
+
+func (x *BrandMonth) GetSales() int32 {
+	if x != nil {
+		return x.Sales
+	}
+	return 0
+}
+
+func (x *BrandMonth) GetGramsSold() int64 {
+	if x != nil {
+		return x.GramsSold
+	}
+	return 0
+}
+
+func (x *BrandMonth) GetGramsEarning() int64 {
+	if x != nil {
+		return x.GramsEarning
+	}
+	return 0
+}
+
+func (x *BrandMonth) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *BrandMonth) GetEffectiveFenPerKg() int64 {
+	if x != nil {
+		return x.EffectiveFenPerKg
+	}
+	return 0
+}
+
 var File_furrow_brand_v1_brand_proto protoreflect.FileDescriptor
 
 const file_furrow_brand_v1_brand_proto_rawDesc = "" +
 	"\n" +
-	"\x1bfurrow/brand/v1/brand.proto\x12\x0ffurrow.brand.v1\x1a\x1efurrow/types/v1/position.proto\"\xd7\x01\n" +
+	"\x1bfurrow/brand/v1/brand.proto\x12\x0ffurrow.brand.v1\x1a\x1efurrow/types/v1/position.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x01\n" +
 	"\x14RegisterBrandRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -400,28 +3673,324 @@ const file_furrow_brand_v1_brand_proto_rawDesc = "" +
 	"\x04kind\x18\x03 \x01(\x0e2\x1a.furrow.brand.v1.BrandKindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x04 \x01(\tR\x04name\x12\x16\n" +
 	"\x06county\x18\x05 \x01(\tR\x06county\x12)\n" +
-	"\x10product_category\x18\x06 \x01(\tR\x0fproductCategory\"i\n" +
+	"\x10product_category\x18\x06 \x01(\tR\x0fproductCategory\x12#\n" +
+	"\rregistered_on\x18\a \x01(\tR\fregisteredOn\"i\n" +
 	"\x15RegisterBrandResponse\x12\x19\n" +
 	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x125\n" +
 	"\bposition\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\",\n" +
 	"\x0fGetBrandRequest\x12\x19\n" +
 	"\bbrand_id\x18\x01 \x01(\tR\abrandId\"@\n" +
 	"\x10GetBrandResponse\x12,\n" +
-	"\x05brand\x18\x01 \x01(\v2\x16.furrow.brand.v1.BrandR\x05brand\"\xc3\x01\n" +
+	"\x05brand\x18\x01 \x01(\v2\x16.furrow.brand.v1.BrandR\x05brand\"\xf2\x02\n" +
 	"\x05Brand\x12\x19\n" +
 	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12.\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.furrow.brand.v1.BrandKindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
 	"\x06county\x18\x04 \x01(\tR\x06county\x12)\n" +
 	"\x10product_category\x18\x05 \x01(\tR\x0fproductCategory\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\x04R\aversion*f\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\x121\n" +
+	"\x05stage\x18\a \x01(\x0e2\x1b.furrow.brand.v1.BrandStageR\x05stage\x12\x1f\n" +
+	"\vstage_since\x18\b \x01(\tR\n" +
+	"stageSince\x12#\n" +
+	"\rregistered_on\x18\t \x01(\tR\fregisteredOn\x124\n" +
+	"\x06stages\x18\n" +
+	" \x03(\v2\x1c.furrow.brand.v1.StageChangeR\x06stages\"w\n" +
+	"\vStageChange\x121\n" +
+	"\x05stage\x18\x01 \x01(\x0e2\x1b.furrow.brand.v1.BrandStageR\x05stage\x12!\n" +
+	"\feffective_on\x18\x02 \x01(\tR\veffectiveOn\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\"\xbd\x01\n" +
+	"\x17ChangeBrandStageRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x121\n" +
+	"\x05stage\x18\x03 \x01(\x0e2\x1b.furrow.brand.v1.BrandStageR\x05stage\x12!\n" +
+	"\feffective_on\x18\x04 \x01(\tR\veffectiveOn\x12\x12\n" +
+	"\x04note\x18\x05 \x01(\tR\x04note\"k\n" +
+	"\x18ChangeBrandStageResponse\x125\n" +
+	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\x88\x02\n" +
+	"\x11ListBrandsRequest\x12\x16\n" +
+	"\x06county\x18\x01 \x01(\tR\x06county\x12.\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1a.furrow.brand.v1.BrandKindR\x04kind\x121\n" +
+	"\x05stage\x18\x03 \x01(\x0e2\x1b.furrow.brand.v1.BrandStageR\x05stage\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12<\n" +
+	"\fmin_position\x18\x06 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\x9c\x01\n" +
+	"\x12ListBrandsResponse\x12.\n" +
+	"\x06brands\x18\x01 \x03(\v2\x16.furrow.brand.v1.BrandR\x06brands\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"j\n" +
+	"\x16RegisterChannelRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x02 \x01(\tR\tchannelId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"P\n" +
+	"\x17RegisterChannelResponse\x125\n" +
+	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"S\n" +
+	"\x13ListChannelsRequest\x12<\n" +
+	"\fmin_position\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"|\n" +
+	"\x14ListChannelsResponse\x124\n" +
+	"\bchannels\x18\x01 \x03(\v2\x18.furrow.brand.v1.ChannelR\bchannels\x12.\n" +
+	"\x05as_of\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"<\n" +
+	"\aChannel\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xb2\x01\n" +
+	"\x12EnrolFarmerRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12#\n" +
+	"\renrolled_from\x18\x04 \x01(\tR\fenrolledFrom\x12 \n" +
+	"\vcertificate\x18\x05 \x01(\tR\vcertificate\"f\n" +
+	"\x13EnrolFarmerResponse\x125\n" +
+	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\xac\x01\n" +
+	"\x14SuspendFarmerRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12%\n" +
+	"\x0esuspended_from\x18\x04 \x01(\tR\rsuspendedFrom\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"h\n" +
+	"\x15SuspendFarmerResponse\x125\n" +
+	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\xe8\x01\n" +
+	"\x17ListBrandFarmersRequest\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x128\n" +
+	"\x06status\x18\x02 \x01(\x0e2 .furrow.brand.v1.EnrolmentStatusR\x06status\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12<\n" +
+	"\fmin_position\x18\x05 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xaa\x01\n" +
+	"\x18ListBrandFarmersResponse\x126\n" +
+	"\afarmers\x18\x01 \x03(\v2\x1c.furrow.brand.v1.BrandFarmerR\afarmers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\x87\x02\n" +
+	"\vBrandFarmer\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x128\n" +
+	"\x06status\x18\x03 \x01(\x0e2 .furrow.brand.v1.EnrolmentStatusR\x06status\x12#\n" +
+	"\renrolled_from\x18\x04 \x01(\tR\fenrolledFrom\x12%\n" +
+	"\x0esuspended_from\x18\x05 \x01(\tR\rsuspendedFrom\x12 \n" +
+	"\vcertificate\x18\x06 \x01(\tR\vcertificate\x12\x18\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\"\xec\x01\n" +
+	"\x15SetPremiumRuleRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12\x17\n" +
+	"\arule_id\x18\x04 \x01(\tR\x06ruleId\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\x05 \x01(\x03R\bfenPerKg\x12%\n" +
+	"\x0eeffective_from\x18\x06 \x01(\tR\reffectiveFrom\x12!\n" +
+	"\feffective_to\x18\a \x01(\tR\veffectiveTo\"\x8b\x01\n" +
+	"\x16SetPremiumRuleResponse\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\x02 \x01(\x05R\vruleVersion\x125\n" +
+	"\bposition\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"\xd9\x01\n" +
+	"\x11ReviseRuleRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12\x17\n" +
+	"\arule_id\x18\x04 \x01(\tR\x06ruleId\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\x05 \x01(\x03R\bfenPerKg\x12!\n" +
+	"\frevised_from\x18\x06 \x01(\tR\vrevisedFrom\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\xcc\x01\n" +
+	"\x12ReviseRuleResponse\x12!\n" +
+	"\frule_version\x18\x01 \x01(\x05R\vruleVersion\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x12%\n" +
+	"\x0eadjusted_sales\x18\x03 \x01(\x05R\radjustedSales\x12\x1b\n" +
+	"\tdelta_fen\x18\x04 \x01(\x03R\bdeltaFen\x125\n" +
+	"\bposition\x18\x05 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"\xe5\x01\n" +
+	"\x16PreviewRevisionRequest\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\x04 \x01(\x03R\bfenPerKg\x12!\n" +
+	"\frevised_from\x18\x05 \x01(\tR\vrevisedFrom\x12<\n" +
+	"\fmin_position\x18\x06 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\x82\x02\n" +
+	"\x17PreviewRevisionResponse\x12!\n" +
+	"\frule_version\x18\x01 \x01(\x05R\vruleVersion\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x126\n" +
+	"\afarmers\x18\x03 \x03(\v2\x1c.furrow.brand.v1.FarmerDeltaR\afarmers\x12%\n" +
+	"\x0eadjusted_sales\x18\x04 \x01(\x05R\radjustedSales\x12\x1b\n" +
+	"\tdelta_fen\x18\x05 \x01(\x03R\bdeltaFen\x12.\n" +
+	"\x05as_of\x18\x06 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xcd\x01\n" +
+	"\vFarmerDelta\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x14\n" +
+	"\x05sales\x18\x02 \x01(\x05R\x05sales\x12\x14\n" +
+	"\x05grams\x18\x03 \x01(\x03R\x05grams\x12,\n" +
+	"\x12premium_before_fen\x18\x04 \x01(\x03R\x10premiumBeforeFen\x12*\n" +
+	"\x11premium_after_fen\x18\x05 \x01(\x03R\x0fpremiumAfterFen\x12\x1b\n" +
+	"\tdelta_fen\x18\x06 \x01(\x03R\bdeltaFen\"N\n" +
+	"\x17ListPremiumRulesRequest\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\"h\n" +
+	"\x18ListPremiumRulesResponse\x122\n" +
+	"\x05rules\x18\x01 \x03(\v2\x1c.furrow.brand.v1.PremiumRuleR\x05rules\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\x82\x02\n" +
+	"\vPremiumRule\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\x04 \x01(\x05R\vruleVersion\x12%\n" +
+	"\x0eeffective_from\x18\x05 \x01(\tR\reffectiveFrom\x12!\n" +
+	"\feffective_to\x18\x06 \x01(\tR\veffectiveTo\x128\n" +
+	"\bschedule\x18\a \x03(\v2\x1c.furrow.brand.v1.RateSegmentR\bschedule\"z\n" +
+	"\vRateSegment\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\x02 \x01(\x03R\bfenPerKg\x12!\n" +
+	"\frule_version\x18\x03 \x01(\x05R\vruleVersion\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x98\x01\n" +
+	"\x12ReportSalesRequest\x12\x1b\n" +
+	"\treport_id\x18\x01 \x01(\tR\breportId\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\rR\brevision\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12/\n" +
+	"\x05lines\x18\x04 \x03(\v2\x19.furrow.brand.v1.SaleLineR\x05lines\"\xc7\x01\n" +
+	"\bSaleLine\x12\x17\n" +
+	"\aline_id\x18\x01 \x01(\tR\x06lineId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12\x1f\n" +
+	"\vdelivery_id\x18\x04 \x01(\tR\n" +
+	"deliveryId\x12\x14\n" +
+	"\x05grams\x18\x05 \x01(\x03R\x05grams\x123\n" +
+	"\asold_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06soldAt\"\xff\x01\n" +
+	"\x13ReportSalesResponse\x12\x1b\n" +
+	"\treport_id\x18\x01 \x01(\tR\breportId\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\rR\brevision\x12#\n" +
+	"\rchanged_lines\x18\x03 \x01(\x05R\fchangedLines\x122\n" +
+	"\x05lines\x18\x04 \x03(\v2\x1c.furrow.brand.v1.SaleOutcomeR\x05lines\x12\x1f\n" +
+	"\vpremium_fen\x18\x05 \x01(\x03R\n" +
+	"premiumFen\x125\n" +
+	"\bposition\x18\x06 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"\xa8\x03\n" +
+	"\vSaleOutcome\x12\x17\n" +
+	"\aline_id\x18\x01 \x01(\tR\x06lineId\x12\x17\n" +
+	"\asale_id\x18\x02 \x01(\tR\x06saleId\x12\x19\n" +
+	"\bbrand_id\x18\x03 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x04 \x01(\tR\bfarmerId\x12\x1f\n" +
+	"\vdelivery_id\x18\x05 \x01(\tR\n" +
+	"deliveryId\x12\x14\n" +
+	"\x05grams\x18\x06 \x01(\x03R\x05grams\x123\n" +
+	"\asold_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06soldAt\x12\x1f\n" +
+	"\vpremium_fen\x18\b \x01(\x03R\n" +
+	"premiumFen\x12\x17\n" +
+	"\arule_id\x18\t \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\n" +
+	" \x01(\x05R\vruleVersion\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\v \x01(\x03R\bfenPerKg\x12H\n" +
+	"\x0fwithheld_reason\x18\f \x01(\x0e2\x1f.furrow.brand.v1.WithheldReasonR\x0ewithheldReason\"4\n" +
+	"\x15GetSalesReportRequest\x12\x1b\n" +
+	"\treport_id\x18\x01 \x01(\tR\breportId\"\xda\x01\n" +
+	"\x16GetSalesReportResponse\x12\x1b\n" +
+	"\treport_id\x18\x01 \x01(\tR\breportId\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\rR\brevision\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x122\n" +
+	"\x05lines\x18\x04 \x03(\v2\x1c.furrow.brand.v1.SaleOutcomeR\x05lines\x12\x1f\n" +
+	"\vpremium_fen\x18\x05 \x01(\x03R\n" +
+	"premiumFen\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\"\xa1\x02\n" +
+	"\x19ListFarmerPremiumsRequest\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12\x1d\n" +
+	"\n" +
+	"month_from\x18\x04 \x01(\tR\tmonthFrom\x12\x19\n" +
+	"\bmonth_to\x18\x05 \x01(\tR\amonthTo\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12<\n" +
+	"\fmin_position\x18\b \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xb0\x01\n" +
+	"\x1aListFarmerPremiumsResponse\x12:\n" +
+	"\bpremiums\x18\x01 \x03(\v2\x1e.furrow.brand.v1.FarmerPremiumR\bpremiums\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xa3\x02\n" +
+	"\rFarmerPremium\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12\x14\n" +
+	"\x05month\x18\x04 \x01(\tR\x05month\x12\x14\n" +
+	"\x05sales\x18\x05 \x01(\x05R\x05sales\x12\x1d\n" +
+	"\n" +
+	"grams_sold\x18\x06 \x01(\x03R\tgramsSold\x12#\n" +
+	"\rgrams_earning\x18\a \x01(\x03R\fgramsEarning\x12\x1f\n" +
+	"\vpremium_fen\x18\b \x01(\x03R\n" +
+	"premiumFen\x12/\n" +
+	"\x14effective_fen_per_kg\x18\t \x01(\x03R\x11effectiveFenPerKg\"\xad\x01\n" +
+	"\x18GetBrandDashboardRequest\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x1d\n" +
+	"\n" +
+	"month_from\x18\x02 \x01(\tR\tmonthFrom\x12\x19\n" +
+	"\bmonth_to\x18\x03 \x01(\tR\amonthTo\x12<\n" +
+	"\fmin_position\x18\x04 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xc6\x01\n" +
+	"\x19GetBrandDashboardResponse\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12)\n" +
+	"\x10enrolled_farmers\x18\x02 \x01(\x05R\x0fenrolledFarmers\x123\n" +
+	"\x06months\x18\x03 \x03(\v2\x1b.furrow.brand.v1.BrandMonthR\x06months\x12.\n" +
+	"\x05as_of\x18\x04 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xf9\x01\n" +
+	"\n" +
+	"BrandMonth\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12)\n" +
+	"\x10enrolled_farmers\x18\x02 \x01(\x05R\x0fenrolledFarmers\x12\x14\n" +
+	"\x05sales\x18\x03 \x01(\x05R\x05sales\x12\x1d\n" +
+	"\n" +
+	"grams_sold\x18\x04 \x01(\x03R\tgramsSold\x12#\n" +
+	"\rgrams_earning\x18\x05 \x01(\x03R\fgramsEarning\x12\x1f\n" +
+	"\vpremium_fen\x18\x06 \x01(\x03R\n" +
+	"premiumFen\x12/\n" +
+	"\x14effective_fen_per_kg\x18\a \x01(\x03R\x11effectiveFenPerKg*f\n" +
 	"\tBrandKind\x12\x1a\n" +
 	"\x16BRAND_KIND_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bBRAND_KIND_REGIONAL_PRODUCT\x10\x01\x12\x1c\n" +
-	"\x18BRAND_KIND_COUNTY_PUBLIC\x10\x022\xbf\x01\n" +
+	"\x18BRAND_KIND_COUNTY_PUBLIC\x10\x02*x\n" +
+	"\n" +
+	"BrandStage\x12\x1b\n" +
+	"\x17BRAND_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16BRAND_STAGE_INCUBATING\x10\x01\x12\x18\n" +
+	"\x14BRAND_STAGE_LAUNCHED\x10\x02\x12\x17\n" +
+	"\x13BRAND_STAGE_RETIRED\x10\x03*r\n" +
+	"\x0fEnrolmentStatus\x12 \n" +
+	"\x1cENROLMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19ENROLMENT_STATUS_ENROLLED\x10\x01\x12\x1e\n" +
+	"\x1aENROLMENT_STATUS_SUSPENDED\x10\x02*\xd1\x01\n" +
+	"\x0eWithheldReason\x12\x1f\n" +
+	"\x1bWITHHELD_REASON_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cWITHHELD_REASON_NOT_ENROLLED\x10\x01\x12\x1d\n" +
+	"\x19WITHHELD_REASON_SUSPENDED\x10\x02\x12\x1b\n" +
+	"\x17WITHHELD_REASON_NO_RULE\x10\x03\x12\x1d\n" +
+	"\x19WITHHELD_REASON_WITHDRAWN\x10\x04\x12!\n" +
+	"\x1dWITHHELD_REASON_BRAND_RETIRED\x10\x05*|\n" +
+	"\x0fAdjustmentCause\x12 \n" +
+	"\x1cADJUSTMENT_CAUSE_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dADJUSTMENT_CAUSE_RULE_REVISED\x10\x01\x12$\n" +
+	" ADJUSTMENT_CAUSE_REPORT_RESTATED\x10\x022\x86\r\n" +
 	"\fBrandService\x12^\n" +
 	"\rRegisterBrand\x12%.furrow.brand.v1.RegisterBrandRequest\x1a&.furrow.brand.v1.RegisterBrandResponse\x12O\n" +
-	"\bGetBrand\x12 .furrow.brand.v1.GetBrandRequest\x1a!.furrow.brand.v1.GetBrandResponseB8Z6github.com/furrow/furrow/proto/furrow/brand/v1;brandv1b\x06proto3"
+	"\bGetBrand\x12 .furrow.brand.v1.GetBrandRequest\x1a!.furrow.brand.v1.GetBrandResponse\x12g\n" +
+	"\x10ChangeBrandStage\x12(.furrow.brand.v1.ChangeBrandStageRequest\x1a).furrow.brand.v1.ChangeBrandStageResponse\x12U\n" +
+	"\n" +
+	"ListBrands\x12\".furrow.brand.v1.ListBrandsRequest\x1a#.furrow.brand.v1.ListBrandsResponse\x12d\n" +
+	"\x0fRegisterChannel\x12'.furrow.brand.v1.RegisterChannelRequest\x1a(.furrow.brand.v1.RegisterChannelResponse\x12[\n" +
+	"\fListChannels\x12$.furrow.brand.v1.ListChannelsRequest\x1a%.furrow.brand.v1.ListChannelsResponse\x12X\n" +
+	"\vEnrolFarmer\x12#.furrow.brand.v1.EnrolFarmerRequest\x1a$.furrow.brand.v1.EnrolFarmerResponse\x12^\n" +
+	"\rSuspendFarmer\x12%.furrow.brand.v1.SuspendFarmerRequest\x1a&.furrow.brand.v1.SuspendFarmerResponse\x12g\n" +
+	"\x10ListBrandFarmers\x12(.furrow.brand.v1.ListBrandFarmersRequest\x1a).furrow.brand.v1.ListBrandFarmersResponse\x12a\n" +
+	"\x0eSetPremiumRule\x12&.furrow.brand.v1.SetPremiumRuleRequest\x1a'.furrow.brand.v1.SetPremiumRuleResponse\x12U\n" +
+	"\n" +
+	"ReviseRule\x12\".furrow.brand.v1.ReviseRuleRequest\x1a#.furrow.brand.v1.ReviseRuleResponse\x12d\n" +
+	"\x0fPreviewRevision\x12'.furrow.brand.v1.PreviewRevisionRequest\x1a(.furrow.brand.v1.PreviewRevisionResponse\x12g\n" +
+	"\x10ListPremiumRules\x12(.furrow.brand.v1.ListPremiumRulesRequest\x1a).furrow.brand.v1.ListPremiumRulesResponse\x12X\n" +
+	"\vReportSales\x12#.furrow.brand.v1.ReportSalesRequest\x1a$.furrow.brand.v1.ReportSalesResponse\x12a\n" +
+	"\x0eGetSalesReport\x12&.furrow.brand.v1.GetSalesReportRequest\x1a'.furrow.brand.v1.GetSalesReportResponse\x12m\n" +
+	"\x12ListFarmerPremiums\x12*.furrow.brand.v1.ListFarmerPremiumsRequest\x1a+.furrow.brand.v1.ListFarmerPremiumsResponse\x12j\n" +
+	"\x11GetBrandDashboard\x12).furrow.brand.v1.GetBrandDashboardRequest\x1a*.furrow.brand.v1.GetBrandDashboardResponseB8Z6github.com/furrow/furrow/proto/furrow/brand/v1;brandv1b\x06proto3"
 
 var (
 	file_furrow_brand_v1_brand_proto_rawDescOnce sync.Once
@@ -435,31 +4004,147 @@ func file_furrow_brand_v1_brand_proto_rawDescGZIP() []byte {
 	return file_furrow_brand_v1_brand_proto_rawDescData
 }
 
-var file_furrow_brand_v1_brand_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_furrow_brand_v1_brand_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_furrow_brand_v1_brand_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_furrow_brand_v1_brand_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_furrow_brand_v1_brand_proto_goTypes = []any{
-	(BrandKind)(0),                // 0: furrow.brand.v1.BrandKind
-	(*RegisterBrandRequest)(nil),  // 1: furrow.brand.v1.RegisterBrandRequest
-	(*RegisterBrandResponse)(nil), // 2: furrow.brand.v1.RegisterBrandResponse
-	(*GetBrandRequest)(nil),       // 3: furrow.brand.v1.GetBrandRequest
-	(*GetBrandResponse)(nil),      // 4: furrow.brand.v1.GetBrandResponse
-	(*Brand)(nil),                 // 5: furrow.brand.v1.Brand
-	(*v1.Position)(nil),           // 6: furrow.types.v1.Position
+	(BrandKind)(0),                     // 0: furrow.brand.v1.BrandKind
+	(BrandStage)(0),                    // 1: furrow.brand.v1.BrandStage
+	(EnrolmentStatus)(0),               // 2: furrow.brand.v1.EnrolmentStatus
+	(WithheldReason)(0),                // 3: furrow.brand.v1.WithheldReason
+	(AdjustmentCause)(0),               // 4: furrow.brand.v1.AdjustmentCause
+	(*RegisterBrandRequest)(nil),       // 5: furrow.brand.v1.RegisterBrandRequest
+	(*RegisterBrandResponse)(nil),      // 6: furrow.brand.v1.RegisterBrandResponse
+	(*GetBrandRequest)(nil),            // 7: furrow.brand.v1.GetBrandRequest
+	(*GetBrandResponse)(nil),           // 8: furrow.brand.v1.GetBrandResponse
+	(*Brand)(nil),                      // 9: furrow.brand.v1.Brand
+	(*StageChange)(nil),                // 10: furrow.brand.v1.StageChange
+	(*ChangeBrandStageRequest)(nil),    // 11: furrow.brand.v1.ChangeBrandStageRequest
+	(*ChangeBrandStageResponse)(nil),   // 12: furrow.brand.v1.ChangeBrandStageResponse
+	(*ListBrandsRequest)(nil),          // 13: furrow.brand.v1.ListBrandsRequest
+	(*ListBrandsResponse)(nil),         // 14: furrow.brand.v1.ListBrandsResponse
+	(*RegisterChannelRequest)(nil),     // 15: furrow.brand.v1.RegisterChannelRequest
+	(*RegisterChannelResponse)(nil),    // 16: furrow.brand.v1.RegisterChannelResponse
+	(*ListChannelsRequest)(nil),        // 17: furrow.brand.v1.ListChannelsRequest
+	(*ListChannelsResponse)(nil),       // 18: furrow.brand.v1.ListChannelsResponse
+	(*Channel)(nil),                    // 19: furrow.brand.v1.Channel
+	(*EnrolFarmerRequest)(nil),         // 20: furrow.brand.v1.EnrolFarmerRequest
+	(*EnrolFarmerResponse)(nil),        // 21: furrow.brand.v1.EnrolFarmerResponse
+	(*SuspendFarmerRequest)(nil),       // 22: furrow.brand.v1.SuspendFarmerRequest
+	(*SuspendFarmerResponse)(nil),      // 23: furrow.brand.v1.SuspendFarmerResponse
+	(*ListBrandFarmersRequest)(nil),    // 24: furrow.brand.v1.ListBrandFarmersRequest
+	(*ListBrandFarmersResponse)(nil),   // 25: furrow.brand.v1.ListBrandFarmersResponse
+	(*BrandFarmer)(nil),                // 26: furrow.brand.v1.BrandFarmer
+	(*SetPremiumRuleRequest)(nil),      // 27: furrow.brand.v1.SetPremiumRuleRequest
+	(*SetPremiumRuleResponse)(nil),     // 28: furrow.brand.v1.SetPremiumRuleResponse
+	(*ReviseRuleRequest)(nil),          // 29: furrow.brand.v1.ReviseRuleRequest
+	(*ReviseRuleResponse)(nil),         // 30: furrow.brand.v1.ReviseRuleResponse
+	(*PreviewRevisionRequest)(nil),     // 31: furrow.brand.v1.PreviewRevisionRequest
+	(*PreviewRevisionResponse)(nil),    // 32: furrow.brand.v1.PreviewRevisionResponse
+	(*FarmerDelta)(nil),                // 33: furrow.brand.v1.FarmerDelta
+	(*ListPremiumRulesRequest)(nil),    // 34: furrow.brand.v1.ListPremiumRulesRequest
+	(*ListPremiumRulesResponse)(nil),   // 35: furrow.brand.v1.ListPremiumRulesResponse
+	(*PremiumRule)(nil),                // 36: furrow.brand.v1.PremiumRule
+	(*RateSegment)(nil),                // 37: furrow.brand.v1.RateSegment
+	(*ReportSalesRequest)(nil),         // 38: furrow.brand.v1.ReportSalesRequest
+	(*SaleLine)(nil),                   // 39: furrow.brand.v1.SaleLine
+	(*ReportSalesResponse)(nil),        // 40: furrow.brand.v1.ReportSalesResponse
+	(*SaleOutcome)(nil),                // 41: furrow.brand.v1.SaleOutcome
+	(*GetSalesReportRequest)(nil),      // 42: furrow.brand.v1.GetSalesReportRequest
+	(*GetSalesReportResponse)(nil),     // 43: furrow.brand.v1.GetSalesReportResponse
+	(*ListFarmerPremiumsRequest)(nil),  // 44: furrow.brand.v1.ListFarmerPremiumsRequest
+	(*ListFarmerPremiumsResponse)(nil), // 45: furrow.brand.v1.ListFarmerPremiumsResponse
+	(*FarmerPremium)(nil),              // 46: furrow.brand.v1.FarmerPremium
+	(*GetBrandDashboardRequest)(nil),   // 47: furrow.brand.v1.GetBrandDashboardRequest
+	(*GetBrandDashboardResponse)(nil),  // 48: furrow.brand.v1.GetBrandDashboardResponse
+	(*BrandMonth)(nil),                 // 49: furrow.brand.v1.BrandMonth
+	(*v1.Position)(nil),                // 50: furrow.types.v1.Position
+	(*timestamppb.Timestamp)(nil),      // 51: google.protobuf.Timestamp
 }
 var file_furrow_brand_v1_brand_proto_depIdxs = []int32{
-	0, // 0: furrow.brand.v1.RegisterBrandRequest.kind:type_name -> furrow.brand.v1.BrandKind
-	6, // 1: furrow.brand.v1.RegisterBrandResponse.position:type_name -> furrow.types.v1.Position
-	5, // 2: furrow.brand.v1.GetBrandResponse.brand:type_name -> furrow.brand.v1.Brand
-	0, // 3: furrow.brand.v1.Brand.kind:type_name -> furrow.brand.v1.BrandKind
-	1, // 4: furrow.brand.v1.BrandService.RegisterBrand:input_type -> furrow.brand.v1.RegisterBrandRequest
-	3, // 5: furrow.brand.v1.BrandService.GetBrand:input_type -> furrow.brand.v1.GetBrandRequest
-	2, // 6: furrow.brand.v1.BrandService.RegisterBrand:output_type -> furrow.brand.v1.RegisterBrandResponse
-	4, // 7: furrow.brand.v1.BrandService.GetBrand:output_type -> furrow.brand.v1.GetBrandResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	0,  // 0: furrow.brand.v1.RegisterBrandRequest.kind:type_name -> furrow.brand.v1.BrandKind
+	50, // 1: furrow.brand.v1.RegisterBrandResponse.position:type_name -> furrow.types.v1.Position
+	9,  // 2: furrow.brand.v1.GetBrandResponse.brand:type_name -> furrow.brand.v1.Brand
+	0,  // 3: furrow.brand.v1.Brand.kind:type_name -> furrow.brand.v1.BrandKind
+	1,  // 4: furrow.brand.v1.Brand.stage:type_name -> furrow.brand.v1.BrandStage
+	10, // 5: furrow.brand.v1.Brand.stages:type_name -> furrow.brand.v1.StageChange
+	1,  // 6: furrow.brand.v1.StageChange.stage:type_name -> furrow.brand.v1.BrandStage
+	1,  // 7: furrow.brand.v1.ChangeBrandStageRequest.stage:type_name -> furrow.brand.v1.BrandStage
+	50, // 8: furrow.brand.v1.ChangeBrandStageResponse.position:type_name -> furrow.types.v1.Position
+	0,  // 9: furrow.brand.v1.ListBrandsRequest.kind:type_name -> furrow.brand.v1.BrandKind
+	1,  // 10: furrow.brand.v1.ListBrandsRequest.stage:type_name -> furrow.brand.v1.BrandStage
+	50, // 11: furrow.brand.v1.ListBrandsRequest.min_position:type_name -> furrow.types.v1.Position
+	9,  // 12: furrow.brand.v1.ListBrandsResponse.brands:type_name -> furrow.brand.v1.Brand
+	50, // 13: furrow.brand.v1.ListBrandsResponse.as_of:type_name -> furrow.types.v1.Position
+	50, // 14: furrow.brand.v1.RegisterChannelResponse.position:type_name -> furrow.types.v1.Position
+	50, // 15: furrow.brand.v1.ListChannelsRequest.min_position:type_name -> furrow.types.v1.Position
+	19, // 16: furrow.brand.v1.ListChannelsResponse.channels:type_name -> furrow.brand.v1.Channel
+	50, // 17: furrow.brand.v1.ListChannelsResponse.as_of:type_name -> furrow.types.v1.Position
+	50, // 18: furrow.brand.v1.EnrolFarmerResponse.position:type_name -> furrow.types.v1.Position
+	50, // 19: furrow.brand.v1.SuspendFarmerResponse.position:type_name -> furrow.types.v1.Position
+	2,  // 20: furrow.brand.v1.ListBrandFarmersRequest.status:type_name -> furrow.brand.v1.EnrolmentStatus
+	50, // 21: furrow.brand.v1.ListBrandFarmersRequest.min_position:type_name -> furrow.types.v1.Position
+	26, // 22: furrow.brand.v1.ListBrandFarmersResponse.farmers:type_name -> furrow.brand.v1.BrandFarmer
+	50, // 23: furrow.brand.v1.ListBrandFarmersResponse.as_of:type_name -> furrow.types.v1.Position
+	2,  // 24: furrow.brand.v1.BrandFarmer.status:type_name -> furrow.brand.v1.EnrolmentStatus
+	50, // 25: furrow.brand.v1.SetPremiumRuleResponse.position:type_name -> furrow.types.v1.Position
+	50, // 26: furrow.brand.v1.ReviseRuleResponse.position:type_name -> furrow.types.v1.Position
+	50, // 27: furrow.brand.v1.PreviewRevisionRequest.min_position:type_name -> furrow.types.v1.Position
+	33, // 28: furrow.brand.v1.PreviewRevisionResponse.farmers:type_name -> furrow.brand.v1.FarmerDelta
+	50, // 29: furrow.brand.v1.PreviewRevisionResponse.as_of:type_name -> furrow.types.v1.Position
+	36, // 30: furrow.brand.v1.ListPremiumRulesResponse.rules:type_name -> furrow.brand.v1.PremiumRule
+	37, // 31: furrow.brand.v1.PremiumRule.schedule:type_name -> furrow.brand.v1.RateSegment
+	39, // 32: furrow.brand.v1.ReportSalesRequest.lines:type_name -> furrow.brand.v1.SaleLine
+	51, // 33: furrow.brand.v1.SaleLine.sold_at:type_name -> google.protobuf.Timestamp
+	41, // 34: furrow.brand.v1.ReportSalesResponse.lines:type_name -> furrow.brand.v1.SaleOutcome
+	50, // 35: furrow.brand.v1.ReportSalesResponse.position:type_name -> furrow.types.v1.Position
+	51, // 36: furrow.brand.v1.SaleOutcome.sold_at:type_name -> google.protobuf.Timestamp
+	3,  // 37: furrow.brand.v1.SaleOutcome.withheld_reason:type_name -> furrow.brand.v1.WithheldReason
+	41, // 38: furrow.brand.v1.GetSalesReportResponse.lines:type_name -> furrow.brand.v1.SaleOutcome
+	50, // 39: furrow.brand.v1.ListFarmerPremiumsRequest.min_position:type_name -> furrow.types.v1.Position
+	46, // 40: furrow.brand.v1.ListFarmerPremiumsResponse.premiums:type_name -> furrow.brand.v1.FarmerPremium
+	50, // 41: furrow.brand.v1.ListFarmerPremiumsResponse.as_of:type_name -> furrow.types.v1.Position
+	50, // 42: furrow.brand.v1.GetBrandDashboardRequest.min_position:type_name -> furrow.types.v1.Position
+	49, // 43: furrow.brand.v1.GetBrandDashboardResponse.months:type_name -> furrow.brand.v1.BrandMonth
+	50, // 44: furrow.brand.v1.GetBrandDashboardResponse.as_of:type_name -> furrow.types.v1.Position
+	5,  // 45: furrow.brand.v1.BrandService.RegisterBrand:input_type -> furrow.brand.v1.RegisterBrandRequest
+	7,  // 46: furrow.brand.v1.BrandService.GetBrand:input_type -> furrow.brand.v1.GetBrandRequest
+	11, // 47: furrow.brand.v1.BrandService.ChangeBrandStage:input_type -> furrow.brand.v1.ChangeBrandStageRequest
+	13, // 48: furrow.brand.v1.BrandService.ListBrands:input_type -> furrow.brand.v1.ListBrandsRequest
+	15, // 49: furrow.brand.v1.BrandService.RegisterChannel:input_type -> furrow.brand.v1.RegisterChannelRequest
+	17, // 50: furrow.brand.v1.BrandService.ListChannels:input_type -> furrow.brand.v1.ListChannelsRequest
+	20, // 51: furrow.brand.v1.BrandService.EnrolFarmer:input_type -> furrow.brand.v1.EnrolFarmerRequest
+	22, // 52: furrow.brand.v1.BrandService.SuspendFarmer:input_type -> furrow.brand.v1.SuspendFarmerRequest
+	24, // 53: furrow.brand.v1.BrandService.ListBrandFarmers:input_type -> furrow.brand.v1.ListBrandFarmersRequest
+	27, // 54: furrow.brand.v1.BrandService.SetPremiumRule:input_type -> furrow.brand.v1.SetPremiumRuleRequest
+	29, // 55: furrow.brand.v1.BrandService.ReviseRule:input_type -> furrow.brand.v1.ReviseRuleRequest
+	31, // 56: furrow.brand.v1.BrandService.PreviewRevision:input_type -> furrow.brand.v1.PreviewRevisionRequest
+	34, // 57: furrow.brand.v1.BrandService.ListPremiumRules:input_type -> furrow.brand.v1.ListPremiumRulesRequest
+	38, // 58: furrow.brand.v1.BrandService.ReportSales:input_type -> furrow.brand.v1.ReportSalesRequest
+	42, // 59: furrow.brand.v1.BrandService.GetSalesReport:input_type -> furrow.brand.v1.GetSalesReportRequest
+	44, // 60: furrow.brand.v1.BrandService.ListFarmerPremiums:input_type -> furrow.brand.v1.ListFarmerPremiumsRequest
+	47, // 61: furrow.brand.v1.BrandService.GetBrandDashboard:input_type -> furrow.brand.v1.GetBrandDashboardRequest
+	6,  // 62: furrow.brand.v1.BrandService.RegisterBrand:output_type -> furrow.brand.v1.RegisterBrandResponse
+	8,  // 63: furrow.brand.v1.BrandService.GetBrand:output_type -> furrow.brand.v1.GetBrandResponse
+	12, // 64: furrow.brand.v1.BrandService.ChangeBrandStage:output_type -> furrow.brand.v1.ChangeBrandStageResponse
+	14, // 65: furrow.brand.v1.BrandService.ListBrands:output_type -> furrow.brand.v1.ListBrandsResponse
+	16, // 66: furrow.brand.v1.BrandService.RegisterChannel:output_type -> furrow.brand.v1.RegisterChannelResponse
+	18, // 67: furrow.brand.v1.BrandService.ListChannels:output_type -> furrow.brand.v1.ListChannelsResponse
+	21, // 68: furrow.brand.v1.BrandService.EnrolFarmer:output_type -> furrow.brand.v1.EnrolFarmerResponse
+	23, // 69: furrow.brand.v1.BrandService.SuspendFarmer:output_type -> furrow.brand.v1.SuspendFarmerResponse
+	25, // 70: furrow.brand.v1.BrandService.ListBrandFarmers:output_type -> furrow.brand.v1.ListBrandFarmersResponse
+	28, // 71: furrow.brand.v1.BrandService.SetPremiumRule:output_type -> furrow.brand.v1.SetPremiumRuleResponse
+	30, // 72: furrow.brand.v1.BrandService.ReviseRule:output_type -> furrow.brand.v1.ReviseRuleResponse
+	32, // 73: furrow.brand.v1.BrandService.PreviewRevision:output_type -> furrow.brand.v1.PreviewRevisionResponse
+	35, // 74: furrow.brand.v1.BrandService.ListPremiumRules:output_type -> furrow.brand.v1.ListPremiumRulesResponse
+	40, // 75: furrow.brand.v1.BrandService.ReportSales:output_type -> furrow.brand.v1.ReportSalesResponse
+	43, // 76: furrow.brand.v1.BrandService.GetSalesReport:output_type -> furrow.brand.v1.GetSalesReportResponse
+	45, // 77: furrow.brand.v1.BrandService.ListFarmerPremiums:output_type -> furrow.brand.v1.ListFarmerPremiumsResponse
+	48, // 78: furrow.brand.v1.BrandService.GetBrandDashboard:output_type -> furrow.brand.v1.GetBrandDashboardResponse
+	62, // [62:79] is the sub-list for method output_type
+	45, // [45:62] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_furrow_brand_v1_brand_proto_init() }
@@ -472,8 +4157,8 @@ func file_furrow_brand_v1_brand_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_brand_v1_brand_proto_rawDesc), len(file_furrow_brand_v1_brand_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   5,
+			NumEnums:      5,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,20 +19,96 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	BrandService_RegisterBrand_FullMethodName = "/furrow.brand.v1.BrandService/RegisterBrand"
-	BrandService_GetBrand_FullMethodName      = "/furrow.brand.v1.BrandService/GetBrand"
+	BrandService_RegisterBrand_FullMethodName      = "/furrow.brand.v1.BrandService/RegisterBrand"
+	BrandService_GetBrand_FullMethodName           = "/furrow.brand.v1.BrandService/GetBrand"
+	BrandService_ChangeBrandStage_FullMethodName   = "/furrow.brand.v1.BrandService/ChangeBrandStage"
+	BrandService_ListBrands_FullMethodName         = "/furrow.brand.v1.BrandService/ListBrands"
+	BrandService_RegisterChannel_FullMethodName    = "/furrow.brand.v1.BrandService/RegisterChannel"
+	BrandService_ListChannels_FullMethodName       = "/furrow.brand.v1.BrandService/ListChannels"
+	BrandService_EnrolFarmer_FullMethodName        = "/furrow.brand.v1.BrandService/EnrolFarmer"
+	BrandService_SuspendFarmer_FullMethodName      = "/furrow.brand.v1.BrandService/SuspendFarmer"
+	BrandService_ListBrandFarmers_FullMethodName   = "/furrow.brand.v1.BrandService/ListBrandFarmers"
+	BrandService_SetPremiumRule_FullMethodName     = "/furrow.brand.v1.BrandService/SetPremiumRule"
+	BrandService_ReviseRule_FullMethodName         = "/furrow.brand.v1.BrandService/ReviseRule"
+	BrandService_PreviewRevision_FullMethodName    = "/furrow.brand.v1.BrandService/PreviewRevision"
+	BrandService_ListPremiumRules_FullMethodName   = "/furrow.brand.v1.BrandService/ListPremiumRules"
+	BrandService_ReportSales_FullMethodName        = "/furrow.brand.v1.BrandService/ReportSales"
+	BrandService_GetSalesReport_FullMethodName     = "/furrow.brand.v1.BrandService/GetSalesReport"
+	BrandService_ListFarmerPremiums_FullMethodName = "/furrow.brand.v1.BrandService/ListFarmerPremiums"
+	BrandService_GetBrandDashboard_FullMethodName  = "/furrow.brand.v1.BrandService/GetBrandDashboard"
 )
 
 // BrandServiceClient is the client API for BrandService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// BrandService incubates regional and county brands.
+// BrandService incubates regional and county brands: their stages, the
+// farmers enrolled as certified producers, the per-kilogram premiums a
+// channel's sales earn them, and the re-rating of those premiums when a
+// rule is revised.
+//
+// Dates are calendar days in China Standard Time (Asia/Shanghai,
+// UTC+08:00), written "YYYY-MM-DD"; months are "YYYY-MM". A sale's day is
+// the day of its sold_at in that time zone. Money is in fen, weights in
+// grams, rates in fen per kilogram.
+//
+// Commands are idempotent by request_id (ReportSales by report_id and
+// revision): a retry returns the first outcome, the same id with other
+// content is ALREADY_EXISTS. Commands return the position they wrote;
+// queries accept it as min_position to read their own writes.
 type BrandServiceClient interface {
-	// RegisterBrand registers a brand. Idempotent by request_id.
+	// RegisterBrand registers a brand; it starts incubating.
 	RegisterBrand(ctx context.Context, in *RegisterBrandRequest, opts ...grpc.CallOption) (*RegisterBrandResponse, error)
-	// GetBrand returns a brand.
+	// GetBrand returns a brand, read from its events (always current).
 	GetBrand(ctx context.Context, in *GetBrandRequest, opts ...grpc.CallOption) (*GetBrandResponse, error)
+	// ChangeBrandStage moves a brand forward: incubating → launched →
+	// retired (or incubating → retired).
+	ChangeBrandStage(ctx context.Context, in *ChangeBrandStageRequest, opts ...grpc.CallOption) (*ChangeBrandStageResponse, error)
+	// ListBrands lists brands, filtered by county, kind and stage.
+	ListBrands(ctx context.Context, in *ListBrandsRequest, opts ...grpc.CallOption) (*ListBrandsResponse, error)
+	// RegisterChannel makes a retail channel known. Premium rules and sales
+	// reports must name a registered channel.
+	RegisterChannel(ctx context.Context, in *RegisterChannelRequest, opts ...grpc.CallOption) (*RegisterChannelResponse, error)
+	// ListChannels lists the registered channels.
+	ListChannels(ctx context.Context, in *ListChannelsRequest, opts ...grpc.CallOption) (*ListChannelsResponse, error)
+	// EnrolFarmer makes a farmer registered with the ledger a certified
+	// producer of a brand from a day on (again, after a suspension).
+	EnrolFarmer(ctx context.Context, in *EnrolFarmerRequest, opts ...grpc.CallOption) (*EnrolFarmerResponse, error)
+	// SuspendFarmer suspends an enrolled farmer from a day on.
+	SuspendFarmer(ctx context.Context, in *SuspendFarmerRequest, opts ...grpc.CallOption) (*SuspendFarmerResponse, error)
+	// ListBrandFarmers lists a brand's enrolled and suspended farmers.
+	ListBrandFarmers(ctx context.Context, in *ListBrandFarmersRequest, opts ...grpc.CallOption) (*ListBrandFarmersResponse, error)
+	// SetPremiumRule sets a premium for a brand × channel × period. Rules of
+	// one brand and channel never overlap (FAILED_PRECONDITION). A rule
+	// applies to sales reported after it was set.
+	SetPremiumRule(ctx context.Context, in *SetPremiumRuleRequest, opts ...grpc.CallOption) (*SetPremiumRuleResponse, error)
+	// ReviseRule changes a rule's rate from a day to the rule's end, possibly
+	// retroactively; a reason is required. Every premium already earned
+	// under the rule from that day on is re-rated (PremiumAdjusted, exactly
+	// the delta per sale) before it returns; revising to the rate already in
+	// force changes nothing.
+	ReviseRule(ctx context.Context, in *ReviseRuleRequest, opts ...grpc.CallOption) (*ReviseRuleResponse, error)
+	// PreviewRevision returns the per-farmer deltas ReviseRule would cause,
+	// without applying anything.
+	PreviewRevision(ctx context.Context, in *PreviewRevisionRequest, opts ...grpc.CallOption) (*PreviewRevisionResponse, error)
+	// ListPremiumRules returns a brand's rules at a channel with their rate
+	// schedules, read from their events (always current).
+	ListPremiumRules(ctx context.Context, in *ListPremiumRulesRequest, opts ...grpc.CallOption) (*ListPremiumRulesResponse, error)
+	// ReportSales records a channel's sales report. Each line earns a premium
+	// at the rule in force on its sale day, or is recorded with the reason it
+	// earned nothing. A report is idempotent by report_id and revision; a
+	// restatement (same report_id, higher revision, the whole report again)
+	// emits only the differences.
+	ReportSales(ctx context.Context, in *ReportSalesRequest, opts ...grpc.CallOption) (*ReportSalesResponse, error)
+	// GetSalesReport returns a report's lines and their current premiums,
+	// read from its events (always current).
+	GetSalesReport(ctx context.Context, in *GetSalesReportRequest, opts ...grpc.CallOption) (*GetSalesReportResponse, error)
+	// ListFarmerPremiums returns premiums per farmer × brand × channel ×
+	// month: grams sold, premium and the effective fen per kilogram.
+	ListFarmerPremiums(ctx context.Context, in *ListFarmerPremiumsRequest, opts ...grpc.CallOption) (*ListFarmerPremiumsResponse, error)
+	// GetBrandDashboard returns a brand's enrolled farmers, grams sold and
+	// premiums earned by month.
+	GetBrandDashboard(ctx context.Context, in *GetBrandDashboardRequest, opts ...grpc.CallOption) (*GetBrandDashboardResponse, error)
 }
 
 type brandServiceClient struct {
@@ -63,16 +139,227 @@ func (c *brandServiceClient) GetBrand(ctx context.Context, in *GetBrandRequest, 
 	return out, nil
 }
 
+func (c *brandServiceClient) ChangeBrandStage(ctx context.Context, in *ChangeBrandStageRequest, opts ...grpc.CallOption) (*ChangeBrandStageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChangeBrandStageResponse)
+	err := c.cc.Invoke(ctx, BrandService_ChangeBrandStage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) ListBrands(ctx context.Context, in *ListBrandsRequest, opts ...grpc.CallOption) (*ListBrandsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBrandsResponse)
+	err := c.cc.Invoke(ctx, BrandService_ListBrands_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) RegisterChannel(ctx context.Context, in *RegisterChannelRequest, opts ...grpc.CallOption) (*RegisterChannelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterChannelResponse)
+	err := c.cc.Invoke(ctx, BrandService_RegisterChannel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) ListChannels(ctx context.Context, in *ListChannelsRequest, opts ...grpc.CallOption) (*ListChannelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListChannelsResponse)
+	err := c.cc.Invoke(ctx, BrandService_ListChannels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) EnrolFarmer(ctx context.Context, in *EnrolFarmerRequest, opts ...grpc.CallOption) (*EnrolFarmerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnrolFarmerResponse)
+	err := c.cc.Invoke(ctx, BrandService_EnrolFarmer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) SuspendFarmer(ctx context.Context, in *SuspendFarmerRequest, opts ...grpc.CallOption) (*SuspendFarmerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuspendFarmerResponse)
+	err := c.cc.Invoke(ctx, BrandService_SuspendFarmer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) ListBrandFarmers(ctx context.Context, in *ListBrandFarmersRequest, opts ...grpc.CallOption) (*ListBrandFarmersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBrandFarmersResponse)
+	err := c.cc.Invoke(ctx, BrandService_ListBrandFarmers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) SetPremiumRule(ctx context.Context, in *SetPremiumRuleRequest, opts ...grpc.CallOption) (*SetPremiumRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetPremiumRuleResponse)
+	err := c.cc.Invoke(ctx, BrandService_SetPremiumRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) ReviseRule(ctx context.Context, in *ReviseRuleRequest, opts ...grpc.CallOption) (*ReviseRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReviseRuleResponse)
+	err := c.cc.Invoke(ctx, BrandService_ReviseRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) PreviewRevision(ctx context.Context, in *PreviewRevisionRequest, opts ...grpc.CallOption) (*PreviewRevisionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreviewRevisionResponse)
+	err := c.cc.Invoke(ctx, BrandService_PreviewRevision_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) ListPremiumRules(ctx context.Context, in *ListPremiumRulesRequest, opts ...grpc.CallOption) (*ListPremiumRulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPremiumRulesResponse)
+	err := c.cc.Invoke(ctx, BrandService_ListPremiumRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) ReportSales(ctx context.Context, in *ReportSalesRequest, opts ...grpc.CallOption) (*ReportSalesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportSalesResponse)
+	err := c.cc.Invoke(ctx, BrandService_ReportSales_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) GetSalesReport(ctx context.Context, in *GetSalesReportRequest, opts ...grpc.CallOption) (*GetSalesReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSalesReportResponse)
+	err := c.cc.Invoke(ctx, BrandService_GetSalesReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) ListFarmerPremiums(ctx context.Context, in *ListFarmerPremiumsRequest, opts ...grpc.CallOption) (*ListFarmerPremiumsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFarmerPremiumsResponse)
+	err := c.cc.Invoke(ctx, BrandService_ListFarmerPremiums_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) GetBrandDashboard(ctx context.Context, in *GetBrandDashboardRequest, opts ...grpc.CallOption) (*GetBrandDashboardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBrandDashboardResponse)
+	err := c.cc.Invoke(ctx, BrandService_GetBrandDashboard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrandServiceServer is the server API for BrandService service.
 // All implementations must embed UnimplementedBrandServiceServer
 // for forward compatibility.
 //
-// BrandService incubates regional and county brands.
+// BrandService incubates regional and county brands: their stages, the
+// farmers enrolled as certified producers, the per-kilogram premiums a
+// channel's sales earn them, and the re-rating of those premiums when a
+// rule is revised.
+//
+// Dates are calendar days in China Standard Time (Asia/Shanghai,
+// UTC+08:00), written "YYYY-MM-DD"; months are "YYYY-MM". A sale's day is
+// the day of its sold_at in that time zone. Money is in fen, weights in
+// grams, rates in fen per kilogram.
+//
+// Commands are idempotent by request_id (ReportSales by report_id and
+// revision): a retry returns the first outcome, the same id with other
+// content is ALREADY_EXISTS. Commands return the position they wrote;
+// queries accept it as min_position to read their own writes.
 type BrandServiceServer interface {
-	// RegisterBrand registers a brand. Idempotent by request_id.
+	// RegisterBrand registers a brand; it starts incubating.
 	RegisterBrand(context.Context, *RegisterBrandRequest) (*RegisterBrandResponse, error)
-	// GetBrand returns a brand.
+	// GetBrand returns a brand, read from its events (always current).
 	GetBrand(context.Context, *GetBrandRequest) (*GetBrandResponse, error)
+	// ChangeBrandStage moves a brand forward: incubating → launched →
+	// retired (or incubating → retired).
+	ChangeBrandStage(context.Context, *ChangeBrandStageRequest) (*ChangeBrandStageResponse, error)
+	// ListBrands lists brands, filtered by county, kind and stage.
+	ListBrands(context.Context, *ListBrandsRequest) (*ListBrandsResponse, error)
+	// RegisterChannel makes a retail channel known. Premium rules and sales
+	// reports must name a registered channel.
+	RegisterChannel(context.Context, *RegisterChannelRequest) (*RegisterChannelResponse, error)
+	// ListChannels lists the registered channels.
+	ListChannels(context.Context, *ListChannelsRequest) (*ListChannelsResponse, error)
+	// EnrolFarmer makes a farmer registered with the ledger a certified
+	// producer of a brand from a day on (again, after a suspension).
+	EnrolFarmer(context.Context, *EnrolFarmerRequest) (*EnrolFarmerResponse, error)
+	// SuspendFarmer suspends an enrolled farmer from a day on.
+	SuspendFarmer(context.Context, *SuspendFarmerRequest) (*SuspendFarmerResponse, error)
+	// ListBrandFarmers lists a brand's enrolled and suspended farmers.
+	ListBrandFarmers(context.Context, *ListBrandFarmersRequest) (*ListBrandFarmersResponse, error)
+	// SetPremiumRule sets a premium for a brand × channel × period. Rules of
+	// one brand and channel never overlap (FAILED_PRECONDITION). A rule
+	// applies to sales reported after it was set.
+	SetPremiumRule(context.Context, *SetPremiumRuleRequest) (*SetPremiumRuleResponse, error)
+	// ReviseRule changes a rule's rate from a day to the rule's end, possibly
+	// retroactively; a reason is required. Every premium already earned
+	// under the rule from that day on is re-rated (PremiumAdjusted, exactly
+	// the delta per sale) before it returns; revising to the rate already in
+	// force changes nothing.
+	ReviseRule(context.Context, *ReviseRuleRequest) (*ReviseRuleResponse, error)
+	// PreviewRevision returns the per-farmer deltas ReviseRule would cause,
+	// without applying anything.
+	PreviewRevision(context.Context, *PreviewRevisionRequest) (*PreviewRevisionResponse, error)
+	// ListPremiumRules returns a brand's rules at a channel with their rate
+	// schedules, read from their events (always current).
+	ListPremiumRules(context.Context, *ListPremiumRulesRequest) (*ListPremiumRulesResponse, error)
+	// ReportSales records a channel's sales report. Each line earns a premium
+	// at the rule in force on its sale day, or is recorded with the reason it
+	// earned nothing. A report is idempotent by report_id and revision; a
+	// restatement (same report_id, higher revision, the whole report again)
+	// emits only the differences.
+	ReportSales(context.Context, *ReportSalesRequest) (*ReportSalesResponse, error)
+	// GetSalesReport returns a report's lines and their current premiums,
+	// read from its events (always current).
+	GetSalesReport(context.Context, *GetSalesReportRequest) (*GetSalesReportResponse, error)
+	// ListFarmerPremiums returns premiums per farmer × brand × channel ×
+	// month: grams sold, premium and the effective fen per kilogram.
+	ListFarmerPremiums(context.Context, *ListFarmerPremiumsRequest) (*ListFarmerPremiumsResponse, error)
+	// GetBrandDashboard returns a brand's enrolled farmers, grams sold and
+	// premiums earned by month.
+	GetBrandDashboard(context.Context, *GetBrandDashboardRequest) (*GetBrandDashboardResponse, error)
 	mustEmbedUnimplementedBrandServiceServer()
 }
 
@@ -88,6 +375,51 @@ func (UnimplementedBrandServiceServer) RegisterBrand(context.Context, *RegisterB
 }
 func (UnimplementedBrandServiceServer) GetBrand(context.Context, *GetBrandRequest) (*GetBrandResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBrand not implemented")
+}
+func (UnimplementedBrandServiceServer) ChangeBrandStage(context.Context, *ChangeBrandStageRequest) (*ChangeBrandStageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ChangeBrandStage not implemented")
+}
+func (UnimplementedBrandServiceServer) ListBrands(context.Context, *ListBrandsRequest) (*ListBrandsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBrands not implemented")
+}
+func (UnimplementedBrandServiceServer) RegisterChannel(context.Context, *RegisterChannelRequest) (*RegisterChannelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterChannel not implemented")
+}
+func (UnimplementedBrandServiceServer) ListChannels(context.Context, *ListChannelsRequest) (*ListChannelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListChannels not implemented")
+}
+func (UnimplementedBrandServiceServer) EnrolFarmer(context.Context, *EnrolFarmerRequest) (*EnrolFarmerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnrolFarmer not implemented")
+}
+func (UnimplementedBrandServiceServer) SuspendFarmer(context.Context, *SuspendFarmerRequest) (*SuspendFarmerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SuspendFarmer not implemented")
+}
+func (UnimplementedBrandServiceServer) ListBrandFarmers(context.Context, *ListBrandFarmersRequest) (*ListBrandFarmersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBrandFarmers not implemented")
+}
+func (UnimplementedBrandServiceServer) SetPremiumRule(context.Context, *SetPremiumRuleRequest) (*SetPremiumRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetPremiumRule not implemented")
+}
+func (UnimplementedBrandServiceServer) ReviseRule(context.Context, *ReviseRuleRequest) (*ReviseRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReviseRule not implemented")
+}
+func (UnimplementedBrandServiceServer) PreviewRevision(context.Context, *PreviewRevisionRequest) (*PreviewRevisionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PreviewRevision not implemented")
+}
+func (UnimplementedBrandServiceServer) ListPremiumRules(context.Context, *ListPremiumRulesRequest) (*ListPremiumRulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPremiumRules not implemented")
+}
+func (UnimplementedBrandServiceServer) ReportSales(context.Context, *ReportSalesRequest) (*ReportSalesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportSales not implemented")
+}
+func (UnimplementedBrandServiceServer) GetSalesReport(context.Context, *GetSalesReportRequest) (*GetSalesReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSalesReport not implemented")
+}
+func (UnimplementedBrandServiceServer) ListFarmerPremiums(context.Context, *ListFarmerPremiumsRequest) (*ListFarmerPremiumsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFarmerPremiums not implemented")
+}
+func (UnimplementedBrandServiceServer) GetBrandDashboard(context.Context, *GetBrandDashboardRequest) (*GetBrandDashboardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBrandDashboard not implemented")
 }
 func (UnimplementedBrandServiceServer) mustEmbedUnimplementedBrandServiceServer() {}
 func (UnimplementedBrandServiceServer) testEmbeddedByValue()                      {}
@@ -146,6 +478,276 @@ func _BrandService_GetBrand_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrandService_ChangeBrandStage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChangeBrandStageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).ChangeBrandStage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_ChangeBrandStage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).ChangeBrandStage(ctx, req.(*ChangeBrandStageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_ListBrands_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBrandsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).ListBrands(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_ListBrands_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).ListBrands(ctx, req.(*ListBrandsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_RegisterChannel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterChannelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).RegisterChannel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_RegisterChannel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).RegisterChannel(ctx, req.(*RegisterChannelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_ListChannels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListChannelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).ListChannels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_ListChannels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).ListChannels(ctx, req.(*ListChannelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_EnrolFarmer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnrolFarmerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).EnrolFarmer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_EnrolFarmer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).EnrolFarmer(ctx, req.(*EnrolFarmerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_SuspendFarmer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SuspendFarmerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).SuspendFarmer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_SuspendFarmer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).SuspendFarmer(ctx, req.(*SuspendFarmerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_ListBrandFarmers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBrandFarmersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).ListBrandFarmers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_ListBrandFarmers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).ListBrandFarmers(ctx, req.(*ListBrandFarmersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_SetPremiumRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPremiumRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).SetPremiumRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_SetPremiumRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).SetPremiumRule(ctx, req.(*SetPremiumRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_ReviseRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReviseRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).ReviseRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_ReviseRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).ReviseRule(ctx, req.(*ReviseRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_PreviewRevision_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreviewRevisionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).PreviewRevision(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_PreviewRevision_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).PreviewRevision(ctx, req.(*PreviewRevisionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_ListPremiumRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPremiumRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).ListPremiumRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_ListPremiumRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).ListPremiumRules(ctx, req.(*ListPremiumRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_ReportSales_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportSalesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).ReportSales(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_ReportSales_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).ReportSales(ctx, req.(*ReportSalesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_GetSalesReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSalesReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).GetSalesReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_GetSalesReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).GetSalesReport(ctx, req.(*GetSalesReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_ListFarmerPremiums_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFarmerPremiumsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).ListFarmerPremiums(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_ListFarmerPremiums_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).ListFarmerPremiums(ctx, req.(*ListFarmerPremiumsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_GetBrandDashboard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBrandDashboardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).GetBrandDashboard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_GetBrandDashboard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).GetBrandDashboard(ctx, req.(*GetBrandDashboardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrandService_ServiceDesc is the grpc.ServiceDesc for BrandService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -160,6 +762,66 @@ var BrandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBrand",
 			Handler:    _BrandService_GetBrand_Handler,
+		},
+		{
+			MethodName: "ChangeBrandStage",
+			Handler:    _BrandService_ChangeBrandStage_Handler,
+		},
+		{
+			MethodName: "ListBrands",
+			Handler:    _BrandService_ListBrands_Handler,
+		},
+		{
+			MethodName: "RegisterChannel",
+			Handler:    _BrandService_RegisterChannel_Handler,
+		},
+		{
+			MethodName: "ListChannels",
+			Handler:    _BrandService_ListChannels_Handler,
+		},
+		{
+			MethodName: "EnrolFarmer",
+			Handler:    _BrandService_EnrolFarmer_Handler,
+		},
+		{
+			MethodName: "SuspendFarmer",
+			Handler:    _BrandService_SuspendFarmer_Handler,
+		},
+		{
+			MethodName: "ListBrandFarmers",
+			Handler:    _BrandService_ListBrandFarmers_Handler,
+		},
+		{
+			MethodName: "SetPremiumRule",
+			Handler:    _BrandService_SetPremiumRule_Handler,
+		},
+		{
+			MethodName: "ReviseRule",
+			Handler:    _BrandService_ReviseRule_Handler,
+		},
+		{
+			MethodName: "PreviewRevision",
+			Handler:    _BrandService_PreviewRevision_Handler,
+		},
+		{
+			MethodName: "ListPremiumRules",
+			Handler:    _BrandService_ListPremiumRules_Handler,
+		},
+		{
+			MethodName: "ReportSales",
+			Handler:    _BrandService_ReportSales_Handler,
+		},
+		{
+			MethodName: "GetSalesReport",
+			Handler:    _BrandService_GetSalesReport_Handler,
+		},
+		{
+			MethodName: "ListFarmerPremiums",
+			Handler:    _BrandService_ListFarmerPremiums_Handler,
+		},
+		{
+			MethodName: "GetBrandDashboard",
+			Handler:    _BrandService_GetBrandDashboard_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/furrow/furrow/proto/furrow/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -21,6 +22,198 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// PayoutStatus is where a payout stands.
+type PayoutStatus int32
+
+const (
+	PayoutStatus_PAYOUT_STATUS_UNSPECIFIED PayoutStatus = 0
+	// Held, not yet accepted by the payment provider.
+	PayoutStatus_PAYOUT_STATUS_REQUESTED PayoutStatus = 1
+	// Accepted by the provider, not yet settled.
+	PayoutStatus_PAYOUT_STATUS_SENT PayoutStatus = 2
+	// Paid: held moved to paid.
+	PayoutStatus_PAYOUT_STATUS_SETTLED PayoutStatus = 3
+	// Rejected or returned: the hold was released.
+	PayoutStatus_PAYOUT_STATUS_FAILED PayoutStatus = 4
+)
+
+// Enum value maps for PayoutStatus.
+var (
+	PayoutStatus_name = map[int32]string{
+		0: "PAYOUT_STATUS_UNSPECIFIED",
+		1: "PAYOUT_STATUS_REQUESTED",
+		2: "PAYOUT_STATUS_SENT",
+		3: "PAYOUT_STATUS_SETTLED",
+		4: "PAYOUT_STATUS_FAILED",
+	}
+	PayoutStatus_value = map[string]int32{
+		"PAYOUT_STATUS_UNSPECIFIED": 0,
+		"PAYOUT_STATUS_REQUESTED":   1,
+		"PAYOUT_STATUS_SENT":        2,
+		"PAYOUT_STATUS_SETTLED":     3,
+		"PAYOUT_STATUS_FAILED":      4,
+	}
+)
+
+func (x PayoutStatus) Enum() *PayoutStatus {
+	p := new(PayoutStatus)
+	*p = x
+	return p
+}
+
+func (x PayoutStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PayoutStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_furrow_ledger_v1_ledger_proto_enumTypes[0].Descriptor()
+}
+
+func (PayoutStatus) Type() protoreflect.EnumType {
+	return &file_furrow_ledger_v1_ledger_proto_enumTypes[0]
+}
+
+func (x PayoutStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PayoutStatus.Descriptor instead.
+func (PayoutStatus) EnumDescriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{0}
+}
+
+// ReconciliationResult classifies one row of a reconciliation.
+type ReconciliationResult int32
+
+const (
+	ReconciliationResult_RECONCILIATION_RESULT_UNSPECIFIED ReconciliationResult = 0
+	// Same payout, farmer, amount, currency and status on both sides.
+	ReconciliationResult_RECONCILIATION_RESULT_MATCHED ReconciliationResult = 1
+	// A settlement line whose payout id the ledger does not know.
+	ReconciliationResult_RECONCILIATION_RESULT_MISSING_IN_LEDGER ReconciliationResult = 2
+	// A completed ledger payout the settlement file does not list.
+	ReconciliationResult_RECONCILIATION_RESULT_MISSING_IN_SETTLEMENT ReconciliationResult = 3
+	// Amount (or currency) differs.
+	ReconciliationResult_RECONCILIATION_RESULT_AMOUNT_MISMATCH ReconciliationResult = 4
+	// Status differs (e.g. settled in the file, failed or in flight in the ledger).
+	ReconciliationResult_RECONCILIATION_RESULT_STATUS_MISMATCH ReconciliationResult = 5
+	// A second line for a payout id or provider reference already listed.
+	ReconciliationResult_RECONCILIATION_RESULT_DUPLICATE ReconciliationResult = 6
+	// The file pays the payout to another farmer.
+	ReconciliationResult_RECONCILIATION_RESULT_FARMER_MISMATCH ReconciliationResult = 7
+)
+
+// Enum value maps for ReconciliationResult.
+var (
+	ReconciliationResult_name = map[int32]string{
+		0: "RECONCILIATION_RESULT_UNSPECIFIED",
+		1: "RECONCILIATION_RESULT_MATCHED",
+		2: "RECONCILIATION_RESULT_MISSING_IN_LEDGER",
+		3: "RECONCILIATION_RESULT_MISSING_IN_SETTLEMENT",
+		4: "RECONCILIATION_RESULT_AMOUNT_MISMATCH",
+		5: "RECONCILIATION_RESULT_STATUS_MISMATCH",
+		6: "RECONCILIATION_RESULT_DUPLICATE",
+		7: "RECONCILIATION_RESULT_FARMER_MISMATCH",
+	}
+	ReconciliationResult_value = map[string]int32{
+		"RECONCILIATION_RESULT_UNSPECIFIED":           0,
+		"RECONCILIATION_RESULT_MATCHED":               1,
+		"RECONCILIATION_RESULT_MISSING_IN_LEDGER":     2,
+		"RECONCILIATION_RESULT_MISSING_IN_SETTLEMENT": 3,
+		"RECONCILIATION_RESULT_AMOUNT_MISMATCH":       4,
+		"RECONCILIATION_RESULT_STATUS_MISMATCH":       5,
+		"RECONCILIATION_RESULT_DUPLICATE":             6,
+		"RECONCILIATION_RESULT_FARMER_MISMATCH":       7,
+	}
+)
+
+func (x ReconciliationResult) Enum() *ReconciliationResult {
+	p := new(ReconciliationResult)
+	*p = x
+	return p
+}
+
+func (x ReconciliationResult) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReconciliationResult) Descriptor() protoreflect.EnumDescriptor {
+	return file_furrow_ledger_v1_ledger_proto_enumTypes[1].Descriptor()
+}
+
+func (ReconciliationResult) Type() protoreflect.EnumType {
+	return &file_furrow_ledger_v1_ledger_proto_enumTypes[1]
+}
+
+func (x ReconciliationResult) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReconciliationResult.Descriptor instead.
+func (ReconciliationResult) EnumDescriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{1}
+}
+
+// BreakDecision is what finance decided about a break.
+type BreakDecision int32
+
+const (
+	BreakDecision_BREAK_DECISION_UNSPECIFIED BreakDecision = 0
+	// Explained; nothing to do.
+	BreakDecision_BREAK_DECISION_ACCEPTED BreakDecision = 1
+	// The provider will correct its file or payment.
+	BreakDecision_BREAK_DECISION_PROVIDER_TO_CORRECT BreakDecision = 2
+	// The ledger will be corrected (by new events, never edits).
+	BreakDecision_BREAK_DECISION_LEDGER_TO_CORRECT BreakDecision = 3
+	// Written off.
+	BreakDecision_BREAK_DECISION_WRITTEN_OFF BreakDecision = 4
+)
+
+// Enum value maps for BreakDecision.
+var (
+	BreakDecision_name = map[int32]string{
+		0: "BREAK_DECISION_UNSPECIFIED",
+		1: "BREAK_DECISION_ACCEPTED",
+		2: "BREAK_DECISION_PROVIDER_TO_CORRECT",
+		3: "BREAK_DECISION_LEDGER_TO_CORRECT",
+		4: "BREAK_DECISION_WRITTEN_OFF",
+	}
+	BreakDecision_value = map[string]int32{
+		"BREAK_DECISION_UNSPECIFIED":         0,
+		"BREAK_DECISION_ACCEPTED":            1,
+		"BREAK_DECISION_PROVIDER_TO_CORRECT": 2,
+		"BREAK_DECISION_LEDGER_TO_CORRECT":   3,
+		"BREAK_DECISION_WRITTEN_OFF":         4,
+	}
+)
+
+func (x BreakDecision) Enum() *BreakDecision {
+	p := new(BreakDecision)
+	*p = x
+	return p
+}
+
+func (x BreakDecision) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BreakDecision) Descriptor() protoreflect.EnumDescriptor {
+	return file_furrow_ledger_v1_ledger_proto_enumTypes[2].Descriptor()
+}
+
+func (BreakDecision) Type() protoreflect.EnumType {
+	return &file_furrow_ledger_v1_ledger_proto_enumTypes[2]
+}
+
+func (x BreakDecision) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BreakDecision.Descriptor instead.
+func (BreakDecision) EnumDescriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{2}
+}
 
 // RegisterFarmerRequest registers a farmer.
 type RegisterFarmerRequest struct {
@@ -642,11 +835,2191 @@ func (x *GetFarmerBalanceResponse) GetAsOf() *v1.Position {
 	return nil
 }
 
+// FarmerBalance is a farmer's accounts in fen.
+type FarmerBalance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Payable accrued from purchases (deliveries, net of corrections).
+	PurchasesFen int64 `protobuf:"varint,1,opt,name=purchases_fen,json=purchasesFen,proto3" json:"purchases_fen,omitempty"`
+	// Premiums accrued from branded sales, net of adjustments.
+	PremiumsFen int64 `protobuf:"varint,2,opt,name=premiums_fen,json=premiumsFen,proto3" json:"premiums_fen,omitempty"`
+	// Held for payouts in flight.
+	HeldFen int64 `protobuf:"varint,3,opt,name=held_fen,json=heldFen,proto3" json:"held_fen,omitempty"`
+	// Paid out.
+	PaidFen int64 `protobuf:"varint,4,opt,name=paid_fen,json=paidFen,proto3" json:"paid_fen,omitempty"`
+	// purchases + premiums - held - paid. Negative only when a correction or
+	// premium adjustment lowered an amount that had already been paid out.
+	AvailableFen  int64 `protobuf:"varint,5,opt,name=available_fen,json=availableFen,proto3" json:"available_fen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FarmerBalance) Reset() {
+	*x = FarmerBalance{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FarmerBalance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FarmerBalance) ProtoMessage() {}
+
+func (x *FarmerBalance) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FarmerBalance.ProtoReflect.Descriptor instead.
+func (*FarmerBalance) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *FarmerBalance) GetPurchasesFen() int64 {
+	if x != nil {
+		return x.PurchasesFen
+	}
+	return 0
+}
+
+func (x *FarmerBalance) GetPremiumsFen() int64 {
+	if x != nil {
+		return x.PremiumsFen
+	}
+	return 0
+}
+
+func (x *FarmerBalance) GetHeldFen() int64 {
+	if x != nil {
+		return x.HeldFen
+	}
+	return 0
+}
+
+func (x *FarmerBalance) GetPaidFen() int64 {
+	if x != nil {
+		return x.PaidFen
+	}
+	return 0
+}
+
+func (x *FarmerBalance) GetAvailableFen() int64 {
+	if x != nil {
+		return x.AvailableFen
+	}
+	return 0
+}
+
+// ListFarmersRequest filters and pages the farmers.
+type ListFarmersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only farmers of this county (exact match) when set.
+	County string `protobuf:"bytes,1,opt,name=county,proto3" json:"county,omitempty"`
+	// Only farmers of this cooperative (exact match) when set.
+	Cooperative string `protobuf:"bytes,2,opt,name=cooperative,proto3" json:"cooperative,omitempty"`
+	// At most this many farmers (default 50, at most 500).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; empty for the first.
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Wait (bounded) until the list reflects this position.
+	MinPosition   *v1.Position `protobuf:"bytes,5,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFarmersRequest) Reset() {
+	*x = ListFarmersRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFarmersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFarmersRequest) ProtoMessage() {}
+
+func (x *ListFarmersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFarmersRequest.ProtoReflect.Descriptor instead.
+func (*ListFarmersRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListFarmersRequest) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *ListFarmersRequest) GetCooperative() string {
+	if x != nil {
+		return x.Cooperative
+	}
+	return ""
+}
+
+func (x *ListFarmersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFarmersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListFarmersRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ListFarmersResponse is one page of farmers. Their version is 0: GetFarmer
+// returns a farmer's current version.
+type ListFarmersResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Farmers []*Farmer              `protobuf:"bytes,1,rep,name=farmers,proto3" json:"farmers,omitempty"`
+	// Pass as page_token for the next page; empty on the last page.
+	NextPageToken string       `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	AsOf          *v1.Position `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFarmersResponse) Reset() {
+	*x = ListFarmersResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFarmersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFarmersResponse) ProtoMessage() {}
+
+func (x *ListFarmersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFarmersResponse.ProtoReflect.Descriptor instead.
+func (*ListFarmersResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListFarmersResponse) GetFarmers() []*Farmer {
+	if x != nil {
+		return x.Farmers
+	}
+	return nil
+}
+
+func (x *ListFarmersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListFarmersResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// GetFarmerBalanceAtRequest names a farmer and a point in history.
+type GetFarmerBalanceAtRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Types that are valid to be assigned to At:
+	//
+	//	*GetFarmerBalanceAtRequest_Time
+	//	*GetFarmerBalanceAtRequest_LedgerSequence
+	At            isGetFarmerBalanceAtRequest_At `protobuf_oneof:"at"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFarmerBalanceAtRequest) Reset() {
+	*x = GetFarmerBalanceAtRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFarmerBalanceAtRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFarmerBalanceAtRequest) ProtoMessage() {}
+
+func (x *GetFarmerBalanceAtRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFarmerBalanceAtRequest.ProtoReflect.Descriptor instead.
+func (*GetFarmerBalanceAtRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetFarmerBalanceAtRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *GetFarmerBalanceAtRequest) GetAt() isGetFarmerBalanceAtRequest_At {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *GetFarmerBalanceAtRequest) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.At.(*GetFarmerBalanceAtRequest_Time); ok {
+			return x.Time
+		}
+	}
+	return nil
+}
+
+func (x *GetFarmerBalanceAtRequest) GetLedgerSequence() uint64 {
+	if x != nil {
+		if x, ok := x.At.(*GetFarmerBalanceAtRequest_LedgerSequence); ok {
+			return x.LedgerSequence
+		}
+	}
+	return 0
+}
+
+type isGetFarmerBalanceAtRequest_At interface {
+	isGetFarmerBalanceAtRequest_At()
+}
+
+type GetFarmerBalanceAtRequest_Time struct {
+	// Entries posted (stored in the LEDGER stream) at or before this time.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3,oneof"`
+}
+
+type GetFarmerBalanceAtRequest_LedgerSequence struct {
+	// Entries at or before this LEDGER sequence. The call waits (bounded)
+	// until the read model has reached it.
+	LedgerSequence uint64 `protobuf:"varint,3,opt,name=ledger_sequence,json=ledgerSequence,proto3,oneof"`
+}
+
+func (*GetFarmerBalanceAtRequest_Time) isGetFarmerBalanceAtRequest_At() {}
+
+func (*GetFarmerBalanceAtRequest_LedgerSequence) isGetFarmerBalanceAtRequest_At() {}
+
+// GetFarmerBalanceAtResponse is the balance at that point.
+type GetFarmerBalanceAtResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	Balance  *FarmerBalance         `protobuf:"bytes,2,opt,name=balance,proto3" json:"balance,omitempty"`
+	// The LEDGER sequence of the last entry counted (0: none).
+	LastEntrySequence uint64 `protobuf:"varint,3,opt,name=last_entry_sequence,json=lastEntrySequence,proto3" json:"last_entry_sequence,omitempty"`
+	// The ledger position the read model had reached.
+	AsOf          *v1.Position `protobuf:"bytes,4,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFarmerBalanceAtResponse) Reset() {
+	*x = GetFarmerBalanceAtResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFarmerBalanceAtResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFarmerBalanceAtResponse) ProtoMessage() {}
+
+func (x *GetFarmerBalanceAtResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFarmerBalanceAtResponse.ProtoReflect.Descriptor instead.
+func (*GetFarmerBalanceAtResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetFarmerBalanceAtResponse) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *GetFarmerBalanceAtResponse) GetBalance() *FarmerBalance {
+	if x != nil {
+		return x.Balance
+	}
+	return nil
+}
+
+func (x *GetFarmerBalanceAtResponse) GetLastEntrySequence() uint64 {
+	if x != nil {
+		return x.LastEntrySequence
+	}
+	return 0
+}
+
+func (x *GetFarmerBalanceAtResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// Payout is one payout to a farmer.
+type Payout struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId          string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	FarmerId          string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	AmountFen         int64                  `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	Currency          string                 `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	PayoutAccount     string                 `protobuf:"bytes,5,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
+	Status            PayoutStatus           `protobuf:"varint,6,opt,name=status,proto3,enum=furrow.ledger.v1.PayoutStatus" json:"status,omitempty"`
+	ProviderReference string                 `protobuf:"bytes,7,opt,name=provider_reference,json=providerReference,proto3" json:"provider_reference,omitempty"`
+	// Why the provider failed it.
+	FailureReason string                 `protobuf:"bytes,8,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
+	RequestId     string                 `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// When the provider settled or failed it.
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Payout) Reset() {
+	*x = Payout{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Payout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Payout) ProtoMessage() {}
+
+func (x *Payout) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Payout.ProtoReflect.Descriptor instead.
+func (*Payout) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Payout) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *Payout) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *Payout) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *Payout) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *Payout) GetPayoutAccount() string {
+	if x != nil {
+		return x.PayoutAccount
+	}
+	return ""
+}
+
+func (x *Payout) GetStatus() PayoutStatus {
+	if x != nil {
+		return x.Status
+	}
+	return PayoutStatus_PAYOUT_STATUS_UNSPECIFIED
+}
+
+func (x *Payout) GetProviderReference() string {
+	if x != nil {
+		return x.ProviderReference
+	}
+	return ""
+}
+
+func (x *Payout) GetFailureReason() string {
+	if x != nil {
+		return x.FailureReason
+	}
+	return ""
+}
+
+func (x *Payout) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Payout) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *Payout) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+// RequestPayoutRequest asks to pay a farmer out.
+type RequestPayoutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client-chosen id of this request; a retry with the same id returns the
+	// same payout, the same id with other content is ALREADY_EXISTS.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	FarmerId  string `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Types that are valid to be assigned to Amount:
+	//
+	//	*RequestPayoutRequest_AmountFen
+	//	*RequestPayoutRequest_AllAvailable
+	Amount        isRequestPayoutRequest_Amount `protobuf_oneof:"amount"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestPayoutRequest) Reset() {
+	*x = RequestPayoutRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestPayoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestPayoutRequest) ProtoMessage() {}
+
+func (x *RequestPayoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestPayoutRequest.ProtoReflect.Descriptor instead.
+func (*RequestPayoutRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RequestPayoutRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RequestPayoutRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *RequestPayoutRequest) GetAmount() isRequestPayoutRequest_Amount {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
+func (x *RequestPayoutRequest) GetAmountFen() int64 {
+	if x != nil {
+		if x, ok := x.Amount.(*RequestPayoutRequest_AmountFen); ok {
+			return x.AmountFen
+		}
+	}
+	return 0
+}
+
+func (x *RequestPayoutRequest) GetAllAvailable() bool {
+	if x != nil {
+		if x, ok := x.Amount.(*RequestPayoutRequest_AllAvailable); ok {
+			return x.AllAvailable
+		}
+	}
+	return false
+}
+
+type isRequestPayoutRequest_Amount interface {
+	isRequestPayoutRequest_Amount()
+}
+
+type RequestPayoutRequest_AmountFen struct {
+	// This many fen; must be positive and at most what is available.
+	AmountFen int64 `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3,oneof"`
+}
+
+type RequestPayoutRequest_AllAvailable struct {
+	// Everything available at the time of the request.
+	AllAvailable bool `protobuf:"varint,4,opt,name=all_available,json=allAvailable,proto3,oneof"`
+}
+
+func (*RequestPayoutRequest_AmountFen) isRequestPayoutRequest_Amount() {}
+
+func (*RequestPayoutRequest_AllAvailable) isRequestPayoutRequest_Amount() {}
+
+// RequestPayoutResponse is the payout, held and on its way to the provider.
+type RequestPayoutResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Payout *Payout                `protobuf:"bytes,1,opt,name=payout,proto3" json:"payout,omitempty"`
+	// Where PayoutRequested and its hold entry were written.
+	Position *v1.Position `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	// Version of the farmer aggregate after the request.
+	Version       uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestPayoutResponse) Reset() {
+	*x = RequestPayoutResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestPayoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestPayoutResponse) ProtoMessage() {}
+
+func (x *RequestPayoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestPayoutResponse.ProtoReflect.Descriptor instead.
+func (*RequestPayoutResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RequestPayoutResponse) GetPayout() *Payout {
+	if x != nil {
+		return x.Payout
+	}
+	return nil
+}
+
+func (x *RequestPayoutResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *RequestPayoutResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// GetPayoutRequest names a payout.
+type GetPayoutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId      string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	MinPosition   *v1.Position           `protobuf:"bytes,2,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPayoutRequest) Reset() {
+	*x = GetPayoutRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPayoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPayoutRequest) ProtoMessage() {}
+
+func (x *GetPayoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPayoutRequest.ProtoReflect.Descriptor instead.
+func (*GetPayoutRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetPayoutRequest) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *GetPayoutRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// GetPayoutResponse is the payout.
+type GetPayoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payout        *Payout                `protobuf:"bytes,1,opt,name=payout,proto3" json:"payout,omitempty"`
+	AsOf          *v1.Position           `protobuf:"bytes,2,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPayoutResponse) Reset() {
+	*x = GetPayoutResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPayoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPayoutResponse) ProtoMessage() {}
+
+func (x *GetPayoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPayoutResponse.ProtoReflect.Descriptor instead.
+func (*GetPayoutResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetPayoutResponse) GetPayout() *Payout {
+	if x != nil {
+		return x.Payout
+	}
+	return nil
+}
+
+func (x *GetPayoutResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// ListPayoutsRequest filters and pages payouts, in the order requested.
+type ListPayoutsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this farmer's payouts when set.
+	FarmerId string `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Only payouts in this status when set.
+	Status PayoutStatus `protobuf:"varint,2,opt,name=status,proto3,enum=furrow.ledger.v1.PayoutStatus" json:"status,omitempty"`
+	// At most this many (default 50, at most 500).
+	PageSize      int32        `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string       `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	MinPosition   *v1.Position `protobuf:"bytes,5,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPayoutsRequest) Reset() {
+	*x = ListPayoutsRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPayoutsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPayoutsRequest) ProtoMessage() {}
+
+func (x *ListPayoutsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPayoutsRequest.ProtoReflect.Descriptor instead.
+func (*ListPayoutsRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListPayoutsRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *ListPayoutsRequest) GetStatus() PayoutStatus {
+	if x != nil {
+		return x.Status
+	}
+	return PayoutStatus_PAYOUT_STATUS_UNSPECIFIED
+}
+
+func (x *ListPayoutsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPayoutsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListPayoutsRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ListPayoutsResponse is one page of payouts.
+type ListPayoutsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payouts       []*Payout              `protobuf:"bytes,1,rep,name=payouts,proto3" json:"payouts,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	AsOf          *v1.Position           `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPayoutsResponse) Reset() {
+	*x = ListPayoutsResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPayoutsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPayoutsResponse) ProtoMessage() {}
+
+func (x *ListPayoutsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPayoutsResponse.ProtoReflect.Descriptor instead.
+func (*ListPayoutsResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListPayoutsResponse) GetPayouts() []*Payout {
+	if x != nil {
+		return x.Payouts
+	}
+	return nil
+}
+
+func (x *ListPayoutsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListPayoutsResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// GetFarmerStatementRequest names a farmer and a period [from, to).
+type GetFarmerStatementRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Start of the period, inclusive; unset: the beginning.
+	From *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// End of the period, exclusive; unset: now.
+	To            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	MinPosition   *v1.Position           `protobuf:"bytes,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFarmerStatementRequest) Reset() {
+	*x = GetFarmerStatementRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFarmerStatementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFarmerStatementRequest) ProtoMessage() {}
+
+func (x *GetFarmerStatementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFarmerStatementRequest.ProtoReflect.Descriptor instead.
+func (*GetFarmerStatementRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetFarmerStatementRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *GetFarmerStatementRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *GetFarmerStatementRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *GetFarmerStatementRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// GetFarmerStatementResponse is a farmer's statement: opening balance, plus
+// the change of every entry, equals the closing balance.
+type GetFarmerStatementResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Farmer *Farmer                `protobuf:"bytes,1,opt,name=farmer,proto3" json:"farmer,omitempty"`
+	From   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	// Balance from every entry posted before from.
+	Opening *FarmerBalance    `protobuf:"bytes,4,opt,name=opening,proto3" json:"opening,omitempty"`
+	Entries []*StatementEntry `protobuf:"bytes,5,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Balance from every entry posted before to.
+	Closing       *FarmerBalance `protobuf:"bytes,6,opt,name=closing,proto3" json:"closing,omitempty"`
+	AsOf          *v1.Position   `protobuf:"bytes,7,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFarmerStatementResponse) Reset() {
+	*x = GetFarmerStatementResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFarmerStatementResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFarmerStatementResponse) ProtoMessage() {}
+
+func (x *GetFarmerStatementResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFarmerStatementResponse.ProtoReflect.Descriptor instead.
+func (*GetFarmerStatementResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetFarmerStatementResponse) GetFarmer() *Farmer {
+	if x != nil {
+		return x.Farmer
+	}
+	return nil
+}
+
+func (x *GetFarmerStatementResponse) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *GetFarmerStatementResponse) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *GetFarmerStatementResponse) GetOpening() *FarmerBalance {
+	if x != nil {
+		return x.Opening
+	}
+	return nil
+}
+
+func (x *GetFarmerStatementResponse) GetEntries() []*StatementEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *GetFarmerStatementResponse) GetClosing() *FarmerBalance {
+	if x != nil {
+		return x.Closing
+	}
+	return nil
+}
+
+func (x *GetFarmerStatementResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// StatementEntry is one journal entry on a statement.
+type StatementEntry struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	EntryId string                 `protobuf:"bytes,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	// LEDGER sequence of the entry.
+	Sequence    uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	PostedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=posted_at,json=postedAt,proto3" json:"posted_at,omitempty"`
+	Description string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// The event the entry accounts for.
+	Source *SourceEvent `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	// The payout the entry belongs to, if any.
+	PayoutId string `protobuf:"bytes,6,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	// The entry's effect on the farmer's accounts.
+	Change *FarmerBalance `protobuf:"bytes,7,opt,name=change,proto3" json:"change,omitempty"`
+	// The farmer's available balance after the entry.
+	AvailableAfterFen int64 `protobuf:"varint,8,opt,name=available_after_fen,json=availableAfterFen,proto3" json:"available_after_fen,omitempty"`
+	// Every line of the entry, the platform's and provider's accounts too.
+	Lines         []*JournalLine `protobuf:"bytes,9,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatementEntry) Reset() {
+	*x = StatementEntry{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatementEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatementEntry) ProtoMessage() {}
+
+func (x *StatementEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
+func (*StatementEntry) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StatementEntry) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *StatementEntry) GetPostedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PostedAt
+	}
+	return nil
+}
+
+func (x *StatementEntry) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetSource() *SourceEvent {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *StatementEntry) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *StatementEntry) GetChange() *FarmerBalance {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *StatementEntry) GetAvailableAfterFen() int64 {
+	if x != nil {
+		return x.AvailableAfterFen
+	}
+	return 0
+}
+
+func (x *StatementEntry) GetLines() []*JournalLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+// SourceEvent points to an event in a stream.
+type SourceEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stream        string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Sequence      uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	EventId       string                 `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	EventType     string                 `protobuf:"bytes,4,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceEvent) Reset() {
+	*x = SourceEvent{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceEvent) ProtoMessage() {}
+
+func (x *SourceEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceEvent.ProtoReflect.Descriptor instead.
+func (*SourceEvent) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SourceEvent) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *SourceEvent) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *SourceEvent) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *SourceEvent) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+// JournalLine debits or credits one account.
+type JournalLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       string                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	DebitFen      int64                  `protobuf:"varint,2,opt,name=debit_fen,json=debitFen,proto3" json:"debit_fen,omitempty"`
+	CreditFen     int64                  `protobuf:"varint,3,opt,name=credit_fen,json=creditFen,proto3" json:"credit_fen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalLine) Reset() {
+	*x = JournalLine{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalLine) ProtoMessage() {}
+
+func (x *JournalLine) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalLine.ProtoReflect.Descriptor instead.
+func (*JournalLine) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *JournalLine) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *JournalLine) GetDebitFen() int64 {
+	if x != nil {
+		return x.DebitFen
+	}
+	return 0
+}
+
+func (x *JournalLine) GetCreditFen() int64 {
+	if x != nil {
+		return x.CreditFen
+	}
+	return 0
+}
+
+// GetTrialBalanceRequest asks for the trial balance.
+type GetTrialBalanceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// List each farmer's accounts separately; by default they are summed per
+	// kind ("farmer:*:payable", …).
+	ByFarmer      bool         `protobuf:"varint,1,opt,name=by_farmer,json=byFarmer,proto3" json:"by_farmer,omitempty"`
+	MinPosition   *v1.Position `protobuf:"bytes,2,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrialBalanceRequest) Reset() {
+	*x = GetTrialBalanceRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrialBalanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrialBalanceRequest) ProtoMessage() {}
+
+func (x *GetTrialBalanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrialBalanceRequest.ProtoReflect.Descriptor instead.
+func (*GetTrialBalanceRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetTrialBalanceRequest) GetByFarmer() bool {
+	if x != nil {
+		return x.ByFarmer
+	}
+	return false
+}
+
+func (x *GetTrialBalanceRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// GetTrialBalanceResponse is the total of every account.
+type GetTrialBalanceResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Accounts       []*AccountTotal        `protobuf:"bytes,1,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	TotalDebitFen  int64                  `protobuf:"varint,2,opt,name=total_debit_fen,json=totalDebitFen,proto3" json:"total_debit_fen,omitempty"`
+	TotalCreditFen int64                  `protobuf:"varint,3,opt,name=total_credit_fen,json=totalCreditFen,proto3" json:"total_credit_fen,omitempty"`
+	// total_debit_fen == total_credit_fen.
+	Balanced bool `protobuf:"varint,4,opt,name=balanced,proto3" json:"balanced,omitempty"`
+	// Journal entries counted.
+	Entries       int64        `protobuf:"varint,5,opt,name=entries,proto3" json:"entries,omitempty"`
+	AsOf          *v1.Position `protobuf:"bytes,6,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrialBalanceResponse) Reset() {
+	*x = GetTrialBalanceResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrialBalanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrialBalanceResponse) ProtoMessage() {}
+
+func (x *GetTrialBalanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrialBalanceResponse.ProtoReflect.Descriptor instead.
+func (*GetTrialBalanceResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetTrialBalanceResponse) GetAccounts() []*AccountTotal {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *GetTrialBalanceResponse) GetTotalDebitFen() int64 {
+	if x != nil {
+		return x.TotalDebitFen
+	}
+	return 0
+}
+
+func (x *GetTrialBalanceResponse) GetTotalCreditFen() int64 {
+	if x != nil {
+		return x.TotalCreditFen
+	}
+	return 0
+}
+
+func (x *GetTrialBalanceResponse) GetBalanced() bool {
+	if x != nil {
+		return x.Balanced
+	}
+	return false
+}
+
+func (x *GetTrialBalanceResponse) GetEntries() int64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *GetTrialBalanceResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// AccountTotal is one account's debits and credits.
+type AccountTotal struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Account   string                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	DebitFen  int64                  `protobuf:"varint,2,opt,name=debit_fen,json=debitFen,proto3" json:"debit_fen,omitempty"`
+	CreditFen int64                  `protobuf:"varint,3,opt,name=credit_fen,json=creditFen,proto3" json:"credit_fen,omitempty"`
+	// debit_fen - credit_fen.
+	BalanceFen    int64 `protobuf:"varint,4,opt,name=balance_fen,json=balanceFen,proto3" json:"balance_fen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountTotal) Reset() {
+	*x = AccountTotal{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountTotal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountTotal) ProtoMessage() {}
+
+func (x *AccountTotal) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountTotal.ProtoReflect.Descriptor instead.
+func (*AccountTotal) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *AccountTotal) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *AccountTotal) GetDebitFen() int64 {
+	if x != nil {
+		return x.DebitFen
+	}
+	return 0
+}
+
+func (x *AccountTotal) GetCreditFen() int64 {
+	if x != nil {
+		return x.CreditFen
+	}
+	return 0
+}
+
+func (x *AccountTotal) GetBalanceFen() int64 {
+	if x != nil {
+		return x.BalanceFen
+	}
+	return 0
+}
+
+// ReconcilePayoutsRequest carries a settlement file and a period.
+type ReconcilePayoutsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The provider's settlement file: CSV with the header
+	// provider_reference,payout_id,farmer_id,amount_fen,currency,status,settled_at
+	// (status settled, failed or pending; settled_at RFC 3339).
+	SettlementCsv []byte `protobuf:"bytes,1,opt,name=settlement_csv,json=settlementCsv,proto3" json:"settlement_csv,omitempty"`
+	// Period [from, to) of settled_at (the provider's time); unset: unbounded.
+	From          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	MinPosition   *v1.Position           `protobuf:"bytes,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcilePayoutsRequest) Reset() {
+	*x = ReconcilePayoutsRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcilePayoutsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcilePayoutsRequest) ProtoMessage() {}
+
+func (x *ReconcilePayoutsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcilePayoutsRequest.ProtoReflect.Descriptor instead.
+func (*ReconcilePayoutsRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ReconcilePayoutsRequest) GetSettlementCsv() []byte {
+	if x != nil {
+		return x.SettlementCsv
+	}
+	return nil
+}
+
+func (x *ReconcilePayoutsRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ReconcilePayoutsRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ReconcilePayoutsRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ReconciliationItem is one matched payout or one break.
+type ReconciliationItem struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Result ReconciliationResult   `protobuf:"varint,1,opt,name=result,proto3,enum=furrow.ledger.v1.ReconciliationResult" json:"result,omitempty"`
+	// Stable id of a break (empty for matched rows): the same difference gets
+	// the same id in every run.
+	BreakId             string `protobuf:"bytes,2,opt,name=break_id,json=breakId,proto3" json:"break_id,omitempty"`
+	PayoutId            string `protobuf:"bytes,3,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	ProviderReference   string `protobuf:"bytes,4,opt,name=provider_reference,json=providerReference,proto3" json:"provider_reference,omitempty"`
+	FarmerId            string `protobuf:"bytes,5,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	LedgerAmountFen     int64  `protobuf:"varint,6,opt,name=ledger_amount_fen,json=ledgerAmountFen,proto3" json:"ledger_amount_fen,omitempty"`
+	SettlementAmountFen int64  `protobuf:"varint,7,opt,name=settlement_amount_fen,json=settlementAmountFen,proto3" json:"settlement_amount_fen,omitempty"`
+	LedgerStatus        string `protobuf:"bytes,8,opt,name=ledger_status,json=ledgerStatus,proto3" json:"ledger_status,omitempty"`
+	SettlementStatus    string `protobuf:"bytes,9,opt,name=settlement_status,json=settlementStatus,proto3" json:"settlement_status,omitempty"`
+	// Line of the settlement file (1 is the header); 0 when none.
+	Line   int32  `protobuf:"varint,10,opt,name=line,proto3" json:"line,omitempty"`
+	Detail string `protobuf:"bytes,11,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Set when finance resolved the break.
+	Resolution    *BreakResolution `protobuf:"bytes,12,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconciliationItem) Reset() {
+	*x = ReconciliationItem{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconciliationItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconciliationItem) ProtoMessage() {}
+
+func (x *ReconciliationItem) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconciliationItem.ProtoReflect.Descriptor instead.
+func (*ReconciliationItem) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ReconciliationItem) GetResult() ReconciliationResult {
+	if x != nil {
+		return x.Result
+	}
+	return ReconciliationResult_RECONCILIATION_RESULT_UNSPECIFIED
+}
+
+func (x *ReconciliationItem) GetBreakId() string {
+	if x != nil {
+		return x.BreakId
+	}
+	return ""
+}
+
+func (x *ReconciliationItem) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *ReconciliationItem) GetProviderReference() string {
+	if x != nil {
+		return x.ProviderReference
+	}
+	return ""
+}
+
+func (x *ReconciliationItem) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *ReconciliationItem) GetLedgerAmountFen() int64 {
+	if x != nil {
+		return x.LedgerAmountFen
+	}
+	return 0
+}
+
+func (x *ReconciliationItem) GetSettlementAmountFen() int64 {
+	if x != nil {
+		return x.SettlementAmountFen
+	}
+	return 0
+}
+
+func (x *ReconciliationItem) GetLedgerStatus() string {
+	if x != nil {
+		return x.LedgerStatus
+	}
+	return ""
+}
+
+func (x *ReconciliationItem) GetSettlementStatus() string {
+	if x != nil {
+		return x.SettlementStatus
+	}
+	return ""
+}
+
+func (x *ReconciliationItem) GetLine() int32 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *ReconciliationItem) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *ReconciliationItem) GetResolution() *BreakResolution {
+	if x != nil {
+		return x.Resolution
+	}
+	return nil
+}
+
+// BreakResolution is a recorded decision about a break.
+type BreakResolution struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Decision   BreakDecision          `protobuf:"varint,1,opt,name=decision,proto3,enum=furrow.ledger.v1.BreakDecision" json:"decision,omitempty"`
+	Note       string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	Actor      string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	ResolvedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	// Where the decision was recorded.
+	Position      *v1.Position `protobuf:"bytes,5,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreakResolution) Reset() {
+	*x = BreakResolution{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreakResolution) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreakResolution) ProtoMessage() {}
+
+func (x *BreakResolution) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreakResolution.ProtoReflect.Descriptor instead.
+func (*BreakResolution) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *BreakResolution) GetDecision() BreakDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return BreakDecision_BREAK_DECISION_UNSPECIFIED
+}
+
+func (x *BreakResolution) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *BreakResolution) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *BreakResolution) GetResolvedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolvedAt
+	}
+	return nil
+}
+
+func (x *BreakResolution) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// ResultTotal counts one result.
+type ResultTotal struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Result ReconciliationResult   `protobuf:"varint,1,opt,name=result,proto3,enum=furrow.ledger.v1.ReconciliationResult" json:"result,omitempty"`
+	Count  int32                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Sum of the settlement amounts (the ledger's for missing in settlement).
+	AmountFen     int64 `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResultTotal) Reset() {
+	*x = ResultTotal{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResultTotal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResultTotal) ProtoMessage() {}
+
+func (x *ResultTotal) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResultTotal.ProtoReflect.Descriptor instead.
+func (*ResultTotal) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ResultTotal) GetResult() ReconciliationResult {
+	if x != nil {
+		return x.Result
+	}
+	return ReconciliationResult_RECONCILIATION_RESULT_UNSPECIFIED
+}
+
+func (x *ResultTotal) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ResultTotal) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+// ReconciliationTotals sums a reconciliation.
+type ReconciliationTotals struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Settlement lines in the period, and their amounts.
+	SettlementLines int32 `protobuf:"varint,1,opt,name=settlement_lines,json=settlementLines,proto3" json:"settlement_lines,omitempty"`
+	SettlementFen   int64 `protobuf:"varint,2,opt,name=settlement_fen,json=settlementFen,proto3" json:"settlement_fen,omitempty"`
+	// Completed ledger payouts in the period, and their amounts.
+	LedgerPayouts  int32          `protobuf:"varint,3,opt,name=ledger_payouts,json=ledgerPayouts,proto3" json:"ledger_payouts,omitempty"`
+	LedgerFen      int64          `protobuf:"varint,4,opt,name=ledger_fen,json=ledgerFen,proto3" json:"ledger_fen,omitempty"`
+	ByResult       []*ResultTotal `protobuf:"bytes,5,rep,name=by_result,json=byResult,proto3" json:"by_result,omitempty"`
+	OpenBreaks     int32          `protobuf:"varint,6,opt,name=open_breaks,json=openBreaks,proto3" json:"open_breaks,omitempty"`
+	ResolvedBreaks int32          `protobuf:"varint,7,opt,name=resolved_breaks,json=resolvedBreaks,proto3" json:"resolved_breaks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReconciliationTotals) Reset() {
+	*x = ReconciliationTotals{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconciliationTotals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconciliationTotals) ProtoMessage() {}
+
+func (x *ReconciliationTotals) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconciliationTotals.ProtoReflect.Descriptor instead.
+func (*ReconciliationTotals) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ReconciliationTotals) GetSettlementLines() int32 {
+	if x != nil {
+		return x.SettlementLines
+	}
+	return 0
+}
+
+func (x *ReconciliationTotals) GetSettlementFen() int64 {
+	if x != nil {
+		return x.SettlementFen
+	}
+	return 0
+}
+
+func (x *ReconciliationTotals) GetLedgerPayouts() int32 {
+	if x != nil {
+		return x.LedgerPayouts
+	}
+	return 0
+}
+
+func (x *ReconciliationTotals) GetLedgerFen() int64 {
+	if x != nil {
+		return x.LedgerFen
+	}
+	return 0
+}
+
+func (x *ReconciliationTotals) GetByResult() []*ResultTotal {
+	if x != nil {
+		return x.ByResult
+	}
+	return nil
+}
+
+func (x *ReconciliationTotals) GetOpenBreaks() int32 {
+	if x != nil {
+		return x.OpenBreaks
+	}
+	return 0
+}
+
+func (x *ReconciliationTotals) GetResolvedBreaks() int32 {
+	if x != nil {
+		return x.ResolvedBreaks
+	}
+	return 0
+}
+
+// ReconcilePayoutsResponse is the reconciliation report.
+type ReconcilePayoutsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Matched rows first, then breaks, each ordered by payout id.
+	Items         []*ReconciliationItem `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	Totals        *ReconciliationTotals `protobuf:"bytes,2,opt,name=totals,proto3" json:"totals,omitempty"`
+	AsOf          *v1.Position          `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcilePayoutsResponse) Reset() {
+	*x = ReconcilePayoutsResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcilePayoutsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcilePayoutsResponse) ProtoMessage() {}
+
+func (x *ReconcilePayoutsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcilePayoutsResponse.ProtoReflect.Descriptor instead.
+func (*ReconcilePayoutsResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ReconcilePayoutsResponse) GetItems() []*ReconciliationItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *ReconcilePayoutsResponse) GetTotals() *ReconciliationTotals {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *ReconcilePayoutsResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// ResolvePayoutBreakRequest records a decision about a break.
+type ResolvePayoutBreakRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// break_id as ReconcilePayouts reported it.
+	BreakId  string        `protobuf:"bytes,2,opt,name=break_id,json=breakId,proto3" json:"break_id,omitempty"`
+	Decision BreakDecision `protobuf:"varint,3,opt,name=decision,proto3,enum=furrow.ledger.v1.BreakDecision" json:"decision,omitempty"`
+	// Why; required.
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolvePayoutBreakRequest) Reset() {
+	*x = ResolvePayoutBreakRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolvePayoutBreakRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolvePayoutBreakRequest) ProtoMessage() {}
+
+func (x *ResolvePayoutBreakRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolvePayoutBreakRequest.ProtoReflect.Descriptor instead.
+func (*ResolvePayoutBreakRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ResolvePayoutBreakRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ResolvePayoutBreakRequest) GetBreakId() string {
+	if x != nil {
+		return x.BreakId
+	}
+	return ""
+}
+
+func (x *ResolvePayoutBreakRequest) GetDecision() BreakDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return BreakDecision_BREAK_DECISION_UNSPECIFIED
+}
+
+func (x *ResolvePayoutBreakRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// ResolvePayoutBreakResponse says where the decision was written.
+type ResolvePayoutBreakResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      *v1.Position           `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolvePayoutBreakResponse) Reset() {
+	*x = ResolvePayoutBreakResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolvePayoutBreakResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolvePayoutBreakResponse) ProtoMessage() {}
+
+func (x *ResolvePayoutBreakResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolvePayoutBreakResponse.ProtoReflect.Descriptor instead.
+func (*ResolvePayoutBreakResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ResolvePayoutBreakResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
 var File_furrow_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\n" +
-	"\x1dfurrow/ledger/v1/ledger.proto\x12\x10furrow.ledger.v1\x1a\x1efurrow/types/v1/position.proto\"\xde\x01\n" +
+	"\x1dfurrow/ledger/v1/ledger.proto\x12\x10furrow.ledger.v1\x1a\x1efurrow/types/v1/position.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n" +
 	"\x15RegisterFarmerRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
@@ -692,12 +3065,220 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\bheld_fen\x18\x04 \x01(\x03R\aheldFen\x12\x19\n" +
 	"\bpaid_fen\x18\x05 \x01(\x03R\apaidFen\x12#\n" +
 	"\ravailable_fen\x18\x06 \x01(\x03R\favailableFen\x12.\n" +
-	"\x05as_of\x18\a \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf2\xa9\x03\n" +
+	"\x05as_of\x18\a \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xb2\x01\n" +
+	"\rFarmerBalance\x12#\n" +
+	"\rpurchases_fen\x18\x01 \x01(\x03R\fpurchasesFen\x12!\n" +
+	"\fpremiums_fen\x18\x02 \x01(\x03R\vpremiumsFen\x12\x19\n" +
+	"\bheld_fen\x18\x03 \x01(\x03R\aheldFen\x12\x19\n" +
+	"\bpaid_fen\x18\x04 \x01(\x03R\apaidFen\x12#\n" +
+	"\ravailable_fen\x18\x05 \x01(\x03R\favailableFen\"\xc8\x01\n" +
+	"\x12ListFarmersRequest\x12\x16\n" +
+	"\x06county\x18\x01 \x01(\tR\x06county\x12 \n" +
+	"\vcooperative\x18\x02 \x01(\tR\vcooperative\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12<\n" +
+	"\fmin_position\x18\x05 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xa1\x01\n" +
+	"\x13ListFarmersResponse\x122\n" +
+	"\afarmers\x18\x01 \x03(\v2\x18.furrow.ledger.v1.FarmerR\afarmers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\x9b\x01\n" +
+	"\x19GetFarmerBalanceAtRequest\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x120\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\x04time\x12)\n" +
+	"\x0fledger_sequence\x18\x03 \x01(\x04H\x00R\x0eledgerSequenceB\x04\n" +
+	"\x02at\"\xd4\x01\n" +
+	"\x1aGetFarmerBalanceAtResponse\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x129\n" +
+	"\abalance\x18\x02 \x01(\v2\x1f.furrow.ledger.v1.FarmerBalanceR\abalance\x12.\n" +
+	"\x13last_entry_sequence\x18\x03 \x01(\x04R\x11lastEntrySequence\x12.\n" +
+	"\x05as_of\x18\x04 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xcf\x03\n" +
+	"\x06Payout\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x03 \x01(\x03R\tamountFen\x12\x1a\n" +
+	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12%\n" +
+	"\x0epayout_account\x18\x05 \x01(\tR\rpayoutAccount\x126\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x1e.furrow.ledger.v1.PayoutStatusR\x06status\x12-\n" +
+	"\x12provider_reference\x18\a \x01(\tR\x11providerReference\x12%\n" +
+	"\x0efailure_reason\x18\b \x01(\tR\rfailureReason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\t \x01(\tR\trequestId\x12=\n" +
+	"\frequested_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12=\n" +
+	"\fcompleted_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xa4\x01\n" +
+	"\x14RequestPayoutRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x1f\n" +
+	"\n" +
+	"amount_fen\x18\x03 \x01(\x03H\x00R\tamountFen\x12%\n" +
+	"\rall_available\x18\x04 \x01(\bH\x00R\fallAvailableB\b\n" +
+	"\x06amount\"\x9a\x01\n" +
+	"\x15RequestPayoutResponse\x120\n" +
+	"\x06payout\x18\x01 \x01(\v2\x18.furrow.ledger.v1.PayoutR\x06payout\x125\n" +
+	"\bposition\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"m\n" +
+	"\x10GetPayoutRequest\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12<\n" +
+	"\fmin_position\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"u\n" +
+	"\x11GetPayoutResponse\x120\n" +
+	"\x06payout\x18\x01 \x01(\v2\x18.furrow.ledger.v1.PayoutR\x06payout\x12.\n" +
+	"\x05as_of\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xe3\x01\n" +
+	"\x12ListPayoutsRequest\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x126\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1e.furrow.ledger.v1.PayoutStatusR\x06status\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12<\n" +
+	"\fmin_position\x18\x05 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xa1\x01\n" +
+	"\x13ListPayoutsResponse\x122\n" +
+	"\apayouts\x18\x01 \x03(\v2\x18.furrow.ledger.v1.PayoutR\apayouts\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xd2\x01\n" +
+	"\x19GetFarmerStatementRequest\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12<\n" +
+	"\fmin_position\x18\x04 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\x8c\x03\n" +
+	"\x1aGetFarmerStatementResponse\x120\n" +
+	"\x06farmer\x18\x01 \x01(\v2\x18.furrow.ledger.v1.FarmerR\x06farmer\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x129\n" +
+	"\aopening\x18\x04 \x01(\v2\x1f.furrow.ledger.v1.FarmerBalanceR\aopening\x12:\n" +
+	"\aentries\x18\x05 \x03(\v2 .furrow.ledger.v1.StatementEntryR\aentries\x129\n" +
+	"\aclosing\x18\x06 \x01(\v2\x1f.furrow.ledger.v1.FarmerBalanceR\aclosing\x12.\n" +
+	"\x05as_of\x18\a \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\x94\x03\n" +
+	"\x0eStatementEntry\x12\x19\n" +
+	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x127\n" +
+	"\tposted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bpostedAt\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x125\n" +
+	"\x06source\x18\x05 \x01(\v2\x1d.furrow.ledger.v1.SourceEventR\x06source\x12\x1b\n" +
+	"\tpayout_id\x18\x06 \x01(\tR\bpayoutId\x127\n" +
+	"\x06change\x18\a \x01(\v2\x1f.furrow.ledger.v1.FarmerBalanceR\x06change\x12.\n" +
+	"\x13available_after_fen\x18\b \x01(\x03R\x11availableAfterFen\x123\n" +
+	"\x05lines\x18\t \x03(\v2\x1d.furrow.ledger.v1.JournalLineR\x05lines\"{\n" +
+	"\vSourceEvent\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x04 \x01(\tR\teventType\"c\n" +
+	"\vJournalLine\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x1b\n" +
+	"\tdebit_fen\x18\x02 \x01(\x03R\bdebitFen\x12\x1d\n" +
+	"\n" +
+	"credit_fen\x18\x03 \x01(\x03R\tcreditFen\"s\n" +
+	"\x16GetTrialBalanceRequest\x12\x1b\n" +
+	"\tby_farmer\x18\x01 \x01(\bR\bbyFarmer\x12<\n" +
+	"\fmin_position\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\x8d\x02\n" +
+	"\x17GetTrialBalanceResponse\x12:\n" +
+	"\baccounts\x18\x01 \x03(\v2\x1e.furrow.ledger.v1.AccountTotalR\baccounts\x12&\n" +
+	"\x0ftotal_debit_fen\x18\x02 \x01(\x03R\rtotalDebitFen\x12(\n" +
+	"\x10total_credit_fen\x18\x03 \x01(\x03R\x0etotalCreditFen\x12\x1a\n" +
+	"\bbalanced\x18\x04 \x01(\bR\bbalanced\x12\x18\n" +
+	"\aentries\x18\x05 \x01(\x03R\aentries\x12.\n" +
+	"\x05as_of\x18\x06 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\x85\x01\n" +
+	"\fAccountTotal\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x1b\n" +
+	"\tdebit_fen\x18\x02 \x01(\x03R\bdebitFen\x12\x1d\n" +
+	"\n" +
+	"credit_fen\x18\x03 \x01(\x03R\tcreditFen\x12\x1f\n" +
+	"\vbalance_fen\x18\x04 \x01(\x03R\n" +
+	"balanceFen\"\xda\x01\n" +
+	"\x17ReconcilePayoutsRequest\x12%\n" +
+	"\x0esettlement_csv\x18\x01 \x01(\fR\rsettlementCsv\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12<\n" +
+	"\fmin_position\x18\x04 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xf9\x03\n" +
+	"\x12ReconciliationItem\x12>\n" +
+	"\x06result\x18\x01 \x01(\x0e2&.furrow.ledger.v1.ReconciliationResultR\x06result\x12\x19\n" +
+	"\bbreak_id\x18\x02 \x01(\tR\abreakId\x12\x1b\n" +
+	"\tpayout_id\x18\x03 \x01(\tR\bpayoutId\x12-\n" +
+	"\x12provider_reference\x18\x04 \x01(\tR\x11providerReference\x12\x1b\n" +
+	"\tfarmer_id\x18\x05 \x01(\tR\bfarmerId\x12*\n" +
+	"\x11ledger_amount_fen\x18\x06 \x01(\x03R\x0fledgerAmountFen\x122\n" +
+	"\x15settlement_amount_fen\x18\a \x01(\x03R\x13settlementAmountFen\x12#\n" +
+	"\rledger_status\x18\b \x01(\tR\fledgerStatus\x12+\n" +
+	"\x11settlement_status\x18\t \x01(\tR\x10settlementStatus\x12\x12\n" +
+	"\x04line\x18\n" +
+	" \x01(\x05R\x04line\x12\x16\n" +
+	"\x06detail\x18\v \x01(\tR\x06detail\x12A\n" +
+	"\n" +
+	"resolution\x18\f \x01(\v2!.furrow.ledger.v1.BreakResolutionR\n" +
+	"resolution\"\xec\x01\n" +
+	"\x0fBreakResolution\x12;\n" +
+	"\bdecision\x18\x01 \x01(\x0e2\x1f.furrow.ledger.v1.BreakDecisionR\bdecision\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12;\n" +
+	"\vresolved_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"resolvedAt\x125\n" +
+	"\bposition\x18\x05 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"\x82\x01\n" +
+	"\vResultTotal\x12>\n" +
+	"\x06result\x18\x01 \x01(\x0e2&.furrow.ledger.v1.ReconciliationResultR\x06result\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x03 \x01(\x03R\tamountFen\"\xb4\x02\n" +
+	"\x14ReconciliationTotals\x12)\n" +
+	"\x10settlement_lines\x18\x01 \x01(\x05R\x0fsettlementLines\x12%\n" +
+	"\x0esettlement_fen\x18\x02 \x01(\x03R\rsettlementFen\x12%\n" +
+	"\x0eledger_payouts\x18\x03 \x01(\x05R\rledgerPayouts\x12\x1d\n" +
+	"\n" +
+	"ledger_fen\x18\x04 \x01(\x03R\tledgerFen\x12:\n" +
+	"\tby_result\x18\x05 \x03(\v2\x1d.furrow.ledger.v1.ResultTotalR\bbyResult\x12\x1f\n" +
+	"\vopen_breaks\x18\x06 \x01(\x05R\n" +
+	"openBreaks\x12'\n" +
+	"\x0fresolved_breaks\x18\a \x01(\x05R\x0eresolvedBreaks\"\xc6\x01\n" +
+	"\x18ReconcilePayoutsResponse\x12:\n" +
+	"\x05items\x18\x01 \x03(\v2$.furrow.ledger.v1.ReconciliationItemR\x05items\x12>\n" +
+	"\x06totals\x18\x02 \x01(\v2&.furrow.ledger.v1.ReconciliationTotalsR\x06totals\x12.\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xa6\x01\n" +
+	"\x19ResolvePayoutBreakRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\bbreak_id\x18\x02 \x01(\tR\abreakId\x12;\n" +
+	"\bdecision\x18\x03 \x01(\x0e2\x1f.furrow.ledger.v1.BreakDecisionR\bdecision\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"S\n" +
+	"\x1aResolvePayoutBreakResponse\x125\n" +
+	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition*\x97\x01\n" +
+	"\fPayoutStatus\x12\x1d\n" +
+	"\x19PAYOUT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17PAYOUT_STATUS_REQUESTED\x10\x01\x12\x16\n" +
+	"\x12PAYOUT_STATUS_SENT\x10\x02\x12\x19\n" +
+	"\x15PAYOUT_STATUS_SETTLED\x10\x03\x12\x18\n" +
+	"\x14PAYOUT_STATUS_FAILED\x10\x04*\xe4\x02\n" +
+	"\x14ReconciliationResult\x12%\n" +
+	"!RECONCILIATION_RESULT_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dRECONCILIATION_RESULT_MATCHED\x10\x01\x12+\n" +
+	"'RECONCILIATION_RESULT_MISSING_IN_LEDGER\x10\x02\x12/\n" +
+	"+RECONCILIATION_RESULT_MISSING_IN_SETTLEMENT\x10\x03\x12)\n" +
+	"%RECONCILIATION_RESULT_AMOUNT_MISMATCH\x10\x04\x12)\n" +
+	"%RECONCILIATION_RESULT_STATUS_MISMATCH\x10\x05\x12#\n" +
+	"\x1fRECONCILIATION_RESULT_DUPLICATE\x10\x06\x12)\n" +
+	"%RECONCILIATION_RESULT_FARMER_MISMATCH\x10\a*\xba\x01\n" +
+	"\rBreakDecision\x12\x1e\n" +
+	"\x1aBREAK_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17BREAK_DECISION_ACCEPTED\x10\x01\x12&\n" +
+	"\"BREAK_DECISION_PROVIDER_TO_CORRECT\x10\x02\x12$\n" +
+	" BREAK_DECISION_LEDGER_TO_CORRECT\x10\x03\x12\x1e\n" +
+	"\x1aBREAK_DECISION_WRITTEN_OFF\x10\x042\xbf\n" +
+	"\n" +
 	"\rLedgerService\x12c\n" +
 	"\x0eRegisterFarmer\x12'.furrow.ledger.v1.RegisterFarmerRequest\x1a(.furrow.ledger.v1.RegisterFarmerResponse\x12r\n" +
 	"\x13UpdatePayoutAccount\x12,.furrow.ledger.v1.UpdatePayoutAccountRequest\x1a-.furrow.ledger.v1.UpdatePayoutAccountResponse\x12T\n" +
 	"\tGetFarmer\x12\".furrow.ledger.v1.GetFarmerRequest\x1a#.furrow.ledger.v1.GetFarmerResponse\x12i\n" +
-	"\x10GetFarmerBalance\x12).furrow.ledger.v1.GetFarmerBalanceRequest\x1a*.furrow.ledger.v1.GetFarmerBalanceResponseB:Z8github.com/furrow/furrow/proto/furrow/ledger/v1;ledgerv1b\x06proto3"
+	"\x10GetFarmerBalance\x12).furrow.ledger.v1.GetFarmerBalanceRequest\x1a*.furrow.ledger.v1.GetFarmerBalanceResponse\x12Z\n" +
+	"\vListFarmers\x12$.furrow.ledger.v1.ListFarmersRequest\x1a%.furrow.ledger.v1.ListFarmersResponse\x12o\n" +
+	"\x12GetFarmerBalanceAt\x12+.furrow.ledger.v1.GetFarmerBalanceAtRequest\x1a,.furrow.ledger.v1.GetFarmerBalanceAtResponse\x12`\n" +
+	"\rRequestPayout\x12&.furrow.ledger.v1.RequestPayoutRequest\x1a'.furrow.ledger.v1.RequestPayoutResponse\x12T\n" +
+	"\tGetPayout\x12\".furrow.ledger.v1.GetPayoutRequest\x1a#.furrow.ledger.v1.GetPayoutResponse\x12Z\n" +
+	"\vListPayouts\x12$.furrow.ledger.v1.ListPayoutsRequest\x1a%.furrow.ledger.v1.ListPayoutsResponse\x12o\n" +
+	"\x12GetFarmerStatement\x12+.furrow.ledger.v1.GetFarmerStatementRequest\x1a,.furrow.ledger.v1.GetFarmerStatementResponse\x12f\n" +
+	"\x0fGetTrialBalance\x12(.furrow.ledger.v1.GetTrialBalanceRequest\x1a).furrow.ledger.v1.GetTrialBalanceResponse\x12i\n" +
+	"\x10ReconcilePayouts\x12).furrow.ledger.v1.ReconcilePayoutsRequest\x1a*.furrow.ledger.v1.ReconcilePayoutsResponse\x12o\n" +
+	"\x12ResolvePayoutBreak\x12+.furrow.ledger.v1.ResolvePayoutBreakRequest\x1a,.furrow.ledger.v1.ResolvePayoutBreakResponseB:Z8github.com/furrow/furrow/proto/furrow/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_furrow_ledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -711,38 +3292,139 @@ func file_furrow_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_furrow_ledger_v1_ledger_proto_rawDescData
 }
 
-var file_furrow_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_furrow_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_furrow_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_furrow_ledger_v1_ledger_proto_goTypes = []any{
-	(*RegisterFarmerRequest)(nil),       // 0: furrow.ledger.v1.RegisterFarmerRequest
-	(*RegisterFarmerResponse)(nil),      // 1: furrow.ledger.v1.RegisterFarmerResponse
-	(*UpdatePayoutAccountRequest)(nil),  // 2: furrow.ledger.v1.UpdatePayoutAccountRequest
-	(*UpdatePayoutAccountResponse)(nil), // 3: furrow.ledger.v1.UpdatePayoutAccountResponse
-	(*GetFarmerRequest)(nil),            // 4: furrow.ledger.v1.GetFarmerRequest
-	(*GetFarmerResponse)(nil),           // 5: furrow.ledger.v1.GetFarmerResponse
-	(*Farmer)(nil),                      // 6: furrow.ledger.v1.Farmer
-	(*GetFarmerBalanceRequest)(nil),     // 7: furrow.ledger.v1.GetFarmerBalanceRequest
-	(*GetFarmerBalanceResponse)(nil),    // 8: furrow.ledger.v1.GetFarmerBalanceResponse
-	(*v1.Position)(nil),                 // 9: furrow.types.v1.Position
+	(PayoutStatus)(0),                   // 0: furrow.ledger.v1.PayoutStatus
+	(ReconciliationResult)(0),           // 1: furrow.ledger.v1.ReconciliationResult
+	(BreakDecision)(0),                  // 2: furrow.ledger.v1.BreakDecision
+	(*RegisterFarmerRequest)(nil),       // 3: furrow.ledger.v1.RegisterFarmerRequest
+	(*RegisterFarmerResponse)(nil),      // 4: furrow.ledger.v1.RegisterFarmerResponse
+	(*UpdatePayoutAccountRequest)(nil),  // 5: furrow.ledger.v1.UpdatePayoutAccountRequest
+	(*UpdatePayoutAccountResponse)(nil), // 6: furrow.ledger.v1.UpdatePayoutAccountResponse
+	(*GetFarmerRequest)(nil),            // 7: furrow.ledger.v1.GetFarmerRequest
+	(*GetFarmerResponse)(nil),           // 8: furrow.ledger.v1.GetFarmerResponse
+	(*Farmer)(nil),                      // 9: furrow.ledger.v1.Farmer
+	(*GetFarmerBalanceRequest)(nil),     // 10: furrow.ledger.v1.GetFarmerBalanceRequest
+	(*GetFarmerBalanceResponse)(nil),    // 11: furrow.ledger.v1.GetFarmerBalanceResponse
+	(*FarmerBalance)(nil),               // 12: furrow.ledger.v1.FarmerBalance
+	(*ListFarmersRequest)(nil),          // 13: furrow.ledger.v1.ListFarmersRequest
+	(*ListFarmersResponse)(nil),         // 14: furrow.ledger.v1.ListFarmersResponse
+	(*GetFarmerBalanceAtRequest)(nil),   // 15: furrow.ledger.v1.GetFarmerBalanceAtRequest
+	(*GetFarmerBalanceAtResponse)(nil),  // 16: furrow.ledger.v1.GetFarmerBalanceAtResponse
+	(*Payout)(nil),                      // 17: furrow.ledger.v1.Payout
+	(*RequestPayoutRequest)(nil),        // 18: furrow.ledger.v1.RequestPayoutRequest
+	(*RequestPayoutResponse)(nil),       // 19: furrow.ledger.v1.RequestPayoutResponse
+	(*GetPayoutRequest)(nil),            // 20: furrow.ledger.v1.GetPayoutRequest
+	(*GetPayoutResponse)(nil),           // 21: furrow.ledger.v1.GetPayoutResponse
+	(*ListPayoutsRequest)(nil),          // 22: furrow.ledger.v1.ListPayoutsRequest
+	(*ListPayoutsResponse)(nil),         // 23: furrow.ledger.v1.ListPayoutsResponse
+	(*GetFarmerStatementRequest)(nil),   // 24: furrow.ledger.v1.GetFarmerStatementRequest
+	(*GetFarmerStatementResponse)(nil),  // 25: furrow.ledger.v1.GetFarmerStatementResponse
+	(*StatementEntry)(nil),              // 26: furrow.ledger.v1.StatementEntry
+	(*SourceEvent)(nil),                 // 27: furrow.ledger.v1.SourceEvent
+	(*JournalLine)(nil),                 // 28: furrow.ledger.v1.JournalLine
+	(*GetTrialBalanceRequest)(nil),      // 29: furrow.ledger.v1.GetTrialBalanceRequest
+	(*GetTrialBalanceResponse)(nil),     // 30: furrow.ledger.v1.GetTrialBalanceResponse
+	(*AccountTotal)(nil),                // 31: furrow.ledger.v1.AccountTotal
+	(*ReconcilePayoutsRequest)(nil),     // 32: furrow.ledger.v1.ReconcilePayoutsRequest
+	(*ReconciliationItem)(nil),          // 33: furrow.ledger.v1.ReconciliationItem
+	(*BreakResolution)(nil),             // 34: furrow.ledger.v1.BreakResolution
+	(*ResultTotal)(nil),                 // 35: furrow.ledger.v1.ResultTotal
+	(*ReconciliationTotals)(nil),        // 36: furrow.ledger.v1.ReconciliationTotals
+	(*ReconcilePayoutsResponse)(nil),    // 37: furrow.ledger.v1.ReconcilePayoutsResponse
+	(*ResolvePayoutBreakRequest)(nil),   // 38: furrow.ledger.v1.ResolvePayoutBreakRequest
+	(*ResolvePayoutBreakResponse)(nil),  // 39: furrow.ledger.v1.ResolvePayoutBreakResponse
+	(*v1.Position)(nil),                 // 40: furrow.types.v1.Position
+	(*timestamppb.Timestamp)(nil),       // 41: google.protobuf.Timestamp
 }
 var file_furrow_ledger_v1_ledger_proto_depIdxs = []int32{
-	9, // 0: furrow.ledger.v1.RegisterFarmerResponse.position:type_name -> furrow.types.v1.Position
-	9, // 1: furrow.ledger.v1.UpdatePayoutAccountResponse.position:type_name -> furrow.types.v1.Position
-	6, // 2: furrow.ledger.v1.GetFarmerResponse.farmer:type_name -> furrow.ledger.v1.Farmer
-	9, // 3: furrow.ledger.v1.GetFarmerBalanceRequest.min_position:type_name -> furrow.types.v1.Position
-	9, // 4: furrow.ledger.v1.GetFarmerBalanceResponse.as_of:type_name -> furrow.types.v1.Position
-	0, // 5: furrow.ledger.v1.LedgerService.RegisterFarmer:input_type -> furrow.ledger.v1.RegisterFarmerRequest
-	2, // 6: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:input_type -> furrow.ledger.v1.UpdatePayoutAccountRequest
-	4, // 7: furrow.ledger.v1.LedgerService.GetFarmer:input_type -> furrow.ledger.v1.GetFarmerRequest
-	7, // 8: furrow.ledger.v1.LedgerService.GetFarmerBalance:input_type -> furrow.ledger.v1.GetFarmerBalanceRequest
-	1, // 9: furrow.ledger.v1.LedgerService.RegisterFarmer:output_type -> furrow.ledger.v1.RegisterFarmerResponse
-	3, // 10: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:output_type -> furrow.ledger.v1.UpdatePayoutAccountResponse
-	5, // 11: furrow.ledger.v1.LedgerService.GetFarmer:output_type -> furrow.ledger.v1.GetFarmerResponse
-	8, // 12: furrow.ledger.v1.LedgerService.GetFarmerBalance:output_type -> furrow.ledger.v1.GetFarmerBalanceResponse
-	9, // [9:13] is the sub-list for method output_type
-	5, // [5:9] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	40, // 0: furrow.ledger.v1.RegisterFarmerResponse.position:type_name -> furrow.types.v1.Position
+	40, // 1: furrow.ledger.v1.UpdatePayoutAccountResponse.position:type_name -> furrow.types.v1.Position
+	9,  // 2: furrow.ledger.v1.GetFarmerResponse.farmer:type_name -> furrow.ledger.v1.Farmer
+	40, // 3: furrow.ledger.v1.GetFarmerBalanceRequest.min_position:type_name -> furrow.types.v1.Position
+	40, // 4: furrow.ledger.v1.GetFarmerBalanceResponse.as_of:type_name -> furrow.types.v1.Position
+	40, // 5: furrow.ledger.v1.ListFarmersRequest.min_position:type_name -> furrow.types.v1.Position
+	9,  // 6: furrow.ledger.v1.ListFarmersResponse.farmers:type_name -> furrow.ledger.v1.Farmer
+	40, // 7: furrow.ledger.v1.ListFarmersResponse.as_of:type_name -> furrow.types.v1.Position
+	41, // 8: furrow.ledger.v1.GetFarmerBalanceAtRequest.time:type_name -> google.protobuf.Timestamp
+	12, // 9: furrow.ledger.v1.GetFarmerBalanceAtResponse.balance:type_name -> furrow.ledger.v1.FarmerBalance
+	40, // 10: furrow.ledger.v1.GetFarmerBalanceAtResponse.as_of:type_name -> furrow.types.v1.Position
+	0,  // 11: furrow.ledger.v1.Payout.status:type_name -> furrow.ledger.v1.PayoutStatus
+	41, // 12: furrow.ledger.v1.Payout.requested_at:type_name -> google.protobuf.Timestamp
+	41, // 13: furrow.ledger.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
+	17, // 14: furrow.ledger.v1.RequestPayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
+	40, // 15: furrow.ledger.v1.RequestPayoutResponse.position:type_name -> furrow.types.v1.Position
+	40, // 16: furrow.ledger.v1.GetPayoutRequest.min_position:type_name -> furrow.types.v1.Position
+	17, // 17: furrow.ledger.v1.GetPayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
+	40, // 18: furrow.ledger.v1.GetPayoutResponse.as_of:type_name -> furrow.types.v1.Position
+	0,  // 19: furrow.ledger.v1.ListPayoutsRequest.status:type_name -> furrow.ledger.v1.PayoutStatus
+	40, // 20: furrow.ledger.v1.ListPayoutsRequest.min_position:type_name -> furrow.types.v1.Position
+	17, // 21: furrow.ledger.v1.ListPayoutsResponse.payouts:type_name -> furrow.ledger.v1.Payout
+	40, // 22: furrow.ledger.v1.ListPayoutsResponse.as_of:type_name -> furrow.types.v1.Position
+	41, // 23: furrow.ledger.v1.GetFarmerStatementRequest.from:type_name -> google.protobuf.Timestamp
+	41, // 24: furrow.ledger.v1.GetFarmerStatementRequest.to:type_name -> google.protobuf.Timestamp
+	40, // 25: furrow.ledger.v1.GetFarmerStatementRequest.min_position:type_name -> furrow.types.v1.Position
+	9,  // 26: furrow.ledger.v1.GetFarmerStatementResponse.farmer:type_name -> furrow.ledger.v1.Farmer
+	41, // 27: furrow.ledger.v1.GetFarmerStatementResponse.from:type_name -> google.protobuf.Timestamp
+	41, // 28: furrow.ledger.v1.GetFarmerStatementResponse.to:type_name -> google.protobuf.Timestamp
+	12, // 29: furrow.ledger.v1.GetFarmerStatementResponse.opening:type_name -> furrow.ledger.v1.FarmerBalance
+	26, // 30: furrow.ledger.v1.GetFarmerStatementResponse.entries:type_name -> furrow.ledger.v1.StatementEntry
+	12, // 31: furrow.ledger.v1.GetFarmerStatementResponse.closing:type_name -> furrow.ledger.v1.FarmerBalance
+	40, // 32: furrow.ledger.v1.GetFarmerStatementResponse.as_of:type_name -> furrow.types.v1.Position
+	41, // 33: furrow.ledger.v1.StatementEntry.posted_at:type_name -> google.protobuf.Timestamp
+	27, // 34: furrow.ledger.v1.StatementEntry.source:type_name -> furrow.ledger.v1.SourceEvent
+	12, // 35: furrow.ledger.v1.StatementEntry.change:type_name -> furrow.ledger.v1.FarmerBalance
+	28, // 36: furrow.ledger.v1.StatementEntry.lines:type_name -> furrow.ledger.v1.JournalLine
+	40, // 37: furrow.ledger.v1.GetTrialBalanceRequest.min_position:type_name -> furrow.types.v1.Position
+	31, // 38: furrow.ledger.v1.GetTrialBalanceResponse.accounts:type_name -> furrow.ledger.v1.AccountTotal
+	40, // 39: furrow.ledger.v1.GetTrialBalanceResponse.as_of:type_name -> furrow.types.v1.Position
+	41, // 40: furrow.ledger.v1.ReconcilePayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	41, // 41: furrow.ledger.v1.ReconcilePayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	40, // 42: furrow.ledger.v1.ReconcilePayoutsRequest.min_position:type_name -> furrow.types.v1.Position
+	1,  // 43: furrow.ledger.v1.ReconciliationItem.result:type_name -> furrow.ledger.v1.ReconciliationResult
+	34, // 44: furrow.ledger.v1.ReconciliationItem.resolution:type_name -> furrow.ledger.v1.BreakResolution
+	2,  // 45: furrow.ledger.v1.BreakResolution.decision:type_name -> furrow.ledger.v1.BreakDecision
+	41, // 46: furrow.ledger.v1.BreakResolution.resolved_at:type_name -> google.protobuf.Timestamp
+	40, // 47: furrow.ledger.v1.BreakResolution.position:type_name -> furrow.types.v1.Position
+	1,  // 48: furrow.ledger.v1.ResultTotal.result:type_name -> furrow.ledger.v1.ReconciliationResult
+	35, // 49: furrow.ledger.v1.ReconciliationTotals.by_result:type_name -> furrow.ledger.v1.ResultTotal
+	33, // 50: furrow.ledger.v1.ReconcilePayoutsResponse.items:type_name -> furrow.ledger.v1.ReconciliationItem
+	36, // 51: furrow.ledger.v1.ReconcilePayoutsResponse.totals:type_name -> furrow.ledger.v1.ReconciliationTotals
+	40, // 52: furrow.ledger.v1.ReconcilePayoutsResponse.as_of:type_name -> furrow.types.v1.Position
+	2,  // 53: furrow.ledger.v1.ResolvePayoutBreakRequest.decision:type_name -> furrow.ledger.v1.BreakDecision
+	40, // 54: furrow.ledger.v1.ResolvePayoutBreakResponse.position:type_name -> furrow.types.v1.Position
+	3,  // 55: furrow.ledger.v1.LedgerService.RegisterFarmer:input_type -> furrow.ledger.v1.RegisterFarmerRequest
+	5,  // 56: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:input_type -> furrow.ledger.v1.UpdatePayoutAccountRequest
+	7,  // 57: furrow.ledger.v1.LedgerService.GetFarmer:input_type -> furrow.ledger.v1.GetFarmerRequest
+	10, // 58: furrow.ledger.v1.LedgerService.GetFarmerBalance:input_type -> furrow.ledger.v1.GetFarmerBalanceRequest
+	13, // 59: furrow.ledger.v1.LedgerService.ListFarmers:input_type -> furrow.ledger.v1.ListFarmersRequest
+	15, // 60: furrow.ledger.v1.LedgerService.GetFarmerBalanceAt:input_type -> furrow.ledger.v1.GetFarmerBalanceAtRequest
+	18, // 61: furrow.ledger.v1.LedgerService.RequestPayout:input_type -> furrow.ledger.v1.RequestPayoutRequest
+	20, // 62: furrow.ledger.v1.LedgerService.GetPayout:input_type -> furrow.ledger.v1.GetPayoutRequest
+	22, // 63: furrow.ledger.v1.LedgerService.ListPayouts:input_type -> furrow.ledger.v1.ListPayoutsRequest
+	24, // 64: furrow.ledger.v1.LedgerService.GetFarmerStatement:input_type -> furrow.ledger.v1.GetFarmerStatementRequest
+	29, // 65: furrow.ledger.v1.LedgerService.GetTrialBalance:input_type -> furrow.ledger.v1.GetTrialBalanceRequest
+	32, // 66: furrow.ledger.v1.LedgerService.ReconcilePayouts:input_type -> furrow.ledger.v1.ReconcilePayoutsRequest
+	38, // 67: furrow.ledger.v1.LedgerService.ResolvePayoutBreak:input_type -> furrow.ledger.v1.ResolvePayoutBreakRequest
+	4,  // 68: furrow.ledger.v1.LedgerService.RegisterFarmer:output_type -> furrow.ledger.v1.RegisterFarmerResponse
+	6,  // 69: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:output_type -> furrow.ledger.v1.UpdatePayoutAccountResponse
+	8,  // 70: furrow.ledger.v1.LedgerService.GetFarmer:output_type -> furrow.ledger.v1.GetFarmerResponse
+	11, // 71: furrow.ledger.v1.LedgerService.GetFarmerBalance:output_type -> furrow.ledger.v1.GetFarmerBalanceResponse
+	14, // 72: furrow.ledger.v1.LedgerService.ListFarmers:output_type -> furrow.ledger.v1.ListFarmersResponse
+	16, // 73: furrow.ledger.v1.LedgerService.GetFarmerBalanceAt:output_type -> furrow.ledger.v1.GetFarmerBalanceAtResponse
+	19, // 74: furrow.ledger.v1.LedgerService.RequestPayout:output_type -> furrow.ledger.v1.RequestPayoutResponse
+	21, // 75: furrow.ledger.v1.LedgerService.GetPayout:output_type -> furrow.ledger.v1.GetPayoutResponse
+	23, // 76: furrow.ledger.v1.LedgerService.ListPayouts:output_type -> furrow.ledger.v1.ListPayoutsResponse
+	25, // 77: furrow.ledger.v1.LedgerService.GetFarmerStatement:output_type -> furrow.ledger.v1.GetFarmerStatementResponse
+	30, // 78: furrow.ledger.v1.LedgerService.GetTrialBalance:output_type -> furrow.ledger.v1.GetTrialBalanceResponse
+	37, // 79: furrow.ledger.v1.LedgerService.ReconcilePayouts:output_type -> furrow.ledger.v1.ReconcilePayoutsResponse
+	39, // 80: furrow.ledger.v1.LedgerService.ResolvePayoutBreak:output_type -> furrow.ledger.v1.ResolvePayoutBreakResponse
+	68, // [68:81] is the sub-list for method output_type
+	55, // [55:68] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_furrow_ledger_v1_ledger_proto_init() }
@@ -751,18 +3433,27 @@ func file_furrow_ledger_v1_ledger_proto_init() {
 		return
 	}
 	file_furrow_ledger_v1_ledger_proto_msgTypes[2].OneofWrappers = []any{}
+	file_furrow_ledger_v1_ledger_proto_msgTypes[12].OneofWrappers = []any{
+		(*GetFarmerBalanceAtRequest_Time)(nil),
+		(*GetFarmerBalanceAtRequest_LedgerSequence)(nil),
+	}
+	file_furrow_ledger_v1_ledger_proto_msgTypes[15].OneofWrappers = []any{
+		(*RequestPayoutRequest_AmountFen)(nil),
+		(*RequestPayoutRequest_AllAvailable)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_ledger_v1_ledger_proto_rawDesc), len(file_furrow_ledger_v1_ledger_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   9,
+			NumEnums:      3,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_furrow_ledger_v1_ledger_proto_goTypes,
 		DependencyIndexes: file_furrow_ledger_v1_ledger_proto_depIdxs,
+		EnumInfos:         file_furrow_ledger_v1_ledger_proto_enumTypes,
 		MessageInfos:      file_furrow_ledger_v1_ledger_proto_msgTypes,
 	}.Build()
 	File_furrow_ledger_v1_ledger_proto = out.File

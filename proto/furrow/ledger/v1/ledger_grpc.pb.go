@@ -23,6 +23,15 @@ const (
 	LedgerService_UpdatePayoutAccount_FullMethodName = "/furrow.ledger.v1.LedgerService/UpdatePayoutAccount"
 	LedgerService_GetFarmer_FullMethodName           = "/furrow.ledger.v1.LedgerService/GetFarmer"
 	LedgerService_GetFarmerBalance_FullMethodName    = "/furrow.ledger.v1.LedgerService/GetFarmerBalance"
+	LedgerService_ListFarmers_FullMethodName         = "/furrow.ledger.v1.LedgerService/ListFarmers"
+	LedgerService_GetFarmerBalanceAt_FullMethodName  = "/furrow.ledger.v1.LedgerService/GetFarmerBalanceAt"
+	LedgerService_RequestPayout_FullMethodName       = "/furrow.ledger.v1.LedgerService/RequestPayout"
+	LedgerService_GetPayout_FullMethodName           = "/furrow.ledger.v1.LedgerService/GetPayout"
+	LedgerService_ListPayouts_FullMethodName         = "/furrow.ledger.v1.LedgerService/ListPayouts"
+	LedgerService_GetFarmerStatement_FullMethodName  = "/furrow.ledger.v1.LedgerService/GetFarmerStatement"
+	LedgerService_GetTrialBalance_FullMethodName     = "/furrow.ledger.v1.LedgerService/GetTrialBalance"
+	LedgerService_ReconcilePayouts_FullMethodName    = "/furrow.ledger.v1.LedgerService/ReconcilePayouts"
+	LedgerService_ResolvePayoutBreak_FullMethodName  = "/furrow.ledger.v1.LedgerService/ResolvePayoutBreak"
 )
 
 // LedgerServiceClient is the client API for LedgerService service.
@@ -40,6 +49,36 @@ type LedgerServiceClient interface {
 	GetFarmer(ctx context.Context, in *GetFarmerRequest, opts ...grpc.CallOption) (*GetFarmerResponse, error)
 	// GetFarmerBalance returns what the farmer has accrued and is owed.
 	GetFarmerBalance(ctx context.Context, in *GetFarmerBalanceRequest, opts ...grpc.CallOption) (*GetFarmerBalanceResponse, error)
+	// ListFarmers lists farmers, optionally of one county and cooperative,
+	// ordered by farmer id, a page at a time.
+	ListFarmers(ctx context.Context, in *ListFarmersRequest, opts ...grpc.CallOption) (*ListFarmersResponse, error)
+	// GetFarmerBalanceAt returns a farmer's balance as it was at a time or at
+	// a LEDGER stream position.
+	GetFarmerBalanceAt(ctx context.Context, in *GetFarmerBalanceAtRequest, opts ...grpc.CallOption) (*GetFarmerBalanceAtResponse, error)
+	// RequestPayout pays a farmer out: an amount, or everything available. It
+	// places a hold at once (available never goes below zero); the payment
+	// provider is called asynchronously. Idempotent by request_id.
+	// FAILED_PRECONDITION when the amount exceeds what is available.
+	RequestPayout(ctx context.Context, in *RequestPayoutRequest, opts ...grpc.CallOption) (*RequestPayoutResponse, error)
+	// GetPayout returns a payout and where it stands.
+	GetPayout(ctx context.Context, in *GetPayoutRequest, opts ...grpc.CallOption) (*GetPayoutResponse, error)
+	// ListPayouts lists payouts, optionally of one farmer or status.
+	ListPayouts(ctx context.Context, in *ListPayoutsRequest, opts ...grpc.CallOption) (*ListPayoutsResponse, error)
+	// GetFarmerStatement returns a farmer's statement for a period: opening
+	// balance, every entry with its source event, closing balance.
+	GetFarmerStatement(ctx context.Context, in *GetFarmerStatementRequest, opts ...grpc.CallOption) (*GetFarmerStatementResponse, error)
+	// GetTrialBalance returns the totals of every account. When the journal's
+	// debits and credits differ it fails with DATA_LOSS, carrying the totals
+	// as a status detail (a GetTrialBalanceResponse).
+	GetTrialBalance(ctx context.Context, in *GetTrialBalanceRequest, opts ...grpc.CallOption) (*GetTrialBalanceResponse, error)
+	// ReconcilePayouts matches the ledger's payouts against a payment
+	// provider's settlement file and reports each break. It records nothing;
+	// a malformed file is INVALID_ARGUMENT naming the line.
+	ReconcilePayouts(ctx context.Context, in *ReconcilePayoutsRequest, opts ...grpc.CallOption) (*ReconcilePayoutsResponse, error)
+	// ResolvePayoutBreak records finance's decision about a reconciliation
+	// break; later reconciliations show it as resolved. Idempotent by
+	// request_id; a break is resolved once (ALREADY_EXISTS after).
+	ResolvePayoutBreak(ctx context.Context, in *ResolvePayoutBreakRequest, opts ...grpc.CallOption) (*ResolvePayoutBreakResponse, error)
 }
 
 type ledgerServiceClient struct {
@@ -90,6 +129,96 @@ func (c *ledgerServiceClient) GetFarmerBalance(ctx context.Context, in *GetFarme
 	return out, nil
 }
 
+func (c *ledgerServiceClient) ListFarmers(ctx context.Context, in *ListFarmersRequest, opts ...grpc.CallOption) (*ListFarmersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFarmersResponse)
+	err := c.cc.Invoke(ctx, LedgerService_ListFarmers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) GetFarmerBalanceAt(ctx context.Context, in *GetFarmerBalanceAtRequest, opts ...grpc.CallOption) (*GetFarmerBalanceAtResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFarmerBalanceAtResponse)
+	err := c.cc.Invoke(ctx, LedgerService_GetFarmerBalanceAt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) RequestPayout(ctx context.Context, in *RequestPayoutRequest, opts ...grpc.CallOption) (*RequestPayoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequestPayoutResponse)
+	err := c.cc.Invoke(ctx, LedgerService_RequestPayout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) GetPayout(ctx context.Context, in *GetPayoutRequest, opts ...grpc.CallOption) (*GetPayoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPayoutResponse)
+	err := c.cc.Invoke(ctx, LedgerService_GetPayout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) ListPayouts(ctx context.Context, in *ListPayoutsRequest, opts ...grpc.CallOption) (*ListPayoutsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPayoutsResponse)
+	err := c.cc.Invoke(ctx, LedgerService_ListPayouts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) GetFarmerStatement(ctx context.Context, in *GetFarmerStatementRequest, opts ...grpc.CallOption) (*GetFarmerStatementResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFarmerStatementResponse)
+	err := c.cc.Invoke(ctx, LedgerService_GetFarmerStatement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) GetTrialBalance(ctx context.Context, in *GetTrialBalanceRequest, opts ...grpc.CallOption) (*GetTrialBalanceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTrialBalanceResponse)
+	err := c.cc.Invoke(ctx, LedgerService_GetTrialBalance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) ReconcilePayouts(ctx context.Context, in *ReconcilePayoutsRequest, opts ...grpc.CallOption) (*ReconcilePayoutsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReconcilePayoutsResponse)
+	err := c.cc.Invoke(ctx, LedgerService_ReconcilePayouts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) ResolvePayoutBreak(ctx context.Context, in *ResolvePayoutBreakRequest, opts ...grpc.CallOption) (*ResolvePayoutBreakResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResolvePayoutBreakResponse)
+	err := c.cc.Invoke(ctx, LedgerService_ResolvePayoutBreak_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LedgerServiceServer is the server API for LedgerService service.
 // All implementations must embed UnimplementedLedgerServiceServer
 // for forward compatibility.
@@ -105,6 +234,36 @@ type LedgerServiceServer interface {
 	GetFarmer(context.Context, *GetFarmerRequest) (*GetFarmerResponse, error)
 	// GetFarmerBalance returns what the farmer has accrued and is owed.
 	GetFarmerBalance(context.Context, *GetFarmerBalanceRequest) (*GetFarmerBalanceResponse, error)
+	// ListFarmers lists farmers, optionally of one county and cooperative,
+	// ordered by farmer id, a page at a time.
+	ListFarmers(context.Context, *ListFarmersRequest) (*ListFarmersResponse, error)
+	// GetFarmerBalanceAt returns a farmer's balance as it was at a time or at
+	// a LEDGER stream position.
+	GetFarmerBalanceAt(context.Context, *GetFarmerBalanceAtRequest) (*GetFarmerBalanceAtResponse, error)
+	// RequestPayout pays a farmer out: an amount, or everything available. It
+	// places a hold at once (available never goes below zero); the payment
+	// provider is called asynchronously. Idempotent by request_id.
+	// FAILED_PRECONDITION when the amount exceeds what is available.
+	RequestPayout(context.Context, *RequestPayoutRequest) (*RequestPayoutResponse, error)
+	// GetPayout returns a payout and where it stands.
+	GetPayout(context.Context, *GetPayoutRequest) (*GetPayoutResponse, error)
+	// ListPayouts lists payouts, optionally of one farmer or status.
+	ListPayouts(context.Context, *ListPayoutsRequest) (*ListPayoutsResponse, error)
+	// GetFarmerStatement returns a farmer's statement for a period: opening
+	// balance, every entry with its source event, closing balance.
+	GetFarmerStatement(context.Context, *GetFarmerStatementRequest) (*GetFarmerStatementResponse, error)
+	// GetTrialBalance returns the totals of every account. When the journal's
+	// debits and credits differ it fails with DATA_LOSS, carrying the totals
+	// as a status detail (a GetTrialBalanceResponse).
+	GetTrialBalance(context.Context, *GetTrialBalanceRequest) (*GetTrialBalanceResponse, error)
+	// ReconcilePayouts matches the ledger's payouts against a payment
+	// provider's settlement file and reports each break. It records nothing;
+	// a malformed file is INVALID_ARGUMENT naming the line.
+	ReconcilePayouts(context.Context, *ReconcilePayoutsRequest) (*ReconcilePayoutsResponse, error)
+	// ResolvePayoutBreak records finance's decision about a reconciliation
+	// break; later reconciliations show it as resolved. Idempotent by
+	// request_id; a break is resolved once (ALREADY_EXISTS after).
+	ResolvePayoutBreak(context.Context, *ResolvePayoutBreakRequest) (*ResolvePayoutBreakResponse, error)
 	mustEmbedUnimplementedLedgerServiceServer()
 }
 
@@ -126,6 +285,33 @@ func (UnimplementedLedgerServiceServer) GetFarmer(context.Context, *GetFarmerReq
 }
 func (UnimplementedLedgerServiceServer) GetFarmerBalance(context.Context, *GetFarmerBalanceRequest) (*GetFarmerBalanceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetFarmerBalance not implemented")
+}
+func (UnimplementedLedgerServiceServer) ListFarmers(context.Context, *ListFarmersRequest) (*ListFarmersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFarmers not implemented")
+}
+func (UnimplementedLedgerServiceServer) GetFarmerBalanceAt(context.Context, *GetFarmerBalanceAtRequest) (*GetFarmerBalanceAtResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFarmerBalanceAt not implemented")
+}
+func (UnimplementedLedgerServiceServer) RequestPayout(context.Context, *RequestPayoutRequest) (*RequestPayoutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestPayout not implemented")
+}
+func (UnimplementedLedgerServiceServer) GetPayout(context.Context, *GetPayoutRequest) (*GetPayoutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPayout not implemented")
+}
+func (UnimplementedLedgerServiceServer) ListPayouts(context.Context, *ListPayoutsRequest) (*ListPayoutsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPayouts not implemented")
+}
+func (UnimplementedLedgerServiceServer) GetFarmerStatement(context.Context, *GetFarmerStatementRequest) (*GetFarmerStatementResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFarmerStatement not implemented")
+}
+func (UnimplementedLedgerServiceServer) GetTrialBalance(context.Context, *GetTrialBalanceRequest) (*GetTrialBalanceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTrialBalance not implemented")
+}
+func (UnimplementedLedgerServiceServer) ReconcilePayouts(context.Context, *ReconcilePayoutsRequest) (*ReconcilePayoutsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReconcilePayouts not implemented")
+}
+func (UnimplementedLedgerServiceServer) ResolvePayoutBreak(context.Context, *ResolvePayoutBreakRequest) (*ResolvePayoutBreakResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResolvePayoutBreak not implemented")
 }
 func (UnimplementedLedgerServiceServer) mustEmbedUnimplementedLedgerServiceServer() {}
 func (UnimplementedLedgerServiceServer) testEmbeddedByValue()                       {}
@@ -220,6 +406,168 @@ func _LedgerService_GetFarmerBalance_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LedgerService_ListFarmers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFarmersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).ListFarmers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_ListFarmers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).ListFarmers(ctx, req.(*ListFarmersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_GetFarmerBalanceAt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFarmerBalanceAtRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).GetFarmerBalanceAt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_GetFarmerBalanceAt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).GetFarmerBalanceAt(ctx, req.(*GetFarmerBalanceAtRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_RequestPayout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestPayoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).RequestPayout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_RequestPayout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).RequestPayout(ctx, req.(*RequestPayoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_GetPayout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPayoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).GetPayout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_GetPayout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).GetPayout(ctx, req.(*GetPayoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_ListPayouts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPayoutsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).ListPayouts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_ListPayouts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).ListPayouts(ctx, req.(*ListPayoutsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_GetFarmerStatement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFarmerStatementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).GetFarmerStatement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_GetFarmerStatement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).GetFarmerStatement(ctx, req.(*GetFarmerStatementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_GetTrialBalance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTrialBalanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).GetTrialBalance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_GetTrialBalance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).GetTrialBalance(ctx, req.(*GetTrialBalanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_ReconcilePayouts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReconcilePayoutsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).ReconcilePayouts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_ReconcilePayouts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).ReconcilePayouts(ctx, req.(*ReconcilePayoutsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_ResolvePayoutBreak_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolvePayoutBreakRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).ResolvePayoutBreak(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_ResolvePayoutBreak_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).ResolvePayoutBreak(ctx, req.(*ResolvePayoutBreakRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LedgerService_ServiceDesc is the grpc.ServiceDesc for LedgerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -242,6 +590,42 @@ var LedgerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetFarmerBalance",
 			Handler:    _LedgerService_GetFarmerBalance_Handler,
+		},
+		{
+			MethodName: "ListFarmers",
+			Handler:    _LedgerService_ListFarmers_Handler,
+		},
+		{
+			MethodName: "GetFarmerBalanceAt",
+			Handler:    _LedgerService_GetFarmerBalanceAt_Handler,
+		},
+		{
+			MethodName: "RequestPayout",
+			Handler:    _LedgerService_RequestPayout_Handler,
+		},
+		{
+			MethodName: "GetPayout",
+			Handler:    _LedgerService_GetPayout_Handler,
+		},
+		{
+			MethodName: "ListPayouts",
+			Handler:    _LedgerService_ListPayouts_Handler,
+		},
+		{
+			MethodName: "GetFarmerStatement",
+			Handler:    _LedgerService_GetFarmerStatement_Handler,
+		},
+		{
+			MethodName: "GetTrialBalance",
+			Handler:    _LedgerService_GetTrialBalance_Handler,
+		},
+		{
+			MethodName: "ReconcilePayouts",
+			Handler:    _LedgerService_ReconcilePayouts_Handler,
+		},
+		{
+			MethodName: "ResolvePayoutBreak",
+			Handler:    _LedgerService_ResolvePayoutBreak_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

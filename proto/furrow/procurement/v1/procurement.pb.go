@@ -23,31 +23,1717 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ProgramStatus is whether a programme takes orders.
+type ProgramStatus int32
+
+const (
+	ProgramStatus_PROGRAM_STATUS_UNSPECIFIED ProgramStatus = 0
+	ProgramStatus_PROGRAM_STATUS_OPEN        ProgramStatus = 1
+	ProgramStatus_PROGRAM_STATUS_CLOSED      ProgramStatus = 2
+)
+
+// Enum value maps for ProgramStatus.
+var (
+	ProgramStatus_name = map[int32]string{
+		0: "PROGRAM_STATUS_UNSPECIFIED",
+		1: "PROGRAM_STATUS_OPEN",
+		2: "PROGRAM_STATUS_CLOSED",
+	}
+	ProgramStatus_value = map[string]int32{
+		"PROGRAM_STATUS_UNSPECIFIED": 0,
+		"PROGRAM_STATUS_OPEN":        1,
+		"PROGRAM_STATUS_CLOSED":      2,
+	}
+)
+
+func (x ProgramStatus) Enum() *ProgramStatus {
+	p := new(ProgramStatus)
+	*p = x
+	return p
+}
+
+func (x ProgramStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProgramStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_furrow_procurement_v1_procurement_proto_enumTypes[0].Descriptor()
+}
+
+func (ProgramStatus) Type() protoreflect.EnumType {
+	return &file_furrow_procurement_v1_procurement_proto_enumTypes[0]
+}
+
+func (x ProgramStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProgramStatus.Descriptor instead.
+func (ProgramStatus) EnumDescriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{0}
+}
+
+// OrderStatus is where an order stands.
+type OrderStatus int32
+
+const (
+	OrderStatus_ORDER_STATUS_UNSPECIFIED OrderStatus = 0
+	// Takes deliveries; less than ordered_grams accepted so far.
+	OrderStatus_ORDER_STATUS_OPEN OrderStatus = 1
+	// ordered_grams accepted; still takes deliveries up to max_grams.
+	OrderStatus_ORDER_STATUS_FULFILLED OrderStatus = 2
+	// Takes no more deliveries.
+	OrderStatus_ORDER_STATUS_CANCELLED OrderStatus = 3
+)
+
+// Enum value maps for OrderStatus.
+var (
+	OrderStatus_name = map[int32]string{
+		0: "ORDER_STATUS_UNSPECIFIED",
+		1: "ORDER_STATUS_OPEN",
+		2: "ORDER_STATUS_FULFILLED",
+		3: "ORDER_STATUS_CANCELLED",
+	}
+	OrderStatus_value = map[string]int32{
+		"ORDER_STATUS_UNSPECIFIED": 0,
+		"ORDER_STATUS_OPEN":        1,
+		"ORDER_STATUS_FULFILLED":   2,
+		"ORDER_STATUS_CANCELLED":   3,
+	}
+)
+
+func (x OrderStatus) Enum() *OrderStatus {
+	p := new(OrderStatus)
+	*p = x
+	return p
+}
+
+func (x OrderStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OrderStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_furrow_procurement_v1_procurement_proto_enumTypes[1].Descriptor()
+}
+
+func (OrderStatus) Type() protoreflect.EnumType {
+	return &file_furrow_procurement_v1_procurement_proto_enumTypes[1]
+}
+
+func (x OrderStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OrderStatus.Descriptor instead.
+func (OrderStatus) EnumDescriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{1}
+}
+
+// OpenProgramRequest opens a programme.
+type OpenProgramRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Programme id chosen by the client, e.g. "baba-2025": letters, digits,
+	// '-' or '_', at most 64 characters.
+	ProgramId string `protobuf:"bytes,2,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	// E.g. "Baba Farm 2025 direct purchase".
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Budget in fen; positive (1,000,000,000 yuan = 100,000,000,000 fen).
+	BudgetFen int64 `protobuf:"varint,4,opt,name=budget_fen,json=budgetFen,proto3" json:"budget_fen,omitempty"`
+	// Period [period_start, period_end); order delivery windows lie within it.
+	PeriodStart *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
+	PeriodEnd   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=period_end,json=periodEnd,proto3" json:"period_end,omitempty"`
+	// Product codes bought, e.g. "qinglong-chestnut"; at least one.
+	Products []string `protobuf:"bytes,7,rep,name=products,proto3" json:"products,omitempty"`
+	// Counties served, as the ledger spells them, e.g. "Qinglong"; at least one.
+	Counties      []string `protobuf:"bytes,8,rep,name=counties,proto3" json:"counties,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenProgramRequest) Reset() {
+	*x = OpenProgramRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenProgramRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenProgramRequest) ProtoMessage() {}
+
+func (x *OpenProgramRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenProgramRequest.ProtoReflect.Descriptor instead.
+func (*OpenProgramRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *OpenProgramRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *OpenProgramRequest) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *OpenProgramRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OpenProgramRequest) GetBudgetFen() int64 {
+	if x != nil {
+		return x.BudgetFen
+	}
+	return 0
+}
+
+func (x *OpenProgramRequest) GetPeriodStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeriodStart
+	}
+	return nil
+}
+
+func (x *OpenProgramRequest) GetPeriodEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeriodEnd
+	}
+	return nil
+}
+
+func (x *OpenProgramRequest) GetProducts() []string {
+	if x != nil {
+		return x.Products
+	}
+	return nil
+}
+
+func (x *OpenProgramRequest) GetCounties() []string {
+	if x != nil {
+		return x.Counties
+	}
+	return nil
+}
+
+// OpenProgramResponse says where the programme was written.
+type OpenProgramResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId     string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	Position      *v1.Position           `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenProgramResponse) Reset() {
+	*x = OpenProgramResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenProgramResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenProgramResponse) ProtoMessage() {}
+
+func (x *OpenProgramResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenProgramResponse.ProtoReflect.Descriptor instead.
+func (*OpenProgramResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *OpenProgramResponse) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *OpenProgramResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// CloseProgramRequest closes a programme.
+type CloseProgramRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	ProgramId     string                 `protobuf:"bytes,2,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseProgramRequest) Reset() {
+	*x = CloseProgramRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseProgramRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseProgramRequest) ProtoMessage() {}
+
+func (x *CloseProgramRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseProgramRequest.ProtoReflect.Descriptor instead.
+func (*CloseProgramRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CloseProgramRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CloseProgramRequest) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *CloseProgramRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// CloseProgramResponse says where the closing was written.
+type CloseProgramResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      *v1.Position           `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseProgramResponse) Reset() {
+	*x = CloseProgramResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseProgramResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseProgramResponse) ProtoMessage() {}
+
+func (x *CloseProgramResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseProgramResponse.ProtoReflect.Descriptor instead.
+func (*CloseProgramResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CloseProgramResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// GetProgramRequest names a programme.
+type GetProgramRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId     string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProgramRequest) Reset() {
+	*x = GetProgramRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProgramRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProgramRequest) ProtoMessage() {}
+
+func (x *GetProgramRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProgramRequest.ProtoReflect.Descriptor instead.
+func (*GetProgramRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetProgramRequest) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+// GetProgramResponse is a programme.
+type GetProgramResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Program       *Program               `protobuf:"bytes,1,opt,name=program,proto3" json:"program,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProgramResponse) Reset() {
+	*x = GetProgramResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProgramResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProgramResponse) ProtoMessage() {}
+
+func (x *GetProgramResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProgramResponse.ProtoReflect.Descriptor instead.
+func (*GetProgramResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetProgramResponse) GetProgram() *Program {
+	if x != nil {
+		return x.Program
+	}
+	return nil
+}
+
+// Program is a programme's terms and budget.
+type Program struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	BudgetFen int64                  `protobuf:"varint,3,opt,name=budget_fen,json=budgetFen,proto3" json:"budget_fen,omitempty"`
+	// Sum of the orders' reservations less what cancellations released.
+	ReservedFen int64 `protobuf:"varint,4,opt,name=reserved_fen,json=reservedFen,proto3" json:"reserved_fen,omitempty"`
+	// budget_fen - reserved_fen.
+	AvailableFen int64                  `protobuf:"varint,5,opt,name=available_fen,json=availableFen,proto3" json:"available_fen,omitempty"`
+	PeriodStart  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
+	PeriodEnd    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=period_end,json=periodEnd,proto3" json:"period_end,omitempty"`
+	Products     []string               `protobuf:"bytes,8,rep,name=products,proto3" json:"products,omitempty"`
+	Counties     []string               `protobuf:"bytes,9,rep,name=counties,proto3" json:"counties,omitempty"`
+	Status       ProgramStatus          `protobuf:"varint,10,opt,name=status,proto3,enum=furrow.procurement.v1.ProgramStatus" json:"status,omitempty"`
+	// Orders placed under it (cancelled ones included).
+	Orders int64 `protobuf:"varint,11,opt,name=orders,proto3" json:"orders,omitempty"`
+	// Stream sequence of the programme's last event.
+	Version       uint64 `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Program) Reset() {
+	*x = Program{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Program) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Program) ProtoMessage() {}
+
+func (x *Program) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Program.ProtoReflect.Descriptor instead.
+func (*Program) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Program) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *Program) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Program) GetBudgetFen() int64 {
+	if x != nil {
+		return x.BudgetFen
+	}
+	return 0
+}
+
+func (x *Program) GetReservedFen() int64 {
+	if x != nil {
+		return x.ReservedFen
+	}
+	return 0
+}
+
+func (x *Program) GetAvailableFen() int64 {
+	if x != nil {
+		return x.AvailableFen
+	}
+	return 0
+}
+
+func (x *Program) GetPeriodStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeriodStart
+	}
+	return nil
+}
+
+func (x *Program) GetPeriodEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeriodEnd
+	}
+	return nil
+}
+
+func (x *Program) GetProducts() []string {
+	if x != nil {
+		return x.Products
+	}
+	return nil
+}
+
+func (x *Program) GetCounties() []string {
+	if x != nil {
+		return x.Counties
+	}
+	return nil
+}
+
+func (x *Program) GetStatus() ProgramStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ProgramStatus_PROGRAM_STATUS_UNSPECIFIED
+}
+
+func (x *Program) GetOrders() int64 {
+	if x != nil {
+		return x.Orders
+	}
+	return 0
+}
+
+func (x *Program) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// GetProgramProgressRequest names a programme.
+type GetProgramProgressRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	// Wait (bounded) until the projection reflects this position: one
+	// returned by a procurement command, or by the ledger's RegisterFarmer.
+	MinPosition   *v1.Position `protobuf:"bytes,2,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProgramProgressRequest) Reset() {
+	*x = GetProgramProgressRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProgramProgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProgramProgressRequest) ProtoMessage() {}
+
+func (x *GetProgramProgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProgramProgressRequest.ProtoReflect.Descriptor instead.
+func (*GetProgramProgressRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetProgramProgressRequest) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *GetProgramProgressRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// GetProgramProgressResponse is a programme's progress.
+type GetProgramProgressResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId   string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Status      ProgramStatus          `protobuf:"varint,3,opt,name=status,proto3,enum=furrow.procurement.v1.ProgramStatus" json:"status,omitempty"`
+	BudgetFen   int64                  `protobuf:"varint,4,opt,name=budget_fen,json=budgetFen,proto3" json:"budget_fen,omitempty"`
+	ReservedFen int64                  `protobuf:"varint,5,opt,name=reserved_fen,json=reservedFen,proto3" json:"reserved_fen,omitempty"`
+	// Totals over every order of the programme.
+	Total *Progress `protobuf:"bytes,6,opt,name=total,proto3" json:"total,omitempty"`
+	// One row per product the programme buys, sorted by product.
+	ByProduct []*Progress `protobuf:"bytes,7,rep,name=by_product,json=byProduct,proto3" json:"by_product,omitempty"`
+	// One row per county the programme serves, sorted by county.
+	ByCounty []*Progress `protobuf:"bytes,8,rep,name=by_county,json=byCounty,proto3" json:"by_county,omitempty"`
+	// The PROCUREMENT position the answer reflects.
+	AsOf          *v1.Position `protobuf:"bytes,9,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProgramProgressResponse) Reset() {
+	*x = GetProgramProgressResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProgramProgressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProgramProgressResponse) ProtoMessage() {}
+
+func (x *GetProgramProgressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProgramProgressResponse.ProtoReflect.Descriptor instead.
+func (*GetProgramProgressResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetProgramProgressResponse) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *GetProgramProgressResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetProgramProgressResponse) GetStatus() ProgramStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ProgramStatus_PROGRAM_STATUS_UNSPECIFIED
+}
+
+func (x *GetProgramProgressResponse) GetBudgetFen() int64 {
+	if x != nil {
+		return x.BudgetFen
+	}
+	return 0
+}
+
+func (x *GetProgramProgressResponse) GetReservedFen() int64 {
+	if x != nil {
+		return x.ReservedFen
+	}
+	return 0
+}
+
+func (x *GetProgramProgressResponse) GetTotal() *Progress {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *GetProgramProgressResponse) GetByProduct() []*Progress {
+	if x != nil {
+		return x.ByProduct
+	}
+	return nil
+}
+
+func (x *GetProgramProgressResponse) GetByCounty() []*Progress {
+	if x != nil {
+		return x.ByCounty
+	}
+	return nil
+}
+
+func (x *GetProgramProgressResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// Progress is what was ordered and delivered, for one product, one county
+// or a whole programme.
+type Progress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The product or county; empty for the total.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Orders placed, cancelled ones included.
+	Orders int64 `protobuf:"varint,2,opt,name=orders,proto3" json:"orders,omitempty"`
+	// Grams ordered by orders not cancelled.
+	OrderedGrams int64 `protobuf:"varint,3,opt,name=ordered_grams,json=orderedGrams,proto3" json:"ordered_grams,omitempty"`
+	// Deliveries recorded.
+	Deliveries int64 `protobuf:"varint,4,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// Grams accepted (deliveries graded REJECTED excluded), as corrected.
+	DeliveredGrams int64 `protobuf:"varint,5,opt,name=delivered_grams,json=deliveredGrams,proto3" json:"delivered_grams,omitempty"`
+	// Amount payable for them, in fen, as corrected.
+	DeliveredFen int64 `protobuf:"varint,6,opt,name=delivered_fen,json=deliveredFen,proto3" json:"delivered_fen,omitempty"`
+	// Grams weighed in and graded REJECTED.
+	RejectedGrams int64 `protobuf:"varint,7,opt,name=rejected_grams,json=rejectedGrams,proto3" json:"rejected_grams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Progress) Reset() {
+	*x = Progress{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Progress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Progress) ProtoMessage() {}
+
+func (x *Progress) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Progress.ProtoReflect.Descriptor instead.
+func (*Progress) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Progress) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Progress) GetOrders() int64 {
+	if x != nil {
+		return x.Orders
+	}
+	return 0
+}
+
+func (x *Progress) GetOrderedGrams() int64 {
+	if x != nil {
+		return x.OrderedGrams
+	}
+	return 0
+}
+
+func (x *Progress) GetDeliveries() int64 {
+	if x != nil {
+		return x.Deliveries
+	}
+	return 0
+}
+
+func (x *Progress) GetDeliveredGrams() int64 {
+	if x != nil {
+		return x.DeliveredGrams
+	}
+	return 0
+}
+
+func (x *Progress) GetDeliveredFen() int64 {
+	if x != nil {
+		return x.DeliveredFen
+	}
+	return 0
+}
+
+func (x *Progress) GetRejectedGrams() int64 {
+	if x != nil {
+		return x.RejectedGrams
+	}
+	return 0
+}
+
+// GradePrice is one row of an order's price table.
+type GradePrice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Grade code, e.g. "A" or "premium"; "REJECTED" is reserved.
+	Grade string `protobuf:"bytes,1,opt,name=grade,proto3" json:"grade,omitempty"`
+	// Price in fen per kilogram; positive.
+	PriceFenPerKg int64 `protobuf:"varint,2,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3" json:"price_fen_per_kg,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GradePrice) Reset() {
+	*x = GradePrice{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GradePrice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GradePrice) ProtoMessage() {}
+
+func (x *GradePrice) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GradePrice.ProtoReflect.Descriptor instead.
+func (*GradePrice) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GradePrice) GetGrade() string {
+	if x != nil {
+		return x.Grade
+	}
+	return ""
+}
+
+func (x *GradePrice) GetPriceFenPerKg() int64 {
+	if x != nil {
+		return x.PriceFenPerKg
+	}
+	return 0
+}
+
+// PlaceOrderRequest places a purchase order.
+type PlaceOrderRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	ProgramId string                 `protobuf:"bytes,2,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	// A farmer, or a cooperative registered with the ledger as one account.
+	FarmerId string `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// One of the programme's products.
+	Product string `protobuf:"bytes,4,opt,name=product,proto3" json:"product,omitempty"`
+	// Price per grade; at least one grade, each once.
+	Prices []*GradePrice `protobuf:"bytes,5,rep,name=prices,proto3" json:"prices,omitempty"`
+	// Quantity ordered in grams; positive.
+	OrderedGrams int64 `protobuf:"varint,6,opt,name=ordered_grams,json=orderedGrams,proto3" json:"ordered_grams,omitempty"`
+	// Deliveries may exceed ordered_grams by this many basis points
+	// (500 = 5 %); 0 to 10000.
+	ToleranceBp int32 `protobuf:"varint,7,opt,name=tolerance_bp,json=toleranceBp,proto3" json:"tolerance_bp,omitempty"`
+	// Deliveries are weighed in within [window_start, window_end), which lies
+	// within the programme's period.
+	WindowStart *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	WindowEnd   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	// Warehouse the produce is delivered to and weighed at.
+	OriginWarehouse string `protobuf:"bytes,10,opt,name=origin_warehouse,json=originWarehouse,proto3" json:"origin_warehouse,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PlaceOrderRequest) Reset() {
+	*x = PlaceOrderRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlaceOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlaceOrderRequest) ProtoMessage() {}
+
+func (x *PlaceOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlaceOrderRequest.ProtoReflect.Descriptor instead.
+func (*PlaceOrderRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PlaceOrderRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *PlaceOrderRequest) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *PlaceOrderRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PlaceOrderRequest) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *PlaceOrderRequest) GetPrices() []*GradePrice {
+	if x != nil {
+		return x.Prices
+	}
+	return nil
+}
+
+func (x *PlaceOrderRequest) GetOrderedGrams() int64 {
+	if x != nil {
+		return x.OrderedGrams
+	}
+	return 0
+}
+
+func (x *PlaceOrderRequest) GetToleranceBp() int32 {
+	if x != nil {
+		return x.ToleranceBp
+	}
+	return 0
+}
+
+func (x *PlaceOrderRequest) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *PlaceOrderRequest) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return nil
+}
+
+func (x *PlaceOrderRequest) GetOriginWarehouse() string {
+	if x != nil {
+		return x.OriginWarehouse
+	}
+	return ""
+}
+
+// PlaceOrderResponse says what was placed and where.
+type PlaceOrderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Derived from request_id: every retry addresses the same order.
+	OrderId string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// The most the order accepts: ordered_grams plus the tolerance.
+	MaxGrams int64 `protobuf:"varint,2,opt,name=max_grams,json=maxGrams,proto3" json:"max_grams,omitempty"`
+	// What the order reserved from the programme's budget.
+	ReservedFen   int64        `protobuf:"varint,3,opt,name=reserved_fen,json=reservedFen,proto3" json:"reserved_fen,omitempty"`
+	Position      *v1.Position `protobuf:"bytes,4,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlaceOrderResponse) Reset() {
+	*x = PlaceOrderResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlaceOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlaceOrderResponse) ProtoMessage() {}
+
+func (x *PlaceOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlaceOrderResponse.ProtoReflect.Descriptor instead.
+func (*PlaceOrderResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PlaceOrderResponse) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *PlaceOrderResponse) GetMaxGrams() int64 {
+	if x != nil {
+		return x.MaxGrams
+	}
+	return 0
+}
+
+func (x *PlaceOrderResponse) GetReservedFen() int64 {
+	if x != nil {
+		return x.ReservedFen
+	}
+	return 0
+}
+
+func (x *PlaceOrderResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// CancelOrderRequest cancels an order.
+type CancelOrderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	OrderId       string                 `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOrderRequest) Reset() {
+	*x = CancelOrderRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOrderRequest) ProtoMessage() {}
+
+func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOrderRequest.ProtoReflect.Descriptor instead.
+func (*CancelOrderRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CancelOrderRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CancelOrderRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *CancelOrderRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// CancelOrderResponse says what was released and where.
+type CancelOrderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unused part of the reservation returned to the programme.
+	ReleasedFen   int64        `protobuf:"varint,1,opt,name=released_fen,json=releasedFen,proto3" json:"released_fen,omitempty"`
+	Position      *v1.Position `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOrderResponse) Reset() {
+	*x = CancelOrderResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOrderResponse) ProtoMessage() {}
+
+func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOrderResponse.ProtoReflect.Descriptor instead.
+func (*CancelOrderResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CancelOrderResponse) GetReleasedFen() int64 {
+	if x != nil {
+		return x.ReleasedFen
+	}
+	return 0
+}
+
+func (x *CancelOrderResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// GetOrderRequest names an order.
+type GetOrderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOrderRequest) Reset() {
+	*x = GetOrderRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOrderRequest) ProtoMessage() {}
+
+func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
+func (*GetOrderRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetOrderRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+// GetOrderResponse is an order.
+type GetOrderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Order         *Order                 `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOrderResponse) Reset() {
+	*x = GetOrderResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOrderResponse) ProtoMessage() {}
+
+func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOrderResponse.ProtoReflect.Descriptor instead.
+func (*GetOrderResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetOrderResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+// Order is a purchase order and its fulfilment.
+type Order struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	OrderId         string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	ProgramId       string                 `protobuf:"bytes,2,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	FarmerId        string                 `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	County          string                 `protobuf:"bytes,4,opt,name=county,proto3" json:"county,omitempty"`
+	Product         string                 `protobuf:"bytes,5,opt,name=product,proto3" json:"product,omitempty"`
+	Prices          []*GradePrice          `protobuf:"bytes,6,rep,name=prices,proto3" json:"prices,omitempty"`
+	OrderedGrams    int64                  `protobuf:"varint,7,opt,name=ordered_grams,json=orderedGrams,proto3" json:"ordered_grams,omitempty"`
+	ToleranceBp     int32                  `protobuf:"varint,8,opt,name=tolerance_bp,json=toleranceBp,proto3" json:"tolerance_bp,omitempty"`
+	MaxGrams        int64                  `protobuf:"varint,9,opt,name=max_grams,json=maxGrams,proto3" json:"max_grams,omitempty"`
+	WindowStart     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	WindowEnd       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	OriginWarehouse string                 `protobuf:"bytes,12,opt,name=origin_warehouse,json=originWarehouse,proto3" json:"origin_warehouse,omitempty"`
+	Status          OrderStatus            `protobuf:"varint,13,opt,name=status,proto3,enum=furrow.procurement.v1.OrderStatus" json:"status,omitempty"`
+	// What it holds reserved from the budget now (after a cancellation: what
+	// was delivered).
+	ReservedFen int64 `protobuf:"varint,14,opt,name=reserved_fen,json=reservedFen,proto3" json:"reserved_fen,omitempty"`
+	// Accepted grams and their value, as corrected.
+	DeliveredGrams int64 `protobuf:"varint,15,opt,name=delivered_grams,json=deliveredGrams,proto3" json:"delivered_grams,omitempty"`
+	DeliveredFen   int64 `protobuf:"varint,16,opt,name=delivered_fen,json=deliveredFen,proto3" json:"delivered_fen,omitempty"`
+	RejectedGrams  int64 `protobuf:"varint,17,opt,name=rejected_grams,json=rejectedGrams,proto3" json:"rejected_grams,omitempty"`
+	Deliveries     int64 `protobuf:"varint,18,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// Stream sequence of the order's last event (GetOrder only).
+	Version       uint64 `protobuf:"varint,19,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Order) Reset() {
+	*x = Order{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Order) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Order) ProtoMessage() {}
+
+func (x *Order) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Order.ProtoReflect.Descriptor instead.
+func (*Order) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Order) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *Order) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *Order) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *Order) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *Order) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *Order) GetPrices() []*GradePrice {
+	if x != nil {
+		return x.Prices
+	}
+	return nil
+}
+
+func (x *Order) GetOrderedGrams() int64 {
+	if x != nil {
+		return x.OrderedGrams
+	}
+	return 0
+}
+
+func (x *Order) GetToleranceBp() int32 {
+	if x != nil {
+		return x.ToleranceBp
+	}
+	return 0
+}
+
+func (x *Order) GetMaxGrams() int64 {
+	if x != nil {
+		return x.MaxGrams
+	}
+	return 0
+}
+
+func (x *Order) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *Order) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return nil
+}
+
+func (x *Order) GetOriginWarehouse() string {
+	if x != nil {
+		return x.OriginWarehouse
+	}
+	return ""
+}
+
+func (x *Order) GetStatus() OrderStatus {
+	if x != nil {
+		return x.Status
+	}
+	return OrderStatus_ORDER_STATUS_UNSPECIFIED
+}
+
+func (x *Order) GetReservedFen() int64 {
+	if x != nil {
+		return x.ReservedFen
+	}
+	return 0
+}
+
+func (x *Order) GetDeliveredGrams() int64 {
+	if x != nil {
+		return x.DeliveredGrams
+	}
+	return 0
+}
+
+func (x *Order) GetDeliveredFen() int64 {
+	if x != nil {
+		return x.DeliveredFen
+	}
+	return 0
+}
+
+func (x *Order) GetRejectedGrams() int64 {
+	if x != nil {
+		return x.RejectedGrams
+	}
+	return 0
+}
+
+func (x *Order) GetDeliveries() int64 {
+	if x != nil {
+		return x.Deliveries
+	}
+	return 0
+}
+
+func (x *Order) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// ListOrdersRequest filters and pages orders. Filters combine with AND.
+type ListOrdersRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	FarmerId  string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	County    string                 `protobuf:"bytes,3,opt,name=county,proto3" json:"county,omitempty"`
+	Status    OrderStatus            `protobuf:"varint,4,opt,name=status,proto3,enum=furrow.procurement.v1.OrderStatus" json:"status,omitempty"`
+	// At most this many orders (default 50, at most 500).
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page.
+	PageToken     string       `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	MinPosition   *v1.Position `protobuf:"bytes,7,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOrdersRequest) Reset() {
+	*x = ListOrdersRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOrdersRequest) ProtoMessage() {}
+
+func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
+func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListOrdersRequest) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *ListOrdersRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *ListOrdersRequest) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *ListOrdersRequest) GetStatus() OrderStatus {
+	if x != nil {
+		return x.Status
+	}
+	return OrderStatus_ORDER_STATUS_UNSPECIFIED
+}
+
+func (x *ListOrdersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListOrdersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListOrdersRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ListOrdersResponse is a page of orders, oldest first.
+type ListOrdersResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Orders []*Order               `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	// Empty on the last page.
+	NextPageToken string       `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	AsOf          *v1.Position `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOrdersResponse) Reset() {
+	*x = ListOrdersResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOrdersResponse) ProtoMessage() {}
+
+func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
+func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListOrdersResponse) GetOrders() []*Order {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+func (x *ListOrdersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListOrdersResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
 // RecordDeliveryRequest is one weigh-in.
 type RecordDeliveryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Client-chosen id of this request; a retry with the same id is a no-op,
 	// the same id with different content is ALREADY_EXISTS.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// A registered farmer.
+	// A registered farmer. Optional with order_id (it must then match).
 	FarmerId string `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
-	// Product code, e.g. "xunwu-navel-orange".
+	// Product code, e.g. "xunwu-navel-orange". Optional with order_id (it
+	// must then match).
 	Product string `protobuf:"bytes,3,opt,name=product,proto3" json:"product,omitempty"`
 	// Net weight in grams; positive.
 	NetGrams int64 `protobuf:"varint,4,opt,name=net_grams,json=netGrams,proto3" json:"net_grams,omitempty"`
-	// Price in fen per kilogram; zero or positive.
+	// Price in fen per kilogram; zero or positive. Must be unset with
+	// order_id: the price comes from the order's price table.
 	PriceFenPerKg int64 `protobuf:"varint,5,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3" json:"price_fen_per_kg,omitempty"`
-	// Quality grade, e.g. "A"; optional.
+	// Quality grade, e.g. "A"; optional without order_id. With order_id
+	// required: a grade of the order's price table, or "REJECTED" (weighed,
+	// not bought: nothing payable). REJECTED pays nothing without an order too.
 	Grade string `protobuf:"bytes,6,opt,name=grade,proto3" json:"grade,omitempty"`
-	// When it was weighed; defaults to now.
-	WeighedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=weighed_at,json=weighedAt,proto3" json:"weighed_at,omitempty"`
+	// When it was weighed; defaults to now. With order_id it must lie within
+	// the order's delivery window.
+	WeighedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=weighed_at,json=weighedAt,proto3" json:"weighed_at,omitempty"`
+	// The order delivered against; empty for an ad-hoc purchase.
+	OrderId string `protobuf:"bytes,8,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Warehouse that weighed it in; defaults to the order's origin warehouse.
+	Warehouse     string `protobuf:"bytes,9,opt,name=warehouse,proto3" json:"warehouse,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordDeliveryRequest) Reset() {
 	*x = RecordDeliveryRequest{}
-	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[0]
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -59,7 +1745,7 @@ func (x *RecordDeliveryRequest) String() string {
 func (*RecordDeliveryRequest) ProtoMessage() {}
 
 func (x *RecordDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[0]
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -72,7 +1758,7 @@ func (x *RecordDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*RecordDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{0}
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RecordDeliveryRequest) GetRequestId() string {
@@ -124,20 +1810,36 @@ func (x *RecordDeliveryRequest) GetWeighedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RecordDeliveryRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *RecordDeliveryRequest) GetWarehouse() string {
+	if x != nil {
+		return x.Warehouse
+	}
+	return ""
+}
+
 // RecordDeliveryResponse says what was recorded and where.
 type RecordDeliveryResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	DeliveryId string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
 	// Amount payable in fen: net_grams × price / 1000, rounded half-to-even.
-	AmountFen     int64        `protobuf:"varint,2,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
-	Position      *v1.Position `protobuf:"bytes,3,opt,name=position,proto3" json:"position,omitempty"`
+	AmountFen int64        `protobuf:"varint,2,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	Position  *v1.Position `protobuf:"bytes,3,opt,name=position,proto3" json:"position,omitempty"`
+	// The price applied, in fen per kilogram.
+	PriceFenPerKg int64 `protobuf:"varint,4,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3" json:"price_fen_per_kg,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordDeliveryResponse) Reset() {
 	*x = RecordDeliveryResponse{}
-	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[1]
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -149,7 +1851,7 @@ func (x *RecordDeliveryResponse) String() string {
 func (*RecordDeliveryResponse) ProtoMessage() {}
 
 func (x *RecordDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[1]
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -162,7 +1864,7 @@ func (x *RecordDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*RecordDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{1}
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RecordDeliveryResponse) GetDeliveryId() string {
@@ -186,6 +1888,419 @@ func (x *RecordDeliveryResponse) GetPosition() *v1.Position {
 	return nil
 }
 
+func (x *RecordDeliveryResponse) GetPriceFenPerKg() int64 {
+	if x != nil {
+		return x.PriceFenPerKg
+	}
+	return 0
+}
+
+// RecordDeliveriesRequest is a warehouse's batch of weigh-ins.
+type RecordDeliveriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 1000 lines; each has its own request_id.
+	Lines         []*RecordDeliveryRequest `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDeliveriesRequest) Reset() {
+	*x = RecordDeliveriesRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDeliveriesRequest) ProtoMessage() {}
+
+func (x *RecordDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*RecordDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RecordDeliveriesRequest) GetLines() []*RecordDeliveryRequest {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+// RecordDeliveriesResponse has one result per line, in the lines' order.
+type RecordDeliveriesResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*DeliveryLineResult  `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// Lines recorded (or already recorded by an earlier attempt) and refused.
+	Recorded int32 `protobuf:"varint,2,opt,name=recorded,proto3" json:"recorded,omitempty"`
+	Refused  int32 `protobuf:"varint,3,opt,name=refused,proto3" json:"refused,omitempty"`
+	// The highest position any line wrote: wait for it to read them all.
+	Position      *v1.Position `protobuf:"bytes,4,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDeliveriesResponse) Reset() {
+	*x = RecordDeliveriesResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDeliveriesResponse) ProtoMessage() {}
+
+func (x *RecordDeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*RecordDeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RecordDeliveriesResponse) GetResults() []*DeliveryLineResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *RecordDeliveriesResponse) GetRecorded() int32 {
+	if x != nil {
+		return x.Recorded
+	}
+	return 0
+}
+
+func (x *RecordDeliveriesResponse) GetRefused() int32 {
+	if x != nil {
+		return x.Refused
+	}
+	return 0
+}
+
+func (x *RecordDeliveriesResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// DeliveryLineResult is the outcome of one line.
+type DeliveryLineResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The line's index in the request, from 0.
+	Index     int32  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Set when the line was recorded.
+	Recorded *RecordDeliveryResponse `protobuf:"bytes,3,opt,name=recorded,proto3" json:"recorded,omitempty"`
+	// Set when the line was refused.
+	Error         *LineError `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryLineResult) Reset() {
+	*x = DeliveryLineResult{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryLineResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryLineResult) ProtoMessage() {}
+
+func (x *DeliveryLineResult) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryLineResult.ProtoReflect.Descriptor instead.
+func (*DeliveryLineResult) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DeliveryLineResult) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *DeliveryLineResult) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *DeliveryLineResult) GetRecorded() *RecordDeliveryResponse {
+	if x != nil {
+		return x.Recorded
+	}
+	return nil
+}
+
+func (x *DeliveryLineResult) GetError() *LineError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// LineError is why a line was refused.
+type LineError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC status code name the line would have got on its own, e.g.
+	// "FAILED_PRECONDITION".
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// Names the offending field.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LineError) Reset() {
+	*x = LineError{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LineError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LineError) ProtoMessage() {}
+
+func (x *LineError) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LineError.ProtoReflect.Descriptor instead.
+func (*LineError) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *LineError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *LineError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// CorrectDeliveryRequest replaces a delivery's weight, grade or price.
+type CorrectDeliveryRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RequestId  string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	DeliveryId string                 `protobuf:"bytes,2,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// The corrected net weight in grams; positive.
+	NetGrams int64 `protobuf:"varint,3,opt,name=net_grams,json=netGrams,proto3" json:"net_grams,omitempty"`
+	// The corrected grade. Against an order: a grade of its price table or
+	// "REJECTED"; the price follows from it.
+	Grade string `protobuf:"bytes,4,opt,name=grade,proto3" json:"grade,omitempty"`
+	// Ad-hoc deliveries only: the corrected price; unset keeps the price.
+	PriceFenPerKg *int64 `protobuf:"varint,5,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3,oneof" json:"price_fen_per_kg,omitempty"`
+	// Why, e.g. "scale 3 was miscalibrated"; required.
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CorrectDeliveryRequest) Reset() {
+	*x = CorrectDeliveryRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CorrectDeliveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CorrectDeliveryRequest) ProtoMessage() {}
+
+func (x *CorrectDeliveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CorrectDeliveryRequest.ProtoReflect.Descriptor instead.
+func (*CorrectDeliveryRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CorrectDeliveryRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CorrectDeliveryRequest) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *CorrectDeliveryRequest) GetNetGrams() int64 {
+	if x != nil {
+		return x.NetGrams
+	}
+	return 0
+}
+
+func (x *CorrectDeliveryRequest) GetGrade() string {
+	if x != nil {
+		return x.Grade
+	}
+	return ""
+}
+
+func (x *CorrectDeliveryRequest) GetPriceFenPerKg() int64 {
+	if x != nil && x.PriceFenPerKg != nil {
+		return *x.PriceFenPerKg
+	}
+	return 0
+}
+
+func (x *CorrectDeliveryRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// CorrectDeliveryResponse says what the delivery is now payable.
+type CorrectDeliveryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 for the delivery's first correction, then 2, …
+	CorrectionNumber int32 `protobuf:"varint,1,opt,name=correction_number,json=correctionNumber,proto3" json:"correction_number,omitempty"`
+	// The payable reversed (the previous amount) and its replacement.
+	ReversedAmountFen int64        `protobuf:"varint,2,opt,name=reversed_amount_fen,json=reversedAmountFen,proto3" json:"reversed_amount_fen,omitempty"`
+	AmountFen         int64        `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	Position          *v1.Position `protobuf:"bytes,4,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CorrectDeliveryResponse) Reset() {
+	*x = CorrectDeliveryResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CorrectDeliveryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CorrectDeliveryResponse) ProtoMessage() {}
+
+func (x *CorrectDeliveryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CorrectDeliveryResponse.ProtoReflect.Descriptor instead.
+func (*CorrectDeliveryResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CorrectDeliveryResponse) GetCorrectionNumber() int32 {
+	if x != nil {
+		return x.CorrectionNumber
+	}
+	return 0
+}
+
+func (x *CorrectDeliveryResponse) GetReversedAmountFen() int64 {
+	if x != nil {
+		return x.ReversedAmountFen
+	}
+	return 0
+}
+
+func (x *CorrectDeliveryResponse) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *CorrectDeliveryResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
 // GetDeliveryRequest names a delivery.
 type GetDeliveryRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -196,7 +2311,7 @@ type GetDeliveryRequest struct {
 
 func (x *GetDeliveryRequest) Reset() {
 	*x = GetDeliveryRequest{}
-	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[2]
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +2323,7 @@ func (x *GetDeliveryRequest) String() string {
 func (*GetDeliveryRequest) ProtoMessage() {}
 
 func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[2]
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +2336,7 @@ func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*GetDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{2}
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetDeliveryRequest) GetDeliveryId() string {
@@ -241,7 +2356,7 @@ type GetDeliveryResponse struct {
 
 func (x *GetDeliveryResponse) Reset() {
 	*x = GetDeliveryResponse{}
-	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[3]
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +2368,7 @@ func (x *GetDeliveryResponse) String() string {
 func (*GetDeliveryResponse) ProtoMessage() {}
 
 func (x *GetDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[3]
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +2381,7 @@ func (x *GetDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*GetDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{3}
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetDeliveryResponse) GetDelivery() *Delivery {
@@ -276,7 +2391,7 @@ func (x *GetDeliveryResponse) GetDelivery() *Delivery {
 	return nil
 }
 
-// Delivery is a recorded weigh-in.
+// Delivery is a recorded weigh-in, as last corrected.
 type Delivery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DeliveryId    string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
@@ -288,13 +2403,20 @@ type Delivery struct {
 	AmountFen     int64                  `protobuf:"varint,7,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
 	WeighedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=weighed_at,json=weighedAt,proto3" json:"weighed_at,omitempty"`
 	Position      *v1.Position           `protobuf:"bytes,9,opt,name=position,proto3" json:"position,omitempty"`
+	// Empty for an ad-hoc delivery.
+	OrderId   string `protobuf:"bytes,10,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	ProgramId string `protobuf:"bytes,11,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	Warehouse string `protobuf:"bytes,12,opt,name=warehouse,proto3" json:"warehouse,omitempty"`
+	County    string `protobuf:"bytes,13,opt,name=county,proto3" json:"county,omitempty"`
+	// How often it was corrected.
+	Corrections   int32 `protobuf:"varint,14,opt,name=corrections,proto3" json:"corrections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[4]
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +2428,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[4]
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +2441,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{4}
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Delivery) GetDeliveryId() string {
@@ -385,11 +2507,488 @@ func (x *Delivery) GetPosition() *v1.Position {
 	return nil
 }
 
+func (x *Delivery) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *Delivery) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *Delivery) GetWarehouse() string {
+	if x != nil {
+		return x.Warehouse
+	}
+	return ""
+}
+
+func (x *Delivery) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *Delivery) GetCorrections() int32 {
+	if x != nil {
+		return x.Corrections
+	}
+	return 0
+}
+
+// ListFarmerDeliveriesRequest pages a farmer's deliveries.
+type ListFarmerDeliveriesRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// At most this many (default 50, at most 500).
+	PageSize      int32        `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string       `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	MinPosition   *v1.Position `protobuf:"bytes,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFarmerDeliveriesRequest) Reset() {
+	*x = ListFarmerDeliveriesRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFarmerDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFarmerDeliveriesRequest) ProtoMessage() {}
+
+func (x *ListFarmerDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFarmerDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*ListFarmerDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListFarmerDeliveriesRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *ListFarmerDeliveriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFarmerDeliveriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListFarmerDeliveriesRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ListFarmerDeliveriesResponse is a page of deliveries, newest first.
+type ListFarmerDeliveriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	AsOf          *v1.Position           `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFarmerDeliveriesResponse) Reset() {
+	*x = ListFarmerDeliveriesResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFarmerDeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFarmerDeliveriesResponse) ProtoMessage() {}
+
+func (x *ListFarmerDeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFarmerDeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*ListFarmerDeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListFarmerDeliveriesResponse) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *ListFarmerDeliveriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListFarmerDeliveriesResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// ListCountyTotalsRequest asks for the totals of every county.
+type ListCountyTotalsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MinPosition   *v1.Position           `protobuf:"bytes,1,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCountyTotalsRequest) Reset() {
+	*x = ListCountyTotalsRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCountyTotalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCountyTotalsRequest) ProtoMessage() {}
+
+func (x *ListCountyTotalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCountyTotalsRequest.ProtoReflect.Descriptor instead.
+func (*ListCountyTotalsRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListCountyTotalsRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ListCountyTotalsResponse has one row per county, sorted by county.
+type ListCountyTotalsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counties      []*CountyTotals        `protobuf:"bytes,1,rep,name=counties,proto3" json:"counties,omitempty"`
+	AsOf          *v1.Position           `protobuf:"bytes,2,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCountyTotalsResponse) Reset() {
+	*x = ListCountyTotalsResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCountyTotalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCountyTotalsResponse) ProtoMessage() {}
+
+func (x *ListCountyTotalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCountyTotalsResponse.ProtoReflect.Descriptor instead.
+func (*ListCountyTotalsResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListCountyTotalsResponse) GetCounties() []*CountyTotals {
+	if x != nil {
+		return x.Counties
+	}
+	return nil
+}
+
+func (x *ListCountyTotalsResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// CountyTotals is what procurement knows of one county.
+type CountyTotals struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	County string                 `protobuf:"bytes,1,opt,name=county,proto3" json:"county,omitempty"`
+	// Farmers registered with the ledger in the county.
+	Farmers int64 `protobuf:"varint,2,opt,name=farmers,proto3" json:"farmers,omitempty"`
+	// What was ordered and delivered there (key = county), all programmes
+	// and ad-hoc purchases together.
+	Progress      *Progress `protobuf:"bytes,3,opt,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountyTotals) Reset() {
+	*x = CountyTotals{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountyTotals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountyTotals) ProtoMessage() {}
+
+func (x *CountyTotals) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountyTotals.ProtoReflect.Descriptor instead.
+func (*CountyTotals) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CountyTotals) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *CountyTotals) GetFarmers() int64 {
+	if x != nil {
+		return x.Farmers
+	}
+	return 0
+}
+
+func (x *CountyTotals) GetProgress() *Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
 var File_furrow_procurement_v1_procurement_proto protoreflect.FileDescriptor
 
 const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"\n" +
-	"'furrow/procurement/v1/procurement.proto\x12\x15furrow.procurement.v1\x1a\x1efurrow/types/v1/position.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n" +
+	"'furrow/procurement/v1/procurement.proto\x12\x15furrow.procurement.v1\x1a\x1efurrow/types/v1/position.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x02\n" +
+	"\x12OpenProgramRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x02 \x01(\tR\tprogramId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"budget_fen\x18\x04 \x01(\x03R\tbudgetFen\x12=\n" +
+	"\fperiod_start\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vperiodStart\x129\n" +
+	"\n" +
+	"period_end\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tperiodEnd\x12\x1a\n" +
+	"\bproducts\x18\a \x03(\tR\bproducts\x12\x1a\n" +
+	"\bcounties\x18\b \x03(\tR\bcounties\"k\n" +
+	"\x13OpenProgramResponse\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x125\n" +
+	"\bposition\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"k\n" +
+	"\x13CloseProgramRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x02 \x01(\tR\tprogramId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"M\n" +
+	"\x14CloseProgramResponse\x125\n" +
+	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"2\n" +
+	"\x11GetProgramRequest\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\"N\n" +
+	"\x12GetProgramResponse\x128\n" +
+	"\aprogram\x18\x01 \x01(\v2\x1e.furrow.procurement.v1.ProgramR\aprogram\"\xc5\x03\n" +
+	"\aProgram\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"budget_fen\x18\x03 \x01(\x03R\tbudgetFen\x12!\n" +
+	"\freserved_fen\x18\x04 \x01(\x03R\vreservedFen\x12#\n" +
+	"\ravailable_fen\x18\x05 \x01(\x03R\favailableFen\x12=\n" +
+	"\fperiod_start\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vperiodStart\x129\n" +
+	"\n" +
+	"period_end\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tperiodEnd\x12\x1a\n" +
+	"\bproducts\x18\b \x03(\tR\bproducts\x12\x1a\n" +
+	"\bcounties\x18\t \x03(\tR\bcounties\x12<\n" +
+	"\x06status\x18\n" +
+	" \x01(\x0e2$.furrow.procurement.v1.ProgramStatusR\x06status\x12\x16\n" +
+	"\x06orders\x18\v \x01(\x03R\x06orders\x12\x18\n" +
+	"\aversion\x18\f \x01(\x04R\aversion\"x\n" +
+	"\x19GetProgramProgressRequest\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x12<\n" +
+	"\fmin_position\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xb4\x03\n" +
+	"\x1aGetProgramProgressResponse\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12<\n" +
+	"\x06status\x18\x03 \x01(\x0e2$.furrow.procurement.v1.ProgramStatusR\x06status\x12\x1d\n" +
+	"\n" +
+	"budget_fen\x18\x04 \x01(\x03R\tbudgetFen\x12!\n" +
+	"\freserved_fen\x18\x05 \x01(\x03R\vreservedFen\x125\n" +
+	"\x05total\x18\x06 \x01(\v2\x1f.furrow.procurement.v1.ProgressR\x05total\x12>\n" +
+	"\n" +
+	"by_product\x18\a \x03(\v2\x1f.furrow.procurement.v1.ProgressR\tbyProduct\x12<\n" +
+	"\tby_county\x18\b \x03(\v2\x1f.furrow.procurement.v1.ProgressR\bbyCounty\x12.\n" +
+	"\x05as_of\x18\t \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xee\x01\n" +
+	"\bProgress\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06orders\x18\x02 \x01(\x03R\x06orders\x12#\n" +
+	"\rordered_grams\x18\x03 \x01(\x03R\forderedGrams\x12\x1e\n" +
+	"\n" +
+	"deliveries\x18\x04 \x01(\x03R\n" +
+	"deliveries\x12'\n" +
+	"\x0fdelivered_grams\x18\x05 \x01(\x03R\x0edeliveredGrams\x12#\n" +
+	"\rdelivered_fen\x18\x06 \x01(\x03R\fdeliveredFen\x12%\n" +
+	"\x0erejected_grams\x18\a \x01(\x03R\rrejectedGrams\"K\n" +
+	"\n" +
+	"GradePrice\x12\x14\n" +
+	"\x05grade\x18\x01 \x01(\tR\x05grade\x12'\n" +
+	"\x10price_fen_per_kg\x18\x02 \x01(\x03R\rpriceFenPerKg\"\xb0\x03\n" +
+	"\x11PlaceOrderRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x02 \x01(\tR\tprogramId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12\x18\n" +
+	"\aproduct\x18\x04 \x01(\tR\aproduct\x129\n" +
+	"\x06prices\x18\x05 \x03(\v2!.furrow.procurement.v1.GradePriceR\x06prices\x12#\n" +
+	"\rordered_grams\x18\x06 \x01(\x03R\forderedGrams\x12!\n" +
+	"\ftolerance_bp\x18\a \x01(\x05R\vtoleranceBp\x12=\n" +
+	"\fwindow_start\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"window_end\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x12)\n" +
+	"\x10origin_warehouse\x18\n" +
+	" \x01(\tR\x0foriginWarehouse\"\xa6\x01\n" +
+	"\x12PlaceOrderResponse\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1b\n" +
+	"\tmax_grams\x18\x02 \x01(\x03R\bmaxGrams\x12!\n" +
+	"\freserved_fen\x18\x03 \x01(\x03R\vreservedFen\x125\n" +
+	"\bposition\x18\x04 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"f\n" +
+	"\x12CancelOrderRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"o\n" +
+	"\x13CancelOrderResponse\x12!\n" +
+	"\freleased_fen\x18\x01 \x01(\x03R\vreleasedFen\x125\n" +
+	"\bposition\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\",\n" +
+	"\x0fGetOrderRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\"F\n" +
+	"\x10GetOrderResponse\x122\n" +
+	"\x05order\x18\x01 \x01(\v2\x1c.furrow.procurement.v1.OrderR\x05order\"\xe3\x05\n" +
+	"\x05Order\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x02 \x01(\tR\tprogramId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12\x16\n" +
+	"\x06county\x18\x04 \x01(\tR\x06county\x12\x18\n" +
+	"\aproduct\x18\x05 \x01(\tR\aproduct\x129\n" +
+	"\x06prices\x18\x06 \x03(\v2!.furrow.procurement.v1.GradePriceR\x06prices\x12#\n" +
+	"\rordered_grams\x18\a \x01(\x03R\forderedGrams\x12!\n" +
+	"\ftolerance_bp\x18\b \x01(\x05R\vtoleranceBp\x12\x1b\n" +
+	"\tmax_grams\x18\t \x01(\x03R\bmaxGrams\x12=\n" +
+	"\fwindow_start\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"window_end\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x12)\n" +
+	"\x10origin_warehouse\x18\f \x01(\tR\x0foriginWarehouse\x12:\n" +
+	"\x06status\x18\r \x01(\x0e2\".furrow.procurement.v1.OrderStatusR\x06status\x12!\n" +
+	"\freserved_fen\x18\x0e \x01(\x03R\vreservedFen\x12'\n" +
+	"\x0fdelivered_grams\x18\x0f \x01(\x03R\x0edeliveredGrams\x12#\n" +
+	"\rdelivered_fen\x18\x10 \x01(\x03R\fdeliveredFen\x12%\n" +
+	"\x0erejected_grams\x18\x11 \x01(\x03R\rrejectedGrams\x12\x1e\n" +
+	"\n" +
+	"deliveries\x18\x12 \x01(\x03R\n" +
+	"deliveries\x12\x18\n" +
+	"\aversion\x18\x13 \x01(\x04R\aversion\"\x9d\x02\n" +
+	"\x11ListOrdersRequest\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x16\n" +
+	"\x06county\x18\x03 \x01(\tR\x06county\x12:\n" +
+	"\x06status\x18\x04 \x01(\x0e2\".furrow.procurement.v1.OrderStatusR\x06status\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\x12<\n" +
+	"\fmin_position\x18\a \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xa2\x01\n" +
+	"\x12ListOrdersResponse\x124\n" +
+	"\x06orders\x18\x01 \x03(\v2\x1c.furrow.procurement.v1.OrderR\x06orders\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xbd\x02\n" +
 	"\x15RecordDeliveryRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
@@ -399,18 +2998,53 @@ const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"\x10price_fen_per_kg\x18\x05 \x01(\x03R\rpriceFenPerKg\x12\x14\n" +
 	"\x05grade\x18\x06 \x01(\tR\x05grade\x129\n" +
 	"\n" +
-	"weighed_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tweighedAt\"\x8f\x01\n" +
+	"weighed_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tweighedAt\x12\x19\n" +
+	"\border_id\x18\b \x01(\tR\aorderId\x12\x1c\n" +
+	"\twarehouse\x18\t \x01(\tR\twarehouse\"\xb8\x01\n" +
 	"\x16RecordDeliveryResponse\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1d\n" +
 	"\n" +
 	"amount_fen\x18\x02 \x01(\x03R\tamountFen\x125\n" +
-	"\bposition\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"5\n" +
+	"\bposition\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\x12'\n" +
+	"\x10price_fen_per_kg\x18\x04 \x01(\x03R\rpriceFenPerKg\"]\n" +
+	"\x17RecordDeliveriesRequest\x12B\n" +
+	"\x05lines\x18\x01 \x03(\v2,.furrow.procurement.v1.RecordDeliveryRequestR\x05lines\"\xcc\x01\n" +
+	"\x18RecordDeliveriesResponse\x12C\n" +
+	"\aresults\x18\x01 \x03(\v2).furrow.procurement.v1.DeliveryLineResultR\aresults\x12\x1a\n" +
+	"\brecorded\x18\x02 \x01(\x05R\brecorded\x12\x18\n" +
+	"\arefused\x18\x03 \x01(\x05R\arefused\x125\n" +
+	"\bposition\x18\x04 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"\xcc\x01\n" +
+	"\x12DeliveryLineResult\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12I\n" +
+	"\brecorded\x18\x03 \x01(\v2-.furrow.procurement.v1.RecordDeliveryResponseR\brecorded\x126\n" +
+	"\x05error\x18\x04 \x01(\v2 .furrow.procurement.v1.LineErrorR\x05error\"9\n" +
+	"\tLineError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xe6\x01\n" +
+	"\x16CorrectDeliveryRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
+	"\vdelivery_id\x18\x02 \x01(\tR\n" +
+	"deliveryId\x12\x1b\n" +
+	"\tnet_grams\x18\x03 \x01(\x03R\bnetGrams\x12\x14\n" +
+	"\x05grade\x18\x04 \x01(\tR\x05grade\x12,\n" +
+	"\x10price_fen_per_kg\x18\x05 \x01(\x03H\x00R\rpriceFenPerKg\x88\x01\x01\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reasonB\x13\n" +
+	"\x11_price_fen_per_kg\"\xcc\x01\n" +
+	"\x17CorrectDeliveryResponse\x12+\n" +
+	"\x11correction_number\x18\x01 \x01(\x05R\x10correctionNumber\x12.\n" +
+	"\x13reversed_amount_fen\x18\x02 \x01(\x03R\x11reversedAmountFen\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x03 \x01(\x03R\tamountFen\x125\n" +
+	"\bposition\x18\x04 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"5\n" +
 	"\x12GetDeliveryRequest\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\"R\n" +
 	"\x13GetDeliveryResponse\x12;\n" +
-	"\bdelivery\x18\x01 \x01(\v2\x1f.furrow.procurement.v1.DeliveryR\bdelivery\"\xcf\x02\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x1f.furrow.procurement.v1.DeliveryR\bdelivery\"\xe1\x03\n" +
 	"\bDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1b\n" +
@@ -423,10 +3057,62 @@ const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"amount_fen\x18\a \x01(\x03R\tamountFen\x129\n" +
 	"\n" +
 	"weighed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tweighedAt\x125\n" +
-	"\bposition\x18\t \x01(\v2\x19.furrow.types.v1.PositionR\bposition2\xe9\x01\n" +
-	"\x12ProcurementService\x12m\n" +
-	"\x0eRecordDelivery\x12,.furrow.procurement.v1.RecordDeliveryRequest\x1a-.furrow.procurement.v1.RecordDeliveryResponse\x12d\n" +
-	"\vGetDelivery\x12).furrow.procurement.v1.GetDeliveryRequest\x1a*.furrow.procurement.v1.GetDeliveryResponseBDZBgithub.com/furrow/furrow/proto/furrow/procurement/v1;procurementv1b\x06proto3"
+	"\bposition\x18\t \x01(\v2\x19.furrow.types.v1.PositionR\bposition\x12\x19\n" +
+	"\border_id\x18\n" +
+	" \x01(\tR\aorderId\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\v \x01(\tR\tprogramId\x12\x1c\n" +
+	"\twarehouse\x18\f \x01(\tR\twarehouse\x12\x16\n" +
+	"\x06county\x18\r \x01(\tR\x06county\x12 \n" +
+	"\vcorrections\x18\x0e \x01(\x05R\vcorrections\"\xb4\x01\n" +
+	"\x1bListFarmerDeliveriesRequest\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12<\n" +
+	"\fmin_position\x18\x04 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xb7\x01\n" +
+	"\x1cListFarmerDeliveriesResponse\x12?\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x1f.furrow.procurement.v1.DeliveryR\n" +
+	"deliveries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"W\n" +
+	"\x17ListCountyTotalsRequest\x12<\n" +
+	"\fmin_position\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\x8b\x01\n" +
+	"\x18ListCountyTotalsResponse\x12?\n" +
+	"\bcounties\x18\x01 \x03(\v2#.furrow.procurement.v1.CountyTotalsR\bcounties\x12.\n" +
+	"\x05as_of\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"}\n" +
+	"\fCountyTotals\x12\x16\n" +
+	"\x06county\x18\x01 \x01(\tR\x06county\x12\x18\n" +
+	"\afarmers\x18\x02 \x01(\x03R\afarmers\x12;\n" +
+	"\bprogress\x18\x03 \x01(\v2\x1f.furrow.procurement.v1.ProgressR\bprogress*c\n" +
+	"\rProgramStatus\x12\x1e\n" +
+	"\x1aPROGRAM_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13PROGRAM_STATUS_OPEN\x10\x01\x12\x19\n" +
+	"\x15PROGRAM_STATUS_CLOSED\x10\x02*z\n" +
+	"\vOrderStatus\x12\x1c\n" +
+	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11ORDER_STATUS_OPEN\x10\x01\x12\x1a\n" +
+	"\x16ORDER_STATUS_FULFILLED\x10\x02\x12\x1a\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x032\xfc\v\n" +
+	"\x12ProcurementService\x12d\n" +
+	"\vOpenProgram\x12).furrow.procurement.v1.OpenProgramRequest\x1a*.furrow.procurement.v1.OpenProgramResponse\x12g\n" +
+	"\fCloseProgram\x12*.furrow.procurement.v1.CloseProgramRequest\x1a+.furrow.procurement.v1.CloseProgramResponse\x12a\n" +
+	"\n" +
+	"GetProgram\x12(.furrow.procurement.v1.GetProgramRequest\x1a).furrow.procurement.v1.GetProgramResponse\x12y\n" +
+	"\x12GetProgramProgress\x120.furrow.procurement.v1.GetProgramProgressRequest\x1a1.furrow.procurement.v1.GetProgramProgressResponse\x12a\n" +
+	"\n" +
+	"PlaceOrder\x12(.furrow.procurement.v1.PlaceOrderRequest\x1a).furrow.procurement.v1.PlaceOrderResponse\x12d\n" +
+	"\vCancelOrder\x12).furrow.procurement.v1.CancelOrderRequest\x1a*.furrow.procurement.v1.CancelOrderResponse\x12[\n" +
+	"\bGetOrder\x12&.furrow.procurement.v1.GetOrderRequest\x1a'.furrow.procurement.v1.GetOrderResponse\x12a\n" +
+	"\n" +
+	"ListOrders\x12(.furrow.procurement.v1.ListOrdersRequest\x1a).furrow.procurement.v1.ListOrdersResponse\x12m\n" +
+	"\x0eRecordDelivery\x12,.furrow.procurement.v1.RecordDeliveryRequest\x1a-.furrow.procurement.v1.RecordDeliveryResponse\x12s\n" +
+	"\x10RecordDeliveries\x12..furrow.procurement.v1.RecordDeliveriesRequest\x1a/.furrow.procurement.v1.RecordDeliveriesResponse\x12p\n" +
+	"\x0fCorrectDelivery\x12-.furrow.procurement.v1.CorrectDeliveryRequest\x1a..furrow.procurement.v1.CorrectDeliveryResponse\x12d\n" +
+	"\vGetDelivery\x12).furrow.procurement.v1.GetDeliveryRequest\x1a*.furrow.procurement.v1.GetDeliveryResponse\x12\x7f\n" +
+	"\x14ListFarmerDeliveries\x122.furrow.procurement.v1.ListFarmerDeliveriesRequest\x1a3.furrow.procurement.v1.ListFarmerDeliveriesResponse\x12s\n" +
+	"\x10ListCountyTotals\x12..furrow.procurement.v1.ListCountyTotalsRequest\x1a/.furrow.procurement.v1.ListCountyTotalsResponseBDZBgithub.com/furrow/furrow/proto/furrow/procurement/v1;procurementv1b\x06proto3"
 
 var (
 	file_furrow_procurement_v1_procurement_proto_rawDescOnce sync.Once
@@ -440,31 +3126,130 @@ func file_furrow_procurement_v1_procurement_proto_rawDescGZIP() []byte {
 	return file_furrow_procurement_v1_procurement_proto_rawDescData
 }
 
-var file_furrow_procurement_v1_procurement_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_furrow_procurement_v1_procurement_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_furrow_procurement_v1_procurement_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_furrow_procurement_v1_procurement_proto_goTypes = []any{
-	(*RecordDeliveryRequest)(nil),  // 0: furrow.procurement.v1.RecordDeliveryRequest
-	(*RecordDeliveryResponse)(nil), // 1: furrow.procurement.v1.RecordDeliveryResponse
-	(*GetDeliveryRequest)(nil),     // 2: furrow.procurement.v1.GetDeliveryRequest
-	(*GetDeliveryResponse)(nil),    // 3: furrow.procurement.v1.GetDeliveryResponse
-	(*Delivery)(nil),               // 4: furrow.procurement.v1.Delivery
-	(*timestamppb.Timestamp)(nil),  // 5: google.protobuf.Timestamp
-	(*v1.Position)(nil),            // 6: furrow.types.v1.Position
+	(ProgramStatus)(0),                   // 0: furrow.procurement.v1.ProgramStatus
+	(OrderStatus)(0),                     // 1: furrow.procurement.v1.OrderStatus
+	(*OpenProgramRequest)(nil),           // 2: furrow.procurement.v1.OpenProgramRequest
+	(*OpenProgramResponse)(nil),          // 3: furrow.procurement.v1.OpenProgramResponse
+	(*CloseProgramRequest)(nil),          // 4: furrow.procurement.v1.CloseProgramRequest
+	(*CloseProgramResponse)(nil),         // 5: furrow.procurement.v1.CloseProgramResponse
+	(*GetProgramRequest)(nil),            // 6: furrow.procurement.v1.GetProgramRequest
+	(*GetProgramResponse)(nil),           // 7: furrow.procurement.v1.GetProgramResponse
+	(*Program)(nil),                      // 8: furrow.procurement.v1.Program
+	(*GetProgramProgressRequest)(nil),    // 9: furrow.procurement.v1.GetProgramProgressRequest
+	(*GetProgramProgressResponse)(nil),   // 10: furrow.procurement.v1.GetProgramProgressResponse
+	(*Progress)(nil),                     // 11: furrow.procurement.v1.Progress
+	(*GradePrice)(nil),                   // 12: furrow.procurement.v1.GradePrice
+	(*PlaceOrderRequest)(nil),            // 13: furrow.procurement.v1.PlaceOrderRequest
+	(*PlaceOrderResponse)(nil),           // 14: furrow.procurement.v1.PlaceOrderResponse
+	(*CancelOrderRequest)(nil),           // 15: furrow.procurement.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),          // 16: furrow.procurement.v1.CancelOrderResponse
+	(*GetOrderRequest)(nil),              // 17: furrow.procurement.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),             // 18: furrow.procurement.v1.GetOrderResponse
+	(*Order)(nil),                        // 19: furrow.procurement.v1.Order
+	(*ListOrdersRequest)(nil),            // 20: furrow.procurement.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),           // 21: furrow.procurement.v1.ListOrdersResponse
+	(*RecordDeliveryRequest)(nil),        // 22: furrow.procurement.v1.RecordDeliveryRequest
+	(*RecordDeliveryResponse)(nil),       // 23: furrow.procurement.v1.RecordDeliveryResponse
+	(*RecordDeliveriesRequest)(nil),      // 24: furrow.procurement.v1.RecordDeliveriesRequest
+	(*RecordDeliveriesResponse)(nil),     // 25: furrow.procurement.v1.RecordDeliveriesResponse
+	(*DeliveryLineResult)(nil),           // 26: furrow.procurement.v1.DeliveryLineResult
+	(*LineError)(nil),                    // 27: furrow.procurement.v1.LineError
+	(*CorrectDeliveryRequest)(nil),       // 28: furrow.procurement.v1.CorrectDeliveryRequest
+	(*CorrectDeliveryResponse)(nil),      // 29: furrow.procurement.v1.CorrectDeliveryResponse
+	(*GetDeliveryRequest)(nil),           // 30: furrow.procurement.v1.GetDeliveryRequest
+	(*GetDeliveryResponse)(nil),          // 31: furrow.procurement.v1.GetDeliveryResponse
+	(*Delivery)(nil),                     // 32: furrow.procurement.v1.Delivery
+	(*ListFarmerDeliveriesRequest)(nil),  // 33: furrow.procurement.v1.ListFarmerDeliveriesRequest
+	(*ListFarmerDeliveriesResponse)(nil), // 34: furrow.procurement.v1.ListFarmerDeliveriesResponse
+	(*ListCountyTotalsRequest)(nil),      // 35: furrow.procurement.v1.ListCountyTotalsRequest
+	(*ListCountyTotalsResponse)(nil),     // 36: furrow.procurement.v1.ListCountyTotalsResponse
+	(*CountyTotals)(nil),                 // 37: furrow.procurement.v1.CountyTotals
+	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
+	(*v1.Position)(nil),                  // 39: furrow.types.v1.Position
 }
 var file_furrow_procurement_v1_procurement_proto_depIdxs = []int32{
-	5, // 0: furrow.procurement.v1.RecordDeliveryRequest.weighed_at:type_name -> google.protobuf.Timestamp
-	6, // 1: furrow.procurement.v1.RecordDeliveryResponse.position:type_name -> furrow.types.v1.Position
-	4, // 2: furrow.procurement.v1.GetDeliveryResponse.delivery:type_name -> furrow.procurement.v1.Delivery
-	5, // 3: furrow.procurement.v1.Delivery.weighed_at:type_name -> google.protobuf.Timestamp
-	6, // 4: furrow.procurement.v1.Delivery.position:type_name -> furrow.types.v1.Position
-	0, // 5: furrow.procurement.v1.ProcurementService.RecordDelivery:input_type -> furrow.procurement.v1.RecordDeliveryRequest
-	2, // 6: furrow.procurement.v1.ProcurementService.GetDelivery:input_type -> furrow.procurement.v1.GetDeliveryRequest
-	1, // 7: furrow.procurement.v1.ProcurementService.RecordDelivery:output_type -> furrow.procurement.v1.RecordDeliveryResponse
-	3, // 8: furrow.procurement.v1.ProcurementService.GetDelivery:output_type -> furrow.procurement.v1.GetDeliveryResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	38, // 0: furrow.procurement.v1.OpenProgramRequest.period_start:type_name -> google.protobuf.Timestamp
+	38, // 1: furrow.procurement.v1.OpenProgramRequest.period_end:type_name -> google.protobuf.Timestamp
+	39, // 2: furrow.procurement.v1.OpenProgramResponse.position:type_name -> furrow.types.v1.Position
+	39, // 3: furrow.procurement.v1.CloseProgramResponse.position:type_name -> furrow.types.v1.Position
+	8,  // 4: furrow.procurement.v1.GetProgramResponse.program:type_name -> furrow.procurement.v1.Program
+	38, // 5: furrow.procurement.v1.Program.period_start:type_name -> google.protobuf.Timestamp
+	38, // 6: furrow.procurement.v1.Program.period_end:type_name -> google.protobuf.Timestamp
+	0,  // 7: furrow.procurement.v1.Program.status:type_name -> furrow.procurement.v1.ProgramStatus
+	39, // 8: furrow.procurement.v1.GetProgramProgressRequest.min_position:type_name -> furrow.types.v1.Position
+	0,  // 9: furrow.procurement.v1.GetProgramProgressResponse.status:type_name -> furrow.procurement.v1.ProgramStatus
+	11, // 10: furrow.procurement.v1.GetProgramProgressResponse.total:type_name -> furrow.procurement.v1.Progress
+	11, // 11: furrow.procurement.v1.GetProgramProgressResponse.by_product:type_name -> furrow.procurement.v1.Progress
+	11, // 12: furrow.procurement.v1.GetProgramProgressResponse.by_county:type_name -> furrow.procurement.v1.Progress
+	39, // 13: furrow.procurement.v1.GetProgramProgressResponse.as_of:type_name -> furrow.types.v1.Position
+	12, // 14: furrow.procurement.v1.PlaceOrderRequest.prices:type_name -> furrow.procurement.v1.GradePrice
+	38, // 15: furrow.procurement.v1.PlaceOrderRequest.window_start:type_name -> google.protobuf.Timestamp
+	38, // 16: furrow.procurement.v1.PlaceOrderRequest.window_end:type_name -> google.protobuf.Timestamp
+	39, // 17: furrow.procurement.v1.PlaceOrderResponse.position:type_name -> furrow.types.v1.Position
+	39, // 18: furrow.procurement.v1.CancelOrderResponse.position:type_name -> furrow.types.v1.Position
+	19, // 19: furrow.procurement.v1.GetOrderResponse.order:type_name -> furrow.procurement.v1.Order
+	12, // 20: furrow.procurement.v1.Order.prices:type_name -> furrow.procurement.v1.GradePrice
+	38, // 21: furrow.procurement.v1.Order.window_start:type_name -> google.protobuf.Timestamp
+	38, // 22: furrow.procurement.v1.Order.window_end:type_name -> google.protobuf.Timestamp
+	1,  // 23: furrow.procurement.v1.Order.status:type_name -> furrow.procurement.v1.OrderStatus
+	1,  // 24: furrow.procurement.v1.ListOrdersRequest.status:type_name -> furrow.procurement.v1.OrderStatus
+	39, // 25: furrow.procurement.v1.ListOrdersRequest.min_position:type_name -> furrow.types.v1.Position
+	19, // 26: furrow.procurement.v1.ListOrdersResponse.orders:type_name -> furrow.procurement.v1.Order
+	39, // 27: furrow.procurement.v1.ListOrdersResponse.as_of:type_name -> furrow.types.v1.Position
+	38, // 28: furrow.procurement.v1.RecordDeliveryRequest.weighed_at:type_name -> google.protobuf.Timestamp
+	39, // 29: furrow.procurement.v1.RecordDeliveryResponse.position:type_name -> furrow.types.v1.Position
+	22, // 30: furrow.procurement.v1.RecordDeliveriesRequest.lines:type_name -> furrow.procurement.v1.RecordDeliveryRequest
+	26, // 31: furrow.procurement.v1.RecordDeliveriesResponse.results:type_name -> furrow.procurement.v1.DeliveryLineResult
+	39, // 32: furrow.procurement.v1.RecordDeliveriesResponse.position:type_name -> furrow.types.v1.Position
+	23, // 33: furrow.procurement.v1.DeliveryLineResult.recorded:type_name -> furrow.procurement.v1.RecordDeliveryResponse
+	27, // 34: furrow.procurement.v1.DeliveryLineResult.error:type_name -> furrow.procurement.v1.LineError
+	39, // 35: furrow.procurement.v1.CorrectDeliveryResponse.position:type_name -> furrow.types.v1.Position
+	32, // 36: furrow.procurement.v1.GetDeliveryResponse.delivery:type_name -> furrow.procurement.v1.Delivery
+	38, // 37: furrow.procurement.v1.Delivery.weighed_at:type_name -> google.protobuf.Timestamp
+	39, // 38: furrow.procurement.v1.Delivery.position:type_name -> furrow.types.v1.Position
+	39, // 39: furrow.procurement.v1.ListFarmerDeliveriesRequest.min_position:type_name -> furrow.types.v1.Position
+	32, // 40: furrow.procurement.v1.ListFarmerDeliveriesResponse.deliveries:type_name -> furrow.procurement.v1.Delivery
+	39, // 41: furrow.procurement.v1.ListFarmerDeliveriesResponse.as_of:type_name -> furrow.types.v1.Position
+	39, // 42: furrow.procurement.v1.ListCountyTotalsRequest.min_position:type_name -> furrow.types.v1.Position
+	37, // 43: furrow.procurement.v1.ListCountyTotalsResponse.counties:type_name -> furrow.procurement.v1.CountyTotals
+	39, // 44: furrow.procurement.v1.ListCountyTotalsResponse.as_of:type_name -> furrow.types.v1.Position
+	11, // 45: furrow.procurement.v1.CountyTotals.progress:type_name -> furrow.procurement.v1.Progress
+	2,  // 46: furrow.procurement.v1.ProcurementService.OpenProgram:input_type -> furrow.procurement.v1.OpenProgramRequest
+	4,  // 47: furrow.procurement.v1.ProcurementService.CloseProgram:input_type -> furrow.procurement.v1.CloseProgramRequest
+	6,  // 48: furrow.procurement.v1.ProcurementService.GetProgram:input_type -> furrow.procurement.v1.GetProgramRequest
+	9,  // 49: furrow.procurement.v1.ProcurementService.GetProgramProgress:input_type -> furrow.procurement.v1.GetProgramProgressRequest
+	13, // 50: furrow.procurement.v1.ProcurementService.PlaceOrder:input_type -> furrow.procurement.v1.PlaceOrderRequest
+	15, // 51: furrow.procurement.v1.ProcurementService.CancelOrder:input_type -> furrow.procurement.v1.CancelOrderRequest
+	17, // 52: furrow.procurement.v1.ProcurementService.GetOrder:input_type -> furrow.procurement.v1.GetOrderRequest
+	20, // 53: furrow.procurement.v1.ProcurementService.ListOrders:input_type -> furrow.procurement.v1.ListOrdersRequest
+	22, // 54: furrow.procurement.v1.ProcurementService.RecordDelivery:input_type -> furrow.procurement.v1.RecordDeliveryRequest
+	24, // 55: furrow.procurement.v1.ProcurementService.RecordDeliveries:input_type -> furrow.procurement.v1.RecordDeliveriesRequest
+	28, // 56: furrow.procurement.v1.ProcurementService.CorrectDelivery:input_type -> furrow.procurement.v1.CorrectDeliveryRequest
+	30, // 57: furrow.procurement.v1.ProcurementService.GetDelivery:input_type -> furrow.procurement.v1.GetDeliveryRequest
+	33, // 58: furrow.procurement.v1.ProcurementService.ListFarmerDeliveries:input_type -> furrow.procurement.v1.ListFarmerDeliveriesRequest
+	35, // 59: furrow.procurement.v1.ProcurementService.ListCountyTotals:input_type -> furrow.procurement.v1.ListCountyTotalsRequest
+	3,  // 60: furrow.procurement.v1.ProcurementService.OpenProgram:output_type -> furrow.procurement.v1.OpenProgramResponse
+	5,  // 61: furrow.procurement.v1.ProcurementService.CloseProgram:output_type -> furrow.procurement.v1.CloseProgramResponse
+	7,  // 62: furrow.procurement.v1.ProcurementService.GetProgram:output_type -> furrow.procurement.v1.GetProgramResponse
+	10, // 63: furrow.procurement.v1.ProcurementService.GetProgramProgress:output_type -> furrow.procurement.v1.GetProgramProgressResponse
+	14, // 64: furrow.procurement.v1.ProcurementService.PlaceOrder:output_type -> furrow.procurement.v1.PlaceOrderResponse
+	16, // 65: furrow.procurement.v1.ProcurementService.CancelOrder:output_type -> furrow.procurement.v1.CancelOrderResponse
+	18, // 66: furrow.procurement.v1.ProcurementService.GetOrder:output_type -> furrow.procurement.v1.GetOrderResponse
+	21, // 67: furrow.procurement.v1.ProcurementService.ListOrders:output_type -> furrow.procurement.v1.ListOrdersResponse
+	23, // 68: furrow.procurement.v1.ProcurementService.RecordDelivery:output_type -> furrow.procurement.v1.RecordDeliveryResponse
+	25, // 69: furrow.procurement.v1.ProcurementService.RecordDeliveries:output_type -> furrow.procurement.v1.RecordDeliveriesResponse
+	29, // 70: furrow.procurement.v1.ProcurementService.CorrectDelivery:output_type -> furrow.procurement.v1.CorrectDeliveryResponse
+	31, // 71: furrow.procurement.v1.ProcurementService.GetDelivery:output_type -> furrow.procurement.v1.GetDeliveryResponse
+	34, // 72: furrow.procurement.v1.ProcurementService.ListFarmerDeliveries:output_type -> furrow.procurement.v1.ListFarmerDeliveriesResponse
+	36, // 73: furrow.procurement.v1.ProcurementService.ListCountyTotals:output_type -> furrow.procurement.v1.ListCountyTotalsResponse
+	60, // [60:74] is the sub-list for method output_type
+	46, // [46:60] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_furrow_procurement_v1_procurement_proto_init() }
@@ -472,18 +3257,20 @@ func file_furrow_procurement_v1_procurement_proto_init() {
 	if File_furrow_procurement_v1_procurement_proto != nil {
 		return
 	}
+	file_furrow_procurement_v1_procurement_proto_msgTypes[26].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_procurement_v1_procurement_proto_rawDesc), len(file_furrow_procurement_v1_procurement_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   5,
+			NumEnums:      2,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_furrow_procurement_v1_procurement_proto_goTypes,
 		DependencyIndexes: file_furrow_procurement_v1_procurement_proto_depIdxs,
+		EnumInfos:         file_furrow_procurement_v1_procurement_proto_enumTypes,
 		MessageInfos:      file_furrow_procurement_v1_procurement_proto_msgTypes,
 	}.Build()
 	File_furrow_procurement_v1_procurement_proto = out.File

@@ -19,21 +19,89 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ProcurementService_RecordDelivery_FullMethodName = "/furrow.procurement.v1.ProcurementService/RecordDelivery"
-	ProcurementService_GetDelivery_FullMethodName    = "/furrow.procurement.v1.ProcurementService/GetDelivery"
+	ProcurementService_OpenProgram_FullMethodName          = "/furrow.procurement.v1.ProcurementService/OpenProgram"
+	ProcurementService_CloseProgram_FullMethodName         = "/furrow.procurement.v1.ProcurementService/CloseProgram"
+	ProcurementService_GetProgram_FullMethodName           = "/furrow.procurement.v1.ProcurementService/GetProgram"
+	ProcurementService_GetProgramProgress_FullMethodName   = "/furrow.procurement.v1.ProcurementService/GetProgramProgress"
+	ProcurementService_PlaceOrder_FullMethodName           = "/furrow.procurement.v1.ProcurementService/PlaceOrder"
+	ProcurementService_CancelOrder_FullMethodName          = "/furrow.procurement.v1.ProcurementService/CancelOrder"
+	ProcurementService_GetOrder_FullMethodName             = "/furrow.procurement.v1.ProcurementService/GetOrder"
+	ProcurementService_ListOrders_FullMethodName           = "/furrow.procurement.v1.ProcurementService/ListOrders"
+	ProcurementService_RecordDelivery_FullMethodName       = "/furrow.procurement.v1.ProcurementService/RecordDelivery"
+	ProcurementService_RecordDeliveries_FullMethodName     = "/furrow.procurement.v1.ProcurementService/RecordDeliveries"
+	ProcurementService_CorrectDelivery_FullMethodName      = "/furrow.procurement.v1.ProcurementService/CorrectDelivery"
+	ProcurementService_GetDelivery_FullMethodName          = "/furrow.procurement.v1.ProcurementService/GetDelivery"
+	ProcurementService_ListFarmerDeliveries_FullMethodName = "/furrow.procurement.v1.ProcurementService/ListFarmerDeliveries"
+	ProcurementService_ListCountyTotals_FullMethodName     = "/furrow.procurement.v1.ProcurementService/ListCountyTotals"
 )
 
 // ProcurementServiceClient is the client API for ProcurementService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// ProcurementService records what the platform buys directly from farmers.
+// ProcurementService records what the platform buys directly from farmers:
+// direct-purchase programmes with a budget, purchase orders that reserve
+// from it, and the deliveries weighed in against them.
+//
+// Every command carries a request_id: a retry with the same id returns the
+// first result and writes nothing; the same id with different content is
+// ALREADY_EXISTS. Commands return the position they wrote; queries that
+// read a projection take it as min_position (read-your-writes). Refused
+// commands append nothing. Codes: INVALID_ARGUMENT for a malformed field or
+// one that contradicts an order's fixed terms (grade not in its price table,
+// weighed_at outside its delivery window), NOT_FOUND for an unknown
+// programme, order, delivery or farmer, FAILED_PRECONDITION when the state
+// does not allow it (closed programme, cancelled order, over budget, beyond
+// the ordered quantity), ABORTED when concurrent changes kept winning.
 type ProcurementServiceClient interface {
+	// OpenProgram opens a direct-purchase programme. Idempotent by request_id;
+	// a programme id already opened by another request is ALREADY_EXISTS.
+	OpenProgram(ctx context.Context, in *OpenProgramRequest, opts ...grpc.CallOption) (*OpenProgramResponse, error)
+	// CloseProgram stops a programme taking orders. Orders already placed may
+	// still be delivered and cancelled.
+	CloseProgram(ctx context.Context, in *CloseProgramRequest, opts ...grpc.CallOption) (*CloseProgramResponse, error)
+	// GetProgram returns a programme's terms and budget, always current.
+	GetProgram(ctx context.Context, in *GetProgramRequest, opts ...grpc.CallOption) (*GetProgramResponse, error)
+	// GetProgramProgress returns budget, reserved, and what was delivered,
+	// in total, by product and by county (from a projection).
+	GetProgramProgress(ctx context.Context, in *GetProgramProgressRequest, opts ...grpc.CallOption) (*GetProgramProgressResponse, error)
+	// PlaceOrder places a purchase order and reserves its maximum value
+	// (max_grams at the highest price of its table) from the programme's
+	// budget. The sum of reservations never exceeds the budget, also under
+	// concurrent calls. The farmer must be registered with the ledger
+	// (NOT_FOUND otherwise) in a county the programme serves.
+	PlaceOrder(ctx context.Context, in *PlaceOrderRequest, opts ...grpc.CallOption) (*PlaceOrderResponse, error)
+	// CancelOrder cancels an order and releases the unused part of its
+	// reservation to the programme.
+	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error)
+	// GetOrder returns an order with its fulfilment, always current.
+	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error)
+	// ListOrders lists orders with their fulfilment, filtered and paged
+	// (from a projection).
+	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
 	// RecordDelivery records a weigh-in and the amount payable for it.
-	// Idempotent by request_id.
+	// With order_id, the price comes from the order's price table by grade and
+	// the order's rules apply; without, it is an ad-hoc purchase at the stated
+	// price. Idempotent by request_id.
 	RecordDelivery(ctx context.Context, in *RecordDeliveryRequest, opts ...grpc.CallOption) (*RecordDeliveryResponse, error)
-	// GetDelivery returns a recorded delivery.
+	// RecordDeliveries records a warehouse's day of weigh-ins. Each line is
+	// its own RecordDelivery (own request_id, idempotent on its own) and gets
+	// its own result: one bad line does not refuse the others. Lines against
+	// the same order are applied in the order given.
+	RecordDeliveries(ctx context.Context, in *RecordDeliveriesRequest, opts ...grpc.CallOption) (*RecordDeliveriesResponse, error)
+	// CorrectDelivery corrects a delivery's weight or grade (or an ad-hoc
+	// delivery's price). It never edits: it appends a DeliveryCorrected that
+	// reverses the previous payable and replaces it.
+	CorrectDelivery(ctx context.Context, in *CorrectDeliveryRequest, opts ...grpc.CallOption) (*CorrectDeliveryResponse, error)
+	// GetDelivery returns a delivery as last corrected, always current.
 	GetDelivery(ctx context.Context, in *GetDeliveryRequest, opts ...grpc.CallOption) (*GetDeliveryResponse, error)
+	// ListFarmerDeliveries lists a farmer's deliveries, newest first, paged
+	// (from a projection).
+	ListFarmerDeliveries(ctx context.Context, in *ListFarmerDeliveriesRequest, opts ...grpc.CallOption) (*ListFarmerDeliveriesResponse, error)
+	// ListCountyTotals returns, per county, the farmers registered and what
+	// was ordered and delivered, across programmes and ad-hoc purchases
+	// (from projections).
+	ListCountyTotals(ctx context.Context, in *ListCountyTotalsRequest, opts ...grpc.CallOption) (*ListCountyTotalsResponse, error)
 }
 
 type procurementServiceClient struct {
@@ -44,10 +112,110 @@ func NewProcurementServiceClient(cc grpc.ClientConnInterface) ProcurementService
 	return &procurementServiceClient{cc}
 }
 
+func (c *procurementServiceClient) OpenProgram(ctx context.Context, in *OpenProgramRequest, opts ...grpc.CallOption) (*OpenProgramResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OpenProgramResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_OpenProgram_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procurementServiceClient) CloseProgram(ctx context.Context, in *CloseProgramRequest, opts ...grpc.CallOption) (*CloseProgramResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseProgramResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_CloseProgram_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procurementServiceClient) GetProgram(ctx context.Context, in *GetProgramRequest, opts ...grpc.CallOption) (*GetProgramResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetProgramResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_GetProgram_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procurementServiceClient) GetProgramProgress(ctx context.Context, in *GetProgramProgressRequest, opts ...grpc.CallOption) (*GetProgramProgressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetProgramProgressResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_GetProgramProgress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procurementServiceClient) PlaceOrder(ctx context.Context, in *PlaceOrderRequest, opts ...grpc.CallOption) (*PlaceOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlaceOrderResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_PlaceOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procurementServiceClient) CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelOrderResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_CancelOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procurementServiceClient) GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetOrderResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_GetOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procurementServiceClient) ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOrdersResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_ListOrders_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *procurementServiceClient) RecordDelivery(ctx context.Context, in *RecordDeliveryRequest, opts ...grpc.CallOption) (*RecordDeliveryResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RecordDeliveryResponse)
 	err := c.cc.Invoke(ctx, ProcurementService_RecordDelivery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procurementServiceClient) RecordDeliveries(ctx context.Context, in *RecordDeliveriesRequest, opts ...grpc.CallOption) (*RecordDeliveriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordDeliveriesResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_RecordDeliveries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procurementServiceClient) CorrectDelivery(ctx context.Context, in *CorrectDeliveryRequest, opts ...grpc.CallOption) (*CorrectDeliveryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CorrectDeliveryResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_CorrectDelivery_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -64,17 +232,93 @@ func (c *procurementServiceClient) GetDelivery(ctx context.Context, in *GetDeliv
 	return out, nil
 }
 
+func (c *procurementServiceClient) ListFarmerDeliveries(ctx context.Context, in *ListFarmerDeliveriesRequest, opts ...grpc.CallOption) (*ListFarmerDeliveriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFarmerDeliveriesResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_ListFarmerDeliveries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *procurementServiceClient) ListCountyTotals(ctx context.Context, in *ListCountyTotalsRequest, opts ...grpc.CallOption) (*ListCountyTotalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCountyTotalsResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_ListCountyTotals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProcurementServiceServer is the server API for ProcurementService service.
 // All implementations must embed UnimplementedProcurementServiceServer
 // for forward compatibility.
 //
-// ProcurementService records what the platform buys directly from farmers.
+// ProcurementService records what the platform buys directly from farmers:
+// direct-purchase programmes with a budget, purchase orders that reserve
+// from it, and the deliveries weighed in against them.
+//
+// Every command carries a request_id: a retry with the same id returns the
+// first result and writes nothing; the same id with different content is
+// ALREADY_EXISTS. Commands return the position they wrote; queries that
+// read a projection take it as min_position (read-your-writes). Refused
+// commands append nothing. Codes: INVALID_ARGUMENT for a malformed field or
+// one that contradicts an order's fixed terms (grade not in its price table,
+// weighed_at outside its delivery window), NOT_FOUND for an unknown
+// programme, order, delivery or farmer, FAILED_PRECONDITION when the state
+// does not allow it (closed programme, cancelled order, over budget, beyond
+// the ordered quantity), ABORTED when concurrent changes kept winning.
 type ProcurementServiceServer interface {
+	// OpenProgram opens a direct-purchase programme. Idempotent by request_id;
+	// a programme id already opened by another request is ALREADY_EXISTS.
+	OpenProgram(context.Context, *OpenProgramRequest) (*OpenProgramResponse, error)
+	// CloseProgram stops a programme taking orders. Orders already placed may
+	// still be delivered and cancelled.
+	CloseProgram(context.Context, *CloseProgramRequest) (*CloseProgramResponse, error)
+	// GetProgram returns a programme's terms and budget, always current.
+	GetProgram(context.Context, *GetProgramRequest) (*GetProgramResponse, error)
+	// GetProgramProgress returns budget, reserved, and what was delivered,
+	// in total, by product and by county (from a projection).
+	GetProgramProgress(context.Context, *GetProgramProgressRequest) (*GetProgramProgressResponse, error)
+	// PlaceOrder places a purchase order and reserves its maximum value
+	// (max_grams at the highest price of its table) from the programme's
+	// budget. The sum of reservations never exceeds the budget, also under
+	// concurrent calls. The farmer must be registered with the ledger
+	// (NOT_FOUND otherwise) in a county the programme serves.
+	PlaceOrder(context.Context, *PlaceOrderRequest) (*PlaceOrderResponse, error)
+	// CancelOrder cancels an order and releases the unused part of its
+	// reservation to the programme.
+	CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error)
+	// GetOrder returns an order with its fulfilment, always current.
+	GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error)
+	// ListOrders lists orders with their fulfilment, filtered and paged
+	// (from a projection).
+	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
 	// RecordDelivery records a weigh-in and the amount payable for it.
-	// Idempotent by request_id.
+	// With order_id, the price comes from the order's price table by grade and
+	// the order's rules apply; without, it is an ad-hoc purchase at the stated
+	// price. Idempotent by request_id.
 	RecordDelivery(context.Context, *RecordDeliveryRequest) (*RecordDeliveryResponse, error)
-	// GetDelivery returns a recorded delivery.
+	// RecordDeliveries records a warehouse's day of weigh-ins. Each line is
+	// its own RecordDelivery (own request_id, idempotent on its own) and gets
+	// its own result: one bad line does not refuse the others. Lines against
+	// the same order are applied in the order given.
+	RecordDeliveries(context.Context, *RecordDeliveriesRequest) (*RecordDeliveriesResponse, error)
+	// CorrectDelivery corrects a delivery's weight or grade (or an ad-hoc
+	// delivery's price). It never edits: it appends a DeliveryCorrected that
+	// reverses the previous payable and replaces it.
+	CorrectDelivery(context.Context, *CorrectDeliveryRequest) (*CorrectDeliveryResponse, error)
+	// GetDelivery returns a delivery as last corrected, always current.
 	GetDelivery(context.Context, *GetDeliveryRequest) (*GetDeliveryResponse, error)
+	// ListFarmerDeliveries lists a farmer's deliveries, newest first, paged
+	// (from a projection).
+	ListFarmerDeliveries(context.Context, *ListFarmerDeliveriesRequest) (*ListFarmerDeliveriesResponse, error)
+	// ListCountyTotals returns, per county, the farmers registered and what
+	// was ordered and delivered, across programmes and ad-hoc purchases
+	// (from projections).
+	ListCountyTotals(context.Context, *ListCountyTotalsRequest) (*ListCountyTotalsResponse, error)
 	mustEmbedUnimplementedProcurementServiceServer()
 }
 
@@ -85,11 +329,47 @@ type ProcurementServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedProcurementServiceServer struct{}
 
+func (UnimplementedProcurementServiceServer) OpenProgram(context.Context, *OpenProgramRequest) (*OpenProgramResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenProgram not implemented")
+}
+func (UnimplementedProcurementServiceServer) CloseProgram(context.Context, *CloseProgramRequest) (*CloseProgramResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseProgram not implemented")
+}
+func (UnimplementedProcurementServiceServer) GetProgram(context.Context, *GetProgramRequest) (*GetProgramResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetProgram not implemented")
+}
+func (UnimplementedProcurementServiceServer) GetProgramProgress(context.Context, *GetProgramProgressRequest) (*GetProgramProgressResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetProgramProgress not implemented")
+}
+func (UnimplementedProcurementServiceServer) PlaceOrder(context.Context, *PlaceOrderRequest) (*PlaceOrderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlaceOrder not implemented")
+}
+func (UnimplementedProcurementServiceServer) CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelOrder not implemented")
+}
+func (UnimplementedProcurementServiceServer) GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOrder not implemented")
+}
+func (UnimplementedProcurementServiceServer) ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOrders not implemented")
+}
 func (UnimplementedProcurementServiceServer) RecordDelivery(context.Context, *RecordDeliveryRequest) (*RecordDeliveryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordDelivery not implemented")
 }
+func (UnimplementedProcurementServiceServer) RecordDeliveries(context.Context, *RecordDeliveriesRequest) (*RecordDeliveriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordDeliveries not implemented")
+}
+func (UnimplementedProcurementServiceServer) CorrectDelivery(context.Context, *CorrectDeliveryRequest) (*CorrectDeliveryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CorrectDelivery not implemented")
+}
 func (UnimplementedProcurementServiceServer) GetDelivery(context.Context, *GetDeliveryRequest) (*GetDeliveryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDelivery not implemented")
+}
+func (UnimplementedProcurementServiceServer) ListFarmerDeliveries(context.Context, *ListFarmerDeliveriesRequest) (*ListFarmerDeliveriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFarmerDeliveries not implemented")
+}
+func (UnimplementedProcurementServiceServer) ListCountyTotals(context.Context, *ListCountyTotalsRequest) (*ListCountyTotalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCountyTotals not implemented")
 }
 func (UnimplementedProcurementServiceServer) mustEmbedUnimplementedProcurementServiceServer() {}
 func (UnimplementedProcurementServiceServer) testEmbeddedByValue()                            {}
@@ -112,6 +392,150 @@ func RegisterProcurementServiceServer(s grpc.ServiceRegistrar, srv ProcurementSe
 	s.RegisterService(&ProcurementService_ServiceDesc, srv)
 }
 
+func _ProcurementService_OpenProgram_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenProgramRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).OpenProgram(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_OpenProgram_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).OpenProgram(ctx, req.(*OpenProgramRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProcurementService_CloseProgram_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseProgramRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).CloseProgram(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_CloseProgram_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).CloseProgram(ctx, req.(*CloseProgramRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProcurementService_GetProgram_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetProgramRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).GetProgram(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_GetProgram_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).GetProgram(ctx, req.(*GetProgramRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProcurementService_GetProgramProgress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetProgramProgressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).GetProgramProgress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_GetProgramProgress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).GetProgramProgress(ctx, req.(*GetProgramProgressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProcurementService_PlaceOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlaceOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).PlaceOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_PlaceOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).PlaceOrder(ctx, req.(*PlaceOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProcurementService_CancelOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).CancelOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_CancelOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).CancelOrder(ctx, req.(*CancelOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProcurementService_GetOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).GetOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_GetOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).GetOrder(ctx, req.(*GetOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProcurementService_ListOrders_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOrdersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).ListOrders(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_ListOrders_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).ListOrders(ctx, req.(*ListOrdersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ProcurementService_RecordDelivery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RecordDeliveryRequest)
 	if err := dec(in); err != nil {
@@ -126,6 +550,42 @@ func _ProcurementService_RecordDelivery_Handler(srv interface{}, ctx context.Con
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ProcurementServiceServer).RecordDelivery(ctx, req.(*RecordDeliveryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProcurementService_RecordDeliveries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordDeliveriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).RecordDeliveries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_RecordDeliveries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).RecordDeliveries(ctx, req.(*RecordDeliveriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProcurementService_CorrectDelivery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CorrectDeliveryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).CorrectDelivery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_CorrectDelivery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).CorrectDelivery(ctx, req.(*CorrectDeliveryRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -148,6 +608,42 @@ func _ProcurementService_GetDelivery_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProcurementService_ListFarmerDeliveries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFarmerDeliveriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).ListFarmerDeliveries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_ListFarmerDeliveries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).ListFarmerDeliveries(ctx, req.(*ListFarmerDeliveriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProcurementService_ListCountyTotals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCountyTotalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).ListCountyTotals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_ListCountyTotals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).ListCountyTotals(ctx, req.(*ListCountyTotalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProcurementService_ServiceDesc is the grpc.ServiceDesc for ProcurementService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -156,12 +652,60 @@ var ProcurementService_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*ProcurementServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
+			MethodName: "OpenProgram",
+			Handler:    _ProcurementService_OpenProgram_Handler,
+		},
+		{
+			MethodName: "CloseProgram",
+			Handler:    _ProcurementService_CloseProgram_Handler,
+		},
+		{
+			MethodName: "GetProgram",
+			Handler:    _ProcurementService_GetProgram_Handler,
+		},
+		{
+			MethodName: "GetProgramProgress",
+			Handler:    _ProcurementService_GetProgramProgress_Handler,
+		},
+		{
+			MethodName: "PlaceOrder",
+			Handler:    _ProcurementService_PlaceOrder_Handler,
+		},
+		{
+			MethodName: "CancelOrder",
+			Handler:    _ProcurementService_CancelOrder_Handler,
+		},
+		{
+			MethodName: "GetOrder",
+			Handler:    _ProcurementService_GetOrder_Handler,
+		},
+		{
+			MethodName: "ListOrders",
+			Handler:    _ProcurementService_ListOrders_Handler,
+		},
+		{
 			MethodName: "RecordDelivery",
 			Handler:    _ProcurementService_RecordDelivery_Handler,
 		},
 		{
+			MethodName: "RecordDeliveries",
+			Handler:    _ProcurementService_RecordDeliveries_Handler,
+		},
+		{
+			MethodName: "CorrectDelivery",
+			Handler:    _ProcurementService_CorrectDelivery_Handler,
+		},
+		{
 			MethodName: "GetDelivery",
 			Handler:    _ProcurementService_GetDelivery_Handler,
+		},
+		{
+			MethodName: "ListFarmerDeliveries",
+			Handler:    _ProcurementService_ListFarmerDeliveries_Handler,
+		},
+		{
+			MethodName: "ListCountyTotals",
+			Handler:    _ProcurementService_ListCountyTotals_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -22,7 +22,7 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// BrandRegistered: a brand was registered.
+// BrandRegistered: a brand was registered; it starts incubating.
 // Subject: brand.brand.<brand_id>.brand_registered
 type BrandRegistered struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -32,8 +32,11 @@ type BrandRegistered struct {
 	Name            string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	County          string `protobuf:"bytes,4,opt,name=county,proto3" json:"county,omitempty"`
 	ProductCategory string `protobuf:"bytes,5,opt,name=product_category,json=productCategory,proto3" json:"product_category,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The day the brand started incubating. Empty in events written before
+	// the field existed.
+	RegisteredOn  string `protobuf:"bytes,6,opt,name=registered_on,json=registeredOn,proto3" json:"registered_on,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BrandRegistered) Reset() {
@@ -101,9 +104,648 @@ func (x *BrandRegistered) GetProductCategory() string {
 	return ""
 }
 
+func (x *BrandRegistered) GetRegisteredOn() string {
+	if x != nil {
+		return x.RegisteredOn
+	}
+	return ""
+}
+
+// BrandStageChanged: a brand moved on to a later stage (incubating →
+// launched → retired; incubating → retired for a brand that never launched).
+// Subject: brand.brand.<brand_id>.brand_stage_changed
+type BrandStageChanged struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BrandId string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	// The furrow.brand.v1.BrandStage number of the new stage.
+	Stage int32 `protobuf:"varint,2,opt,name=stage,proto3" json:"stage,omitempty"`
+	// The furrow.brand.v1.BrandStage number of the stage it left.
+	PreviousStage int32 `protobuf:"varint,3,opt,name=previous_stage,json=previousStage,proto3" json:"previous_stage,omitempty"`
+	// The first day in the new stage.
+	EffectiveOn   string `protobuf:"bytes,4,opt,name=effective_on,json=effectiveOn,proto3" json:"effective_on,omitempty"`
+	Note          string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BrandStageChanged) Reset() {
+	*x = BrandStageChanged{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BrandStageChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BrandStageChanged) ProtoMessage() {}
+
+func (x *BrandStageChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BrandStageChanged.ProtoReflect.Descriptor instead.
+func (*BrandStageChanged) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BrandStageChanged) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *BrandStageChanged) GetStage() int32 {
+	if x != nil {
+		return x.Stage
+	}
+	return 0
+}
+
+func (x *BrandStageChanged) GetPreviousStage() int32 {
+	if x != nil {
+		return x.PreviousStage
+	}
+	return 0
+}
+
+func (x *BrandStageChanged) GetEffectiveOn() string {
+	if x != nil {
+		return x.EffectiveOn
+	}
+	return ""
+}
+
+func (x *BrandStageChanged) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// ChannelRegistered: a retail channel (e.g. "hema") that reports branded
+// sales became known. Premium rules and sales reports name only known
+// channels.
+// Subject: brand.channel.<channel_id>.channel_registered
+type ChannelRegistered struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelRegistered) Reset() {
+	*x = ChannelRegistered{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelRegistered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelRegistered) ProtoMessage() {}
+
+func (x *ChannelRegistered) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelRegistered.ProtoReflect.Descriptor instead.
+func (*ChannelRegistered) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ChannelRegistered) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *ChannelRegistered) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// FarmerEnrolled: a farmer became a certified producer of a brand from a
+// day on (first enrolment, or again after a suspension).
+// Subject: brand.enrolment.<brand_id>~<farmer_id>.farmer_enrolled
+type FarmerEnrolled struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	BrandId      string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	FarmerId     string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	EnrolledFrom string                 `protobuf:"bytes,3,opt,name=enrolled_from,json=enrolledFrom,proto3" json:"enrolled_from,omitempty"`
+	// The certificate or inspection reference, if any.
+	Certificate   string `protobuf:"bytes,4,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FarmerEnrolled) Reset() {
+	*x = FarmerEnrolled{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FarmerEnrolled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FarmerEnrolled) ProtoMessage() {}
+
+func (x *FarmerEnrolled) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FarmerEnrolled.ProtoReflect.Descriptor instead.
+func (*FarmerEnrolled) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *FarmerEnrolled) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *FarmerEnrolled) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *FarmerEnrolled) GetEnrolledFrom() string {
+	if x != nil {
+		return x.EnrolledFrom
+	}
+	return ""
+}
+
+func (x *FarmerEnrolled) GetCertificate() string {
+	if x != nil {
+		return x.Certificate
+	}
+	return ""
+}
+
+// FarmerSuspended: a farmer's enrolment in a brand is suspended from a day
+// on; sales from that day earn no premium until the farmer is enrolled again.
+// Subject: brand.enrolment.<brand_id>~<farmer_id>.farmer_suspended
+type FarmerSuspended struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BrandId       string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	FarmerId      string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	SuspendedFrom string                 `protobuf:"bytes,3,opt,name=suspended_from,json=suspendedFrom,proto3" json:"suspended_from,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FarmerSuspended) Reset() {
+	*x = FarmerSuspended{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FarmerSuspended) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FarmerSuspended) ProtoMessage() {}
+
+func (x *FarmerSuspended) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FarmerSuspended.ProtoReflect.Descriptor instead.
+func (*FarmerSuspended) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FarmerSuspended) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *FarmerSuspended) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *FarmerSuspended) GetSuspendedFrom() string {
+	if x != nil {
+		return x.SuspendedFrom
+	}
+	return ""
+}
+
+func (x *FarmerSuspended) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// PremiumRuleSet: a per-kilogram premium for a brand's produce sold at a
+// channel, in force from effective_from to effective_to (both inclusive;
+// an empty effective_to means open-ended). The rules of one brand and
+// channel never overlap.
+// Subject: brand.rules.<brand_id>~<channel>.premium_rule_set
+type PremiumRuleSet struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BrandId string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	RuleId  string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// Always 1: each revision adds one.
+	RuleVersion   int32  `protobuf:"varint,4,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	FenPerKg      int64  `protobuf:"varint,5,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	EffectiveFrom string `protobuf:"bytes,6,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
+	EffectiveTo   string `protobuf:"bytes,7,opt,name=effective_to,json=effectiveTo,proto3" json:"effective_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PremiumRuleSet) Reset() {
+	*x = PremiumRuleSet{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PremiumRuleSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PremiumRuleSet) ProtoMessage() {}
+
+func (x *PremiumRuleSet) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PremiumRuleSet.ProtoReflect.Descriptor instead.
+func (*PremiumRuleSet) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PremiumRuleSet) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *PremiumRuleSet) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PremiumRuleSet) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *PremiumRuleSet) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *PremiumRuleSet) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *PremiumRuleSet) GetEffectiveFrom() string {
+	if x != nil {
+		return x.EffectiveFrom
+	}
+	return ""
+}
+
+func (x *PremiumRuleSet) GetEffectiveTo() string {
+	if x != nil {
+		return x.EffectiveTo
+	}
+	return ""
+}
+
+// PremiumRuleRevised: a rule's rate changed from revised_from to the end of
+// the rule, possibly retroactively. Premiums already earned under the rule
+// from that day on are re-rated (PremiumAdjusted, cause RULE_REVISED).
+// Subject: brand.rules.<brand_id>~<channel>.premium_rule_revised
+type PremiumRuleRevised struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BrandId string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	RuleId  string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// The rule's new version (the previous version + 1).
+	RuleVersion int32  `protobuf:"varint,4,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	FenPerKg    int64  `protobuf:"varint,5,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	RevisedFrom string `protobuf:"bytes,6,opt,name=revised_from,json=revisedFrom,proto3" json:"revised_from,omitempty"`
+	Reason      string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The rule's rate in force on revised_from before the revision.
+	PreviousFenPerKg int64 `protobuf:"varint,8,opt,name=previous_fen_per_kg,json=previousFenPerKg,proto3" json:"previous_fen_per_kg,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PremiumRuleRevised) Reset() {
+	*x = PremiumRuleRevised{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PremiumRuleRevised) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PremiumRuleRevised) ProtoMessage() {}
+
+func (x *PremiumRuleRevised) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PremiumRuleRevised.ProtoReflect.Descriptor instead.
+func (*PremiumRuleRevised) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PremiumRuleRevised) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *PremiumRuleRevised) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PremiumRuleRevised) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *PremiumRuleRevised) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *PremiumRuleRevised) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *PremiumRuleRevised) GetRevisedFrom() string {
+	if x != nil {
+		return x.RevisedFrom
+	}
+	return ""
+}
+
+func (x *PremiumRuleRevised) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PremiumRuleRevised) GetPreviousFenPerKg() int64 {
+	if x != nil {
+		return x.PreviousFenPerKg
+	}
+	return 0
+}
+
+// SalesReported: a channel reported (or restated) its branded sales. It
+// heads the batch of per-line events of the same revision: PremiumEarned,
+// PremiumWithheld and PremiumAdjusted for the lines whose outcome changed.
+// Subject: brand.report.<report_id>.sales_reported
+type SalesReported struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ReportId string                 `protobuf:"bytes,1,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	// 1 for the first report; a restatement carries a higher number.
+	Revision  uint32 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Channel   string `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	LineCount int32  `protobuf:"varint,4,opt,name=line_count,json=lineCount,proto3" json:"line_count,omitempty"`
+	// Lines of an earlier revision absent from this one (withdrawn).
+	WithdrawnLines int32 `protobuf:"varint,5,opt,name=withdrawn_lines,json=withdrawnLines,proto3" json:"withdrawn_lines,omitempty"`
+	// The rule sets the lines were rated against, each at the version
+	// (stream sequence) that was read. A later version means a rule was
+	// revised meanwhile and the report must be re-rated.
+	RuleSets      []*RuleSetVersion `protobuf:"bytes,6,rep,name=rule_sets,json=ruleSets,proto3" json:"rule_sets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SalesReported) Reset() {
+	*x = SalesReported{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SalesReported) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SalesReported) ProtoMessage() {}
+
+func (x *SalesReported) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SalesReported.ProtoReflect.Descriptor instead.
+func (*SalesReported) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SalesReported) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *SalesReported) GetRevision() uint32 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *SalesReported) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *SalesReported) GetLineCount() int32 {
+	if x != nil {
+		return x.LineCount
+	}
+	return 0
+}
+
+func (x *SalesReported) GetWithdrawnLines() int32 {
+	if x != nil {
+		return x.WithdrawnLines
+	}
+	return 0
+}
+
+func (x *SalesReported) GetRuleSets() []*RuleSetVersion {
+	if x != nil {
+		return x.RuleSets
+	}
+	return nil
+}
+
+// RuleSetVersion is the version of a brand's rule set at a channel.
+type RuleSetVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BrandId       string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleSetVersion) Reset() {
+	*x = RuleSetVersion{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleSetVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleSetVersion) ProtoMessage() {}
+
+func (x *RuleSetVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleSetVersion.ProtoReflect.Descriptor instead.
+func (*RuleSetVersion) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RuleSetVersion) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *RuleSetVersion) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 // PremiumEarned: a reported sale of branded produce earned its farmer a
 // premium at the rule in force when it was sold.
 // Subject: brand.<aggregate>.<id>.premium_earned
+// (brand.report.<report_id>.premium_earned)
 type PremiumEarned struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique per sale line (report id and line), stable across restatements.
@@ -116,15 +758,20 @@ type PremiumEarned struct {
 	RuleVersion int32  `protobuf:"varint,7,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
 	FenPerKg    int64  `protobuf:"varint,8,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
 	// grams × fen_per_kg / 1000, rounded half-to-even.
-	PremiumFen    int64                  `protobuf:"varint,9,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
-	SoldAt        *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
+	PremiumFen     int64                  `protobuf:"varint,9,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	SoldAt         *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
+	ReportId       string                 `protobuf:"bytes,11,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	ReportRevision uint32                 `protobuf:"varint,12,opt,name=report_revision,json=reportRevision,proto3" json:"report_revision,omitempty"`
+	LineId         string                 `protobuf:"bytes,13,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	// The procurement delivery the produce came from, when the channel named it.
+	DeliveryId    string `protobuf:"bytes,14,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PremiumEarned) Reset() {
 	*x = PremiumEarned{}
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[1]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -136,7 +783,7 @@ func (x *PremiumEarned) String() string {
 func (*PremiumEarned) ProtoMessage() {}
 
 func (x *PremiumEarned) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[1]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -149,7 +796,7 @@ func (x *PremiumEarned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PremiumEarned.ProtoReflect.Descriptor instead.
 func (*PremiumEarned) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{1}
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PremiumEarned) GetSaleId() string {
@@ -222,9 +869,39 @@ func (x *PremiumEarned) GetSoldAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PremiumEarned) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *PremiumEarned) GetReportRevision() uint32 {
+	if x != nil {
+		return x.ReportRevision
+	}
+	return 0
+}
+
+func (x *PremiumEarned) GetLineId() string {
+	if x != nil {
+		return x.LineId
+	}
+	return ""
+}
+
+func (x *PremiumEarned) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
 // PremiumAdjusted: an earned premium was re-rated (a rule was revised, or a
 // report restated). delta_fen is the exact change, positive or negative.
+// The grams, sold_at and rule fields describe the sale after the change.
 // Subject: brand.<aggregate>.<id>.premium_adjusted
+// (brand.report.<report_id>.premium_adjusted)
 type PremiumAdjusted struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	SaleId   string                 `protobuf:"bytes,1,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
@@ -233,18 +910,34 @@ type PremiumAdjusted struct {
 	Channel  string                 `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
 	DeltaFen int64                  `protobuf:"varint,5,opt,name=delta_fen,json=deltaFen,proto3" json:"delta_fen,omitempty"`
 	// The premium for the sale after the adjustment.
-	PremiumFen    int64  `protobuf:"varint,6,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
-	RuleId        string `protobuf:"bytes,7,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
-	RuleVersion   int32  `protobuf:"varint,8,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
-	FenPerKg      int64  `protobuf:"varint,9,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
-	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PremiumFen  int64  `protobuf:"varint,6,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	RuleId      string `protobuf:"bytes,7,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleVersion int32  `protobuf:"varint,8,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	FenPerKg    int64  `protobuf:"varint,9,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	Reason      string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	ReportId    string `protobuf:"bytes,11,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	// The report revision in force when the adjustment was made.
+	ReportRevision uint32 `protobuf:"varint,12,opt,name=report_revision,json=reportRevision,proto3" json:"report_revision,omitempty"`
+	LineId         string `protobuf:"bytes,13,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	DeliveryId     string `protobuf:"bytes,14,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// The sale's grams after the adjustment; 0 when the line was withdrawn.
+	Grams  int64                  `protobuf:"varint,15,opt,name=grams,proto3" json:"grams,omitempty"`
+	SoldAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
+	// The premium before the adjustment: premium_fen - delta_fen.
+	PreviousPremiumFen int64 `protobuf:"varint,17,opt,name=previous_premium_fen,json=previousPremiumFen,proto3" json:"previous_premium_fen,omitempty"`
+	// The furrow.brand.v1.AdjustmentCause number.
+	Cause int32 `protobuf:"varint,18,opt,name=cause,proto3" json:"cause,omitempty"`
+	// The furrow.brand.v1.WithheldReason number when the sale no longer
+	// earns (premium_fen is then 0 and the rule fields are empty); 0 while
+	// it earns.
+	WithheldReason int32 `protobuf:"varint,19,opt,name=withheld_reason,json=withheldReason,proto3" json:"withheld_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PremiumAdjusted) Reset() {
 	*x = PremiumAdjusted{}
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[2]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +949,7 @@ func (x *PremiumAdjusted) String() string {
 func (*PremiumAdjusted) ProtoMessage() {}
 
 func (x *PremiumAdjusted) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[2]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +962,7 @@ func (x *PremiumAdjusted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PremiumAdjusted.ProtoReflect.Descriptor instead.
 func (*PremiumAdjusted) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PremiumAdjusted) GetSaleId() string {
@@ -342,17 +1035,270 @@ func (x *PremiumAdjusted) GetReason() string {
 	return ""
 }
 
+func (x *PremiumAdjusted) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *PremiumAdjusted) GetReportRevision() uint32 {
+	if x != nil {
+		return x.ReportRevision
+	}
+	return 0
+}
+
+func (x *PremiumAdjusted) GetLineId() string {
+	if x != nil {
+		return x.LineId
+	}
+	return ""
+}
+
+func (x *PremiumAdjusted) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *PremiumAdjusted) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+func (x *PremiumAdjusted) GetSoldAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SoldAt
+	}
+	return nil
+}
+
+func (x *PremiumAdjusted) GetPreviousPremiumFen() int64 {
+	if x != nil {
+		return x.PreviousPremiumFen
+	}
+	return 0
+}
+
+func (x *PremiumAdjusted) GetCause() int32 {
+	if x != nil {
+		return x.Cause
+	}
+	return 0
+}
+
+func (x *PremiumAdjusted) GetWithheldReason() int32 {
+	if x != nil {
+		return x.WithheldReason
+	}
+	return 0
+}
+
+// PremiumWithheld: a reported sale that has never earned a premium earns
+// none, for the reason given (the farmer is not enrolled, no rule was in
+// force, ...). It is recorded so that brand offices see every branded sale.
+// A restatement that changes such a line records it again.
+// Subject: brand.report.<report_id>.premium_withheld
+type PremiumWithheld struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SaleId         string                 `protobuf:"bytes,1,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
+	BrandId        string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	FarmerId       string                 `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	Channel        string                 `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	Grams          int64                  `protobuf:"varint,5,opt,name=grams,proto3" json:"grams,omitempty"`
+	SoldAt         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
+	ReportId       string                 `protobuf:"bytes,7,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	ReportRevision uint32                 `protobuf:"varint,8,opt,name=report_revision,json=reportRevision,proto3" json:"report_revision,omitempty"`
+	LineId         string                 `protobuf:"bytes,9,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	DeliveryId     string                 `protobuf:"bytes,10,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// The furrow.brand.v1.WithheldReason number.
+	Reason int32 `protobuf:"varint,11,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Human-readable detail, e.g. "farmer F1 is suspended from 2026-11-01".
+	Detail        string `protobuf:"bytes,12,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PremiumWithheld) Reset() {
+	*x = PremiumWithheld{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PremiumWithheld) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PremiumWithheld) ProtoMessage() {}
+
+func (x *PremiumWithheld) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PremiumWithheld.ProtoReflect.Descriptor instead.
+func (*PremiumWithheld) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PremiumWithheld) GetSaleId() string {
+	if x != nil {
+		return x.SaleId
+	}
+	return ""
+}
+
+func (x *PremiumWithheld) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *PremiumWithheld) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PremiumWithheld) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PremiumWithheld) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+func (x *PremiumWithheld) GetSoldAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SoldAt
+	}
+	return nil
+}
+
+func (x *PremiumWithheld) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *PremiumWithheld) GetReportRevision() uint32 {
+	if x != nil {
+		return x.ReportRevision
+	}
+	return 0
+}
+
+func (x *PremiumWithheld) GetLineId() string {
+	if x != nil {
+		return x.LineId
+	}
+	return ""
+}
+
+func (x *PremiumWithheld) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *PremiumWithheld) GetReason() int32 {
+	if x != nil {
+		return x.Reason
+	}
+	return 0
+}
+
+func (x *PremiumWithheld) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 var File_furrow_brand_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"#furrow/brand/events/v1/events.proto\x12\x16furrow.brand.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n" +
+	"#furrow/brand/events/v1/events.proto\x12\x16furrow.brand.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n" +
 	"\x0fBrandRegistered\x12\x19\n" +
 	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\x05R\x04kind\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
 	"\x06county\x18\x04 \x01(\tR\x06county\x12)\n" +
-	"\x10product_category\x18\x05 \x01(\tR\x0fproductCategory\"\xc0\x02\n" +
+	"\x10product_category\x18\x05 \x01(\tR\x0fproductCategory\x12#\n" +
+	"\rregistered_on\x18\x06 \x01(\tR\fregisteredOn\"\xa2\x01\n" +
+	"\x11BrandStageChanged\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x14\n" +
+	"\x05stage\x18\x02 \x01(\x05R\x05stage\x12%\n" +
+	"\x0eprevious_stage\x18\x03 \x01(\x05R\rpreviousStage\x12!\n" +
+	"\feffective_on\x18\x04 \x01(\tR\veffectiveOn\x12\x12\n" +
+	"\x04note\x18\x05 \x01(\tR\x04note\"F\n" +
+	"\x11ChannelRegistered\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x8f\x01\n" +
+	"\x0eFarmerEnrolled\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12#\n" +
+	"\renrolled_from\x18\x03 \x01(\tR\fenrolledFrom\x12 \n" +
+	"\vcertificate\x18\x04 \x01(\tR\vcertificate\"\x88\x01\n" +
+	"\x0fFarmerSuspended\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12%\n" +
+	"\x0esuspended_from\x18\x03 \x01(\tR\rsuspendedFrom\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xe9\x01\n" +
+	"\x0ePremiumRuleSet\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\x04 \x01(\x05R\vruleVersion\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\x05 \x01(\x03R\bfenPerKg\x12%\n" +
+	"\x0eeffective_from\x18\x06 \x01(\tR\reffectiveFrom\x12!\n" +
+	"\feffective_to\x18\a \x01(\tR\veffectiveTo\"\x8d\x02\n" +
+	"\x12PremiumRuleRevised\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\x04 \x01(\x05R\vruleVersion\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\x05 \x01(\x03R\bfenPerKg\x12!\n" +
+	"\frevised_from\x18\x06 \x01(\tR\vrevisedFrom\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12-\n" +
+	"\x13previous_fen_per_kg\x18\b \x01(\x03R\x10previousFenPerKg\"\xef\x01\n" +
+	"\rSalesReported\x12\x1b\n" +
+	"\treport_id\x18\x01 \x01(\tR\breportId\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\rR\brevision\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12\x1d\n" +
+	"\n" +
+	"line_count\x18\x04 \x01(\x05R\tlineCount\x12'\n" +
+	"\x0fwithdrawn_lines\x18\x05 \x01(\x05R\x0ewithdrawnLines\x12C\n" +
+	"\trule_sets\x18\x06 \x03(\v2&.furrow.brand.events.v1.RuleSetVersionR\bruleSets\"E\n" +
+	"\x0eRuleSetVersion\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\xc0\x03\n" +
 	"\rPremiumEarned\x12\x17\n" +
 	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x19\n" +
 	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x1b\n" +
@@ -366,7 +1312,12 @@ const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
 	"\vpremium_fen\x18\t \x01(\x03R\n" +
 	"premiumFen\x123\n" +
 	"\asold_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\x06soldAt\"\xac\x02\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x06soldAt\x12\x1b\n" +
+	"\treport_id\x18\v \x01(\tR\breportId\x12'\n" +
+	"\x0freport_revision\x18\f \x01(\rR\x0ereportRevision\x12\x17\n" +
+	"\aline_id\x18\r \x01(\tR\x06lineId\x12\x1f\n" +
+	"\vdelivery_id\x18\x0e \x01(\tR\n" +
+	"deliveryId\"\xe8\x04\n" +
 	"\x0fPremiumAdjusted\x12\x17\n" +
 	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x19\n" +
 	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x1b\n" +
@@ -380,7 +1331,32 @@ const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"fen_per_kg\x18\t \x01(\x03R\bfenPerKg\x12\x16\n" +
 	"\x06reason\x18\n" +
-	" \x01(\tR\x06reasonBCZAgithub.com/furrow/furrow/proto/furrow/brand/events/v1;brandeventsb\x06proto3"
+	" \x01(\tR\x06reason\x12\x1b\n" +
+	"\treport_id\x18\v \x01(\tR\breportId\x12'\n" +
+	"\x0freport_revision\x18\f \x01(\rR\x0ereportRevision\x12\x17\n" +
+	"\aline_id\x18\r \x01(\tR\x06lineId\x12\x1f\n" +
+	"\vdelivery_id\x18\x0e \x01(\tR\n" +
+	"deliveryId\x12\x14\n" +
+	"\x05grams\x18\x0f \x01(\x03R\x05grams\x123\n" +
+	"\asold_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x06soldAt\x120\n" +
+	"\x14previous_premium_fen\x18\x11 \x01(\x03R\x12previousPremiumFen\x12\x14\n" +
+	"\x05cause\x18\x12 \x01(\x05R\x05cause\x12'\n" +
+	"\x0fwithheld_reason\x18\x13 \x01(\x05R\x0ewithheldReason\"\xf7\x02\n" +
+	"\x0fPremiumWithheld\x12\x17\n" +
+	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12\x18\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12\x14\n" +
+	"\x05grams\x18\x05 \x01(\x03R\x05grams\x123\n" +
+	"\asold_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06soldAt\x12\x1b\n" +
+	"\treport_id\x18\a \x01(\tR\breportId\x12'\n" +
+	"\x0freport_revision\x18\b \x01(\rR\x0ereportRevision\x12\x17\n" +
+	"\aline_id\x18\t \x01(\tR\x06lineId\x12\x1f\n" +
+	"\vdelivery_id\x18\n" +
+	" \x01(\tR\n" +
+	"deliveryId\x12\x16\n" +
+	"\x06reason\x18\v \x01(\x05R\x06reason\x12\x16\n" +
+	"\x06detail\x18\f \x01(\tR\x06detailBCZAgithub.com/furrow/furrow/proto/furrow/brand/events/v1;brandeventsb\x06proto3"
 
 var (
 	file_furrow_brand_events_v1_events_proto_rawDescOnce sync.Once
@@ -394,20 +1370,32 @@ func file_furrow_brand_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_brand_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_brand_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_furrow_brand_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_furrow_brand_events_v1_events_proto_goTypes = []any{
 	(*BrandRegistered)(nil),       // 0: furrow.brand.events.v1.BrandRegistered
-	(*PremiumEarned)(nil),         // 1: furrow.brand.events.v1.PremiumEarned
-	(*PremiumAdjusted)(nil),       // 2: furrow.brand.events.v1.PremiumAdjusted
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*BrandStageChanged)(nil),     // 1: furrow.brand.events.v1.BrandStageChanged
+	(*ChannelRegistered)(nil),     // 2: furrow.brand.events.v1.ChannelRegistered
+	(*FarmerEnrolled)(nil),        // 3: furrow.brand.events.v1.FarmerEnrolled
+	(*FarmerSuspended)(nil),       // 4: furrow.brand.events.v1.FarmerSuspended
+	(*PremiumRuleSet)(nil),        // 5: furrow.brand.events.v1.PremiumRuleSet
+	(*PremiumRuleRevised)(nil),    // 6: furrow.brand.events.v1.PremiumRuleRevised
+	(*SalesReported)(nil),         // 7: furrow.brand.events.v1.SalesReported
+	(*RuleSetVersion)(nil),        // 8: furrow.brand.events.v1.RuleSetVersion
+	(*PremiumEarned)(nil),         // 9: furrow.brand.events.v1.PremiumEarned
+	(*PremiumAdjusted)(nil),       // 10: furrow.brand.events.v1.PremiumAdjusted
+	(*PremiumWithheld)(nil),       // 11: furrow.brand.events.v1.PremiumWithheld
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_furrow_brand_events_v1_events_proto_depIdxs = []int32{
-	3, // 0: furrow.brand.events.v1.PremiumEarned.sold_at:type_name -> google.protobuf.Timestamp
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	8,  // 0: furrow.brand.events.v1.SalesReported.rule_sets:type_name -> furrow.brand.events.v1.RuleSetVersion
+	12, // 1: furrow.brand.events.v1.PremiumEarned.sold_at:type_name -> google.protobuf.Timestamp
+	12, // 2: furrow.brand.events.v1.PremiumAdjusted.sold_at:type_name -> google.protobuf.Timestamp
+	12, // 3: furrow.brand.events.v1.PremiumWithheld.sold_at:type_name -> google.protobuf.Timestamp
+	4,  // [4:4] is the sub-list for method output_type
+	4,  // [4:4] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_furrow_brand_events_v1_events_proto_init() }
@@ -421,7 +1409,7 @@ func file_furrow_brand_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_brand_events_v1_events_proto_rawDesc), len(file_furrow_brand_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

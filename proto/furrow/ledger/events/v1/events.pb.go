@@ -9,6 +9,7 @@ package ledgerevents
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -171,7 +172,10 @@ type EntryPosted struct {
 	Source      *SourceRef `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
 	Description string     `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	// Lines of the entry; the sum of debits equals the sum of credits.
-	Lines         []*EntryLine `protobuf:"bytes,5,rep,name=lines,proto3" json:"lines,omitempty"`
+	Lines []*EntryLine `protobuf:"bytes,5,rep,name=lines,proto3" json:"lines,omitempty"`
+	// The payout the entry belongs to (hold, settlement or release); empty for
+	// entries from deliveries and premiums.
+	PayoutId      string `protobuf:"bytes,6,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -241,7 +245,19 @@ func (x *EntryPosted) GetLines() []*EntryLine {
 	return nil
 }
 
+func (x *EntryPosted) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
 // SourceRef points to the event a journal entry accounts for.
+//
+// An entry for one of the ledger's own payout events is appended in the same
+// atomic batch as that event, right after it, before the event's sequence is
+// known: its sequence is then 0, stream is "LEDGER" and event_id names it
+// (read models record the sequence as the entry's own minus one).
 type SourceRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Stream        string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
@@ -372,11 +388,412 @@ func (x *EntryLine) GetCreditFen() int64 {
 	return 0
 }
 
+// PayoutRequested: a farmer asked to be paid out. The hold entry (farmer's
+// held account against the platform's payout clearing) is appended in the
+// same atomic batch, so available never goes below zero.
+// Subject: ledger.farmer.<farmer_id>.payout_requested
+type PayoutRequested struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ledger-assigned, unique: "PO-<farmer_id>-<n>". It is the idempotency key
+	// the payment provider sees on every attempt.
+	PayoutId  string `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	FarmerId  string `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	AmountFen int64  `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	// ISO 4217; always "CNY" today.
+	Currency string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	// The account paid into, fixed at request time: a later change of the
+	// farmer's payout account does not redirect a payout in flight.
+	PayoutAccount string `protobuf:"bytes,5,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
+	// The client's request id.
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// True when the client asked for everything available.
+	AllAvailable  bool `protobuf:"varint,7,opt,name=all_available,json=allAvailable,proto3" json:"all_available,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutRequested) Reset() {
+	*x = PayoutRequested{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutRequested) ProtoMessage() {}
+
+func (x *PayoutRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutRequested.ProtoReflect.Descriptor instead.
+func (*PayoutRequested) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PayoutRequested) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *PayoutRequested) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PayoutRequested) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *PayoutRequested) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *PayoutRequested) GetPayoutAccount() string {
+	if x != nil {
+		return x.PayoutAccount
+	}
+	return ""
+}
+
+func (x *PayoutRequested) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *PayoutRequested) GetAllAvailable() bool {
+	if x != nil {
+		return x.AllAvailable
+	}
+	return false
+}
+
+// PayoutSent: the payment provider accepted the payout instruction and
+// named it; settlement follows (at once or later).
+// Subject: ledger.farmer.<farmer_id>.payout_sent
+type PayoutSent struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId          string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	FarmerId          string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	ProviderReference string                 `protobuf:"bytes,3,opt,name=provider_reference,json=providerReference,proto3" json:"provider_reference,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *PayoutSent) Reset() {
+	*x = PayoutSent{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutSent) ProtoMessage() {}
+
+func (x *PayoutSent) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutSent.ProtoReflect.Descriptor instead.
+func (*PayoutSent) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PayoutSent) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *PayoutSent) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PayoutSent) GetProviderReference() string {
+	if x != nil {
+		return x.ProviderReference
+	}
+	return ""
+}
+
+// PayoutSettled: the provider paid the farmer. Its entry moves the amount
+// from held to paid and from payout clearing to provider settlement.
+// Subject: ledger.farmer.<farmer_id>.payout_settled
+type PayoutSettled struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId          string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	FarmerId          string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	ProviderReference string                 `protobuf:"bytes,3,opt,name=provider_reference,json=providerReference,proto3" json:"provider_reference,omitempty"`
+	AmountFen         int64                  `protobuf:"varint,4,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	// When the provider says it settled (its value date).
+	SettledAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=settled_at,json=settledAt,proto3" json:"settled_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutSettled) Reset() {
+	*x = PayoutSettled{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutSettled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutSettled) ProtoMessage() {}
+
+func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutSettled.ProtoReflect.Descriptor instead.
+func (*PayoutSettled) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PayoutSettled) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *PayoutSettled) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PayoutSettled) GetProviderReference() string {
+	if x != nil {
+		return x.ProviderReference
+	}
+	return ""
+}
+
+func (x *PayoutSettled) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *PayoutSettled) GetSettledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SettledAt
+	}
+	return nil
+}
+
+// PayoutFailed: the provider rejected or returned the payout. Its entry
+// releases the hold.
+// Subject: ledger.farmer.<farmer_id>.payout_failed
+type PayoutFailed struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId          string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	FarmerId          string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	ProviderReference string                 `protobuf:"bytes,3,opt,name=provider_reference,json=providerReference,proto3" json:"provider_reference,omitempty"`
+	AmountFen         int64                  `protobuf:"varint,4,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	Reason            string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When the provider says it failed.
+	FailedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=failed_at,json=failedAt,proto3" json:"failed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutFailed) Reset() {
+	*x = PayoutFailed{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutFailed) ProtoMessage() {}
+
+func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutFailed.ProtoReflect.Descriptor instead.
+func (*PayoutFailed) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PayoutFailed) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *PayoutFailed) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PayoutFailed) GetProviderReference() string {
+	if x != nil {
+		return x.ProviderReference
+	}
+	return ""
+}
+
+func (x *PayoutFailed) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *PayoutFailed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PayoutFailed) GetFailedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailedAt
+	}
+	return nil
+}
+
+// PayoutBreakResolved: finance decided what to do about a reconciliation
+// break (a difference between the ledger's payouts and a provider
+// settlement file). Later reconciliations show the break as resolved.
+// Subject: ledger.break.<break_id>.payout_break_resolved
+type PayoutBreakResolved struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deterministic id of the break, as reconciliation reports it.
+	BreakId string `protobuf:"bytes,1,opt,name=break_id,json=breakId,proto3" json:"break_id,omitempty"`
+	// One of "accepted", "provider_to_correct", "ledger_to_correct",
+	// "written_off".
+	Decision      string `protobuf:"bytes,2,opt,name=decision,proto3" json:"decision,omitempty"`
+	Note          string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutBreakResolved) Reset() {
+	*x = PayoutBreakResolved{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutBreakResolved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutBreakResolved) ProtoMessage() {}
+
+func (x *PayoutBreakResolved) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutBreakResolved.ProtoReflect.Descriptor instead.
+func (*PayoutBreakResolved) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PayoutBreakResolved) GetBreakId() string {
+	if x != nil {
+		return x.BreakId
+	}
+	return ""
+}
+
+func (x *PayoutBreakResolved) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *PayoutBreakResolved) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
 var File_furrow_ledger_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_furrow_ledger_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"$furrow/ledger/events/v1/events.proto\x12\x17furrow.ledger.events.v1\"\xba\x01\n" +
+	"$furrow/ledger/events/v1/events.proto\x12\x17furrow.ledger.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x01\n" +
 	"\x10FarmerRegistered\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -386,13 +803,14 @@ const file_furrow_ledger_events_v1_events_proto_rawDesc = "" +
 	"\x0epayout_account\x18\x06 \x01(\tR\rpayoutAccount\"Z\n" +
 	"\x14PayoutAccountUpdated\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12%\n" +
-	"\x0epayout_account\x18\x02 \x01(\tR\rpayoutAccount\"\xdd\x01\n" +
+	"\x0epayout_account\x18\x02 \x01(\tR\rpayoutAccount\"\xfa\x01\n" +
 	"\vEntryPosted\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x1b\n" +
 	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12:\n" +
 	"\x06source\x18\x03 \x01(\v2\".furrow.ledger.events.v1.SourceRefR\x06source\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x128\n" +
-	"\x05lines\x18\x05 \x03(\v2\".furrow.ledger.events.v1.EntryLineR\x05lines\"y\n" +
+	"\x05lines\x18\x05 \x03(\v2\".furrow.ledger.events.v1.EntryLineR\x05lines\x12\x1b\n" +
+	"\tpayout_id\x18\x06 \x01(\tR\bpayoutId\"y\n" +
 	"\tSourceRef\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x19\n" +
@@ -403,7 +821,42 @@ const file_furrow_ledger_events_v1_events_proto_rawDesc = "" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x1b\n" +
 	"\tdebit_fen\x18\x02 \x01(\x03R\bdebitFen\x12\x1d\n" +
 	"\n" +
-	"credit_fen\x18\x03 \x01(\x03R\tcreditFenBEZCgithub.com/furrow/furrow/proto/furrow/ledger/events/v1;ledgereventsb\x06proto3"
+	"credit_fen\x18\x03 \x01(\x03R\tcreditFen\"\xf1\x01\n" +
+	"\x0fPayoutRequested\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x03 \x01(\x03R\tamountFen\x12\x1a\n" +
+	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12%\n" +
+	"\x0epayout_account\x18\x05 \x01(\tR\rpayoutAccount\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12#\n" +
+	"\rall_available\x18\a \x01(\bR\fallAvailable\"u\n" +
+	"\n" +
+	"PayoutSent\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12-\n" +
+	"\x12provider_reference\x18\x03 \x01(\tR\x11providerReference\"\xd2\x01\n" +
+	"\rPayoutSettled\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12-\n" +
+	"\x12provider_reference\x18\x03 \x01(\tR\x11providerReference\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x04 \x01(\x03R\tamountFen\x129\n" +
+	"\n" +
+	"settled_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tsettledAt\"\xe7\x01\n" +
+	"\fPayoutFailed\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12-\n" +
+	"\x12provider_reference\x18\x03 \x01(\tR\x11providerReference\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x04 \x01(\x03R\tamountFen\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x127\n" +
+	"\tfailed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bfailedAt\"`\n" +
+	"\x13PayoutBreakResolved\x12\x19\n" +
+	"\bbreak_id\x18\x01 \x01(\tR\abreakId\x12\x1a\n" +
+	"\bdecision\x18\x02 \x01(\tR\bdecision\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04noteBEZCgithub.com/furrow/furrow/proto/furrow/ledger/events/v1;ledgereventsb\x06proto3"
 
 var (
 	file_furrow_ledger_events_v1_events_proto_rawDescOnce sync.Once
@@ -417,22 +870,30 @@ func file_furrow_ledger_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_ledger_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_ledger_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_furrow_ledger_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_furrow_ledger_events_v1_events_proto_goTypes = []any{
-	(*FarmerRegistered)(nil),     // 0: furrow.ledger.events.v1.FarmerRegistered
-	(*PayoutAccountUpdated)(nil), // 1: furrow.ledger.events.v1.PayoutAccountUpdated
-	(*EntryPosted)(nil),          // 2: furrow.ledger.events.v1.EntryPosted
-	(*SourceRef)(nil),            // 3: furrow.ledger.events.v1.SourceRef
-	(*EntryLine)(nil),            // 4: furrow.ledger.events.v1.EntryLine
+	(*FarmerRegistered)(nil),      // 0: furrow.ledger.events.v1.FarmerRegistered
+	(*PayoutAccountUpdated)(nil),  // 1: furrow.ledger.events.v1.PayoutAccountUpdated
+	(*EntryPosted)(nil),           // 2: furrow.ledger.events.v1.EntryPosted
+	(*SourceRef)(nil),             // 3: furrow.ledger.events.v1.SourceRef
+	(*EntryLine)(nil),             // 4: furrow.ledger.events.v1.EntryLine
+	(*PayoutRequested)(nil),       // 5: furrow.ledger.events.v1.PayoutRequested
+	(*PayoutSent)(nil),            // 6: furrow.ledger.events.v1.PayoutSent
+	(*PayoutSettled)(nil),         // 7: furrow.ledger.events.v1.PayoutSettled
+	(*PayoutFailed)(nil),          // 8: furrow.ledger.events.v1.PayoutFailed
+	(*PayoutBreakResolved)(nil),   // 9: furrow.ledger.events.v1.PayoutBreakResolved
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_furrow_ledger_events_v1_events_proto_depIdxs = []int32{
-	3, // 0: furrow.ledger.events.v1.EntryPosted.source:type_name -> furrow.ledger.events.v1.SourceRef
-	4, // 1: furrow.ledger.events.v1.EntryPosted.lines:type_name -> furrow.ledger.events.v1.EntryLine
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3,  // 0: furrow.ledger.events.v1.EntryPosted.source:type_name -> furrow.ledger.events.v1.SourceRef
+	4,  // 1: furrow.ledger.events.v1.EntryPosted.lines:type_name -> furrow.ledger.events.v1.EntryLine
+	10, // 2: furrow.ledger.events.v1.PayoutSettled.settled_at:type_name -> google.protobuf.Timestamp
+	10, // 3: furrow.ledger.events.v1.PayoutFailed.failed_at:type_name -> google.protobuf.Timestamp
+	4,  // [4:4] is the sub-list for method output_type
+	4,  // [4:4] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_furrow_ledger_events_v1_events_proto_init() }
@@ -446,7 +907,7 @@ func file_furrow_ledger_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_ledger_events_v1_events_proto_rawDesc), len(file_furrow_ledger_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

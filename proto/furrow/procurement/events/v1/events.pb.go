@@ -23,7 +23,9 @@ const (
 )
 
 // DeliveryRecorded: produce was weighed in and is payable to the farmer.
-// Subject: procurement.delivery.<delivery_id>.delivery_recorded
+// Subject: procurement.order.<order_id>.delivery_recorded for a delivery
+// against an order, procurement.delivery.<delivery_id>.delivery_recorded for
+// an ad-hoc one.
 type DeliveryRecorded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DeliveryId    string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
@@ -32,9 +34,19 @@ type DeliveryRecorded struct {
 	Grade         string                 `protobuf:"bytes,4,opt,name=grade,proto3" json:"grade,omitempty"`
 	NetGrams      int64                  `protobuf:"varint,5,opt,name=net_grams,json=netGrams,proto3" json:"net_grams,omitempty"`
 	PriceFenPerKg int64                  `protobuf:"varint,6,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3" json:"price_fen_per_kg,omitempty"`
-	// net_grams × price_fen_per_kg / 1000, rounded half-to-even.
-	AmountFen     int64                  `protobuf:"varint,7,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
-	WeighedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=weighed_at,json=weighedAt,proto3" json:"weighed_at,omitempty"`
+	// net_grams × price_fen_per_kg / 1000, rounded half-to-even; zero for the
+	// REJECTED grade.
+	AmountFen int64                  `protobuf:"varint,7,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	WeighedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=weighed_at,json=weighedAt,proto3" json:"weighed_at,omitempty"`
+	// The order delivered against; empty for an ad-hoc delivery.
+	OrderId string `protobuf:"bytes,9,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// The order's programme; empty for an ad-hoc delivery.
+	ProgramId string `protobuf:"bytes,10,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	// Warehouse that weighed it in.
+	Warehouse string `protobuf:"bytes,11,opt,name=warehouse,proto3" json:"warehouse,omitempty"`
+	// The farmer's county when the delivery was recorded (from the ledger's
+	// FarmerRegistered), so county totals need no other stream.
+	County        string `protobuf:"bytes,12,opt,name=county,proto3" json:"county,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -125,6 +137,34 @@ func (x *DeliveryRecorded) GetWeighedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *DeliveryRecorded) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *DeliveryRecorded) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *DeliveryRecorded) GetWarehouse() string {
+	if x != nil {
+		return x.Warehouse
+	}
+	return ""
+}
+
+func (x *DeliveryRecorded) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
 // DeliveryCorrected: a recorded delivery's weight, grade or price was wrong.
 // The correction reverses the previous payable and replaces it; the ledger
 // must end up with exactly amount_fen for the delivery. Corrections of one
@@ -144,8 +184,14 @@ type DeliveryCorrected struct {
 	Grade         string `protobuf:"bytes,6,opt,name=grade,proto3" json:"grade,omitempty"`
 	PriceFenPerKg int64  `protobuf:"varint,7,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3" json:"price_fen_per_kg,omitempty"`
 	// The replacement payable (zero for a rejected grade).
-	AmountFen     int64  `protobuf:"varint,8,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
-	Reason        string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	AmountFen int64  `protobuf:"varint,8,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	Reason    string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The order the delivery was made against; empty for an ad-hoc delivery.
+	OrderId string `protobuf:"bytes,10,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// The order's programme; empty for an ad-hoc delivery.
+	ProgramId string `protobuf:"bytes,11,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	// The delivered product (unchanged by corrections).
+	Product       string `protobuf:"bytes,12,opt,name=product,proto3" json:"product,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -243,11 +289,586 @@ func (x *DeliveryCorrected) GetReason() string {
 	return ""
 }
 
+func (x *DeliveryCorrected) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *DeliveryCorrected) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *DeliveryCorrected) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+// ProgramOpened: a direct-purchase programme was opened with a budget.
+// Subject: procurement.program.<program_id>.program_opened
+type ProgramOpened struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Budget in fen; orders reserve their maximum value from it.
+	BudgetFen int64 `protobuf:"varint,3,opt,name=budget_fen,json=budgetFen,proto3" json:"budget_fen,omitempty"`
+	// The programme's period: order delivery windows lie within
+	// [period_start, period_end).
+	PeriodStart *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
+	PeriodEnd   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=period_end,json=periodEnd,proto3" json:"period_end,omitempty"`
+	// Product codes the programme buys, sorted.
+	Products []string `protobuf:"bytes,6,rep,name=products,proto3" json:"products,omitempty"`
+	// Counties whose farmers it buys from, sorted.
+	Counties      []string `protobuf:"bytes,7,rep,name=counties,proto3" json:"counties,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgramOpened) Reset() {
+	*x = ProgramOpened{}
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgramOpened) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgramOpened) ProtoMessage() {}
+
+func (x *ProgramOpened) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgramOpened.ProtoReflect.Descriptor instead.
+func (*ProgramOpened) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_events_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProgramOpened) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *ProgramOpened) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ProgramOpened) GetBudgetFen() int64 {
+	if x != nil {
+		return x.BudgetFen
+	}
+	return 0
+}
+
+func (x *ProgramOpened) GetPeriodStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeriodStart
+	}
+	return nil
+}
+
+func (x *ProgramOpened) GetPeriodEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeriodEnd
+	}
+	return nil
+}
+
+func (x *ProgramOpened) GetProducts() []string {
+	if x != nil {
+		return x.Products
+	}
+	return nil
+}
+
+func (x *ProgramOpened) GetCounties() []string {
+	if x != nil {
+		return x.Counties
+	}
+	return nil
+}
+
+// ProgramClosed: a programme takes no more orders. Orders already placed
+// may still be delivered and cancelled.
+// Subject: procurement.program.<program_id>.program_closed
+type ProgramClosed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId     string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgramClosed) Reset() {
+	*x = ProgramClosed{}
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgramClosed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgramClosed) ProtoMessage() {}
+
+func (x *ProgramClosed) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgramClosed.ProtoReflect.Descriptor instead.
+func (*ProgramClosed) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_events_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ProgramClosed) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *ProgramClosed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// BudgetReserved: an order's maximum value was reserved from the
+// programme's budget. Always appended in one atomic batch with the order's
+// OrderPlaced.
+// Subject: procurement.program.<program_id>.budget_reserved
+type BudgetReserved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId     string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	OrderId       string                 `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	AmountFen     int64                  `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BudgetReserved) Reset() {
+	*x = BudgetReserved{}
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BudgetReserved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BudgetReserved) ProtoMessage() {}
+
+func (x *BudgetReserved) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BudgetReserved.ProtoReflect.Descriptor instead.
+func (*BudgetReserved) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_events_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BudgetReserved) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *BudgetReserved) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *BudgetReserved) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+// BudgetReleased: the unused part of a cancelled order's reservation went
+// back to the programme's budget. Always appended in one atomic batch with
+// the order's OrderCancelled.
+// Subject: procurement.program.<program_id>.budget_released
+type BudgetReleased struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId     string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	OrderId       string                 `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	AmountFen     int64                  `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BudgetReleased) Reset() {
+	*x = BudgetReleased{}
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BudgetReleased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BudgetReleased) ProtoMessage() {}
+
+func (x *BudgetReleased) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BudgetReleased.ProtoReflect.Descriptor instead.
+func (*BudgetReleased) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_events_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BudgetReleased) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *BudgetReleased) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *BudgetReleased) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+// GradePrice is one row of an order's price table.
+type GradePrice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Grade         string                 `protobuf:"bytes,1,opt,name=grade,proto3" json:"grade,omitempty"`
+	PriceFenPerKg int64                  `protobuf:"varint,2,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3" json:"price_fen_per_kg,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GradePrice) Reset() {
+	*x = GradePrice{}
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GradePrice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GradePrice) ProtoMessage() {}
+
+func (x *GradePrice) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GradePrice.ProtoReflect.Descriptor instead.
+func (*GradePrice) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_events_v1_events_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GradePrice) GetGrade() string {
+	if x != nil {
+		return x.Grade
+	}
+	return ""
+}
+
+func (x *GradePrice) GetPriceFenPerKg() int64 {
+	if x != nil {
+		return x.PriceFenPerKg
+	}
+	return 0
+}
+
+// OrderPlaced: a purchase order was placed with a farmer (or a cooperative
+// registered with the ledger as one account) under a programme.
+// Subject: procurement.order.<order_id>.order_placed
+type OrderPlaced struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	OrderId   string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	ProgramId string                 `protobuf:"bytes,2,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	FarmerId  string                 `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// The farmer's county when the order was placed.
+	County  string `protobuf:"bytes,4,opt,name=county,proto3" json:"county,omitempty"`
+	Product string `protobuf:"bytes,5,opt,name=product,proto3" json:"product,omitempty"`
+	// Price per grade, sorted by grade.
+	Prices       []*GradePrice `protobuf:"bytes,6,rep,name=prices,proto3" json:"prices,omitempty"`
+	OrderedGrams int64         `protobuf:"varint,7,opt,name=ordered_grams,json=orderedGrams,proto3" json:"ordered_grams,omitempty"`
+	// Accepted deliveries may exceed ordered_grams by this many basis points.
+	ToleranceBp int32 `protobuf:"varint,8,opt,name=tolerance_bp,json=toleranceBp,proto3" json:"tolerance_bp,omitempty"`
+	// ordered_grams plus the tolerance, rounded down: the most it accepts.
+	MaxGrams int64 `protobuf:"varint,9,opt,name=max_grams,json=maxGrams,proto3" json:"max_grams,omitempty"`
+	// max_grams at the highest price: what it reserved from the budget.
+	ReservedFen     int64                  `protobuf:"varint,10,opt,name=reserved_fen,json=reservedFen,proto3" json:"reserved_fen,omitempty"`
+	WindowStart     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	WindowEnd       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	OriginWarehouse string                 `protobuf:"bytes,13,opt,name=origin_warehouse,json=originWarehouse,proto3" json:"origin_warehouse,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *OrderPlaced) Reset() {
+	*x = OrderPlaced{}
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderPlaced) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderPlaced) ProtoMessage() {}
+
+func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderPlaced.ProtoReflect.Descriptor instead.
+func (*OrderPlaced) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_events_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *OrderPlaced) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *OrderPlaced) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *OrderPlaced) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *OrderPlaced) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *OrderPlaced) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *OrderPlaced) GetPrices() []*GradePrice {
+	if x != nil {
+		return x.Prices
+	}
+	return nil
+}
+
+func (x *OrderPlaced) GetOrderedGrams() int64 {
+	if x != nil {
+		return x.OrderedGrams
+	}
+	return 0
+}
+
+func (x *OrderPlaced) GetToleranceBp() int32 {
+	if x != nil {
+		return x.ToleranceBp
+	}
+	return 0
+}
+
+func (x *OrderPlaced) GetMaxGrams() int64 {
+	if x != nil {
+		return x.MaxGrams
+	}
+	return 0
+}
+
+func (x *OrderPlaced) GetReservedFen() int64 {
+	if x != nil {
+		return x.ReservedFen
+	}
+	return 0
+}
+
+func (x *OrderPlaced) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *OrderPlaced) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return nil
+}
+
+func (x *OrderPlaced) GetOriginWarehouse() string {
+	if x != nil {
+		return x.OriginWarehouse
+	}
+	return ""
+}
+
+// OrderCancelled: an order takes no more deliveries; released_fen of its
+// reservation (what was not delivered) went back to the programme.
+// Subject: procurement.order.<order_id>.order_cancelled
+type OrderCancelled struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	ProgramId     string                 `protobuf:"bytes,2,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	ReleasedFen   int64                  `protobuf:"varint,4,opt,name=released_fen,json=releasedFen,proto3" json:"released_fen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderCancelled) Reset() {
+	*x = OrderCancelled{}
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderCancelled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderCancelled) ProtoMessage() {}
+
+func (x *OrderCancelled) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_events_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderCancelled.ProtoReflect.Descriptor instead.
+func (*OrderCancelled) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_events_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *OrderCancelled) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *OrderCancelled) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *OrderCancelled) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *OrderCancelled) GetReleasedFen() int64 {
+	if x != nil {
+		return x.ReleasedFen
+	}
+	return 0
+}
+
 var File_furrow_procurement_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_furrow_procurement_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	")furrow/procurement/events/v1/events.proto\x12\x1cfurrow.procurement.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x02\n" +
+	")furrow/procurement/events/v1/events.proto\x12\x1cfurrow.procurement.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x03\n" +
 	"\x10DeliveryRecorded\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1b\n" +
@@ -259,7 +880,13 @@ const file_furrow_procurement_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"amount_fen\x18\a \x01(\x03R\tamountFen\x129\n" +
 	"\n" +
-	"weighed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tweighedAt\"\xc1\x02\n" +
+	"weighed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tweighedAt\x12\x19\n" +
+	"\border_id\x18\t \x01(\tR\aorderId\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\n" +
+	" \x01(\tR\tprogramId\x12\x1c\n" +
+	"\twarehouse\x18\v \x01(\tR\twarehouse\x12\x16\n" +
+	"\x06county\x18\f \x01(\tR\x06county\"\x95\x03\n" +
 	"\x11DeliveryCorrected\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1b\n" +
@@ -271,7 +898,66 @@ const file_furrow_procurement_events_v1_events_proto_rawDesc = "" +
 	"\x10price_fen_per_kg\x18\a \x01(\x03R\rpriceFenPerKg\x12\x1d\n" +
 	"\n" +
 	"amount_fen\x18\b \x01(\x03R\tamountFen\x12\x16\n" +
-	"\x06reason\x18\t \x01(\tR\x06reasonBOZMgithub.com/furrow/furrow/proto/furrow/procurement/events/v1;procurementeventsb\x06proto3"
+	"\x06reason\x18\t \x01(\tR\x06reason\x12\x19\n" +
+	"\border_id\x18\n" +
+	" \x01(\tR\aorderId\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\v \x01(\tR\tprogramId\x12\x18\n" +
+	"\aproduct\x18\f \x01(\tR\aproduct\"\x93\x02\n" +
+	"\rProgramOpened\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"budget_fen\x18\x03 \x01(\x03R\tbudgetFen\x12=\n" +
+	"\fperiod_start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vperiodStart\x129\n" +
+	"\n" +
+	"period_end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tperiodEnd\x12\x1a\n" +
+	"\bproducts\x18\x06 \x03(\tR\bproducts\x12\x1a\n" +
+	"\bcounties\x18\a \x03(\tR\bcounties\"F\n" +
+	"\rProgramClosed\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"i\n" +
+	"\x0eBudgetReserved\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x03 \x01(\x03R\tamountFen\"i\n" +
+	"\x0eBudgetReleased\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x03 \x01(\x03R\tamountFen\"K\n" +
+	"\n" +
+	"GradePrice\x12\x14\n" +
+	"\x05grade\x18\x01 \x01(\tR\x05grade\x12'\n" +
+	"\x10price_fen_per_kg\x18\x02 \x01(\x03R\rpriceFenPerKg\"\x85\x04\n" +
+	"\vOrderPlaced\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x02 \x01(\tR\tprogramId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12\x16\n" +
+	"\x06county\x18\x04 \x01(\tR\x06county\x12\x18\n" +
+	"\aproduct\x18\x05 \x01(\tR\aproduct\x12@\n" +
+	"\x06prices\x18\x06 \x03(\v2(.furrow.procurement.events.v1.GradePriceR\x06prices\x12#\n" +
+	"\rordered_grams\x18\a \x01(\x03R\forderedGrams\x12!\n" +
+	"\ftolerance_bp\x18\b \x01(\x05R\vtoleranceBp\x12\x1b\n" +
+	"\tmax_grams\x18\t \x01(\x03R\bmaxGrams\x12!\n" +
+	"\freserved_fen\x18\n" +
+	" \x01(\x03R\vreservedFen\x12=\n" +
+	"\fwindow_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"window_end\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x12)\n" +
+	"\x10origin_warehouse\x18\r \x01(\tR\x0foriginWarehouse\"\x85\x01\n" +
+	"\x0eOrderCancelled\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x02 \x01(\tR\tprogramId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12!\n" +
+	"\freleased_fen\x18\x04 \x01(\x03R\vreleasedFenBOZMgithub.com/furrow/furrow/proto/furrow/procurement/events/v1;procurementeventsb\x06proto3"
 
 var (
 	file_furrow_procurement_events_v1_events_proto_rawDescOnce sync.Once
@@ -285,19 +971,31 @@ func file_furrow_procurement_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_procurement_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_procurement_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_furrow_procurement_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_furrow_procurement_events_v1_events_proto_goTypes = []any{
 	(*DeliveryRecorded)(nil),      // 0: furrow.procurement.events.v1.DeliveryRecorded
 	(*DeliveryCorrected)(nil),     // 1: furrow.procurement.events.v1.DeliveryCorrected
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*ProgramOpened)(nil),         // 2: furrow.procurement.events.v1.ProgramOpened
+	(*ProgramClosed)(nil),         // 3: furrow.procurement.events.v1.ProgramClosed
+	(*BudgetReserved)(nil),        // 4: furrow.procurement.events.v1.BudgetReserved
+	(*BudgetReleased)(nil),        // 5: furrow.procurement.events.v1.BudgetReleased
+	(*GradePrice)(nil),            // 6: furrow.procurement.events.v1.GradePrice
+	(*OrderPlaced)(nil),           // 7: furrow.procurement.events.v1.OrderPlaced
+	(*OrderCancelled)(nil),        // 8: furrow.procurement.events.v1.OrderCancelled
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_furrow_procurement_events_v1_events_proto_depIdxs = []int32{
-	2, // 0: furrow.procurement.events.v1.DeliveryRecorded.weighed_at:type_name -> google.protobuf.Timestamp
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	9, // 0: furrow.procurement.events.v1.DeliveryRecorded.weighed_at:type_name -> google.protobuf.Timestamp
+	9, // 1: furrow.procurement.events.v1.ProgramOpened.period_start:type_name -> google.protobuf.Timestamp
+	9, // 2: furrow.procurement.events.v1.ProgramOpened.period_end:type_name -> google.protobuf.Timestamp
+	6, // 3: furrow.procurement.events.v1.OrderPlaced.prices:type_name -> furrow.procurement.events.v1.GradePrice
+	9, // 4: furrow.procurement.events.v1.OrderPlaced.window_start:type_name -> google.protobuf.Timestamp
+	9, // 5: furrow.procurement.events.v1.OrderPlaced.window_end:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_furrow_procurement_events_v1_events_proto_init() }
@@ -311,7 +1009,7 @@ func file_furrow_procurement_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_procurement_events_v1_events_proto_rawDesc), len(file_furrow_procurement_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,129 @@
+package adapters
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	procurementevents "github.com/furrow/furrow/proto/furrow/procurement/events/v1"
+
+	"github.com/furrow/furrow/pkg/consistency"
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/projection"
+
+	"github.com/furrow/furrow/services/brand-incubation/app"
+)
+
+// Procurement's stream and the event kind brand incubation follows there.
+const (
+	procurementStream          = "PROCUREMENT"
+	procurementDeliveryRecords = "procurement.*.*.delivery_recorded"
+)
+
+// DeliveriesProjection keeps, from procurement's DeliveryRecorded events,
+// which farmer each delivery came from, so that a sales line may name the
+// delivery instead of the farmer. It follows the event contract (the kind
+// delivery_recorded, wherever procurement keeps the aggregate), not
+// procurement's ids or tables.
+type DeliveriesProjection struct{}
+
+var _ projection.Versioned = DeliveriesProjection{}
+
+const tableDeliveries = "brand_deliveries"
+
+// Name implements projection.Projection.
+func (DeliveriesProjection) Name() string { return "brand_deliveries" }
+
+// Stream implements projection.Projection.
+func (DeliveriesProjection) Stream() string { return procurementStream }
+
+// Subjects implements projection.Projection.
+func (DeliveriesProjection) Subjects() []string { return []string{procurementDeliveryRecords} }
+
+// Tables implements projection.Versioned.
+func (DeliveriesProjection) Tables() []string { return []string{tableDeliveries} }
+
+// Migrate implements projection.Projection.
+func (DeliveriesProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+projection.Table(ctx, tableDeliveries)+` (
+		delivery_id TEXT PRIMARY KEY,
+		farmer_id TEXT NOT NULL,
+		product TEXT NOT NULL,
+		seq BIGINT NOT NULL)`)
+	if err != nil {
+		return fmt.Errorf("migrate brand_deliveries: %w", err)
+	}
+	return nil
+}
+
+// Apply implements projection.Projection.
+func (DeliveriesProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Recorded) error {
+	msg, err := eventstore.Decode(rec)
+	if err != nil {
+		return err
+	}
+	d, ok := msg.(*procurementevents.DeliveryRecorded)
+	if !ok {
+		return nil
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO `+projection.Table(ctx, tableDeliveries)+` (delivery_id, farmer_id, product, seq)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (delivery_id) DO NOTHING`,
+		d.GetDeliveryId(), d.GetFarmerId(), d.GetProduct(), rec.Sequence)
+	if err != nil {
+		return fmt.Errorf("apply %s seq %d: %w", rec.Type, rec.Sequence, err)
+	}
+	return nil
+}
+
+// Waiter is the part of a projection runner DeliveryDirectory needs.
+type Waiter interface {
+	WaitFor(ctx context.Context, seq uint64) error
+}
+
+// DeliveryDirectory answers which farmer a delivery came from.
+type DeliveryDirectory struct {
+	db     *projection.DB
+	store  *eventstore.Store
+	runner Waiter
+}
+
+var _ app.Deliveries = (*DeliveryDirectory)(nil)
+
+// NewDeliveryDirectory returns a directory over the deliveries projection
+// (runner) in db; store reads procurement's stream head.
+func NewDeliveryDirectory(db *projection.DB, store *eventstore.Store, runner Waiter) *DeliveryDirectory {
+	return &DeliveryDirectory{db: db, store: store, runner: runner}
+}
+
+// FarmerOf implements app.Deliveries. It first waits until the projection
+// reflects procurement's stream as it is now, so a delivery recorded
+// before the call is always found.
+func (d *DeliveryDirectory) FarmerOf(ctx context.Context, deliveryID string) (string, bool, error) {
+	head, err := streamHead(ctx, d.store, procurementStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return "", false, nil // no procurement here: no deliveries
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, consistency.DefaultTimeout)
+		defer cancel()
+	}
+	if err := d.runner.WaitFor(ctx, head); err != nil {
+		return "", false, fmt.Errorf("delivery %s: %w", deliveryID, err)
+	}
+	var farmer string
+	err = d.db.QueryRowContext(ctx, `SELECT farmer_id FROM `+tableDeliveries+` WHERE delivery_id = $1`, deliveryID).Scan(&farmer)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("delivery %s: %w", deliveryID, err)
+	}
+	return farmer, true, nil
+}

@@ -1,0 +1,212 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/failure"
+	"github.com/furrow/furrow/pkg/ident"
+
+	"github.com/furrow/furrow/services/brand-incubation/domain"
+)
+
+// loadConcurrency bounds the look-ups a report's facts take at once.
+const loadConcurrency = 16
+
+// ReportSales is the command to record a channel's sales report.
+type ReportSales struct {
+	// Fingerprint of the request as received: the same report id and
+	// revision with another fingerprint is ErrIdempotencyMismatch.
+	Fingerprint string
+	Report      domain.SalesReport
+	Meta        eventstore.Metadata
+}
+
+// Reported is the outcome of ReportSales.
+type Reported struct {
+	// Report is the report's state after the call.
+	Report *domain.Report
+	// ChangedLines counts the lines whose outcome this call recorded.
+	ChangedLines int
+	Result       eventstore.AppendResult
+}
+
+// ReportSales records a report or a restatement. Its idempotency key is
+// the report id and revision: a retry (however late) returns the first
+// outcome. A revision is one atomic batch: its header and the events of
+// the lines whose outcome changed.
+//
+// The lines are rated against the rule sets as read; if one of them
+// changes before the batch lands (a revision racing the report), the
+// report is re-rated at once, and RerateOnSalesReported would do it
+// otherwise.
+func (i *Incubator) ReportSales(ctx context.Context, cmd ReportSales) (Reported, error) {
+	now := i.now()
+	in := cmd.Report
+	if err := domain.CheckSalesReport(in, now); err != nil {
+		return Reported{}, err
+	}
+	key := fmt.Sprintf("brand.ReportSales:%s#%d", in.ReportID, in.Revision)
+	var (
+		changes []domain.Change
+		facts   domain.SaleFacts
+	)
+	rep, res, err := execute(ctx, i, func() *domain.Report { return domain.NewReport(in.ReportID) },
+		key, cmd.Fingerprint, cmd.Meta,
+		func(r *domain.Report) ([]domain.Change, error) {
+			var err error
+			if facts, err = i.saleFacts(ctx, in, now); err != nil {
+				return nil, err
+			}
+			changes, err = r.Record(in, facts)
+			return changes, err
+		})
+	if err != nil {
+		return Reported{}, err
+	}
+	out := Reported{Report: rep, Result: res}
+	if res.Duplicate {
+		if rep.Version() < res.Last {
+			// A concurrent retry of the same report landed after our load.
+			if out.Report, err = i.SalesReport(ctx, in.ReportID); err != nil {
+				return Reported{}, err
+			}
+		}
+		return out, nil
+	}
+	for k, c := range changes {
+		rep.Apply(res.First+uint64(k), c.Event)
+	}
+	out.ChangedLines = len(changes) - 1
+
+	var stale []string
+	for b, rs := range facts.RuleSets {
+		v, err := i.events.Version(ctx, domain.RuleSetAggregate(b, in.Channel))
+		if err != nil {
+			return Reported{}, err
+		}
+		if v > rs.Version() {
+			stale = append(stale, b)
+		}
+	}
+	if len(stale) > 0 {
+		i.log.InfoContext(ctx, "rule sets changed while the report was rated; re-rating it", "report_id", in.ReportID, "brands", stale)
+		rep, err := i.rerateReport(ctx, in.ReportID, cmd.Meta)
+		if err != nil {
+			return Reported{}, fmt.Errorf("report %s recorded at %s; re-rating it: %w", in.ReportID, res.Position(), err)
+		}
+		out.Report, out.Result.Last = rep, max(out.Result.Last, rep.Version())
+	}
+	return out, nil
+}
+
+// saleFacts loads what rating in's lines depends on: the channel, the
+// deliveries' farmers, which farmers the ledger knows, and the brands,
+// their rule sets at the channel and the farmers' enrolments.
+func (i *Incubator) saleFacts(ctx context.Context, in domain.SalesReport, now time.Time) (domain.SaleFacts, error) {
+	f := domain.SaleFacts{
+		Now: now, Brands: map[string]*domain.Brand{}, RuleSets: map[string]*domain.RuleSet{},
+		Enrolments: map[string]*domain.Enrolment{}, Farmers: map[string]bool{}, Deliveries: map[string]string{},
+	}
+	ch := domain.NewChannel(in.Channel)
+	if err := i.load(ctx, ch); err != nil {
+		return f, err
+	}
+	f.ChannelRegistered = ch.Registered()
+	if !f.ChannelRegistered {
+		return f, nil // Record refuses the report; nothing else matters
+	}
+
+	var mu sync.Mutex // guards f's maps while loaders run
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(loadConcurrency)
+	seen := map[string]bool{}
+	for _, l := range in.Lines {
+		if l.DeliveryID != "" && !seen["d:"+l.DeliveryID] {
+			seen["d:"+l.DeliveryID] = true
+			g.Go(func() error {
+				farmer, found, err := i.deliveries.FarmerOf(gctx, l.DeliveryID)
+				if found {
+					mu.Lock()
+					f.Deliveries[l.DeliveryID] = farmer
+					mu.Unlock()
+				}
+				return err
+			})
+		}
+		if !seen["b:"+l.BrandID] {
+			seen["b:"+l.BrandID] = true
+			g.Go(func() error {
+				b, rs := domain.NewBrand(l.BrandID), domain.NewRuleSet(l.BrandID, in.Channel)
+				if err := i.load(gctx, b); err != nil {
+					return err
+				}
+				if err := i.load(gctx, rs); err != nil {
+					return err
+				}
+				mu.Lock()
+				f.Brands[l.BrandID], f.RuleSets[l.BrandID] = b, rs
+				mu.Unlock()
+				return nil
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return f, err
+	}
+
+	// Farmers next: a delivery line's farmer is known only now.
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(loadConcurrency)
+	for k, l := range in.Lines {
+		farmer, err := domain.FarmerOf(k, l, f.Deliveries)
+		if err != nil || ident.Check("farmer_id", farmer) != nil {
+			continue // Record reports it, with the line's field
+		}
+		if !seen["f:"+farmer] {
+			seen["f:"+farmer] = true
+			g.Go(func() error {
+				known, err := i.farmers.Registered(gctx, farmer)
+				mu.Lock()
+				f.Farmers[farmer] = known
+				mu.Unlock()
+				return err
+			})
+		}
+		id := domain.EnrolmentID(l.BrandID, farmer)
+		if !seen["e:"+id] {
+			seen["e:"+id] = true
+			g.Go(func() error {
+				e := domain.NewEnrolment(l.BrandID, farmer)
+				if err := i.load(gctx, e); err != nil {
+					return err
+				}
+				mu.Lock()
+				f.Enrolments[id] = e
+				mu.Unlock()
+				return nil
+			})
+		}
+	}
+	return f, g.Wait()
+}
+
+// SalesReport returns a report, read from its events.
+func (i *Incubator) SalesReport(ctx context.Context, reportID string) (*domain.Report, error) {
+	if err := ident.Check("report_id", reportID); err != nil {
+		return nil, err
+	}
+	rep := domain.NewReport(reportID)
+	if err := i.load(ctx, rep); err != nil {
+		return nil, err
+	}
+	if rep.Revision() == 0 {
+		return nil, failure.NotFound("report_id", "report %s does not exist", reportID)
+	}
+	return rep, nil
+}

@@ -1,0 +1,296 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/failure"
+	"github.com/furrow/furrow/pkg/ident"
+
+	"github.com/furrow/furrow/services/farmer-ledger/domain"
+)
+
+// Paging limits of list queries.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// MaxSettlementBytes bounds a settlement file handed to ReconcilePayouts.
+const MaxSettlementBytes = 16 << 20
+
+func pageSize(n int32) (int, error) {
+	switch {
+	case n < 0:
+		return 0, failure.Invalid("page_size", "must not be negative, got %d", n)
+	case n == 0:
+		return DefaultPageSize, nil
+	case n > MaxPageSize:
+		return MaxPageSize, nil
+	}
+	return int(n), nil
+}
+
+// Page tokens are opaque to clients: base64 of "<kind>:<cursor>", so a
+// token of one list is refused by another.
+func pageToken(kind, cursor string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(kind + ":" + cursor))
+}
+
+func parsePageToken(kind, token string) (string, error) {
+	if token == "" {
+		return "", nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	cursor, ok := strings.CutPrefix(string(raw), kind+":")
+	if err != nil || !ok {
+		return "", failure.Invalid("page_token", "is not a token this list returned")
+	}
+	return cursor, nil
+}
+
+// ListFarmers returns a page of farmers and the token of the next page.
+func (l *Ledger) ListFarmers(ctx context.Context, f FarmerFilter, size int32, token string, minPos *eventstore.Position) ([]FarmerRow, string, eventstore.Position, error) {
+	limit, err := pageSize(size)
+	if err != nil {
+		return nil, "", eventstore.Position{}, err
+	}
+	if f.AfterID, err = parsePageToken("farmers", token); err != nil {
+		return nil, "", eventstore.Position{}, err
+	}
+	asOf, err := l.positions.WaitFor(ctx, derefPos(minPos))
+	if err != nil {
+		return nil, "", eventstore.Position{}, err
+	}
+	f.Limit = limit + 1
+	rows, err := l.directory.Farmers(ctx, f)
+	if err != nil {
+		return nil, "", eventstore.Position{}, err
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = pageToken("farmers", rows[limit-1].FarmerID)
+	}
+	return rows, next, asOf, nil
+}
+
+// BalanceAt returns a farmer's balance at a point in history and the
+// sequence of the last entry it counts. A point given as a LEDGER sequence
+// is waited for (bounded), so the answer never misses an entry before it.
+func (l *Ledger) BalanceAt(ctx context.Context, farmerID string, at BalancePoint) (domain.Balance, uint64, eventstore.Position, error) {
+	if _, err := l.Farmer(ctx, farmerID); err != nil {
+		return domain.Balance{}, 0, eventstore.Position{}, err
+	}
+	if at.Seq == 0 && at.Time.IsZero() {
+		return domain.Balance{}, 0, eventstore.Position{}, failure.Invalid("at", "give a time or a ledger_sequence")
+	}
+	var wait eventstore.Position
+	if at.Seq > 0 {
+		wait = eventstore.Position{Stream: domain.Stream, Sequence: at.Seq}
+	}
+	asOf, err := l.financePositions.WaitFor(ctx, wait)
+	if err != nil {
+		return domain.Balance{}, 0, eventstore.Position{}, err
+	}
+	b, last, err := l.finance.BalanceAt(ctx, farmerID, at)
+	if err != nil {
+		return domain.Balance{}, 0, eventstore.Position{}, err
+	}
+	return b, last, asOf, nil
+}
+
+// Payout returns one payout from the finance read model.
+func (l *Ledger) Payout(ctx context.Context, payoutID string, minPos *eventstore.Position) (PayoutView, eventstore.Position, error) {
+	if payoutID == "" {
+		return PayoutView{}, eventstore.Position{}, failure.Invalid("payout_id", "is required")
+	}
+	asOf, err := l.financePositions.WaitFor(ctx, derefPos(minPos))
+	if err != nil {
+		return PayoutView{}, eventstore.Position{}, err
+	}
+	p, err := l.finance.Payout(ctx, payoutID)
+	if errors.Is(err, ErrNotFound) {
+		return PayoutView{}, eventstore.Position{}, failure.NotFound("payout_id",
+			"no payout %s as of %s (a payout just requested: pass its position as min_position)", payoutID, asOf)
+	}
+	return p, asOf, err
+}
+
+// Payouts returns a page of payouts and the token of the next page.
+func (l *Ledger) Payouts(ctx context.Context, f PayoutFilter, size int32, token string, minPos *eventstore.Position) ([]PayoutView, string, eventstore.Position, error) {
+	if f.FarmerID != "" {
+		if err := ident.Check("farmer_id", f.FarmerID); err != nil {
+			return nil, "", eventstore.Position{}, err
+		}
+	}
+	limit, err := pageSize(size)
+	if err != nil {
+		return nil, "", eventstore.Position{}, err
+	}
+	cursor, err := parsePageToken("payouts", token)
+	if err != nil {
+		return nil, "", eventstore.Position{}, err
+	}
+	if cursor != "" {
+		if f.AfterSeq, err = strconv.ParseUint(cursor, 10, 64); err != nil {
+			return nil, "", eventstore.Position{}, failure.Invalid("page_token", "is not a token this list returned")
+		}
+	}
+	asOf, err := l.financePositions.WaitFor(ctx, derefPos(minPos))
+	if err != nil {
+		return nil, "", eventstore.Position{}, err
+	}
+	f.Limit = limit + 1
+	rows, err := l.finance.Payouts(ctx, f)
+	if err != nil {
+		return nil, "", eventstore.Position{}, err
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = pageToken("payouts", strconv.FormatUint(rows[limit-1].RequestedSeq, 10))
+	}
+	return rows, next, asOf, nil
+}
+
+// Statement returns a farmer's statement for [from, to); a zero to means
+// now. It also returns the farmer, for the statement's heading.
+func (l *Ledger) Statement(ctx context.Context, farmerID string, period domain.Period, minPos *eventstore.Position) (*domain.Farmer, Statement, eventstore.Position, error) {
+	f, err := l.Farmer(ctx, farmerID)
+	if err != nil {
+		return nil, Statement{}, eventstore.Position{}, err
+	}
+	if period.To.IsZero() {
+		period.To = l.now()
+	}
+	if err := period.Check(); err != nil {
+		return nil, Statement{}, eventstore.Position{}, err
+	}
+	asOf, err := l.financePositions.WaitFor(ctx, derefPos(minPos))
+	if err != nil {
+		return nil, Statement{}, eventstore.Position{}, err
+	}
+	st, err := l.finance.Statement(ctx, farmerID, period.From, period.To)
+	if err != nil {
+		return nil, Statement{}, eventstore.Position{}, err
+	}
+	return f, st, asOf, nil
+}
+
+// ErrUnbalanced means the journal's debits and credits differ: an entry
+// that does not balance reached the stream, which the domain never writes.
+var ErrUnbalanced = errors.New("the journal does not balance")
+
+// TrialBalance returns every account's totals and the number of entries.
+// When Σ debits ≠ Σ credits it returns the totals and an error wrapping
+// ErrUnbalanced.
+func (l *Ledger) TrialBalance(ctx context.Context, byFarmer bool, minPos *eventstore.Position) (domain.TrialBalance, int64, eventstore.Position, error) {
+	asOf, err := l.financePositions.WaitFor(ctx, derefPos(minPos))
+	if err != nil {
+		return domain.TrialBalance{}, 0, eventstore.Position{}, err
+	}
+	accounts, entries, err := l.finance.Accounts(ctx)
+	if err != nil {
+		return domain.TrialBalance{}, 0, eventstore.Position{}, err
+	}
+	tb, err := domain.NewTrialBalance(accounts, byFarmer)
+	if err != nil {
+		return domain.TrialBalance{}, 0, eventstore.Position{}, err
+	}
+	if !tb.Balanced() {
+		return tb, entries, asOf, fmt.Errorf("%w: debits %d fen, credits %d fen (difference %d fen) as of %s",
+			ErrUnbalanced, tb.DebitFen, tb.CreditFen, tb.DebitFen-tb.CreditFen, asOf)
+	}
+	return tb, entries, asOf, nil
+}
+
+// Reconciliation is a reconciliation with the decisions recorded about
+// its breaks.
+type Reconciliation struct {
+	domain.Reconciliation
+	Resolutions map[string]Resolution
+}
+
+// Reconcile matches the ledger's payouts against a provider's settlement
+// file for a period. It records nothing. A malformed file is Invalid, with
+// the line it failed on.
+func (l *Ledger) Reconcile(ctx context.Context, settlement []byte, period domain.Period, minPos *eventstore.Position) (Reconciliation, eventstore.Position, error) {
+	if len(settlement) > MaxSettlementBytes {
+		return Reconciliation{}, eventstore.Position{}, failure.Invalid("settlement_csv", "is %d bytes; at most %d", len(settlement), MaxSettlementBytes)
+	}
+	if err := period.Check(); err != nil {
+		return Reconciliation{}, eventstore.Position{}, err
+	}
+	lines, err := domain.ParseSettlement(settlement)
+	if err != nil {
+		return Reconciliation{}, eventstore.Position{}, failure.Invalid("settlement_csv", "%v", err)
+	}
+	asOf, err := l.financePositions.WaitFor(ctx, derefPos(minPos))
+	if err != nil {
+		return Reconciliation{}, eventstore.Position{}, err
+	}
+	ids := make([]string, 0, len(lines))
+	for _, ln := range lines {
+		ids = append(ids, ln.PayoutID)
+	}
+	payouts, err := l.finance.ReconciliationPayouts(ctx, period, ids)
+	if err != nil {
+		return Reconciliation{}, eventstore.Position{}, err
+	}
+	rec := domain.Reconcile(payouts, lines, period)
+	var breakIDs []string
+	for _, it := range rec.Items {
+		if it.BreakID != "" {
+			breakIDs = append(breakIDs, it.BreakID)
+		}
+	}
+	res, err := l.finance.Resolutions(ctx, breakIDs)
+	if err != nil {
+		return Reconciliation{}, eventstore.Position{}, err
+	}
+	return Reconciliation{Reconciliation: rec, Resolutions: res}, asOf, nil
+}
+
+// ResolveBreak is the command recording finance's decision about a break.
+type ResolveBreak struct {
+	RequestID   string
+	Fingerprint string
+	BreakID     string
+	Decision    string
+	Note        string
+	Meta        eventstore.Metadata
+}
+
+// ResolveBreak records a decision about a reconciliation break, once per
+// request id; a break is resolved once.
+func (l *Ledger) ResolveBreak(ctx context.Context, cmd ResolveBreak) (eventstore.AppendResult, error) {
+	if err := ident.CheckRequestID(cmd.RequestID); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if err := domain.CheckBreakID(cmd.BreakID); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	key := "ledger.ResolvePayoutBreak:" + cmd.RequestID
+	resolved, version, seen, err := l.breaks.Load(ctx, cmd.BreakID)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if res, ok, err := seen.Check(key, cmd.Fingerprint); ok || err != nil {
+		return res, err
+	}
+	ev, err := domain.ResolveBreak(cmd.BreakID, cmd.Decision, cmd.Note, resolved)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	res, err := l.breaks.Append(ctx, version, key, cmd.Fingerprint, cmd.Meta, ev)
+	if errors.Is(err, eventstore.ErrConflict) {
+		return eventstore.AppendResult{}, failure.AlreadyExists("break_id", "break %s was resolved meanwhile", cmd.BreakID)
+	}
+	return res, err
+}

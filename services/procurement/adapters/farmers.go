@@ -1,0 +1,109 @@
+package adapters
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/projection"
+
+	"github.com/furrow/furrow/services/procurement/app"
+	"github.com/furrow/furrow/services/procurement/domain"
+)
+
+// LedgerStream is the ledger's stream, whose FarmerRegistered events tell
+// procurement which farmers exist.
+const LedgerStream = "LEDGER"
+
+// farmerRegistered is the subject filter of every farmer registration.
+const farmerRegistered = "ledger.farmer.*.farmer_registered"
+
+// LedgerFarmers finds a farmer by reading its registration event from the
+// ledger's stream: the ledger's events are its public contract, and the
+// stream is always current, unlike a projection, so a command never
+// refuses a farmer registered a moment ago.
+type LedgerFarmers struct{ store *eventstore.Store }
+
+var _ app.Farmers = (*LedgerFarmers)(nil)
+
+// NewLedgerFarmers returns a directory over store.
+func NewLedgerFarmers(store *eventstore.Store) *LedgerFarmers { return &LedgerFarmers{store: store} }
+
+// Lookup returns the registered farmer, or false.
+func (l *LedgerFarmers) Lookup(ctx context.Context, farmerID string) (domain.Farmer, bool, error) {
+	evs, err := l.store.Load(ctx, LedgerStream, "ledger.farmer."+farmerID+".farmer_registered", 0)
+	if err != nil {
+		return domain.Farmer{}, false, fmt.Errorf("look up farmer %s: %w", farmerID, err)
+	}
+	if len(evs) == 0 {
+		return domain.Farmer{}, false, nil
+	}
+	msg, err := eventstore.Decode(evs[0])
+	if err != nil {
+		return domain.Farmer{}, false, fmt.Errorf("look up farmer %s: %w", farmerID, err)
+	}
+	r, ok := msg.(*ledgerevents.FarmerRegistered)
+	if !ok {
+		return domain.Farmer{}, false, fmt.Errorf("look up farmer %s: %s is a %s", farmerID, evs[0].Subject, evs[0].Type)
+	}
+	return domain.Farmer{ID: r.GetFarmerId(), Name: r.GetName(), County: r.GetCounty(), Cooperative: r.GetCooperative()}, true, nil
+}
+
+// FarmersProjection keeps procurement's own list of the farmers registered
+// with the ledger (name, county, cooperative), fed by the ledger's
+// FarmerRegistered events: procurement never reads the ledger's tables.
+// County totals count farmers from it.
+type FarmersProjection struct{}
+
+var _ projection.Projection = FarmersProjection{}
+
+// Name implements projection.Projection.
+func (FarmersProjection) Name() string { return "procurement_farmers" }
+
+// Stream implements projection.Projection.
+func (FarmersProjection) Stream() string { return LedgerStream }
+
+// Subjects implements projection.Projection.
+func (FarmersProjection) Subjects() []string { return []string{farmerRegistered} }
+
+// Migrate implements projection.Projection.
+func (FarmersProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
+	for _, stmt := range []string{
+		`CREATE TABLE IF NOT EXISTS procurement_farmers (
+			farmer_id TEXT PRIMARY KEY,
+			name TEXT NOT NULL,
+			county TEXT NOT NULL,
+			cooperative TEXT NOT NULL,
+			seq BIGINT NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS procurement_farmers_county ON procurement_farmers (county)`,
+	} {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("migrate procurement_farmers: %w", err)
+		}
+	}
+	return nil
+}
+
+// Apply implements projection.Projection.
+func (FarmersProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Recorded) error {
+	msg, err := eventstore.Decode(rec)
+	if err != nil {
+		return err
+	}
+	e, ok := msg.(*ledgerevents.FarmerRegistered)
+	if !ok {
+		return nil // only registrations are on the filter; anything else is not ours
+	}
+	// A farmer is registered once; DO NOTHING keeps the first registration
+	// should the ledger ever repeat one.
+	_, err = tx.ExecContext(ctx, `INSERT INTO procurement_farmers (farmer_id, name, county, cooperative, seq)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (farmer_id) DO NOTHING`,
+		e.GetFarmerId(), e.GetName(), e.GetCounty(), e.GetCooperative(), rec.Sequence)
+	if err != nil {
+		return fmt.Errorf("apply %s seq %d: %w", rec.Type, rec.Sequence, err)
+	}
+	return nil
+}

@@ -45,7 +45,8 @@ procurement, brand-incubation and farmer-ledger services on one gRPC address
 directory. Ctrl-C shuts down gracefully; nothing acknowledged is lost.
 
 Tracing is off unless OTEL_TRACES_EXPORTER is "otlp" (OTEL_EXPORTER_OTLP_*
-say where) or "console".
+say where) or "console"; metrics (appends, handler outcomes, projection lag)
+likewise with OTEL_METRICS_EXPORTER.
 
 Flags (environment variable in brackets):
 `)
@@ -133,18 +134,21 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 	if natsURL == "" {
 		natsURL = "(no listener)"
 	}
-	tracing := cfg.Telemetry.Exporter
+	tracing, metrics := cfg.Telemetry.Exporter, cfg.Telemetry.MetricsExporter
 	if tracing == "" {
 		tracing = "none"
 	}
+	if metrics == "" {
+		metrics = "none"
+	}
 	fmt.Fprintf(stdout, `Furrow dev is running.
-  gRPC      %s  (ProcurementService, BrandService, LedgerService, health, reflection)
+  gRPC      %s  (ProcurementService, BrandService, LedgerService, AdminService, health, reflection)
   NATS      %s  (JetStream, sync: always; streams PROCUREMENT, LEDGER, BRAND)
   data      %s
-  tracing   %s
+  tracing   %s, metrics %s
 Try:  grpcurl -plaintext %s list
 Stop with Ctrl-C.
-`, st.GRPCAddr(), natsURL, abs, tracing, st.GRPCAddr())
+`, st.GRPCAddr(), natsURL, abs, tracing, metrics, st.GRPCAddr())
 	log.Info("furrow dev started", "grpc", st.GRPCAddr(), "nats", natsURL, "data_dir", abs)
 
 	var runErr error

@@ -115,7 +115,13 @@ func (s *Store) JetStream() jetstream.JetStream { return s.js }
 
 // Append writes req.Events atomically, or returns the result of an earlier
 // append with the same idempotency key. A failed expectation is ErrConflict.
-func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+func (s *Store) Append(ctx context.Context, req AppendRequest) (res AppendResult, err error) {
+	start := time.Now()
+	defer func() { recordAppend(ctx, req, res, err, time.Since(start)) }()
+	return s.append(ctx, req)
+}
+
+func (s *Store) append(ctx context.Context, req AppendRequest) (AppendResult, error) {
 	msgs, ids, err := s.messages(ctx, req)
 	if err != nil {
 		return AppendResult{}, err

@@ -28,8 +28,9 @@ import (
 // Environment variables ConfigFromEnv reads; they are the OpenTelemetry
 // standard ones, so operators configure Furrow like any other service.
 const (
-	EnvTracesExporter = "OTEL_TRACES_EXPORTER"
-	EnvServiceName    = "OTEL_SERVICE_NAME"
+	EnvTracesExporter  = "OTEL_TRACES_EXPORTER"
+	EnvMetricsExporter = "OTEL_METRICS_EXPORTER"
+	EnvServiceName     = "OTEL_SERVICE_NAME"
 )
 
 // Exporter values of Config.Exporter.
@@ -50,6 +51,10 @@ type Config struct {
 	// gRPC to OTEL_EXPORTER_OTLP_ENDPOINT (read by the exporter itself),
 	// "console" pretty-prints them, "none" or "" turns tracing off.
 	Exporter string
+	// MetricsExporter is the value of OTEL_METRICS_EXPORTER, with the same
+	// values: metrics (appends, handler outcomes, projection lag) are off
+	// unless asked for.
+	MetricsExporter string
 	// ConsoleWriter receives the console exporter's output; default
 	// os.Stderr, keeping stdout for the program's own output.
 	ConsoleWriter io.Writer
@@ -60,8 +65,9 @@ type Config struct {
 // A binary sets ServiceName itself when OTEL_SERVICE_NAME is unset.
 func ConfigFromEnv(getenv func(string) string) Config {
 	return Config{
-		ServiceName: strings.TrimSpace(getenv(EnvServiceName)),
-		Exporter:    strings.TrimSpace(getenv(EnvTracesExporter)),
+		ServiceName:     strings.TrimSpace(getenv(EnvServiceName)),
+		Exporter:        strings.TrimSpace(getenv(EnvTracesExporter)),
+		MetricsExporter: strings.TrimSpace(getenv(EnvMetricsExporter)),
 	}
 }
 
@@ -72,30 +78,7 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 	if cfg.ServiceName == "" {
 		return nil, fmt.Errorf("%w: a service name is required", ErrConfig)
 	}
-	var exporter sdktrace.SpanExporter
-	var opt func(sdktrace.SpanExporter) sdktrace.TracerProviderOption
-	switch strings.ToLower(cfg.Exporter) {
-	case "", ExporterNone:
-		otel.SetTextMapPropagator(propagator)
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		return func(context.Context) error { return nil }, nil
-	case ExporterOTLP:
-		exporter, err = otlptracegrpc.New(ctx)
-		opt = func(e sdktrace.SpanExporter) sdktrace.TracerProviderOption { return sdktrace.WithBatcher(e) }
-	case ExporterConsole:
-		w := cfg.ConsoleWriter
-		if w == nil {
-			w = os.Stderr
-		}
-		exporter, err = stdouttrace.New(stdouttrace.WithPrettyPrint(), stdouttrace.WithWriter(w))
-		// Synchronous: a developer watching the console sees a span as it ends.
-		opt = func(e sdktrace.SpanExporter) sdktrace.TracerProviderOption { return sdktrace.WithSyncer(e) }
-	default:
-		return nil, fmt.Errorf("%w: %s=%q, want otlp, console or none", ErrConfig, EnvTracesExporter, cfg.Exporter)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("telemetry: %s exporter: %w", cfg.Exporter, err)
-	}
+	otel.SetTextMapPropagator(propagator)
 	// Built by hand rather than from resource.Default, which reads the
 	// environment: only main does that.
 	res, err := resource.New(ctx,
@@ -106,8 +89,49 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
+	stopTraces, err := setupTraces(ctx, cfg, res)
+	if err != nil {
+		return nil, err
+	}
+	stopMetrics, err := setupMetrics(ctx, cfg, res)
+	if err != nil {
+		_ = stopTraces(ctx)
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		return errors.Join(stopTraces(ctx), stopMetrics(ctx))
+	}, nil
+}
+
+func setupTraces(ctx context.Context, cfg Config, res *resource.Resource) (func(context.Context) error, error) {
+	var exporter sdktrace.SpanExporter
+	var opt func(sdktrace.SpanExporter) sdktrace.TracerProviderOption
+	var err error
+	switch strings.ToLower(cfg.Exporter) {
+	case "", ExporterNone:
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		return func(context.Context) error { return nil }, nil
+	case ExporterOTLP:
+		exporter, err = otlptracegrpc.New(ctx)
+		opt = func(e sdktrace.SpanExporter) sdktrace.TracerProviderOption { return sdktrace.WithBatcher(e) }
+	case ExporterConsole:
+		exporter, err = stdouttrace.New(stdouttrace.WithPrettyPrint(), stdouttrace.WithWriter(consoleWriter(cfg)))
+		// Synchronous: a developer watching the console sees a span as it ends.
+		opt = func(e sdktrace.SpanExporter) sdktrace.TracerProviderOption { return sdktrace.WithSyncer(e) }
+	default:
+		return nil, fmt.Errorf("%w: %s=%q, want otlp, console or none", ErrConfig, EnvTracesExporter, cfg.Exporter)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %s exporter: %w", cfg.Exporter, err)
+	}
 	tp := sdktrace.NewTracerProvider(opt(exporter), sdktrace.WithResource(res))
-	otel.SetTextMapPropagator(propagator)
 	otel.SetTracerProvider(tp)
 	return tp.Shutdown, nil
+}
+
+func consoleWriter(cfg Config) io.Writer {
+	if cfg.ConsoleWriter != nil {
+		return cfg.ConsoleWriter
+	}
+	return os.Stderr
 }

@@ -212,6 +212,7 @@ func NewRouter(logger *slog.Logger, dlq DeadLetterConfig) (*message.Router, erro
 		Correlation,
 		poison,
 		shutdownGuard,
+		Metrics,
 		Tracing(nil),
 		retry.Middleware,
 		middleware.Recoverer,

@@ -18,6 +18,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 
@@ -60,6 +61,8 @@ type Stack struct {
 	health  *health.Server
 	lis     net.Listener
 	runners []*projection.Runner
+	// lagMetrics reports the runners' lag while metrics are on.
+	lagMetrics metric.Registration
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -140,6 +143,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
+	if s.lagMetrics, err = projection.ObserveLag(nil, s.runners); err != nil {
+		return nil, fmt.Errorf("stack: projection metrics: %w", err)
+	}
 	for _, r := range s.runners {
 		s.goRun("projection "+r.Name(), func() error { return r.Run(runCtx) })
 	}
@@ -217,6 +223,9 @@ func (s *Stack) Shutdown(ctx context.Context) {
 		case <-ctx.Done():
 			s.grpc.Stop()
 		}
+	}
+	if s.lagMetrics != nil {
+		_ = s.lagMetrics.Unregister()
 	}
 	if s.router != nil {
 		_ = s.router.Close()

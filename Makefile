@@ -18,16 +18,20 @@ MODULES   = $(shell go list -f '{{.Dir}}' -m)
 PKGS      = $(addsuffix /...,$(MODULES))
 GO_TEST_FLAGS ?= -race -timeout 12m
 
-.PHONY: help run build test postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
+.PHONY: help run build build-services test postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 run: build ## start Furrow on its embedded default (furrow dev)
 	$(BIN)/furrow dev $(ARGS)
 
 build: ## build the furrow binary into ./bin
 	go build -o $(BIN)/furrow ./cmd/furrow
+
+build-services: ## build the three production service binaries into ./bin (deploy/README.md)
+	go build -o $(BIN)/ ./services/procurement/cmd/procurement \
+		./services/brand-incubation/cmd/brand-incubation ./services/farmer-ledger/cmd/farmer-ledger
 
 test: proto-check vet ## run every module's tests (component, system) and contract checks
 	@# The projection stores' contract suite runs on SQLite and on PostgreSQL:
@@ -73,10 +77,10 @@ lint: vet proto-check breaking ## all static checks
 bench: ## benchmarks: raw JetStream baseline and end-to-end rates, with ratios
 	scripts/bench.sh
 
-up: ## production-like stack with docker compose (3-node NATS, PostgreSQL)
+up: ## production shape with docker compose: 3 NATS nodes, PostgreSQL, the services (deploy/README.md)
 	docker compose up --build
 
-down:
+down: ## stop what `make up` started (data kept; docker compose down -v deletes it)
 	docker compose down
 
 clean:

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -43,6 +42,7 @@ type opEnv struct {
 	addr    string
 	json    bool
 	timeout time.Duration
+	tls     clientTLS
 }
 
 // runGroup dispatches `furrow <group> <command> …`.
@@ -94,6 +94,7 @@ func (o *opEnv) flags(name, usage string) *flag.FlagSet {
 	fs.StringVar(&o.addr, "addr", addr, "address of Furrow's gRPC API [FURROW_ADDR]")
 	fs.BoolVar(&o.json, "json", false, "print JSON for machines instead of a table")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up on the server after this long")
+	o.tls.register(fs, o.getenv)
 	return fs
 }
 
@@ -124,7 +125,11 @@ func (o *opEnv) parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int, nam
 // dial connects to the AdminService. Calls made with the returned context
 // are bounded by --timeout.
 func (o *opEnv) dial(ctx context.Context) (adminv1.AdminServiceClient, context.Context, func(), error) {
-	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := o.tls.dialOption()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conn, err := grpc.NewClient(o.addr, creds)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("connect to %s: %w", o.addr, err)
 	}

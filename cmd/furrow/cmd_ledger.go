@@ -16,7 +16,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -65,14 +64,22 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, get
 }
 
 // clientFlags are the flags every finance command shares.
-type clientFlags struct{ addr string }
+type clientFlags struct {
+	addr string
+	tls  clientTLS
+}
 
 func (c *clientFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.addr, "addr", envOr(getenv, "FURROW_ADDR", defaultAddr), "Furrow's gRPC address [FURROW_ADDR]")
+	c.tls.register(fs, getenv)
 }
 
 func (c *clientFlags) dial() (ledgerv1.LedgerServiceClient, func(), error) {
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := c.tls.dialOption()
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(c.addr, creds)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
 	}

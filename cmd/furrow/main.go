@@ -29,8 +29,10 @@ Commands:
              services, SQLite read models, one gRPC address
   ledger     finance views: trial-balance, statement (over gRPC)
   reconcile  match payouts against a provider settlement file; resolve breaks
+  certs      write a development CA and certificates for mTLS (roles)
 
-Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070):
+Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070;
+--tls-ca/--tls-cert/--tls-key for a production deployment's mTLS):
   streams      ls | info            the event streams
   events       list | get | tail    events, decoded (--aggregate ID)
   projections  ls | status | rebuild | diff | swap | drop | pause | resume
@@ -78,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runProjections(ctx, args[1:], stdout, stderr, getenv)
 	case "dlq":
 		return runDLQ(ctx, args[1:], stdout, stderr, getenv)
+	case "certs":
+		return runCerts(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "furrow", version)
 		return nil

@@ -1,19 +1,36 @@
 package eventstore
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+
+	"github.com/furrow/furrow/pkg/cowmap"
+)
 
 // Requests remembers the idempotency keys found in an aggregate's events,
 // so a command handler can recognise a retry of a request that was applied
 // long ago, after the server's de-duplication window.
+//
+// The keys only grow with the aggregate, and a cached aggregate's keys are
+// copied on every load, so they live in a cowmap: Clone costs about the
+// square root of their number. A Requests is not safe for concurrent
+// modification; copies may be used by different goroutines at once.
 type Requests struct {
 	stream string
-	byKey  map[string]*AppendResult
-	prints map[string]string
+	byKey  cowmap.Map[string, request]
+}
+
+// request is what one idempotency key wrote to the aggregate. It is a
+// value shared between copies: replaced, never changed in place.
+type request struct {
+	first, last uint64
+	fingerprint string
+	ids         []string
 }
 
 // NewRequests returns an empty set for an aggregate in stream.
 func NewRequests(stream string) *Requests {
-	return &Requests{stream: stream, byKey: map[string]*AppendResult{}, prints: map[string]string{}}
+	return &Requests{stream: stream}
 }
 
 // Record notes a loaded event's idempotency key.
@@ -21,25 +38,39 @@ func (r *Requests) Record(rec Recorded) {
 	if rec.IdempotencyKey == "" {
 		return
 	}
-	res, ok := r.byKey[rec.IdempotencyKey]
+	q, ok := r.byKey.Get(rec.IdempotencyKey)
 	if !ok {
-		res = &AppendResult{Stream: r.stream, First: rec.Sequence, Duplicate: true}
-		r.byKey[rec.IdempotencyKey] = res
-		r.prints[rec.IdempotencyKey] = rec.Fingerprint
+		r.byKey.Set(rec.IdempotencyKey, request{first: rec.Sequence, last: rec.Sequence,
+			fingerprint: rec.Fingerprint, ids: []string{rec.ID}})
+		return
 	}
-	res.Last = rec.Sequence
-	res.EventIDs = append(res.EventIDs, rec.ID)
+	// A further event of one append (an atomic batch). The ids slice may be
+	// shared with a copy, so it is copied rather than appended to in place:
+	// quadratic in the events of one append, at most MaxBatch.
+	q.last = rec.Sequence
+	q.ids = append(slices.Clip(q.ids), rec.ID)
+	r.byKey.Set(rec.IdempotencyKey, q)
 }
 
 // Check reports whether key was applied before. When it was, it returns the
 // earlier result, or ErrIdempotencyMismatch if the content differed.
 func (r *Requests) Check(key, fingerprint string) (AppendResult, bool, error) {
-	res, ok := r.byKey[key]
+	q, ok := r.byKey.Get(key)
 	if !ok {
 		return AppendResult{}, false, nil
 	}
-	if r.prints[key] != fingerprint {
+	if q.fingerprint != fingerprint {
 		return AppendResult{}, true, fmt.Errorf("%w: key %q", ErrIdempotencyMismatch, key)
 	}
-	return *res, true, nil
+	return AppendResult{Stream: r.stream, First: q.first, Last: q.last, Duplicate: true,
+		EventIDs: slices.Clone(q.ids)}, true, nil
+}
+
+// Len is how many idempotency keys the set holds.
+func (r *Requests) Len() int { return r.byKey.Len() }
+
+// Clone returns an independent copy: recording into either never changes
+// what the other holds.
+func (r *Requests) Clone() *Requests {
+	return &Requests{stream: r.stream, byKey: r.byKey.Clone()}
 }

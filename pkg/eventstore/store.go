@@ -21,8 +21,19 @@ import (
 // an atomic batch.
 const MaxBatch = 1000
 
-// loadBatch is how many messages one direct-get request asks for.
+// loadBatch is how many messages one direct-get request asks for, at
+// most: see SyncQueueLen.
 const loadBatch = 512
+
+// SyncQueueLen is the sync-subscription queue length (nats.SyncQueueLen)
+// a connection used by a Store should have. Each Load request is a batched
+// direct get, which reads its answers through a fresh sync subscription
+// whose channel has the connection's queue length; nats.go's default,
+// 65,536, makes every load allocate and clear a 512 KiB channel (measured:
+// about 55µs and much of the garbage of a load that finds nothing new).
+// A Store sizes its batches to fit the connection's queue, so any length is
+// safe; this one lets a batch be loadBatch messages.
+const SyncQueueLen = 2 * loadBatch
 
 // JetStream error codes the store interprets.
 const (
@@ -100,6 +111,10 @@ func (r AppendResult) Position() Position { return Position{Stream: r.Stream, Se
 type Store struct {
 	js  jetstream.JetStream
 	now func() time.Time
+	// batch is how many messages a direct-get request asks for: all of a
+	// batch's answers must fit the connection's sync queue, or the client
+	// drops them as a slow consumer.
+	batch int
 	// streams caches stream handles by name: looking one up costs a
 	// STREAM.INFO round trip, and the handle itself stays valid.
 	streams sync.Map
@@ -107,7 +122,12 @@ type Store struct {
 
 // New returns a Store over js.
 func New(js jetstream.JetStream) *Store {
-	return &Store{js: js, now: time.Now}
+	batch := loadBatch
+	if nc := js.Conn(); nc != nil {
+		// Room for the batch and the end-of-batch status.
+		batch = max(1, min(batch, nc.Opts.SubChanLen-1))
+	}
+	return &Store{js: js, now: time.Now, batch: batch}
 }
 
 // JetStream returns the underlying JetStream context.
@@ -381,7 +401,7 @@ func (s *Store) Load(ctx context.Context, stream, filter string, after uint64) (
 	var out []Recorded
 	next := after + 1
 	for {
-		it, err := jetstreamext.GetBatch(ctx, s.js, stream, loadBatch,
+		it, err := jetstreamext.GetBatch(ctx, s.js, stream, s.batch,
 			jetstreamext.GetBatchSeq(next), jetstreamext.GetBatchSubject(filter))
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", filter, err)

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/natsembed"
 	"github.com/furrow/furrow/pkg/natstest"
 )
 
@@ -282,5 +287,51 @@ func TestManyConcurrentBatches(t *testing.T) {
 	got, err := e.s.Load(ctx, e.stream, e.prefix+".>", 0)
 	if err != nil || len(got) != 2*n {
 		t.Fatalf("stream holds %d events (%v), want %d", len(got), err, 2*n)
+	}
+}
+
+// TestLoadFitsTheConnectionsSyncQueue: a load's batched direct gets answer
+// through a sync subscription of the connection's queue length; a Store
+// sizes its batches to fit, so a short queue (cheap: see SyncQueueLen)
+// never drops answers as a slow consumer.
+func TestLoadFitsTheConnectionsSyncQueue(t *testing.T) {
+	t.Parallel()
+	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect(nats.SyncQueueLen(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := eventstore.EnsureStreams(ctx, js, eventstore.StreamSpec{Name: "SHORTQ", Subjects: []string{"shortq.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	s := eventstore.New(js)
+	evs := make([]eventstore.Event, 300)
+	for i := range evs {
+		evs[i] = ev("shortq.a.A1.x", strconv.Itoa(i))
+	}
+	if _, err := s.Append(ctx, eventstore.AppendRequest{Stream: "SHORTQ", Aggregate: "shortq.a.A1.>", Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load(ctx, "SHORTQ", "shortq.a.A1.>", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(evs) {
+		t.Fatalf("loaded %d events, want %d", len(got), len(evs))
+	}
+	for i, r := range got {
+		if string(r.Data) != strconv.Itoa(i) || r.Sequence != uint64(i+1) {
+			t.Fatalf("event %d is %q at seq %d", i, r.Data, r.Sequence)
+		}
 	}
 }

@@ -71,9 +71,12 @@ func Start(o Options) (*Server, error) {
 	return &Server{ns: ns}, nil
 }
 
-// Connect opens an in-process client connection.
+// Connect opens an in-process client connection. Its sync subscriptions
+// queue at most 1,024 messages (eventstore.SyncQueueLen), not nats.go's
+// 65,536: every event-store load subscribes afresh, and the default makes
+// each one allocate a 512 KiB channel. opts may override it.
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.InProcessServer(s.ns), nats.MaxReconnects(-1)}, opts...)
+	opts = append([]nats.Option{nats.InProcessServer(s.ns), nats.MaxReconnects(-1), nats.SyncQueueLen(1024)}, opts...)
 	return nats.Connect("", opts...)
 }
 

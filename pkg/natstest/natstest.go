@@ -28,7 +28,27 @@ type Server struct {
 	Name string
 	// Replicas is the replication factor streams should use on it.
 	Replicas int
-	connect  func() (*nats.Conn, error)
+	// URLs are the client URLs of the standalone or cluster nodes, for
+	// processes under test (empty for an embedded server).
+	URLs    []string
+	connect func() (*nats.Conn, error)
+}
+
+// Options customise the nats-server processes of StandaloneWith and
+// ClusterWith.
+type Options struct {
+	// Config is appended to every node's configuration file, e.g. an
+	// accounts block or "include ./accounts.conf".
+	Config string
+	// Files are written next to every node's configuration file, so that
+	// Config can include them.
+	Files map[string][]byte
+	// Env is added to the processes' environment: the values of variables
+	// ($NAME) the configuration refers to.
+	Env []string
+	// ConnectOptions are used by Connect and to check the nodes are up
+	// (credentials, when Config requires them).
+	ConnectOptions []nats.Option
 }
 
 // Connect opens a client connection (and closes it when the test ends).
@@ -104,23 +124,41 @@ func freePort(t testing.TB) int {
 // Standalone starts one nats-server process with JetStream and sync always.
 func Standalone(t testing.TB) *Server {
 	t.Helper()
-	urls := startProcesses(t, 1)
-	return &Server{Name: "standalone", Replicas: 1, connect: func() (*nats.Conn, error) { return nats.Connect(urls[0]) }}
+	return StandaloneWith(t, Options{})
+}
+
+// StandaloneWith starts one nats-server process configured by o.
+func StandaloneWith(t testing.TB, o Options) *Server {
+	t.Helper()
+	urls := startProcesses(t, 1, o)
+	s := &Server{Name: "standalone", Replicas: 1, URLs: urls, connect: func() (*nats.Conn, error) {
+		return nats.Connect(urls[0], o.ConnectOptions...)
+	}}
+	if o.Config != "" {
+		waitForMetaLeader(t, s) // JetStream may be enabled per account only now
+	}
+	return s
 }
 
 // Cluster starts a three-node JetStream cluster of nats-server processes
 // and waits until it has a meta leader. Streams on it use three replicas.
 func Cluster(t testing.TB) *Server {
 	t.Helper()
-	urls := startProcesses(t, 3)
-	s := &Server{Name: "cluster", Replicas: 3, connect: func() (*nats.Conn, error) {
-		return nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1))
+	return ClusterWith(t, Options{})
+}
+
+// ClusterWith starts a three-node cluster configured by o.
+func ClusterWith(t testing.TB, o Options) *Server {
+	t.Helper()
+	urls := startProcesses(t, 3, o)
+	s := &Server{Name: "cluster", Replicas: 3, URLs: urls, connect: func() (*nats.Conn, error) {
+		return nats.Connect(strings.Join(urls, ","), append([]nats.Option{nats.MaxReconnects(-1)}, o.ConnectOptions...)...)
 	}}
 	waitForMetaLeader(t, s)
 	return s
 }
 
-func startProcesses(t testing.TB, n int) []string {
+func startProcesses(t testing.TB, n int, o Options) []string {
 	t.Helper()
 	bin := Binary(t)
 	clientPorts := make([]int, n)
@@ -150,11 +188,18 @@ jetstream {
 }
 `, routePorts[i], strings.Join(routes, ", "))
 		}
+		conf += o.Config + "\n"
+		for name, data := range o.Files {
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
 		path := filepath.Join(dir, "nats.conf")
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(bin, "-c", path)
+		cmd.Env = append(os.Environ(), o.Env...)
 		var logs strings.Builder
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
@@ -178,7 +223,7 @@ jetstream {
 	for _, u := range urls {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			nc, err := nats.Connect(u)
+			nc, err := nats.Connect(u, o.ConnectOptions...)
 			if err == nil {
 				nc.Close()
 				break

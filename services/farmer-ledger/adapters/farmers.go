@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/eventstore"
 
 	"github.com/furrow/furrow/services/farmer-ledger/app"
@@ -17,36 +18,44 @@ import (
 )
 
 // FarmerRepository loads farmer aggregates from, and appends their events
-// to, the LEDGER stream.
+// to, the LEDGER stream. It keeps recently used farmers in memory (see
+// package aggregate): a farmer takes an entry for every delivery, premium
+// and payout, and rebuilding one from all its events on every posting
+// would cost the square of its history.
 type FarmerRepository struct {
-	store *eventstore.Store
+	store   *eventstore.Store
+	farmers *aggregate.Loader[*domain.Farmer]
 }
 
-// NewFarmerRepository returns a repository over store.
+var _ app.Farmers = (*FarmerRepository)(nil)
+
+// farmerKind says where a farmer's events are.
+var farmerKind = aggregate.Kind[*domain.Farmer]{
+	Name: "farmer", Stream: domain.Stream, Filter: domain.FarmerAggregate, New: domain.NewFarmer,
+}
+
+// NewFarmerRepository returns a repository over store that keeps recently
+// used farmers within aggregate's default bounds.
 func NewFarmerRepository(store *eventstore.Store) *FarmerRepository {
-	return &FarmerRepository{store: store}
+	return NewFarmerRepositoryWith(store, aggregate.Options{})
 }
 
-// Load rebuilds a farmer from all its events; an unknown farmer comes back
-// empty (not registered, version 0).
-// The returned Requests hold the idempotency keys of the farmer's events.
-func (r *FarmerRepository) Load(ctx context.Context, farmerID string) (*domain.Farmer, *eventstore.Requests, error) {
-	f := domain.NewFarmer(farmerID)
-	seen := eventstore.NewRequests(domain.Stream)
-	evs, err := r.store.Load(ctx, domain.Stream, domain.FarmerAggregate(farmerID), 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load farmer %s: %w", farmerID, err)
-	}
-	for _, ev := range evs {
-		msg, err := eventstore.Decode(ev)
-		if err != nil {
-			return nil, nil, fmt.Errorf("load farmer %s: %w", farmerID, err)
-		}
-		f.Apply(ev.Sequence, msg)
-		seen.Record(ev)
-	}
-	return f, seen, nil
+// NewFarmerRepositoryWith returns a repository over store that keeps
+// recently used farmers within cache's bounds (MaxAggregates < 0: none).
+func NewFarmerRepositoryWith(store *eventstore.Store, cache aggregate.Options) *FarmerRepository {
+	return &FarmerRepository{store: store, farmers: aggregate.NewLoader(store, farmerKind, cache)}
 }
+
+// Load returns a farmer as of its last event, reading only the events
+// appended since the farmer was last loaded; an unknown farmer comes back
+// empty (not registered, version 0). The returned Requests hold the
+// idempotency keys of the farmer's events. The caller owns both.
+func (r *FarmerRepository) Load(ctx context.Context, farmerID string) (*domain.Farmer, *eventstore.Requests, error) {
+	return r.farmers.Load(ctx, farmerID)
+}
+
+// CacheStats returns the farmer cache's counters.
+func (r *FarmerRepository) CacheStats() aggregate.Stats { return r.farmers.Stats() }
 
 // Append writes changes to f, expecting f to be unchanged since it was
 // loaded. key and fingerprint make the append idempotent.
@@ -70,6 +79,9 @@ func (r *FarmerRepository) Append(ctx context.Context, f *domain.Farmer, key, fi
 	})
 	if busy(err) {
 		return res, fmt.Errorf("%w: %w", app.ErrBusy, err)
+	}
+	if errors.Is(err, eventstore.ErrConflict) {
+		r.farmers.Conflicted(f.ID(), f.Version())
 	}
 	return res, err
 }

@@ -15,6 +15,7 @@ import (
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 	procurementevents "github.com/furrow/furrow/proto/furrow/procurement/events/v1"
 
+	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/natsembed"
@@ -44,8 +45,19 @@ func (c countingFarmers) Append(ctx context.Context, f *domain.Farmer, key, fp s
 // stream) take 32 concurrent payout requests each for the same farmer.
 // Only the appends' expected versions keep them apart: exactly 33 payouts
 // of 300 fen fit in 10,000 fen, and the aggregate's own balance agrees.
+// It runs with each replica keeping its own cache of farmers (each one's
+// cache goes stale whenever the other appends) and without caches.
 func TestPayoutsFromTwoReplicasNeverOverdraw(t *testing.T) {
 	t.Parallel()
+	for name, cache := range map[string]aggregate.Options{"cached": {}, "uncached": {MaxAggregates: -1}} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testPayoutsFromTwoReplicas(t, cache)
+		})
+	}
+}
+
+func testPayoutsFromTwoReplicas(t *testing.T, cache aggregate.Options) {
 	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir(), ServerName: "replicas"})
 	if err != nil {
 		t.Fatal(err)
@@ -67,8 +79,10 @@ func TestPayoutsFromTwoReplicasNeverOverdraw(t *testing.T) {
 		t.Fatal(err)
 	}
 	var conflicts atomic.Int64
+	var repos []*adapters.FarmerRepository
 	replica := func() *app.Ledger {
-		repo := countingFarmers{adapters.NewFarmerRepository(eventstore.New(js)), &conflicts}
+		repo := countingFarmers{adapters.NewFarmerRepositoryWith(eventstore.New(js), cache), &conflicts}
+		repos = append(repos, repo.FarmerRepository)
 		return app.New(app.Deps{Farmers: repo, Log: slog.New(slog.DiscardHandler)})
 	}
 	replicas := []*app.Ledger{replica(), replica()}
@@ -129,4 +143,11 @@ func TestPayoutsFromTwoReplicasNeverOverdraw(t *testing.T) {
 		t.Fatalf("farmer's balance %+v, want 9,900 held and 100 available", b)
 	}
 	t.Logf("%d appends lost a race and were decided again", conflicts.Load())
+	for i, r := range repos {
+		stats := r.CacheStats()
+		t.Logf("replica %d's farmer cache: %+v", i, stats)
+		if cache.MaxAggregates >= 0 && stats.Hits == 0 {
+			t.Errorf("replica %d never found the farmer in its cache", i)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 
+	"github.com/furrow/furrow/pkg/cowmap"
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
 )
@@ -60,23 +61,21 @@ type Farmer struct {
 	payoutAccount string
 	version       uint64
 	// posted holds the source event ids that already have an entry: an
-	// entry is posted once per source event.
-	posted map[string]bool
+	// entry is posted once per source event. It grows with every entry,
+	// so it is a cowmap: a loaded farmer is a copy of a cached one.
+	posted cowmap.Map[string, struct{}]
 	// balance is the farmer's accounts as the entries posted so far leave
 	// them: the command side's own view, so that a payout's check against
 	// available never depends on an eventually consistent read model.
 	balance Balance
 	// payouts by id, and payout ids by client request id.
-	payouts   map[string]*Payout
-	byRequest map[string]string
+	payouts   cowmap.Map[string, Payout]
+	byRequest cowmap.Map[string, string]
 }
 
 // NewFarmer returns the empty aggregate for id, ready to replay events.
 func NewFarmer(id string) *Farmer {
-	return &Farmer{
-		id: id, posted: map[string]bool{}, balance: Balance{FarmerID: id},
-		payouts: map[string]*Payout{}, byRequest: map[string]string{},
-	}
+	return &Farmer{id: id, balance: Balance{FarmerID: id}}
 }
 
 // Apply folds one recorded event into the aggregate.
@@ -90,27 +89,47 @@ func (f *Farmer) Apply(seq uint64, ev proto.Message) {
 	case *ledgerevents.PayoutAccountUpdated:
 		f.payoutAccount = e.GetPayoutAccount()
 	case *ledgerevents.EntryPosted:
-		f.posted[e.GetSource().GetEventId()] = true
+		f.posted.Set(e.GetSource().GetEventId(), struct{}{})
 		f.balance = f.balance.Plus(Effect(f.id, e.GetLines()))
 	case *ledgerevents.PayoutRequested:
-		f.payouts[e.GetPayoutId()] = &Payout{
+		f.payouts.Set(e.GetPayoutId(), Payout{
 			ID: e.GetPayoutId(), FarmerID: f.id, RequestID: e.GetRequestId(), AmountFen: e.GetAmountFen(),
 			Currency: e.GetCurrency(), Account: e.GetPayoutAccount(), Status: PayoutStatusRequested,
-		}
-		f.byRequest[e.GetRequestId()] = e.GetPayoutId()
+		})
+		f.byRequest.Set(e.GetRequestId(), e.GetPayoutId())
 	case *ledgerevents.PayoutSent:
-		if p := f.payouts[e.GetPayoutId()]; p != nil {
+		f.updatePayout(e.GetPayoutId(), func(p *Payout) {
 			p.Status, p.ProviderRef = PayoutStatusSent, e.GetProviderReference()
-		}
+		})
 	case *ledgerevents.PayoutSettled:
-		if p := f.payouts[e.GetPayoutId()]; p != nil {
+		f.updatePayout(e.GetPayoutId(), func(p *Payout) {
 			p.Status, p.ProviderRef = PayoutStatusSettled, e.GetProviderReference()
-		}
+		})
 	case *ledgerevents.PayoutFailed:
-		if p := f.payouts[e.GetPayoutId()]; p != nil {
+		f.updatePayout(e.GetPayoutId(), func(p *Payout) {
 			p.Status, p.ProviderRef, p.Reason = PayoutStatusFailed, e.GetProviderReference(), e.GetReason()
-		}
+		})
 	}
+}
+
+// updatePayout changes a known payout (payouts are values: copies of the
+// farmer must not see each other's changes).
+func (f *Farmer) updatePayout(payoutID string, change func(*Payout)) {
+	if p, ok := f.payouts.Get(payoutID); ok {
+		change(&p)
+		f.payouts.Set(payoutID, p)
+	}
+}
+
+// Clone returns a deep copy of the farmer: applying events to either never
+// changes the other. Its indexes are cowmaps, so a clone costs about the
+// square root of the farmer's entries, not all of them.
+func (f *Farmer) Clone() *Farmer {
+	c := *f
+	c.posted = f.posted.Clone()
+	c.payouts = f.payouts.Clone()
+	c.byRequest = f.byRequest.Clone()
+	return &c
 }
 
 // ID returns the farmer id.
@@ -136,16 +155,12 @@ func (f *Farmer) Balance() Balance { return f.balance }
 
 // Payout returns a copy of the farmer's payout with the given id.
 func (f *Farmer) Payout(payoutID string) (Payout, bool) {
-	p, ok := f.payouts[payoutID]
-	if !ok {
-		return Payout{}, false
-	}
-	return *p, true
+	return f.payouts.Get(payoutID)
 }
 
 // PayoutByRequest returns the payout a client request id created.
 func (f *Farmer) PayoutByRequest(requestID string) (Payout, bool) {
-	id, ok := f.byRequest[requestID]
+	id, ok := f.byRequest.Get(requestID)
 	if !ok {
 		return Payout{}, false
 	}
@@ -153,7 +168,7 @@ func (f *Farmer) PayoutByRequest(requestID string) (Payout, bool) {
 }
 
 // HasPosted reports whether an entry for the source event exists.
-func (f *Farmer) HasPosted(sourceEventID string) bool { return f.posted[sourceEventID] }
+func (f *Farmer) HasPosted(sourceEventID string) bool { return f.posted.Has(sourceEventID) }
 
 // Register validates a registration and returns its event. Registering an
 // already registered farmer is AlreadyExists.

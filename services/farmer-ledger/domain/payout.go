@@ -116,7 +116,7 @@ func (f *Farmer) RequestPayout(r PayoutRequest, ids EventIDs) (Payout, []Change,
 		return Payout{}, nil, failure.Invalid("amount_fen", "%v", err)
 	}
 	p := Payout{
-		ID: "PO-" + f.id + "-" + strconv.Itoa(len(f.payouts)+1), FarmerID: f.id, RequestID: r.RequestID,
+		ID: "PO-" + f.id + "-" + strconv.Itoa(f.payouts.Len()+1), FarmerID: f.id, RequestID: r.RequestID,
 		AmountFen: amount, Currency: Currency, Account: f.payoutAccount, Status: PayoutStatusRequested,
 	}
 	req := &ledgerevents.PayoutRequested{
@@ -193,7 +193,7 @@ func (p Payout) Instruction() PayoutInstruction {
 // the ledger already knows, and an error when the provider contradicts a
 // final status (that is for reconciliation to raise, not to overwrite).
 func (f *Farmer) RecordProviderOutcome(payoutID string, r ProviderReceipt, ids EventIDs) ([]Change, error) {
-	p, ok := f.payouts[payoutID]
+	p, ok := f.payouts.Get(payoutID)
 	if !ok {
 		return nil, failure.NotFound("payout_id", "farmer %s has no payout %s", f.id, payoutID)
 	}

@@ -5,10 +5,12 @@ package adapters
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/eventstore"
 
 	"github.com/furrow/furrow/services/procurement/app"
@@ -16,13 +18,43 @@ import (
 )
 
 // EventStore loads procurement's aggregates from the PROCUREMENT stream
-// and appends their events.
-type EventStore struct{ store *eventstore.Store }
+// and appends their events. It keeps recently used programmes and orders in
+// memory (see package aggregate): a programme takes a reservation for every
+// order placed under it and an order an event for every delivery, and each
+// command against them would otherwise replay them whole. Ad-hoc
+// deliveries are written once and rarely read again, so they are not kept.
+type EventStore struct {
+	store    *eventstore.Store
+	programs *aggregate.Loader[*domain.Program]
+	orders   *aggregate.Loader[*domain.Order]
+}
 
 var _ app.Events = (*EventStore)(nil)
 
-// NewEventStore returns an EventStore over store.
-func NewEventStore(store *eventstore.Store) *EventStore { return &EventStore{store: store} }
+var (
+	programKind = aggregate.Kind[*domain.Program]{
+		Name: "programme", Stream: domain.Stream, Filter: domain.ProgramAggregate, New: domain.NewProgram,
+	}
+	orderKind = aggregate.Kind[*domain.Order]{
+		Name: "order", Stream: domain.Stream, Filter: domain.OrderAggregate, New: domain.NewOrder,
+	}
+)
+
+// NewEventStore returns an EventStore over store that keeps recently used
+// programmes and orders within aggregate's default bounds.
+func NewEventStore(store *eventstore.Store) *EventStore {
+	return NewEventStoreWith(store, aggregate.Options{})
+}
+
+// NewEventStoreWith returns an EventStore over store whose programme and
+// order caches each keep within cache's bounds (MaxAggregates < 0: none).
+func NewEventStoreWith(store *eventstore.Store, cache aggregate.Options) *EventStore {
+	return &EventStore{
+		store:    store,
+		programs: aggregate.NewLoader(store, programKind, cache),
+		orders:   aggregate.NewLoader(store, orderKind, cache),
+	}
+}
 
 // applier is an aggregate that folds its events.
 type applier interface {
@@ -48,19 +80,23 @@ func (s *EventStore) load(ctx context.Context, what, filter string, agg applier)
 	return seen, nil
 }
 
-// LoadProgram rebuilds a programme; an unknown one comes back empty.
+// LoadProgram returns a programme as of its last event, reading only the
+// events appended since it was last loaded; an unknown one comes back
+// empty. The caller owns the results.
 func (s *EventStore) LoadProgram(ctx context.Context, id string) (*domain.Program, *eventstore.Requests, error) {
-	p := domain.NewProgram(id)
-	seen, err := s.load(ctx, "programme "+id, domain.ProgramAggregate(id), p)
-	return p, seen, err
+	return s.programs.Load(ctx, id)
 }
 
-// LoadOrder rebuilds an order with its deliveries; an unknown one comes
-// back empty.
+// LoadOrder returns an order with its deliveries as of its last event,
+// reading only the events appended since it was last loaded; an unknown
+// one comes back empty. The caller owns the results.
 func (s *EventStore) LoadOrder(ctx context.Context, id string) (*domain.Order, *eventstore.Requests, error) {
-	o := domain.NewOrder(id)
-	seen, err := s.load(ctx, "order "+id, domain.OrderAggregate(id), o)
-	return o, seen, err
+	return s.orders.Load(ctx, id)
+}
+
+// CacheStats returns the programme and order caches' counters.
+func (s *EventStore) CacheStats() (programs, orders aggregate.Stats) {
+	return s.programs.Stats(), s.orders.Stats()
 }
 
 // LoadDelivery rebuilds an ad-hoc delivery; an unknown one comes back empty.
@@ -82,7 +118,7 @@ func (s *EventStore) Append(ctx context.Context, expect app.Aggregate, key, fing
 		}
 		evs[i] = ev
 	}
-	return s.store.Append(ctx, eventstore.AppendRequest{
+	res, err := s.store.Append(ctx, eventstore.AppendRequest{
 		Stream:         domain.Stream,
 		Aggregate:      expect.Filter(),
 		Expect:         eventstore.ExpectVersion(expect.Version()),
@@ -90,4 +126,13 @@ func (s *EventStore) Append(ctx context.Context, expect app.Aggregate, key, fing
 		Fingerprint:    fingerprint,
 		Events:         evs,
 	})
+	if errors.Is(err, eventstore.ErrConflict) {
+		switch agg := expect.(type) {
+		case *domain.Program:
+			s.programs.Conflicted(agg.ID(), agg.Version())
+		case *domain.Order:
+			s.orders.Conflicted(agg.ID(), agg.Version())
+		}
+	}
+	return res, err
 }

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -66,7 +67,9 @@ func (l *line) correct(seq uint64, e *procurementevents.DeliveryCorrected) {
 	l.grams, l.grade, l.price, l.amount = e.GetNetGrams(), e.GetGrade(), e.GetPriceFenPerKg(), e.GetAmountFen()
 	l.corrections = e.GetCorrectionNumber()
 	l.seq = seq
-	l.history = append(l.history, correctionAt{seq: seq, ev: e})
+	// An order's lines are values shared between copies of the order: the
+	// history is copied, never appended to in place.
+	l.history = append(slices.Clip(l.history), correctionAt{seq: seq, ev: e})
 }
 
 // correctionAt returns the correction written at seq.

@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/bits"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	procurementevents "github.com/furrow/furrow/proto/furrow/procurement/events/v1"
 
+	"github.com/furrow/furrow/pkg/cowmap"
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
 	"github.com/furrow/furrow/pkg/money"
@@ -219,13 +221,15 @@ type Order struct {
 	acceptedGrams int64
 	rejectedGrams int64
 	valueFen      int64
-	deliveries    map[string]*line
-	version       uint64
+	// deliveries grows with every delivery and is copied on every load of
+	// a cached order, so it is a cowmap of line values.
+	deliveries cowmap.Map[string, line]
+	version    uint64
 }
 
 // NewOrder returns the empty aggregate for id, ready to replay events.
 func NewOrder(id string) *Order {
-	return &Order{id: id, prices: map[string]int64{}, deliveries: map[string]*line{}}
+	return &Order{id: id, prices: map[string]int64{}}
 }
 
 // Apply folds one recorded event into the aggregate.
@@ -242,15 +246,28 @@ func (o *Order) Apply(seq uint64, ev proto.Message) {
 		o.released = e.GetReleasedFen()
 	case *procurementevents.DeliveryRecorded:
 		l := newLine(seq, e)
-		o.deliveries[e.GetDeliveryId()] = l
+		o.deliveries.Set(e.GetDeliveryId(), *l)
 		o.count(l, 1)
 	case *procurementevents.DeliveryCorrected:
-		if l, ok := o.deliveries[e.GetDeliveryId()]; ok {
-			o.count(l, -1)
+		if l, ok := o.deliveries.Get(e.GetDeliveryId()); ok {
+			o.count(&l, -1)
 			l.correct(seq, e)
-			o.count(l, 1)
+			o.deliveries.Set(e.GetDeliveryId(), l)
+			o.count(&l, 1)
 		}
 	}
+}
+
+// Clone returns a deep copy of the order: applying events to either never
+// changes the other. The deliveries are a cowmap, so a clone costs about
+// the square root of their number. The events the order keeps (OrderPlaced,
+// DeliveryRecorded, DeliveryCorrected) are shared: an event is a fact,
+// never modified.
+func (o *Order) Clone() *Order {
+	c := *o
+	c.prices = maps.Clone(o.prices)
+	c.deliveries = o.deliveries.Clone()
+	return &c
 }
 
 // count adds (sign 1) or removes (sign -1) a delivery's share of the totals.
@@ -300,11 +317,11 @@ func (o *Order) RejectedGrams() int64 { return o.rejectedGrams }
 func (o *Order) DeliveredFen() int64 { return o.valueFen }
 
 // Deliveries counts the deliveries recorded against the order.
-func (o *Order) Deliveries() int { return len(o.deliveries) }
+func (o *Order) Deliveries() int { return o.deliveries.Len() }
 
 // Delivery returns one of the order's deliveries as last corrected.
 func (o *Order) Delivery(deliveryID string) (DeliveryView, bool) {
-	l, ok := o.deliveries[deliveryID]
+	l, ok := o.deliveries.Get(deliveryID)
 	if !ok {
 		return DeliveryView{}, false
 	}
@@ -313,7 +330,7 @@ func (o *Order) Delivery(deliveryID string) (DeliveryView, bool) {
 
 // Recorded returns one of the order's deliveries as first recorded.
 func (o *Order) Recorded(deliveryID string) (*procurementevents.DeliveryRecorded, bool) {
-	l, ok := o.deliveries[deliveryID]
+	l, ok := o.deliveries.Get(deliveryID)
 	if !ok {
 		return nil, false
 	}
@@ -323,7 +340,7 @@ func (o *Order) Recorded(deliveryID string) (*procurementevents.DeliveryRecorded
 // CorrectionAt returns the correction of one of the order's deliveries
 // written at seq.
 func (o *Order) CorrectionAt(deliveryID string, seq uint64) (*procurementevents.DeliveryCorrected, bool) {
-	l, ok := o.deliveries[deliveryID]
+	l, ok := o.deliveries.Get(deliveryID)
 	if !ok {
 		return nil, false
 	}
@@ -406,7 +423,7 @@ func (o *Order) RecordDelivery(deliveryID string, w WeighIn) (*procurementevents
 	if o.cancelled {
 		return nil, failure.FailedPrecondition("order %s is cancelled: it takes no deliveries", o.id)
 	}
-	if _, ok := o.deliveries[deliveryID]; ok {
+	if o.deliveries.Has(deliveryID) {
 		return nil, failure.AlreadyExists("request_id", "delivery %s is already recorded", deliveryID)
 	}
 	add := &line{grams: w.NetGrams, grade: w.Grade, price: price}
@@ -453,7 +470,7 @@ func (o *Order) CorrectDelivery(deliveryID string, c Correction) (*procurementev
 	if c.PriceFenPerKg != nil {
 		return nil, failure.Invalid("price_fen_per_kg", "comes from order %s's price table; leave it unset", o.id)
 	}
-	old, ok := o.deliveries[deliveryID]
+	old, ok := o.deliveries.Get(deliveryID)
 	if o.placed == nil || !ok {
 		return nil, failure.NotFound("delivery_id", "delivery %s does not exist", deliveryID)
 	}
@@ -466,7 +483,7 @@ func (o *Order) CorrectDelivery(deliveryID string, c Correction) (*procurementev
 			deliveryID, old.grams, old.grade)
 	}
 	repl := &line{grams: c.NetGrams, grade: c.Grade, price: price}
-	if err := o.fits(old, repl); err != nil {
+	if err := o.fits(&old, repl); err != nil {
 		return nil, err
 	}
 	return old.correction(repl, c.Reason), nil

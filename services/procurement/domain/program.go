@@ -58,6 +58,14 @@ func (p *Program) Apply(seq uint64, ev proto.Message) {
 	}
 }
 
+// Clone returns a copy of the programme: applying events to either never
+// changes the other. The terms (the ProgramOpened event) are shared: an
+// event is a fact, never modified.
+func (p *Program) Clone() *Program {
+	c := *p
+	return &c
+}
+
 // ID returns the programme id.
 func (p *Program) ID() string { return p.id }
 

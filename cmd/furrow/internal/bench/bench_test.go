@@ -79,6 +79,18 @@ func printRatios() {
 			fmt.Fprintf(&sb, "  ratio record-delivery/%s : raw-publish/%s = %.2f\n", mode, mode, e2e/raw)
 		}
 	}
+	for _, what := range []string{"post", "load"} {
+		cached, uncached := get("long-lived-farmer/"+what+"/cached"), get("long-lived-farmer/"+what+"/uncached")
+		if cached > 0 && uncached > 0 {
+			fmt.Fprintf(&sb, "  ratio long-lived-farmer/%s cached : uncached = %.1f\n", what, cached/uncached)
+		}
+	}
+	for _, c := range []string{"cached", "uncached"} {
+		raw, post := get("raw-publish/serial"), get("long-lived-farmer/post/"+c)
+		if raw > 0 && post > 0 {
+			fmt.Fprintf(&sb, "  ratio long-lived-farmer/post/%s : raw-publish/serial = %.2f\n", c, post/raw)
+		}
+	}
 	fmt.Print(sb.String())
 }
 

@@ -1,0 +1,157 @@
+package prodtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
+	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
+	typesv1 "github.com/furrow/furrow/proto/furrow/types/v1"
+
+	"github.com/furrow/furrow/pkg/natstest"
+
+	brand "github.com/furrow/furrow/services/brand-incubation/service"
+)
+
+// TestReplicasOnACluster runs one procurement and two farmer-ledger
+// replicas on a 3-node JetStream cluster and one PostgreSQL schema, and
+// runs the slice (register a farmer, record deliveries, read the balance
+// with min_position) reading from either ledger replica. Both replicas run
+// the same projections on the same tables and share the handlers' durable
+// consumers: a balance that is exactly the sum of the deliveries on both
+// proves nothing was applied or posted twice. Then one replica stops
+// gracefully and the other carries on alone.
+func TestReplicasOnACluster(t *testing.T) {
+	needs(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dsn, _ := postgresSchema(t)
+	cluster := natstest.Cluster(t)
+	js := cluster.JetStream(t)
+	// brand-incubation does not run in this test; its stream exists as it
+	// would in production, for the ledger's handlers to consume.
+	ensureStream(ctx, t, js, brand.Stream(3))
+
+	common := []string{"--insecure-dev", "--nats-url", strings.Join(cluster.URLs, ","), "--stream-replicas", "3"}
+	env := []string{"FURROW_POSTGRES_DSN=" + dsn}
+	procurement := start(t, "procurement", binaries["procurement"], env, common...)
+	ledgerArgs := append(common, "--payment-provider", "simulated")
+	ledgerA := start(t, "farmer-ledger-a", binaries["farmer-ledger"], env, ledgerArgs...)
+	ledgerB := start(t, "farmer-ledger-b", binaries["farmer-ledger"], env, ledgerArgs...)
+
+	purchases := procurementv1.NewProcurementServiceClient(procurement.dial(t))
+	ledgers := []ledgerv1.LedgerServiceClient{
+		ledgerv1.NewLedgerServiceClient(ledgerA.dial(t)),
+		ledgerv1.NewLedgerServiceClient(ledgerB.dial(t)),
+	}
+
+	if _, err := ledgers[0].RegisterFarmer(ctx, &ledgerv1.RegisterFarmerRequest{
+		RequestId: "reg-F1", FarmerId: "F1", Name: "Wang Fang", County: "Xunwu",
+		Cooperative: "Xunwu Navel Orange Co-op", PayoutAccount: "6222020000000001",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	balance := func(ledger ledgerv1.LedgerServiceClient, at *typesv1.Position) *ledgerv1.GetFarmerBalanceResponse {
+		t.Helper()
+		res, err := ledger.GetFarmerBalance(ctx, &ledgerv1.GetFarmerBalanceRequest{FarmerId: "F1", MinPosition: at})
+		if err != nil {
+			t.Fatalf("GetFarmerBalance at %v: %v", at, err)
+		}
+		res.AsOf = nil
+		return res
+	}
+	deliver := func(n int, grams int64) (*typesv1.Position, int64) {
+		t.Helper()
+		res, err := purchases.RecordDelivery(ctx, &procurementv1.RecordDeliveryRequest{
+			RequestId: fmt.Sprintf("wh7-%03d", n), FarmerId: "F1", Product: "xunwu-navel-orange",
+			Grade: "A", NetGrams: grams, PriceFenPerKg: 680,
+		})
+		if err != nil {
+			t.Fatalf("RecordDelivery %d: %v", n, err)
+		}
+		return res.GetPosition(), res.GetAmountFen()
+	}
+
+	// The slice, read on both replicas.
+	at, amount := deliver(0, 12345)
+	if amount != 8395 {
+		t.Fatalf("amount = %d fen, want 8395", amount)
+	}
+	want := &ledgerv1.GetFarmerBalanceResponse{FarmerId: "F1", PurchasesFen: 8395, AvailableFen: 8395}
+	for i, ledger := range ledgers {
+		if diff := cmp.Diff(want, balance(ledger, at), protocmp.Transform()); diff != "" {
+			t.Errorf("balance on ledger replica %d (-want +got):\n%s", i, diff)
+		}
+	}
+
+	// More deliveries, each read on the other replica: both race to apply
+	// every batch and to handle every delivery.
+	total := amount
+	for n := 1; n <= 12; n++ {
+		at, amount = deliver(n, int64(1000*n+7))
+		total += amount
+		got := balance(ledgers[n%2], at)
+		if got.GetPurchasesFen() != total {
+			t.Fatalf("after delivery %d, replica %d: purchases %d fen, want %d", n, n%2, got.GetPurchasesFen(), total)
+		}
+	}
+	want = &ledgerv1.GetFarmerBalanceResponse{FarmerId: "F1", PurchasesFen: total, AvailableFen: total}
+	for i, ledger := range ledgers {
+		if diff := cmp.Diff(want, balance(ledger, at), protocmp.Transform()); diff != "" {
+			t.Errorf("final balance on ledger replica %d (-want +got):\n%s", i, diff)
+		}
+	}
+
+	// The streams the binaries created are replicated on three nodes.
+	for _, name := range []string{"PROCUREMENT", "LEDGER", "DEADLETTER"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := st.CachedInfo()
+		if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+			t.Errorf("stream %s: %d replicas configured, cluster %+v; want 3 (a leader and 2 replicas)", name, info.Config.Replicas, info.Cluster)
+		}
+	}
+
+	// The ops listener's metrics: projection lag and calls by code.
+	res, err := http.Get("http://" + ledgerB.opsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		`furrow_ready{service="farmer-ledger"} 1`,
+		`furrow_projection_lag_events{service="farmer-ledger",projection="ledger_balances",stream="LEDGER"} `,
+		`furrow_grpc_calls_total{service="farmer-ledger",method="/furrow.ledger.v1.LedgerService/GetFarmerBalance",code="OK"} `,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics of farmer-ledger-b lacks %s:\n%s", want, metrics)
+		}
+	}
+
+	// One replica drains and exits cleanly; the other handles everything.
+	if err := ledgerA.stop(t); err != nil {
+		t.Fatalf("farmer-ledger-a after SIGTERM: %v\n%s", err, ledgerA.output())
+	}
+	at, amount = deliver(99, 5000)
+	total += amount
+	if got := balance(ledgers[1], at); got.GetPurchasesFen() != total {
+		t.Errorf("with one replica left: purchases %d fen, want %d", got.GetPurchasesFen(), total)
+	}
+	for _, p := range []*proc{ledgerB, procurement} {
+		if err := p.stop(t); err != nil {
+			t.Errorf("%s after SIGTERM: %v", p.name, err)
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package prodtest
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	adminv1 "github.com/furrow/furrow/proto/furrow/admin/v1"
+	brandv1 "github.com/furrow/furrow/proto/furrow/brand/v1"
+	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
+	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
+
+	"github.com/furrow/furrow/pkg/devcert"
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/grpcx"
+	"github.com/furrow/furrow/pkg/natstest"
+	"github.com/furrow/furrow/pkg/serve"
+)
+
+// natsPasswords are the test's values of the variables accounts.conf
+// reads.
+var natsPasswords = map[string]string{
+	"procurement": "pw-procurement", "brand": "pw-brand", "ledger": "pw-ledger",
+	"operator": "pw-operator", "sys": "pw-sys",
+}
+
+// TestSecureSettings runs the three binaries the way production does but
+// on one node: each service as its own NATS user of deploy/nats/accounts.conf
+// (the file itself), gRPC with mutual TLS. Clients holding platform,
+// finance and operator certificates get what the role table gives them;
+// the services work within their NATS permissions (no violations logged),
+// and a service user can neither write another service's events nor delete
+// a stream.
+func TestSecureSettings(t *testing.T) {
+	needs(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dsn, _ := postgresSchema(t)
+
+	accounts, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", "nats", "accounts.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serverEnv []string
+	for user, pw := range natsPasswords {
+		serverEnv = append(serverEnv, "NATS_"+strings.ToUpper(user)+"_PASSWORD="+pw)
+	}
+	srv := natstest.StandaloneWith(t, natstest.Options{
+		Config: "include ./accounts.conf", Files: map[string][]byte{"accounts.conf": accounts}, Env: serverEnv,
+		ConnectOptions: []nats.Option{nats.UserInfo("operator", natsPasswords["operator"])},
+	})
+
+	pki := newPKI(t)
+	serverPair, err := pki.ca.Server("furrow", "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCert, serverKey := pki.pair(t, "server", serverPair)
+	tlsArgs := []string{"--tls-cert", serverCert, "--tls-key", serverKey, "--tls-client-ca", pki.caFile}
+	service := func(name, user string, extra ...string) *proc {
+		args := append([]string{"--nats-url", srv.URLs[0], "--nats-user", user,
+			// One node holds one replica: the only setting --insecure-dev relaxes here.
+			"--stream-replicas", "1", "--insecure-dev"}, tlsArgs...)
+		return start(t, name, binaries[name], []string{"FURROW_POSTGRES_DSN=" + dsn, "FURROW_NATS_PASSWORD=" + natsPasswords[user]},
+			append(args, extra...)...)
+	}
+	procurement := service("procurement", "procurement")
+	brand := service("brand-incubation", "brand")
+	ledger := service("farmer-ledger", "ledger", "--payment-provider", "simulated")
+	procs := []*proc{procurement, brand, ledger}
+
+	platform := pki.client(t, "shop-backend", serve.RolePlatform)
+	finance := pki.client(t, "finance-desk", serve.RoleFinance)
+	operator := pki.client(t, "on-call", serve.RoleOperator)
+	anonymous := pki.client(t, "")
+
+	// The slice, as a platform backend holding a platform certificate.
+	ledgerAsPlatform := ledgerv1.NewLedgerServiceClient(dialWith(t, ledger.grpcAddr, platform))
+	// The actor is the certificate's name, not what the client claims.
+	claims := metadata.AppendToOutgoingContext(ctx, grpcx.MDActor, "mallory")
+	if _, err := ledgerAsPlatform.RegisterFarmer(claims, &ledgerv1.RegisterFarmerRequest{
+		RequestId: "reg-F1", FarmerId: "F1", Name: "Wang Fang", County: "Xunwu", PayoutAccount: "6222020000000001",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := procurementv1.NewProcurementServiceClient(dialWith(t, procurement.grpcAddr, platform)).RecordDelivery(ctx,
+		&procurementv1.RecordDeliveryRequest{RequestId: "wh7-1", FarmerId: "F1", Product: "xunwu-navel-orange",
+			Grade: "A", NetGrams: 12345, PriceFenPerKg: 680})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bal, err := ledgerAsPlatform.GetFarmerBalance(ctx, &ledgerv1.GetFarmerBalanceRequest{FarmerId: "F1", MinPosition: rec.GetPosition()})
+	if err != nil || bal.GetAvailableFen() != 8395 {
+		t.Fatalf("GetFarmerBalance = %v, %v; want 8395 fen available", bal, err)
+	}
+	if _, err := brandv1.NewBrandServiceClient(dialWith(t, brand.grpcAddr, platform)).RegisterBrand(ctx, &brandv1.RegisterBrandRequest{
+		RequestId: "reg-xunwu", BrandId: "xunwu-navel", Kind: brandv1.BrandKind_BRAND_KIND_REGIONAL_PRODUCT,
+		Name: "Xunwu Navel Orange", County: "Xunwu", ProductCategory: "citrus",
+	}); err != nil {
+		t.Fatalf("RegisterBrand: %v", err)
+	}
+
+	// Roles.
+	expect := func(what string, err error, code codes.Code) {
+		t.Helper()
+		if status.Code(err) != code {
+			t.Errorf("%s: %v, want %v", what, err, code)
+		}
+	}
+	_, err = ledgerAsPlatform.GetTrialBalance(ctx, &ledgerv1.GetTrialBalanceRequest{})
+	expect("GetTrialBalance as platform", err, codes.PermissionDenied)
+	_, err = ledgerv1.NewLedgerServiceClient(dialWith(t, ledger.grpcAddr, finance)).GetTrialBalance(ctx, &ledgerv1.GetTrialBalanceRequest{})
+	expect("GetTrialBalance as finance", err, codes.OK)
+	_, err = ledgerv1.NewLedgerServiceClient(dialWith(t, ledger.grpcAddr, anonymous)).GetFarmer(ctx, &ledgerv1.GetFarmerRequest{FarmerId: "F1"})
+	expect("GetFarmer without a certificate", err, codes.Unauthenticated)
+	_, err = healthpb.NewHealthClient(dialWith(t, ledger.grpcAddr, anonymous)).Check(ctx, &healthpb.HealthCheckRequest{})
+	expect("health check without a certificate", err, codes.OK)
+	_, err = adminv1.NewAdminServiceClient(dialWith(t, ledger.grpcAddr, platform)).ListStreams(ctx, &adminv1.ListStreamsRequest{})
+	expect("ListStreams as platform", err, codes.PermissionDenied)
+
+	// The operator's AdminService works within the ledger user's NATS
+	// permissions.
+	adm := adminv1.NewAdminServiceClient(dialWith(t, ledger.grpcAddr, operator))
+	streams, err := adm.ListStreams(ctx, &adminv1.ListStreamsRequest{})
+	if err != nil {
+		t.Fatalf("ListStreams as operator: %v", err)
+	}
+	var names []string
+	for _, s := range streams.GetStreams() {
+		names = append(names, s.GetName())
+	}
+	for _, want := range []string{"PROCUREMENT", "BRAND", "LEDGER", "DEADLETTER"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("ListStreams = %v, want %s among them", names, want)
+		}
+	}
+	// A projection parks poison events on deadletter.projection.<name>:
+	// each service's NATS user must be allowed that subject for each of its
+	// projections (a new projection needs a line in accounts.conf).
+	for _, p := range []struct {
+		proc *proc
+		user string
+	}{{procurement, "procurement"}, {brand, "brand"}, {ledger, "ledger"}} {
+		res, err := adminv1.NewAdminServiceClient(dialWith(t, p.proc.grpcAddr, operator)).ListProjections(ctx, &adminv1.ListProjectionsRequest{})
+		if err != nil {
+			t.Fatalf("ListProjections on %s as operator: %v", p.proc.name, err)
+		}
+		block := userBlock(t, string(accounts), p.user)
+		for _, proj := range res.GetProjections() {
+			if subject := `"deadletter.projection.` + proj.GetName() + `"`; !strings.Contains(block, subject) {
+				t.Errorf("accounts.conf: user %s may not publish %s, where projection %s parks poison events", p.user, subject, proj.GetName())
+			}
+		}
+	}
+	if _, err := adm.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{}); err != nil {
+		t.Errorf("ListDeadLetters as operator: %v", err)
+	}
+
+	// The ledger event carries the certificate's name as its actor.
+	opNC := srv.Connect(t)
+	opJS, err := jetstream.New(opNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledgerStream, err := opJS.Stream(ctx, "LEDGER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := ledgerStream.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := first.Header.Get(eventstore.HeaderActor); got != "shop-backend" {
+		t.Errorf("actor of the FarmerRegistered event = %q, want shop-backend (from the certificate)", got)
+	}
+
+	// A service's NATS user cannot write another's history nor delete.
+	procNC, err := nats.Connect(srv.URLs[0], nats.UserInfo("procurement", natsPasswords["procurement"]),
+		nats.CustomInboxPrefix("_INBOX_procurement"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer procNC.Close()
+	procJS, err := jetstream.New(procNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err = procJS.Publish(pctx, "ledger.farmer.F1.farmer_registered", []byte("forged"))
+	pcancel()
+	if err == nil {
+		t.Error("the procurement user published on ledger.>")
+	}
+	for user, js := range map[string]jetstream.JetStream{"procurement": procJS, "operator": opJS} {
+		dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+		err := js.DeleteStream(dctx, "LEDGER")
+		dcancel()
+		if err == nil {
+			t.Errorf("the %s user deleted the LEDGER stream", user)
+		}
+	}
+	info, err := ledgerStream.Info(ctx)
+	if err != nil || info.State.Msgs == 0 {
+		t.Errorf("LEDGER after the attempts: %v, %v", info, err)
+	}
+
+	for _, p := range procs {
+		if err := p.stop(t); err != nil {
+			t.Errorf("%s after SIGTERM: %v", p.name, err)
+		}
+		if out := strings.ToLower(p.output()); strings.Contains(out, "permissions violation") || strings.Contains(out, "authorization violation") {
+			t.Errorf("%s ran into its NATS permissions:\n%s", p.name, p.output())
+		}
+	}
+}
+
+// userBlock returns the part of accounts.conf that configures user.
+func userBlock(t *testing.T, accounts, user string) string {
+	t.Helper()
+	start := strings.Index(accounts, "user: "+user+",")
+	if start < 0 {
+		t.Fatalf("accounts.conf has no user %s", user)
+	}
+	block := accounts[start:]
+	if end := strings.Index(block[1:], "user: "); end >= 0 {
+		block = block[:end+1]
+	}
+	return block
+}
+
+// testPKI is a throwaway CA and the files servers and clients need.
+type testPKI struct {
+	dir, caFile string
+	ca          *devcert.CA
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	ca, err := devcert.NewCA("furrow prodtest CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testPKI{dir: t.TempDir(), ca: ca}
+	p.caFile = p.write(t, "ca.crt", ca.CertPEM)
+	return p
+}
+
+func (p *testPKI) write(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(p.dir, name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func (p *testPKI) pair(t *testing.T, name string, pair devcert.Pair) (cert, key string) {
+	t.Helper()
+	return p.write(t, name+".crt", pair.CertPEM), p.write(t, name+".key", pair.KeyPEM)
+}
+
+// client returns credentials with a certificate named cn holding roles;
+// an empty cn presents no certificate.
+func (p *testPKI) client(t *testing.T, cn string, roles ...serve.Role) credentials.TransportCredentials {
+	t.Helper()
+	var cert, key string
+	if cn != "" {
+		var pair devcert.Pair
+		var err error
+		uris := make([]*url.URL, 0, len(roles))
+		for _, r := range roles {
+			uris = append(uris, serve.RoleURI(r))
+		}
+		if pair, err = p.ca.Client(cn, uris...); err != nil {
+			t.Fatal(err)
+		}
+		cert, key = p.pair(t, "client-"+cn, pair)
+	}
+	cfg, err := serve.ClientTLS(p.caFile, cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return credentials.NewTLS(cfg)
+}

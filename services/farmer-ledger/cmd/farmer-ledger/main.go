@@ -1,0 +1,89 @@
+// Command farmer-ledger runs the farmer ledger in production shape: one of
+// several stateless replicas against a JetStream cluster and PostgreSQL,
+// serving gRPC with mutual TLS. `farmer-ledger -h` lists the flags;
+// deploy/README.md says how to run it.
+//
+// The payment provider must be chosen explicitly. The only one there is
+// today is the simulator, which pays nobody: it runs only with
+// --payment-provider=simulated and --insecure-dev together, so a
+// production deployment cannot fall back to it by omission.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/furrow/furrow/pkg/serve"
+
+	"github.com/furrow/furrow/services/farmer-ledger/adapters"
+	"github.com/furrow/furrow/services/farmer-ledger/app"
+	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "farmer-ledger:", err)
+		os.Exit(1)
+	}
+}
+
+// providerSimulated names the simulated payment provider.
+const providerSimulated = "simulated"
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	var providerName, simDir string
+	cfg, err := serve.ParseConfig(ledger.Name, args, getenv, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&providerName, "payment-provider", getenv("FURROW_PAYMENT_PROVIDER"),
+			`who pays farmers out; required. Only "simulated" exists (pays nobody; needs --insecure-dev) [FURROW_PAYMENT_PROVIDER]`)
+		fs.StringVar(&simDir, "simulated-provider-dir", getenv("FURROW_SIMULATED_PROVIDER_DIR"),
+			"where the simulated provider writes its settlement file; empty: in memory, per replica [FURROW_SIMULATED_PROVIDER_DIR]")
+	})
+	if err != nil {
+		return err
+	}
+	provider, err := paymentProvider(providerName, simDir, cfg.InsecureDev)
+	if err != nil {
+		return err
+	}
+	if providerName == providerSimulated {
+		fmt.Fprintln(stderr, "farmer-ledger: WARNING: --payment-provider=simulated: payouts go to a simulator and pay nobody")
+	}
+	return serve.Run(ctx, cfg, serve.Service{
+		Name:     ledger.Name,
+		Short:    "ledger",
+		Stream:   ledger.Stream,
+		Upstream: []string{"PROCUREMENT", "BRAND"},
+		New: func(d serve.Deps) (serve.Wired, error) {
+			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider})
+		},
+	}, stderr)
+}
+
+// paymentProvider returns the provider name asks for, refusing the
+// simulator outside --insecure-dev.
+func paymentProvider(name, simDir string, insecureDev bool) (app.PaymentProvider, error) {
+	switch name {
+	case "":
+		return nil, fmt.Errorf("refusing to start: %w: --payment-provider is required (the ledger sends real payouts); "+
+			"no real provider adapter exists yet: %q with --insecure-dev runs the simulator", serve.ErrUnsafe, providerSimulated)
+	case providerSimulated:
+		if !insecureDev {
+			return nil, fmt.Errorf("refusing to start: %w: --payment-provider=%s pays nobody; it needs --insecure-dev", serve.ErrUnsafe, providerSimulated)
+		}
+		return adapters.NewSimulatedProvider(adapters.SimulatedProviderConfig{Dir: simDir})
+	default:
+		return nil, fmt.Errorf("--payment-provider %q: unknown provider (known: %s)", name, providerSimulated)
+	}
+}

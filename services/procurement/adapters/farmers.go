@@ -58,7 +58,16 @@ func (l *LedgerFarmers) Lookup(ctx context.Context, farmerID string) (domain.Far
 // County totals count farmers from it.
 type FarmersProjection struct{}
 
-var _ projection.Projection = FarmersProjection{}
+var _ projection.Versioned = FarmersProjection{}
+
+// tableFarmers is the farmers table's logical name: readers query it, a
+// view of the live copy.
+const tableFarmers = "procurement_farmers"
+
+// Tables implements projection.Versioned: Migrate and Apply write a copy's
+// own table (projection.Table), so the projection can be rebuilt beside
+// its live copy and swapped.
+func (FarmersProjection) Tables() []string { return []string{tableFarmers} }
 
 // Name implements projection.Projection.
 func (FarmersProjection) Name() string { return "procurement_farmers" }
@@ -71,14 +80,16 @@ func (FarmersProjection) Subjects() []string { return []string{farmerRegistered}
 
 // Migrate implements projection.Projection.
 func (FarmersProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
+	farmers := projection.Table(ctx, tableFarmers)
 	for _, stmt := range []string{
-		`CREATE TABLE IF NOT EXISTS procurement_farmers (
+		`CREATE TABLE IF NOT EXISTS ` + farmers + ` (
 			farmer_id TEXT PRIMARY KEY,
 			name TEXT NOT NULL,
 			county TEXT NOT NULL,
 			cooperative TEXT NOT NULL,
 			seq BIGINT NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS procurement_farmers_county ON procurement_farmers (county)`,
+		// Index names are per schema, not per table: each copy names its own.
+		`CREATE INDEX IF NOT EXISTS ` + projection.Table(ctx, "procurement_farmers_county") + ` ON ` + farmers + ` (county)`,
 	} {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("migrate procurement_farmers: %w", err)
@@ -99,7 +110,7 @@ func (FarmersProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.R
 	}
 	// A farmer is registered once; DO NOTHING keeps the first registration
 	// should the ledger ever repeat one.
-	_, err = tx.ExecContext(ctx, `INSERT INTO procurement_farmers (farmer_id, name, county, cooperative, seq)
+	_, err = tx.ExecContext(ctx, `INSERT INTO `+projection.Table(ctx, tableFarmers)+` (farmer_id, name, county, cooperative, seq)
 		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (farmer_id) DO NOTHING`,
 		e.GetFarmerId(), e.GetName(), e.GetCounty(), e.GetCooperative(), rec.Sequence)
 	if err != nil {

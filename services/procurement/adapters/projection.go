@@ -25,7 +25,23 @@ import (
 // the deliveries as last corrected, however often a delivery is corrected.
 type PurchasesProjection struct{}
 
-var _ projection.Projection = PurchasesProjection{}
+var _ projection.Versioned = PurchasesProjection{}
+
+// Tables of the purchases read model (logical names: readers query them,
+// views of the live copy).
+const (
+	tablePrograms   = "procurement_programs"
+	tableOrders     = "procurement_orders"
+	tableDeliveries = "procurement_deliveries"
+	tableTotals     = "procurement_totals"
+)
+
+// Tables implements projection.Versioned: Migrate and Apply write a copy's
+// own tables (projection.Table), and Apply reads only those, so a rebuild
+// beside the live copy reproduces it exactly.
+func (PurchasesProjection) Tables() []string {
+	return []string{tablePrograms, tableOrders, tableDeliveries, tableTotals}
+}
 
 // allScope is the totals scope of every purchase; no programme id can be
 // "*" (ids are letters, digits, '-' and '_').
@@ -50,15 +66,16 @@ func (PurchasesProjection) Subjects() []string { return nil }
 // Migrate implements projection.Projection. Times are Unix nanoseconds
 // (BIGINT), portable between SQLite and PostgreSQL.
 func (PurchasesProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
+	t := func(name string) string { return projection.Table(ctx, name) }
 	for _, stmt := range []string{
-		`CREATE TABLE IF NOT EXISTS procurement_programs (
+		`CREATE TABLE IF NOT EXISTS ` + t(tablePrograms) + ` (
 			program_id TEXT PRIMARY KEY,
 			name TEXT NOT NULL,
 			budget_fen BIGINT NOT NULL,
 			reserved_fen BIGINT NOT NULL,
 			closed INTEGER NOT NULL,
 			seq BIGINT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS procurement_orders (
+		`CREATE TABLE IF NOT EXISTS ` + t(tableOrders) + ` (
 			order_id TEXT PRIMARY KEY,
 			program_id TEXT NOT NULL,
 			farmer_id TEXT NOT NULL,
@@ -79,10 +96,11 @@ func (PurchasesProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
 			deliveries BIGINT NOT NULL,
 			placed_seq BIGINT NOT NULL,
 			seq BIGINT NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS procurement_orders_program ON procurement_orders (program_id, placed_seq)`,
-		`CREATE INDEX IF NOT EXISTS procurement_orders_farmer ON procurement_orders (farmer_id, placed_seq)`,
-		`CREATE INDEX IF NOT EXISTS procurement_orders_county ON procurement_orders (county, placed_seq)`,
-		`CREATE TABLE IF NOT EXISTS procurement_deliveries (
+		// Index names are per schema, not per table: each copy names its own.
+		`CREATE INDEX IF NOT EXISTS ` + t("procurement_orders_program") + ` ON ` + t(tableOrders) + ` (program_id, placed_seq)`,
+		`CREATE INDEX IF NOT EXISTS ` + t("procurement_orders_farmer") + ` ON ` + t(tableOrders) + ` (farmer_id, placed_seq)`,
+		`CREATE INDEX IF NOT EXISTS ` + t("procurement_orders_county") + ` ON ` + t(tableOrders) + ` (county, placed_seq)`,
+		`CREATE TABLE IF NOT EXISTS ` + t(tableDeliveries) + ` (
 			delivery_id TEXT PRIMARY KEY,
 			order_id TEXT NOT NULL,
 			program_id TEXT NOT NULL,
@@ -98,8 +116,8 @@ func (PurchasesProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
 			corrections INTEGER NOT NULL,
 			recorded_seq BIGINT NOT NULL,
 			seq BIGINT NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS procurement_deliveries_farmer ON procurement_deliveries (farmer_id, recorded_seq)`,
-		`CREATE TABLE IF NOT EXISTS procurement_totals (
+		`CREATE INDEX IF NOT EXISTS ` + t("procurement_deliveries_farmer") + ` ON ` + t(tableDeliveries) + ` (farmer_id, recorded_seq)`,
+		`CREATE TABLE IF NOT EXISTS ` + t(tableTotals) + ` (
 			scope TEXT NOT NULL,
 			dimension TEXT NOT NULL,
 			key TEXT NOT NULL,
@@ -129,12 +147,12 @@ func (PurchasesProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore
 	case *procurementevents.ProgramOpened:
 		err = applyProgramOpened(ctx, tx, seq, e)
 	case *procurementevents.ProgramClosed:
-		err = exec(ctx, tx, `UPDATE procurement_programs SET closed = 1, seq = $1 WHERE program_id = $2`, seq, e.GetProgramId())
+		err = exec(ctx, tx, `UPDATE `+projection.Table(ctx, tablePrograms)+` SET closed = 1, seq = $1 WHERE program_id = $2`, seq, e.GetProgramId())
 	case *procurementevents.BudgetReserved:
-		err = exec(ctx, tx, `UPDATE procurement_programs SET reserved_fen = reserved_fen + $1, seq = $2 WHERE program_id = $3`,
+		err = exec(ctx, tx, `UPDATE `+projection.Table(ctx, tablePrograms)+` SET reserved_fen = reserved_fen + $1, seq = $2 WHERE program_id = $3`,
 			e.GetAmountFen(), seq, e.GetProgramId())
 	case *procurementevents.BudgetReleased:
-		err = exec(ctx, tx, `UPDATE procurement_programs SET reserved_fen = reserved_fen - $1, seq = $2 WHERE program_id = $3`,
+		err = exec(ctx, tx, `UPDATE `+projection.Table(ctx, tablePrograms)+` SET reserved_fen = reserved_fen - $1, seq = $2 WHERE program_id = $3`,
 			e.GetAmountFen(), seq, e.GetProgramId())
 	case *procurementevents.OrderPlaced:
 		err = applyOrderPlaced(ctx, tx, seq, e)
@@ -157,7 +175,7 @@ func exec(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
 }
 
 func applyProgramOpened(ctx context.Context, tx *sql.Tx, seq int64, e *procurementevents.ProgramOpened) error {
-	if err := exec(ctx, tx, `INSERT INTO procurement_programs (program_id, name, budget_fen, reserved_fen, closed, seq)
+	if err := exec(ctx, tx, `INSERT INTO `+projection.Table(ctx, tablePrograms)+` (program_id, name, budget_fen, reserved_fen, closed, seq)
 		VALUES ($1, $2, $3, 0, 0, $4) ON CONFLICT (program_id) DO NOTHING`,
 		e.GetProgramId(), e.GetName(), e.GetBudgetFen(), seq); err != nil {
 		return err
@@ -175,7 +193,7 @@ func applyProgramOpened(ctx context.Context, tx *sql.Tx, seq int64, e *procureme
 }
 
 func applyOrderPlaced(ctx context.Context, tx *sql.Tx, seq int64, e *procurementevents.OrderPlaced) error {
-	if err := exec(ctx, tx, `INSERT INTO procurement_orders (order_id, program_id, farmer_id, county, product, prices,
+	if err := exec(ctx, tx, `INSERT INTO `+projection.Table(ctx, tableOrders)+` (order_id, program_id, farmer_id, county, product, prices,
 			ordered_grams, tolerance_bp, max_grams, window_start, window_end, origin_warehouse, status,
 			reserved_fen, delivered_grams, delivered_fen, rejected_grams, deliveries, placed_seq, seq)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, 0, 0, 0, $15, $15)
@@ -193,12 +211,12 @@ func applyOrderPlaced(ctx context.Context, tx *sql.Tx, seq int64, e *procurement
 func applyOrderCancelled(ctx context.Context, tx *sql.Tx, seq int64, e *procurementevents.OrderCancelled) error {
 	var product, county string
 	var ordered int64
-	err := tx.QueryRowContext(ctx, `SELECT product, county, ordered_grams FROM procurement_orders WHERE order_id = $1`,
+	err := tx.QueryRowContext(ctx, `SELECT product, county, ordered_grams FROM `+projection.Table(ctx, tableOrders)+` WHERE order_id = $1`,
 		e.GetOrderId()).Scan(&product, &county, &ordered)
 	if err != nil {
 		return fmt.Errorf("order %s: %w", e.GetOrderId(), err)
 	}
-	if err := exec(ctx, tx, `UPDATE procurement_orders SET status = $1, reserved_fen = reserved_fen - $2, seq = $3
+	if err := exec(ctx, tx, `UPDATE `+projection.Table(ctx, tableOrders)+` SET status = $1, reserved_fen = reserved_fen - $2, seq = $3
 		WHERE order_id = $4`, string(domain.OrderCancelled), e.GetReleasedFen(), seq, e.GetOrderId()); err != nil {
 		return err
 	}
@@ -215,7 +233,7 @@ func delivered(grade string, grams, amount int64) totals {
 }
 
 func applyDeliveryRecorded(ctx context.Context, tx *sql.Tx, seq int64, e *procurementevents.DeliveryRecorded) error {
-	if err := exec(ctx, tx, `INSERT INTO procurement_deliveries (delivery_id, order_id, program_id, farmer_id, county,
+	if err := exec(ctx, tx, `INSERT INTO `+projection.Table(ctx, tableDeliveries)+` (delivery_id, order_id, program_id, farmer_id, county,
 			product, grade, net_grams, price_fen_per_kg, amount_fen, weighed_at, warehouse, corrections, recorded_seq, seq)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $13)
 		ON CONFLICT (delivery_id) DO NOTHING`,
@@ -234,8 +252,11 @@ func applyDeliveryCorrected(ctx context.Context, tx *sql.Tx, seq int64, e *procu
 		orderID, programID, product, county, grade string
 		grams, amount                              int64
 	)
+	// The delivery as this copy has it so far, not as the live copy (the
+	// bare name) has it: a shadow replaying the stream must subtract the
+	// delivery as it was before this correction, not after the last one.
 	err := tx.QueryRowContext(ctx, `SELECT order_id, program_id, product, county, grade, net_grams, amount_fen
-		FROM procurement_deliveries WHERE delivery_id = $1`, e.GetDeliveryId()).
+		FROM `+projection.Table(ctx, tableDeliveries)+` WHERE delivery_id = $1`, e.GetDeliveryId()).
 		Scan(&orderID, &programID, &product, &county, &grade, &grams, &amount)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("correction of delivery %s, which is not in the read model", e.GetDeliveryId())
@@ -243,7 +264,7 @@ func applyDeliveryCorrected(ctx context.Context, tx *sql.Tx, seq int64, e *procu
 	if err != nil {
 		return err
 	}
-	if err := exec(ctx, tx, `UPDATE procurement_deliveries SET grade = $1, net_grams = $2, price_fen_per_kg = $3,
+	if err := exec(ctx, tx, `UPDATE `+projection.Table(ctx, tableDeliveries)+` SET grade = $1, net_grams = $2, price_fen_per_kg = $3,
 			amount_fen = $4, corrections = $5, seq = $6 WHERE delivery_id = $7`,
 		e.GetGrade(), e.GetNetGrams(), e.GetPriceFenPerKg(), e.GetAmountFen(), e.GetCorrectionNumber(), seq,
 		e.GetDeliveryId()); err != nil {
@@ -256,13 +277,13 @@ func applyDeliveryCorrected(ctx context.Context, tx *sql.Tx, seq int64, e *procu
 // applyDelta adds a change in deliveries to the order (if any) and the totals.
 func applyDelta(ctx context.Context, tx *sql.Tx, seq int64, orderID, programID, product, county string, d totals) error {
 	if orderID != "" {
-		if err := exec(ctx, tx, `UPDATE procurement_orders SET delivered_grams = delivered_grams + $1,
+		if err := exec(ctx, tx, `UPDATE `+projection.Table(ctx, tableOrders)+` SET delivered_grams = delivered_grams + $1,
 				rejected_grams = rejected_grams + $2, delivered_fen = delivered_fen + $3, deliveries = deliveries + $4,
 				seq = $5 WHERE order_id = $6`,
 			d.deliveredGrams, d.rejectedGrams, d.deliveredFen, d.deliveries, seq, orderID); err != nil {
 			return err
 		}
-		if err := exec(ctx, tx, `UPDATE procurement_orders
+		if err := exec(ctx, tx, `UPDATE `+projection.Table(ctx, tableOrders)+`
 			SET status = CASE WHEN delivered_grams >= ordered_grams THEN $1 ELSE $2 END
 			WHERE order_id = $3 AND status <> $4`,
 			string(domain.OrderFulfilled), string(domain.OrderOpen), orderID, string(domain.OrderCancelled)); err != nil {
@@ -301,7 +322,7 @@ func orderKeys(programID, product, county string) []totalsKey {
 // bump adds d to each row, creating it when missing.
 func bump(ctx context.Context, tx *sql.Tx, d totals, keys ...totalsKey) error {
 	for _, k := range keys {
-		if err := exec(ctx, tx, `INSERT INTO procurement_totals AS t (scope, dimension, key, orders, ordered_grams,
+		if err := exec(ctx, tx, `INSERT INTO `+projection.Table(ctx, tableTotals)+` AS t (scope, dimension, key, orders, ordered_grams,
 				deliveries, delivered_grams, delivered_fen, rejected_grams)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (scope, dimension, key) DO UPDATE SET

@@ -16,7 +16,7 @@ NATSCLI_VERSION            := v0.5.0
 
 MODULES   = $(shell go list -f '{{.Dir}}' -m)
 PKGS      = $(addsuffix /...,$(MODULES))
-GO_TEST_FLAGS ?= -race -timeout 12m
+GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
 .PHONY: help run build build-services test postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
 

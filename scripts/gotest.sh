@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # shellcheck disable=SC2046
-go test -v ${GO_TEST_FLAGS:--race -timeout 12m} $(go list -f '{{.Dir}}/...' -m) 2>&1 | tee "$log" |
+go test -v ${GO_TEST_FLAGS:--race -count=1 -timeout 12m} $(go list -f '{{.Dir}}/...' -m) 2>&1 | tee "$log" |
 	grep -Ev '^(=== (RUN|PAUSE|CONT|NAME)|    --- PASS|--- PASS)' 
 rc=${PIPESTATUS[0]}
 passed=$(grep -cE '^\s*--- PASS' "$log")

@@ -81,6 +81,19 @@ func (w *Waiter) WaitFor(ctx context.Context, pos eventstore.Position) (eventsto
 	return eventstore.Position{Stream: own, Sequence: w.proj.Checkpoint()}, nil
 }
 
+// Head returns the current head of the read model's own stream: a position
+// that covers every event written before the call. A report that must not
+// miss anything already acknowledged (a reconciliation after a recorded
+// decision, a trial balance) waits for it.
+func (w *Waiter) Head(ctx context.Context) (eventstore.Position, error) {
+	own := w.proj.Stream()
+	head, err := w.head(ctx, own)
+	if err != nil {
+		return eventstore.Position{}, err
+	}
+	return eventstore.Position{Stream: own, Sequence: head}, nil
+}
+
 // waitConsumer waits until the durable consumer has acknowledged every
 // message on its subjects up to seq. The ack floor alone can lag when the
 // last messages before seq are on other subjects, and the consumer's pending

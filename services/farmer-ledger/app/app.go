@@ -31,9 +31,11 @@ type Balances interface {
 	Balance(ctx context.Context, farmerID string) (domain.Balance, error)
 }
 
-// Positions waits until the balances reflect a position.
+// Positions waits until a read model reflects a position; Head is the
+// position covering everything written so far.
 type Positions interface {
 	WaitFor(ctx context.Context, pos eventstore.Position) (eventstore.Position, error)
+	Head(ctx context.Context) (eventstore.Position, error)
 }
 
 // ErrNoBalance means the balances read model has no row for a farmer (yet).

@@ -110,7 +110,7 @@ func (l *Ledger) Payout(ctx context.Context, payoutID string, minPos *eventstore
 	if payoutID == "" {
 		return PayoutView{}, eventstore.Position{}, failure.Invalid("payout_id", "is required")
 	}
-	asOf, err := l.financePositions.WaitFor(ctx, derefPos(minPos))
+	asOf, err := l.waitForReport(ctx, minPos)
 	if err != nil {
 		return PayoutView{}, eventstore.Position{}, err
 	}
@@ -142,7 +142,7 @@ func (l *Ledger) Payouts(ctx context.Context, f PayoutFilter, size int32, token 
 			return nil, "", eventstore.Position{}, failure.Invalid("page_token", "is not a token this list returned")
 		}
 	}
-	asOf, err := l.financePositions.WaitFor(ctx, derefPos(minPos))
+	asOf, err := l.waitForReport(ctx, minPos)
 	if err != nil {
 		return nil, "", eventstore.Position{}, err
 	}
@@ -172,7 +172,7 @@ func (l *Ledger) Statement(ctx context.Context, farmerID string, period domain.P
 	if err := period.Check(); err != nil {
 		return nil, Statement{}, eventstore.Position{}, err
 	}
-	asOf, err := l.financePositions.WaitFor(ctx, derefPos(minPos))
+	asOf, err := l.waitForReport(ctx, minPos)
 	if err != nil {
 		return nil, Statement{}, eventstore.Position{}, err
 	}
@@ -191,7 +191,7 @@ var ErrUnbalanced = errors.New("the journal does not balance")
 // When Σ debits ≠ Σ credits it returns the totals and an error wrapping
 // ErrUnbalanced.
 func (l *Ledger) TrialBalance(ctx context.Context, byFarmer bool, minPos *eventstore.Position) (domain.TrialBalance, int64, eventstore.Position, error) {
-	asOf, err := l.financePositions.WaitFor(ctx, derefPos(minPos))
+	asOf, err := l.waitForReport(ctx, minPos)
 	if err != nil {
 		return domain.TrialBalance{}, 0, eventstore.Position{}, err
 	}
@@ -231,7 +231,7 @@ func (l *Ledger) Reconcile(ctx context.Context, settlement []byte, period domain
 	if err != nil {
 		return Reconciliation{}, eventstore.Position{}, failure.Invalid("settlement_csv", "%v", err)
 	}
-	asOf, err := l.financePositions.WaitFor(ctx, derefPos(minPos))
+	asOf, err := l.waitForReport(ctx, minPos)
 	if err != nil {
 		return Reconciliation{}, eventstore.Position{}, err
 	}
@@ -293,4 +293,18 @@ func (l *Ledger) ResolveBreak(ctx context.Context, cmd ResolveBreak) (eventstore
 		return eventstore.AppendResult{}, failure.AlreadyExists("break_id", "break %s was resolved meanwhile", cmd.BreakID)
 	}
 	return res, err
+}
+
+// waitForReport waits until the finance read model reflects minPos or, when
+// the caller gave none, everything written before the request: a finance
+// report read right after a recorded decision or a payout must show it.
+func (l *Ledger) waitForReport(ctx context.Context, minPos *eventstore.Position) (eventstore.Position, error) {
+	if minPos != nil {
+		return l.financePositions.WaitFor(ctx, *minPos)
+	}
+	head, err := l.financePositions.Head(ctx)
+	if err != nil {
+		return eventstore.Position{}, err
+	}
+	return l.financePositions.WaitFor(ctx, head)
 }

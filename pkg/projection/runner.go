@@ -301,15 +301,21 @@ func (r *Runner) ensureLive(ctx context.Context, tx *sql.Tx) (int64, error) {
 // empty and is filled from the stream. While an old table is in the way it
 // refuses, rather than drop data on its own.
 func (r *Runner) upgradeLegacy(ctx context.Context, tx *sql.Tx) (int64, error) {
+	// Name every table in the way at once, so the operator drops them in
+	// one go rather than one restart per table.
+	var inTheWay []string
 	for _, t := range r.tables {
 		kind, err := r.db.dialect.relationKind(ctx, tx, t)
 		if err != nil {
 			return 0, err
 		}
 		if kind == "table" {
-			return 0, fmt.Errorf("%w: projection %s became versioned; drop its fixed-name table %s (or the database file) and it rebuilds from the stream",
-				ErrLegacyTables, r.name, t)
+			inTheWay = append(inTheWay, t)
 		}
+	}
+	if len(inTheWay) > 0 {
+		return 0, fmt.Errorf("%w: projection %s became versioned; drop its fixed-name tables %s (or the database file) and it rebuilds from the stream",
+			ErrLegacyTables, r.name, strings.Join(inTheWay, ", "))
 	}
 	now := formatTime(time.Now())
 	for _, stmt := range []struct {

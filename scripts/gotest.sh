@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
 # Runs go test over every workspace module (a plain ./... does not cross
 # modules) and closes with one summary line: "N passed, N failed, N skipped".
+#
+# The production-shape tests (cmd/furrow/prodtest: a 3-node nats-server
+# cluster, several service binaries and PostgreSQL) run after the rest, on
+# their own: on a 2-core machine, sharing the CPU with the race-enabled
+# suite starves the cluster's timers and makes them flaky.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+flags=${GO_TEST_FLAGS:--race -count=1 -timeout 12m}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+filter() { grep -Ev '^(=== (RUN|PAUSE|CONT|NAME)|    --- PASS|--- PASS)'; }
+
+prod=github.com/furrow/furrow/cmd/furrow/prodtest
 # shellcheck disable=SC2046
-go test -v ${GO_TEST_FLAGS:--race -count=1 -timeout 12m} $(go list -f '{{.Dir}}/...' -m) 2>&1 | tee "$log" |
-	grep -Ev '^(=== (RUN|PAUSE|CONT|NAME)|    --- PASS|--- PASS)' 
+pkgs=$(go list $(go list -f '{{.Dir}}/...' -m) | grep -vx "$prod")
+# shellcheck disable=SC2086
+go test -v $flags $pkgs 2>&1 | tee "$log" | filter
 rc=${PIPESTATUS[0]}
+# shellcheck disable=SC2086
+go test -v $flags "$prod" 2>&1 | tee -a "$log" | filter
+prc=${PIPESTATUS[0]}
+if [ "$rc" -eq 0 ]; then rc=$prc; fi
+
 passed=$(grep -cE '^\s*--- PASS' "$log")
 failed=$(grep -cE '^\s*--- FAIL' "$log")
 skipped=$(grep -cE '^\s*--- SKIP' "$log")

@@ -28,7 +28,7 @@ import (
 	"github.com/furrow/furrow/pkg/admin"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/grpcx"
-	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/natstest"
 	"github.com/furrow/furrow/pkg/projection"
 	"github.com/furrow/furrow/pkg/wmjs"
 )
@@ -77,20 +77,7 @@ type fixture struct {
 
 func start(t *testing.T) *fixture {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Embedded(t).JetStream(t)
 	ctx := context.Background()
 	if err := eventstore.EnsureStreams(ctx, js, eventstore.StreamSpec{Name: testStream, Subjects: []string{"test.>"}}); err != nil {
 		t.Fatal(err)

@@ -101,8 +101,12 @@ func (w *Waiter) Head(ctx context.Context) (eventstore.Position, error) {
 // alone: the consumer is caught up when no message on its filters lies
 // between its ack floor and seq.
 func (w *Waiter) waitConsumer(ctx context.Context, stream, durable string, seq uint64) error {
+	st, err := w.js.Stream(ctx, stream)
+	if err != nil {
+		return notReached(ctx, fmt.Sprintf("%s:%d", stream, seq), 0, err)
+	}
 	for {
-		done, err := w.consumerReached(ctx, stream, durable, seq)
+		done, err := w.consumerReached(ctx, st, durable, seq)
 		if err != nil {
 			return notReached(ctx, fmt.Sprintf("%s:%d", stream, seq), 0, err)
 		}
@@ -117,18 +121,16 @@ func (w *Waiter) waitConsumer(ctx context.Context, stream, durable string, seq u
 	}
 }
 
-func (w *Waiter) consumerReached(ctx context.Context, stream, durable string, seq uint64) (bool, error) {
-	c, err := w.js.Consumer(ctx, stream, durable)
+func (w *Waiter) consumerReached(ctx context.Context, st jetstream.Stream, durable string, seq uint64) (bool, error) {
+	c, err := st.Consumer(ctx, durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return false, nil // the handler has not started yet
 	}
 	if err != nil {
 		return false, err
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return false, err
-	}
+	// Looking the consumer up fetched its current info: no second request.
+	info := c.CachedInfo()
 	floor := info.AckFloor.Stream
 	if floor >= seq {
 		return true, nil
@@ -139,10 +141,6 @@ func (w *Waiter) consumerReached(ctx context.Context, stream, durable string, se
 	}
 	if len(filters) == 0 {
 		filters = []string{">"}
-	}
-	st, err := w.js.Stream(ctx, stream)
-	if err != nil {
-		return false, err
 	}
 	for _, f := range filters {
 		next, err := st.GetMsg(ctx, floor+1, jetstream.WithGetMsgSubject(f))
@@ -160,15 +158,12 @@ func (w *Waiter) consumerReached(ctx context.Context, stream, durable string, se
 }
 
 func (w *Waiter) head(ctx context.Context, stream string) (uint64, error) {
+	// Looking the stream up fetches its current info: one round trip.
 	s, err := w.js.Stream(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("head of %s: %w", stream, err)
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("head of %s: %w", stream, err)
-	}
-	return info.State.LastSeq, nil
+	return s.CachedInfo().State.LastSeq, nil
 }
 
 func notReached(ctx context.Context, want string, at uint64, err error) error {

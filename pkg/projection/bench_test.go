@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/furrow/furrow/pkg/eventstore"
-	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/natstest"
 	"github.com/furrow/furrow/pkg/projection"
 )
 
@@ -76,20 +76,7 @@ const rebuildBacklog = 20_000
 // checkpoint per batch) costs over reading the stream. Run it with
 // -benchtime 1x: one rebuild per store is the measurement.
 func BenchmarkRebuild(b *testing.B) {
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: b.TempDir(), LazySync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	js := natstest.Embedded(b).JetStream(b)
 	if err := eventstore.EnsureStreams(context.Background(), js, testSpec); err != nil {
 		b.Fatal(err)
 	}

@@ -3,14 +3,10 @@ package projection_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,8 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/furrow/furrow/pkg/eventstore"
-	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/natstest"
 	"github.com/furrow/furrow/pkg/projection"
+	"github.com/furrow/furrow/pkg/projection/projectiontest"
 )
 
 // The contract suite: every Test* that calls forEachStore runs once per
@@ -58,40 +55,11 @@ var sqliteStore = store{name: "sqlite", fresh: func(t testing.TB) func(testing.T
 // cleanup; a crashed run leaves only an unused, uniquely named schema).
 var postgresStore = store{name: "postgres", fresh: func(t testing.TB) func(testing.TB) *projection.DB {
 	t.Helper()
-	dsn := os.Getenv(postgresEnv)
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL: %s is not set; under CI the PostgreSQL half of the contract suite must run (make test sets it)", postgresEnv)
-		}
-		t.Skipf("PostgreSQL: %s is not set; skipping the PostgreSQL half of the contract suite (make test starts a server and sets it)", postgresEnv)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "furrow_test_" + hex.EncodeToString(b[:])
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	dsn := projectiontest.PostgresSchemaDSN(t, "the PostgreSQL half of the contract suite")
 	ctx := context.Background()
-	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("PostgreSQL at %s: %v", postgresEnv, err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
 	return func(t testing.TB) *projection.DB {
 		t.Helper()
-		db, err := projection.OpenPostgres(ctx, u.String())
+		db, err := projection.OpenPostgres(ctx, dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,20 +92,7 @@ var testSpec = eventstore.StreamSpec{Name: testStream, Subjects: []string{"test.
 // startJetStream starts an in-process server; withStream creates TEST.
 func startJetStream(t testing.TB, withStream bool) jetstream.JetStream {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Embedded(t).JetStream(t)
 	if withStream {
 		if err := eventstore.EnsureStreams(context.Background(), js, testSpec); err != nil {
 			t.Fatal(err)

@@ -49,6 +49,7 @@ import (
 	"github.com/furrow/furrow/pkg/admin"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/grpcx"
+	"github.com/furrow/furrow/pkg/lifecycle"
 	"github.com/furrow/furrow/pkg/projection"
 	"github.com/furrow/furrow/pkg/telemetry"
 	"github.com/furrow/furrow/pkg/wmjs"
@@ -428,40 +429,19 @@ func (p *process) shutdown() {
 	p.ready.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
 	defer cancel()
-	if p.health != nil {
-		p.health.Shutdown()
-	}
-	if p.grpc != nil {
-		done := make(chan struct{})
-		go func() { p.grpc.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			p.grpc.Stop()
-		}
-	}
-	if p.router != nil {
-		_ = p.router.Close()
-		if p.lagMetrics != nil {
-			_ = p.lagMetrics.Unregister()
-		}
-	}
-	if p.cancel != nil {
-		p.cancel()
-	}
-	p.wg.Wait()
-	if p.nc != nil {
-		if p.nc.IsConnected() {
-			_ = p.nc.Drain()
-			for p.nc.IsDraining() && ctx.Err() == nil {
-				time.Sleep(10 * time.Millisecond)
+	parts := lifecycle.Parts{
+		Health: p.health, GRPC: p.grpc, LagMetrics: p.lagMetrics, Router: p.router, NATS: p.nc,
+		StopWorkers: func() {
+			if p.cancel != nil {
+				p.cancel()
 			}
-		}
-		p.nc.Close()
+			p.wg.Wait()
+		},
 	}
-	if p.db != nil {
-		_ = p.db.Close()
+	if p.db != nil { // a nil pointer in an interface field would not be nil
+		parts.DB = p.db
 	}
+	lifecycle.Stop(ctx, parts)
 	if p.ops != nil {
 		p.ops.close(ctx)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/furrow/furrow/pkg/eventstore"
-	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/natstest"
 	"github.com/furrow/furrow/pkg/wmjs"
 )
 
@@ -20,21 +20,8 @@ const testStream = "TEST"
 // startJS starts an in-process JetStream server with a TEST stream on test.>.
 func startJS(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{
+	js := natstest.Embedded(t).JetStream(t)
+	_, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
 		Name: testStream, Subjects: []string{"test.>"}, Storage: jetstream.FileStorage,
 	})
 	if err != nil {

@@ -13,15 +13,12 @@ package prodtest
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +35,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/projection/projectiontest"
 )
 
 // binaries are the built service binaries, by name.
@@ -99,36 +97,13 @@ const postgresEnv = "FURROW_TEST_POSTGRES_DSN"
 // database.
 func postgresSchema(t *testing.T) (dsn string, db *sql.DB) {
 	t.Helper()
-	base := os.Getenv(postgresEnv)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "furrow_prodtest_" + hex.EncodeToString(b[:])
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	if _, err := admin.ExecContext(context.Background(), `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("PostgreSQL at %s: %v", postgresEnv, err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	db, err = sql.Open("pgx", u.String())
+	dsn = projectiontest.PostgresSchemaDSN(t, "the production-shape tests")
+	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return u.String(), db
+	return dsn, db
 }
 
 func freeAddr(t testing.TB) string {

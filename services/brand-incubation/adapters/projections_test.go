@@ -2,12 +2,6 @@ package adapters_test
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
-	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,62 +14,17 @@ import (
 
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/projection"
+	"github.com/furrow/furrow/pkg/projection/projectiontest"
 
 	"github.com/furrow/furrow/services/brand-incubation/adapters"
 	"github.com/furrow/furrow/services/brand-incubation/app"
 	"github.com/furrow/furrow/services/brand-incubation/domain"
 )
 
-// postgresEnv names the PostgreSQL server the PostgreSQL half of the
-// contract runs against (scripts/postgres.sh prints one); unset, it is
-// skipped.
-const postgresEnv = "FURROW_TEST_POSTGRES_DSN"
-
-// forEachStore runs test against a fresh SQLite database and, when
-// postgresEnv is set, a fresh PostgreSQL schema: the read models' SQL must
-// mean the same on both.
+// forEachStore runs test on SQLite and on PostgreSQL: the read models'
+// SQL must mean the same on both.
 func forEachStore(t *testing.T, test func(t *testing.T, db *projection.DB)) {
-	t.Run("sqlite", func(t *testing.T) {
-		t.Parallel()
-		db, err := projection.OpenSQLite(filepath.Join(t.TempDir(), "read.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		test(t, db)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		dsn := os.Getenv(postgresEnv)
-		if dsn == "" {
-			t.Skipf("%s is not set", postgresEnv)
-		}
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		schema := "brand_test_" + hex.EncodeToString(b[:])
-		admin, err := sql.Open("pgx", dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { admin.Close() })
-		if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _, _ = admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`) })
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		db, err := projection.OpenPostgres(context.Background(), u.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		test(t, db)
-	})
+	projectiontest.ForEachStore(t, test)
 }
 
 // feed applies events to projections the way the runner does, one

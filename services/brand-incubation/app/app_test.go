@@ -18,7 +18,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/consistency"
 	"github.com/furrow/furrow/pkg/eventstore"
-	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/natstest"
 	"github.com/furrow/furrow/pkg/projection"
 
 	"github.com/furrow/furrow/services/brand-incubation/adapters"
@@ -41,20 +41,7 @@ type harness struct {
 func newHarness(t testing.TB, wrap func(app.Events) app.Events) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "js")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Embedded(t).JetStream(t)
 	ctx := testCtx(t)
 	if err := eventstore.EnsureStreams(ctx, js,
 		eventstore.StreamSpec{Name: domain.Stream, Subjects: []string{domain.Subjects}},

@@ -6,13 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 	procurementevents "github.com/furrow/furrow/proto/furrow/procurement/events/v1"
 
 	"github.com/furrow/furrow/pkg/eventstore"
-	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/natstest"
 
 	"github.com/furrow/furrow/services/farmer-ledger/adapters"
 	"github.com/furrow/furrow/services/farmer-ledger/app"
@@ -26,20 +24,7 @@ import (
 // nothing is written twice.
 func TestRetriesAfterTheDedupWindowFromTheCache(t *testing.T) {
 	t.Parallel()
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Embedded(t).JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	spec := eventstore.StreamSpec{Name: domain.Stream, Subjects: []string{domain.Subjects}, DuplicateWindow: 100 * time.Millisecond}

@@ -8,14 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 
 	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
-	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/natstest"
 
 	"github.com/furrow/furrow/services/procurement/adapters"
 	"github.com/furrow/furrow/services/procurement/app"
@@ -41,20 +39,7 @@ func TestOrdersFromTwoReplicasNeverOverspend(t *testing.T) {
 }
 
 func testOrdersFromTwoReplicas(t *testing.T, cache aggregate.Options) {
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir(), ServerName: "replicas"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Embedded(t).JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	if err := eventstore.EnsureStreams(ctx, js,

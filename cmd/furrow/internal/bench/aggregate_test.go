@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
@@ -18,7 +17,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/eventstore"
-	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/natstest"
 
 	"github.com/furrow/furrow/services/farmer-ledger/adapters"
 	"github.com/furrow/furrow/services/farmer-ledger/app"
@@ -48,20 +47,7 @@ var caches = []struct {
 //   - load: loading that farmer alone (a query, or a command's first step);
 //   - clone: copying the farmer in memory, what a cached load adds.
 func BenchmarkLongLivedFarmer(b *testing.B) {
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	js := natstest.Embedded(b).JetStream(b)
 	ctx := context.Background()
 	if err := eventstore.EnsureStreams(ctx, js, eventstore.StreamSpec{Name: domain.Stream, Subjects: []string{domain.Subjects}}); err != nil {
 		b.Fatal(err)

@@ -29,7 +29,7 @@ import (
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 
 	"github.com/furrow/furrow/pkg/eventstore"
-	"github.com/furrow/furrow/pkg/natsembed"
+	"github.com/furrow/furrow/pkg/natstest"
 
 	"github.com/furrow/furrow/cmd/furrow/internal/stack"
 )
@@ -117,20 +117,7 @@ func payload(b *testing.B) ([]byte, nats.Header) {
 // BenchmarkRawPublish is the baseline: synchronous JetStream publishes with
 // sync always, to a stream configured like Furrow's, in process.
 func BenchmarkRawPublish(b *testing.B) {
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	js := natstest.Embedded(b).JetStream(b)
 	ctx := context.Background()
 	if err := eventstore.EnsureStreams(ctx, js, eventstore.StreamSpec{Name: "RAW", Subjects: []string{"raw.>"}}); err != nil {
 		b.Fatal(err)

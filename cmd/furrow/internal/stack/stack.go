@@ -27,6 +27,7 @@ import (
 	"github.com/furrow/furrow/pkg/admin"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/grpcx"
+	"github.com/furrow/furrow/pkg/lifecycle"
 	"github.com/furrow/furrow/pkg/natsembed"
 	"github.com/furrow/furrow/pkg/projection"
 	"github.com/furrow/furrow/pkg/wmjs"
@@ -212,37 +213,23 @@ func (s *Stack) Projections() []*projection.Runner { return s.runners }
 // Nothing acknowledged is lost: events are on disk before they are
 // acknowledged, and read models resume from their checkpoints.
 func (s *Stack) Shutdown(ctx context.Context) {
+	parts := lifecycle.Parts{
+		GRPC: s.grpc, LagMetrics: s.lagMetrics, Router: s.router, NATS: s.nc,
+		StopWorkers: func() {
+			if s.cancel != nil {
+				s.cancel()
+			}
+			s.wg.Wait()
+		},
+	}
+	// A nil pointer in an interface field would not be nil.
 	if s.health != nil {
-		s.health.Shutdown()
-	}
-	if s.grpc != nil {
-		done := make(chan struct{})
-		go func() { s.grpc.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			s.grpc.Stop()
-		}
-	}
-	if s.lagMetrics != nil {
-		_ = s.lagMetrics.Unregister()
-	}
-	if s.router != nil {
-		_ = s.router.Close()
-	}
-	if s.cancel != nil {
-		s.cancel()
-	}
-	s.wg.Wait()
-	if s.nc != nil {
-		_ = s.nc.Drain()
-		for s.nc.IsDraining() {
-			time.Sleep(10 * time.Millisecond)
-		}
+		parts.Health = s.health
 	}
 	if s.db != nil {
-		_ = s.db.Close()
+		parts.DB = s.db
 	}
+	lifecycle.Stop(ctx, parts)
 	if s.nats != nil {
 		s.nats.Shutdown()
 	}

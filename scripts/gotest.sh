@@ -4,8 +4,8 @@
 #
 # The production-shape tests (cmd/furrow/prodtest: a 3-node nats-server
 # cluster, several service binaries and PostgreSQL) run after the rest, on
-# their own: on a 2-core machine, sharing the CPU with the race-enabled
-# suite starves the cluster's timers and makes them flaky.
+# their own: on a 2-core machine they need the CPU the race-enabled suite
+# would otherwise take from the cluster's timers.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 flags=${GO_TEST_FLAGS:--race -count=1 -timeout 12m}

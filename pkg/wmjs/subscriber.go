@@ -60,7 +60,12 @@ var ErrNoPosition = errors.New("wmjs: message has no stream position metadata")
 
 // Defaults of Config.
 const (
-	DefaultAckWait    = 30 * time.Second
+	// DefaultAckWait is short on purpose: it is how long a message held by
+	// a process that died stays un-acked, and a consumer with
+	// MaxAckPending 1 moves no further until it is redelivered. A
+	// handler that runs longer keeps its message through in-progress
+	// signals (every AckWait/3), so it bounds recovery, not handler time.
+	DefaultAckWait    = 5 * time.Second
 	DefaultNakDelay   = 200 * time.Millisecond
 	DefaultMaxDeliver = -1
 )
@@ -91,7 +96,7 @@ type Config struct {
 	// AckWait is how long the server waits for an ack before redelivering.
 	// While a handler runs the Subscriber tells the server it is still in
 	// progress, so AckWait bounds how long a crashed process holds a message,
-	// not how long a handler may take. Default 30s.
+	// not how long a handler may take. Default 5s.
 	AckWait time.Duration
 	// MaxDeliver bounds deliveries per message; default -1 (unbounded):
 	// the router's retry and dead-letter middleware bound it instead, so a
@@ -305,7 +310,7 @@ func (s *Subscriber) deliver(ctx context.Context, jm jetstream.Msg, out chan<- *
 
 	// Keep the message ours while the handler works; if this process dies
 	// the heartbeats stop and the server redelivers after AckWait.
-	progress := time.NewTicker(s.cfg.AckWait / 2)
+	progress := time.NewTicker(s.cfg.AckWait / 3)
 	defer progress.Stop()
 	for {
 		select {

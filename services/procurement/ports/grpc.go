@@ -201,6 +201,9 @@ func orderStatus(s domain.OrderStatus) procurementv1.OrderStatus { return orderS
 
 // ListOrders implements ProcurementService.
 func (s *GRPCServer) ListOrders(ctx context.Context, req *procurementv1.ListOrdersRequest) (*procurementv1.ListOrdersResponse, error) {
+	if err := limits.Text("county", req.GetCounty(), limits.MaxCodeLen); err != nil {
+		return nil, err
+	}
 	page, err := app.NewPage(req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/deadletter"
 	"github.com/furrow/furrow/pkg/failure"
+	"github.com/furrow/furrow/pkg/limits"
 	"github.com/furrow/furrow/pkg/projection"
 )
 
@@ -158,14 +159,15 @@ func (s *Server) GetProjection(ctx context.Context, req *adminv1.GetProjectionRe
 
 // RebuildProjection implements AdminService.
 func (s *Server) RebuildProjection(ctx context.Context, req *adminv1.RebuildProjectionRequest) (*adminv1.RebuildProjectionResponse, error) {
+	from, err := limits.Time("from_time", req.GetFromTime())
+	if err != nil {
+		return nil, err
+	}
 	reg, err := s.runner(req.GetName())
 	if err != nil {
 		return nil, err
 	}
-	opts := projection.RebuildOptions{FromSeq: req.GetFromSequence()}
-	if req.GetFromTime() != nil {
-		opts.FromTime = req.GetFromTime().AsTime()
-	}
+	opts := projection.RebuildOptions{FromSeq: req.GetFromSequence(), FromTime: from}
 	v, err := reg.runner.Rebuild(ctx, opts)
 	if err != nil {
 		return nil, classify(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
+	"github.com/furrow/furrow/pkg/limits"
 )
 
 // Brand kinds, numbered as furrow.brand.v1.BrandKind.
@@ -28,9 +29,6 @@ const (
 	StageLaunched   = 2
 	StageRetired    = 3
 )
-
-// maxText bounds free-text fields (names, notes, reasons).
-const maxText = 500
 
 // StagePeriod is a stage a brand entered on a day.
 type StagePeriod struct {
@@ -116,13 +114,13 @@ func (b *Brand) Register(r *brandevents.BrandRegistered, today Date) (*brandeven
 	if k := r.GetKind(); k != KindRegionalProduct && k != KindCountyPublic {
 		return nil, failure.Invalid("kind", "must be BRAND_KIND_REGIONAL_PRODUCT or BRAND_KIND_COUNTY_PUBLIC")
 	}
-	if err := requiredText("name", r.GetName()); err != nil {
+	if err := requiredText("name", r.GetName(), limits.MaxNameLen); err != nil {
 		return nil, err
 	}
-	if err := requiredText("county", r.GetCounty()); err != nil {
+	if err := requiredText("county", r.GetCounty(), limits.MaxCodeLen); err != nil {
 		return nil, err
 	}
-	if err := optionalText("product_category", r.GetProductCategory()); err != nil {
+	if err := optionalText("product_category", r.GetProductCategory(), limits.MaxNameLen); err != nil {
 		return nil, err
 	}
 	on, err := optionalDate("registered_on", r.GetRegisteredOn(), today)
@@ -147,7 +145,7 @@ func (b *Brand) ChangeStage(stage int32, effectiveOn, note string, today Date) (
 	if err != nil {
 		return nil, err
 	}
-	if err := optionalText("note", note); err != nil {
+	if err := optionalText("note", note, limits.MaxTextLen); err != nil {
 		return nil, err
 	}
 	if b.registered == nil {
@@ -179,18 +177,16 @@ func StageName(stage int32) string {
 	return "unknown"
 }
 
-// requiredText checks a mandatory free-text field.
-func requiredText(field, s string) error {
+// requiredText checks a mandatory free-text field and its length in
+// characters (one of the API's limits, package limits).
+func requiredText(field, s string, maxLen int) error {
 	if strings.TrimSpace(s) == "" {
 		return failure.Invalid(field, "is required")
 	}
-	return optionalText(field, s)
+	return optionalText(field, s, maxLen)
 }
 
-// optionalText checks an optional free-text field's length.
-func optionalText(field, s string) error {
-	if len(s) > maxText {
-		return failure.Invalid(field, "is %d bytes long; at most %d", len(s), maxText)
-	}
-	return nil
+// optionalText checks an optional free-text field's length in characters.
+func optionalText(field, s string, maxLen int) error {
+	return limits.Text(field, s, maxLen)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
+	"github.com/furrow/furrow/pkg/limits"
 )
 
 // Channel is a retail channel that reports branded sales (e.g. "hema"),
@@ -58,7 +59,7 @@ func (c *Channel) Register(name string) (*brandevents.ChannelRegistered, error) 
 	if err := ident.Check("channel_id", c.id); err != nil {
 		return nil, err
 	}
-	if err := requiredText("name", name); err != nil {
+	if err := requiredText("name", name, limits.MaxNameLen); err != nil {
 		return nil, err
 	}
 	if c.registered != nil {

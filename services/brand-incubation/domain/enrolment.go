@@ -6,6 +6,7 @@ import (
 	brandevents "github.com/furrow/furrow/proto/furrow/brand/events/v1"
 
 	"github.com/furrow/furrow/pkg/failure"
+	"github.com/furrow/furrow/pkg/limits"
 )
 
 // EnrolmentID is the aggregate id of a farmer's enrolment in a brand.
@@ -134,7 +135,7 @@ func (e *Enrolment) Enrol(brand *Brand, farmerRegistered bool, enrolledFrom, cer
 	if err != nil {
 		return nil, err
 	}
-	if err := optionalText("certificate", certificate); err != nil {
+	if err := optionalText("certificate", certificate, limits.MaxNameLen); err != nil {
 		return nil, err
 	}
 	if !brand.Registered() {
@@ -166,7 +167,7 @@ func (e *Enrolment) Suspend(suspendedFrom, reason string, today Date) (*brandeve
 	if err != nil {
 		return nil, err
 	}
-	if err := requiredText("reason", reason); err != nil {
+	if err := requiredText("reason", reason, limits.MaxTextLen); err != nil {
 		return nil, err
 	}
 	if !e.Ever() {

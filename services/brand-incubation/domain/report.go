@@ -12,6 +12,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
+	"github.com/furrow/furrow/pkg/limits"
 	"github.com/furrow/furrow/pkg/money"
 )
 
@@ -38,8 +39,9 @@ const (
 	// MaxBatch, 1000) with room to spare. Channels split larger reports.
 	MaxReportLines = 500
 	// MaxGramsPerLine (10,000 tonnes) catches unit mistakes and keeps
-	// premiums and their sums far from overflowing.
-	MaxGramsPerLine = 10_000_000_000
+	// premiums and their sums far from overflowing. It is the API's limit,
+	// limits.MaxSaleGrams.
+	MaxGramsPerLine = limits.MaxSaleGrams
 	// MaxClockSkew is how far in the future a sold_at may lie: the
 	// channel's clock may run slightly ahead of ours.
 	MaxClockSkew = 5 * time.Minute

@@ -10,11 +10,13 @@ import (
 	brandevents "github.com/furrow/furrow/proto/furrow/brand/events/v1"
 
 	"github.com/furrow/furrow/pkg/failure"
+	"github.com/furrow/furrow/pkg/limits"
 )
 
 // MaxFenPerKg bounds a premium rate (10,000 yuan per kilogram): far above
-// any real premium, low enough that sums of premiums cannot overflow.
-const MaxFenPerKg = 1_000_000
+// any real premium, low enough that sums of premiums cannot overflow. It is
+// the API's limit, limits.MaxPremiumFenPerKg.
+const MaxFenPerKg = limits.MaxPremiumFenPerKg
 
 // RuleSetID is the aggregate id of a brand's premium rules at a channel.
 func RuleSetID(brandID, channel string) string { return pairID(brandID, channel) }
@@ -298,7 +300,7 @@ func (s *RuleSet) Revise(rv Revision, previewOnly bool) (ev *brandevents.Premium
 		return nil, false, err
 	}
 	if !previewOnly {
-		if err := requiredText("reason", rv.Reason); err != nil {
+		if err := requiredText("reason", rv.Reason, limits.MaxTextLen); err != nil {
 			return nil, false, err
 		}
 	}

@@ -5,6 +5,7 @@ package ports
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -13,13 +14,16 @@ import (
 
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/grpcx"
+	"github.com/furrow/furrow/pkg/limits"
 
 	"github.com/furrow/furrow/services/brand-incubation/app"
 	"github.com/furrow/furrow/services/brand-incubation/domain"
 )
 
 // GRPCServer implements furrow.brand.v1.BrandService. Errors are mapped to
-// status codes by grpcx's interceptors.
+// status codes by grpcx's interceptors. The limits of package limits on
+// names, reasons, rates and grams are the domain's checks; the port checks
+// what only it sees, the timestamps.
 type GRPCServer struct {
 	brandv1.UnimplementedBrandServiceServer
 	app *app.Incubator
@@ -79,6 +83,9 @@ func (s *GRPCServer) ChangeBrandStage(ctx context.Context, req *brandv1.ChangeBr
 
 // ListBrands implements BrandService.
 func (s *GRPCServer) ListBrands(ctx context.Context, req *brandv1.ListBrandsRequest) (*brandv1.ListBrandsResponse, error) {
+	if err := limits.Text("county", req.GetCounty(), limits.MaxCodeLen); err != nil {
+		return nil, err
+	}
 	page, err := s.app.Brands(ctx, req.GetCounty(), int32(req.GetKind()), int32(req.GetStage()),
 		req.GetPageSize(), req.GetPageToken(), grpcx.FromPosition(req.GetMinPosition()))
 	if err != nil {
@@ -237,14 +244,17 @@ func (s *GRPCServer) ListPremiumRules(ctx context.Context, req *brandv1.ListPrem
 // ReportSales implements BrandService.
 func (s *GRPCServer) ReportSales(ctx context.Context, req *brandv1.ReportSalesRequest) (*brandv1.ReportSalesResponse, error) {
 	in := domain.SalesReport{ReportID: req.GetReportId(), Revision: req.GetRevision(), Channel: req.GetChannel()}
-	for _, l := range req.GetLines() {
-		line := domain.SaleLine{
-			LineID: l.GetLineId(), BrandID: l.GetBrandId(), FarmerID: l.GetFarmerId(), DeliveryID: l.GetDeliveryId(), Grams: l.GetGrams(),
+	now := time.Now()
+	for i, l := range req.GetLines() {
+		// An unset sold_at stays zero: the domain says it is required.
+		soldAt, err := limits.EventTime(fmt.Sprintf("lines[%d].sold_at", i), l.GetSoldAt(), now)
+		if err != nil {
+			return nil, err
 		}
-		if l.GetSoldAt() != nil {
-			line.SoldAt = l.GetSoldAt().AsTime()
-		}
-		in.Lines = append(in.Lines, line)
+		in.Lines = append(in.Lines, domain.SaleLine{
+			LineID: l.GetLineId(), BrandID: l.GetBrandId(), FarmerID: l.GetFarmerId(), DeliveryID: l.GetDeliveryId(),
+			Grams: l.GetGrams(), SoldAt: soldAt,
+		})
 	}
 	// The report id and revision are the request's identity: they name
 	// the command in the event metadata the way a request id does.

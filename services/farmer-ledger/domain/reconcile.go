@@ -10,10 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 
 	"github.com/furrow/furrow/pkg/failure"
+	"github.com/furrow/furrow/pkg/limits"
 )
 
 // LedgerPayout is a payout as reconciliation sees the ledger's side.
@@ -291,8 +293,8 @@ func BreakAggregate(breakID string) string { return "ledger.break." + breakID + 
 
 var breakIDPattern = regexp.MustCompile(`^B[0-9a-f]{16}$`)
 
-// maxNote bounds a resolution's note.
-const maxNote = 2000
+// maxNote bounds a resolution's note, in characters (the API's limit).
+const maxNote = limits.MaxTextLen
 
 // CheckBreakID fails unless id has the form reconciliation gives break ids.
 func CheckBreakID(id string) error {
@@ -316,8 +318,8 @@ func ResolveBreak(breakID, decision, note string, alreadyResolved bool) (*ledger
 	if note == "" {
 		return nil, failure.Invalid("note", "is required: say why")
 	}
-	if len(note) > maxNote {
-		return nil, failure.Invalid("note", "is %d bytes long; at most %d", len(note), maxNote)
+	if n := utf8.RuneCountInString(note); n > maxNote {
+		return nil, failure.Invalid("note", "is %d characters long; at most %d", n, maxNote)
 	}
 	if alreadyResolved {
 		return nil, failure.AlreadyExists("break_id", "break %s is already resolved", breakID)

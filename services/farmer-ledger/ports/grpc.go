@@ -10,6 +10,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/grpcx"
+	"github.com/furrow/furrow/pkg/limits"
 
 	"github.com/furrow/furrow/services/farmer-ledger/app"
 	"github.com/furrow/furrow/services/farmer-ledger/domain"
@@ -29,6 +30,15 @@ func NewGRPCServer(a *app.Ledger) *GRPCServer { return &GRPCServer{app: a} }
 
 // RegisterFarmer implements LedgerService.
 func (s *GRPCServer) RegisterFarmer(ctx context.Context, req *ledgerv1.RegisterFarmerRequest) (*ledgerv1.RegisterFarmerResponse, error) {
+	if err := firstErr(
+		limits.Text("name", req.GetName(), limits.MaxNameLen),
+		limits.Text("county", req.GetCounty(), limits.MaxCodeLen),
+		limits.Text("cooperative", req.GetCooperative(), limits.MaxNameLen),
+		limits.Text("phone", req.GetPhone(), limits.MaxCodeLen),
+		limits.Text("payout_account", req.GetPayoutAccount(), limits.MaxCodeLen),
+	); err != nil {
+		return nil, err
+	}
 	res, err := s.app.RegisterFarmer(ctx, app.RegisterFarmer{
 		RequestID:   req.GetRequestId(),
 		Fingerprint: eventstore.Fingerprint(req),
@@ -46,6 +56,9 @@ func (s *GRPCServer) RegisterFarmer(ctx context.Context, req *ledgerv1.RegisterF
 
 // UpdatePayoutAccount implements LedgerService.
 func (s *GRPCServer) UpdatePayoutAccount(ctx context.Context, req *ledgerv1.UpdatePayoutAccountRequest) (*ledgerv1.UpdatePayoutAccountResponse, error) {
+	if err := limits.Text("payout_account", req.GetPayoutAccount(), limits.MaxCodeLen); err != nil {
+		return nil, err
+	}
 	res, err := s.app.UpdatePayoutAccount(ctx, app.UpdatePayoutAccount{
 		RequestID:       req.GetRequestId(),
 		Fingerprint:     eventstore.Fingerprint(req),
@@ -80,6 +93,17 @@ func (s *GRPCServer) GetFarmerBalance(ctx context.Context, req *ledgerv1.GetFarm
 		return nil, err
 	}
 	return balanceResponse(b, asOf), nil
+}
+
+// firstErr returns the first of errs that is not nil: the edge checks of
+// a request's fields (package limits), in the order the fields are listed.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func balanceResponse(b domain.Balance, asOf eventstore.Position) *ledgerv1.GetFarmerBalanceResponse {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,6 +14,7 @@ import (
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/grpcx"
+	"github.com/furrow/furrow/pkg/limits"
 
 	"github.com/furrow/furrow/services/farmer-ledger/app"
 	"github.com/furrow/furrow/services/farmer-ledger/domain"
@@ -22,6 +22,12 @@ import (
 
 // ListFarmers implements LedgerService.
 func (s *GRPCServer) ListFarmers(ctx context.Context, req *ledgerv1.ListFarmersRequest) (*ledgerv1.ListFarmersResponse, error) {
+	if err := firstErr(
+		limits.Text("county", req.GetCounty(), limits.MaxCodeLen),
+		limits.Text("cooperative", req.GetCooperative(), limits.MaxNameLen),
+	); err != nil {
+		return nil, err
+	}
 	rows, next, asOf, err := s.app.ListFarmers(ctx, app.FarmerFilter{County: req.GetCounty(), Cooperative: req.GetCooperative()},
 		req.GetPageSize(), req.GetPageToken(), grpcx.FromPosition(req.GetMinPosition()))
 	if err != nil {
@@ -42,7 +48,7 @@ func (s *GRPCServer) GetFarmerBalanceAt(ctx context.Context, req *ledgerv1.GetFa
 	var at app.BalancePoint
 	switch a := req.GetAt().(type) {
 	case *ledgerv1.GetFarmerBalanceAtRequest_Time:
-		t, err := timeOf("time", a.Time)
+		t, err := limits.Time("time", a.Time)
 		if err != nil {
 			return nil, err
 		}
@@ -64,6 +70,9 @@ func (s *GRPCServer) GetFarmerBalanceAt(ctx context.Context, req *ledgerv1.GetFa
 
 // RequestPayout implements LedgerService.
 func (s *GRPCServer) RequestPayout(ctx context.Context, req *ledgerv1.RequestPayoutRequest) (*ledgerv1.RequestPayoutResponse, error) {
+	if err := limits.AtMost("amount_fen", req.GetAmountFen(), limits.MaxAmountFen, "fen"); err != nil {
+		return nil, err
+	}
 	p, res, err := s.app.RequestPayout(ctx, app.RequestPayout{
 		RequestID:    req.GetRequestId(),
 		Fingerprint:  eventstore.Fingerprint(req),
@@ -225,6 +234,9 @@ func (s *GRPCServer) ReconcilePayouts(ctx context.Context, req *ledgerv1.Reconci
 
 // ResolvePayoutBreak implements LedgerService.
 func (s *GRPCServer) ResolvePayoutBreak(ctx context.Context, req *ledgerv1.ResolvePayoutBreakRequest) (*ledgerv1.ResolvePayoutBreakResponse, error) {
+	if err := limits.Text("note", req.GetNote(), limits.MaxTextLen); err != nil {
+		return nil, err
+	}
 	res, err := s.app.ResolveBreak(ctx, app.ResolveBreak{
 		RequestID:   req.GetRequestId(),
 		Fingerprint: eventstore.Fingerprint(req),
@@ -321,22 +333,12 @@ func breakDecision(s string) ledgerv1.BreakDecision {
 	return ledgerv1.BreakDecision_BREAK_DECISION_UNSPECIFIED
 }
 
-func timeOf(field string, ts *timestamppb.Timestamp) (time.Time, error) {
-	if ts == nil {
-		return time.Time{}, nil
-	}
-	if err := ts.CheckValid(); err != nil {
-		return time.Time{}, failure.Invalid(field, "%v", err)
-	}
-	return ts.AsTime(), nil
-}
-
 func periodOf(from, to *timestamppb.Timestamp) (domain.Period, error) {
-	f, err := timeOf("from", from)
+	f, err := limits.Time("from", from)
 	if err != nil {
 		return domain.Period{}, err
 	}
-	t, err := timeOf("to", to)
+	t, err := limits.Time("to", to)
 	if err != nil {
 		return domain.Period{}, err
 	}

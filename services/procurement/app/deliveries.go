@@ -138,6 +138,18 @@ const MaxLines = 1000
 // at once.
 const lineWorkers = 8
 
+// CheckLines fails unless a RecordDeliveries call of n lines has 1 to
+// MaxLines of them.
+func CheckLines(n int) error {
+	if n == 0 {
+		return failure.Invalid("lines", "needs at least one weigh-in")
+	}
+	if n > MaxLines {
+		return failure.Invalid("lines", "has %d weigh-ins; at most %d a call", n, MaxLines)
+	}
+	return nil
+}
+
 // LineResult is the outcome of one line of RecordDeliveries.
 type LineResult struct {
 	Recorded Recorded
@@ -150,11 +162,8 @@ type LineResult struct {
 // the lines of one group (one order) run in the order given, so which of
 // two lines exceeds an order's quantity does not depend on scheduling.
 func (p *Procurement) RecordDeliveries(ctx context.Context, lines []RecordDelivery) ([]LineResult, error) {
-	if len(lines) == 0 {
-		return nil, failure.Invalid("lines", "needs at least one weigh-in")
-	}
-	if len(lines) > MaxLines {
-		return nil, failure.Invalid("lines", "has %d weigh-ins; at most %d a call", len(lines), MaxLines)
+	if err := CheckLines(len(lines)); err != nil {
+		return nil, err
 	}
 	groups := map[string][]int{}
 	var order []string

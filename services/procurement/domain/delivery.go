@@ -171,7 +171,7 @@ func (d *Delivery) CorrectionAt(seq uint64) (*procurementevents.DeliveryCorrecte
 // Record validates an ad-hoc weigh-in and returns its event with the
 // amount payable (grams × price / 1000, rounded half-to-even; nothing for
 // the REJECTED grade). known says whether farmer is registered with the
-// ledger; an unknown farmer is a bad farmer_id.
+// ledger; an unknown farmer is NotFound, as for an order.
 func (d *Delivery) Record(w WeighIn, farmer Farmer, known bool) (*procurementevents.DeliveryRecorded, error) {
 	if err := ident.Check("farmer_id", w.FarmerID); err != nil {
 		return nil, err
@@ -195,7 +195,7 @@ func (d *Delivery) Record(w WeighIn, farmer Farmer, known bool) (*procurementeve
 		}
 	}
 	if !known {
-		return nil, failure.Invalid("farmer_id", "farmer %s is not registered with the ledger", w.FarmerID)
+		return nil, failure.NotFound("farmer_id", "farmer %s is not registered with the ledger", w.FarmerID)
 	}
 	if d.line != nil {
 		return nil, failure.AlreadyExists("request_id", "delivery %s is already recorded", d.id)

@@ -440,7 +440,7 @@ func TestAdHocDelivery(t *testing.T) {
 	if _, err := domain.NewDelivery("D").Record(w, domain.Farmer{}, false); err == nil {
 		t.Fatal("unknown farmer accepted")
 	} else {
-		wantFailure(t, err, failure.KindInvalid, "farmer_id")
+		wantFailure(t, err, failure.KindNotFound, "farmer_id")
 	}
 }
 

@@ -14,15 +14,17 @@ import (
 
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
+	"github.com/furrow/furrow/pkg/limits"
 )
 
 // Limits on programme terms: generous for real programmes, small enough
-// that one programme's event stays far below a message's size limit.
+// that one programme's event stays far below a message's size limit. The
+// lengths are the API's (package limits).
 const (
-	maxNameLen   = 200
+	maxNameLen   = limits.MaxNameLen
 	maxProducts  = 100
 	maxCounties  = 500
-	maxCountyLen = 64
+	maxCountyLen = limits.MaxCodeLen
 )
 
 // Program is a direct-purchase programme and its budget, rebuilt from its

@@ -19,6 +19,7 @@ import (
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/grpcx"
+	"github.com/furrow/furrow/pkg/limits"
 
 	"github.com/furrow/furrow/services/procurement/app"
 	"github.com/furrow/furrow/services/procurement/domain"
@@ -38,22 +39,18 @@ func NewGRPCServer(a *app.Procurement, log *slog.Logger) *GRPCServer {
 	return &GRPCServer{app: a, log: log}
 }
 
-// timeOf converts an optional timestamp; nil is the zero time ("unset").
-func timeOf(ts *timestamppb.Timestamp) time.Time {
-	if ts == nil {
-		return time.Time{}
-	}
-	return ts.AsTime()
-}
-
 // OpenProgram implements ProcurementService.
 func (s *GRPCServer) OpenProgram(ctx context.Context, req *procurementv1.OpenProgramRequest) (*procurementv1.OpenProgramResponse, error) {
+	start, end, err := programTimes(req)
+	if err != nil {
+		return nil, err
+	}
 	res, err := s.app.OpenProgram(ctx, app.OpenProgram{
 		RequestID: req.GetRequestId(), Fingerprint: eventstore.Fingerprint(req), ProgramID: req.GetProgramId(),
 		Meta: grpcx.CommandMeta(ctx, req.GetRequestId()),
 		Terms: domain.ProgramTerms{
 			Name: req.GetName(), BudgetFen: req.GetBudgetFen(),
-			PeriodStart: timeOf(req.GetPeriodStart()), PeriodEnd: timeOf(req.GetPeriodEnd()),
+			PeriodStart: start, PeriodEnd: end,
 			Products: req.GetProducts(), Counties: req.GetCounties(),
 		},
 	})
@@ -65,6 +62,9 @@ func (s *GRPCServer) OpenProgram(ctx context.Context, req *procurementv1.OpenPro
 
 // CloseProgram implements ProcurementService.
 func (s *GRPCServer) CloseProgram(ctx context.Context, req *procurementv1.CloseProgramRequest) (*procurementv1.CloseProgramResponse, error) {
+	if err := limits.Text("reason", req.GetReason(), limits.MaxTextLen); err != nil {
+		return nil, err
+	}
 	res, err := s.app.CloseProgram(ctx, app.CloseProgram{
 		RequestID: req.GetRequestId(), Fingerprint: eventstore.Fingerprint(req), ProgramID: req.GetProgramId(),
 		Reason: req.GetReason(), Meta: grpcx.CommandMeta(ctx, req.GetRequestId()),
@@ -125,6 +125,10 @@ func toProgress(p app.Progress) *procurementv1.Progress {
 
 // PlaceOrder implements ProcurementService.
 func (s *GRPCServer) PlaceOrder(ctx context.Context, req *procurementv1.PlaceOrderRequest) (*procurementv1.PlaceOrderResponse, error) {
+	start, end, err := orderTimes(req)
+	if err != nil {
+		return nil, err
+	}
 	prices := make([]domain.GradePrice, len(req.GetPrices()))
 	for i, p := range req.GetPrices() {
 		prices[i] = domain.GradePrice{Grade: p.GetGrade(), PriceFenPerKg: p.GetPriceFenPerKg()}
@@ -135,7 +139,7 @@ func (s *GRPCServer) PlaceOrder(ctx context.Context, req *procurementv1.PlaceOrd
 		Terms: domain.OrderTerms{
 			ProgramID: req.GetProgramId(), FarmerID: req.GetFarmerId(), Product: req.GetProduct(), Prices: prices,
 			OrderedGrams: req.GetOrderedGrams(), ToleranceBP: req.GetToleranceBp(),
-			WindowStart: timeOf(req.GetWindowStart()), WindowEnd: timeOf(req.GetWindowEnd()),
+			WindowStart: start, WindowEnd: end,
 			OriginWarehouse: req.GetOriginWarehouse(),
 		},
 	})
@@ -150,6 +154,9 @@ func (s *GRPCServer) PlaceOrder(ctx context.Context, req *procurementv1.PlaceOrd
 
 // CancelOrder implements ProcurementService.
 func (s *GRPCServer) CancelOrder(ctx context.Context, req *procurementv1.CancelOrderRequest) (*procurementv1.CancelOrderResponse, error) {
+	if err := limits.Text("reason", req.GetReason(), limits.MaxTextLen); err != nil {
+		return nil, err
+	}
 	out, err := s.app.CancelOrder(ctx, app.CancelOrder{
 		RequestID: req.GetRequestId(), Fingerprint: eventstore.Fingerprint(req), OrderID: req.GetOrderId(),
 		Reason: req.GetReason(), Meta: grpcx.CommandMeta(ctx, req.GetRequestId()),
@@ -194,6 +201,9 @@ func orderStatus(s domain.OrderStatus) procurementv1.OrderStatus { return orderS
 
 // ListOrders implements ProcurementService.
 func (s *GRPCServer) ListOrders(ctx context.Context, req *procurementv1.ListOrdersRequest) (*procurementv1.ListOrdersResponse, error) {
+	if err := limits.Text("county", req.GetCounty(), limits.MaxCodeLen); err != nil {
+		return nil, err
+	}
 	page, err := app.NewPage(req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err
@@ -220,8 +230,13 @@ func (s *GRPCServer) ListOrders(ctx context.Context, req *procurementv1.ListOrde
 	return out, nil
 }
 
-// recordCommand turns a RecordDeliveryRequest into its command.
-func recordCommand(ctx context.Context, req *procurementv1.RecordDeliveryRequest) app.RecordDelivery {
+// recordCommand checks a RecordDeliveryRequest's limits and turns it into
+// its command.
+func recordCommand(ctx context.Context, req *procurementv1.RecordDeliveryRequest, now time.Time) (app.RecordDelivery, error) {
+	at, err := weighedAt(req, now)
+	if err != nil {
+		return app.RecordDelivery{}, err
+	}
 	return app.RecordDelivery{
 		RequestID:   req.GetRequestId(),
 		Fingerprint: eventstore.Fingerprint(req),
@@ -230,9 +245,9 @@ func recordCommand(ctx context.Context, req *procurementv1.RecordDeliveryRequest
 		WeighIn: domain.WeighIn{
 			FarmerID: req.GetFarmerId(), Product: req.GetProduct(), Grade: req.GetGrade(),
 			NetGrams: req.GetNetGrams(), PriceFenPerKg: req.GetPriceFenPerKg(),
-			WeighedAt: timeOf(req.GetWeighedAt()), Warehouse: req.GetWarehouse(),
+			WeighedAt: at, Warehouse: req.GetWarehouse(),
 		},
-	}
+	}, nil
 }
 
 func recordResponse(out app.Recorded) *procurementv1.RecordDeliveryResponse {
@@ -244,7 +259,11 @@ func recordResponse(out app.Recorded) *procurementv1.RecordDeliveryResponse {
 
 // RecordDelivery implements ProcurementService.
 func (s *GRPCServer) RecordDelivery(ctx context.Context, req *procurementv1.RecordDeliveryRequest) (*procurementv1.RecordDeliveryResponse, error) {
-	out, err := s.app.RecordDelivery(ctx, recordCommand(ctx, req))
+	cmd, err := recordCommand(ctx, req, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.app.RecordDelivery(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -252,15 +271,33 @@ func (s *GRPCServer) RecordDelivery(ctx context.Context, req *procurementv1.Reco
 }
 
 // RecordDeliveries implements ProcurementService. A line's error is mapped
-// to a status by grpcx, exactly as if the line had been sent on its own.
+// to a status by grpcx, exactly as if the line had been sent on its own; a
+// line beyond the limits is refused on its own and never reaches the
+// command.
 func (s *GRPCServer) RecordDeliveries(ctx context.Context, req *procurementv1.RecordDeliveriesRequest) (*procurementv1.RecordDeliveriesResponse, error) {
-	lines := make([]app.RecordDelivery, len(req.GetLines()))
-	for i, l := range req.GetLines() {
-		lines[i] = recordCommand(ctx, l)
-	}
-	results, err := s.app.RecordDeliveries(ctx, lines)
-	if err != nil {
+	if err := app.CheckLines(len(req.GetLines())); err != nil {
 		return nil, err
+	}
+	now := time.Now()
+	results := make([]app.LineResult, len(req.GetLines()))
+	lines := make([]app.RecordDelivery, 0, len(req.GetLines()))
+	at := make([]int, 0, len(req.GetLines())) // lines[k] is request line at[k]
+	for i, l := range req.GetLines() {
+		cmd, err := recordCommand(ctx, l, now)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		lines, at = append(lines, cmd), append(at, i)
+	}
+	if len(lines) > 0 {
+		recorded, err := s.app.RecordDeliveries(ctx, lines)
+		if err != nil {
+			return nil, err
+		}
+		for k, r := range recorded {
+			results[at[k]] = r
+		}
 	}
 	out := &procurementv1.RecordDeliveriesResponse{Results: make([]*procurementv1.DeliveryLineResult, len(results))}
 	var last eventstore.Position
@@ -306,6 +343,9 @@ func codeName(c codes.Code) string {
 
 // CorrectDelivery implements ProcurementService.
 func (s *GRPCServer) CorrectDelivery(ctx context.Context, req *procurementv1.CorrectDeliveryRequest) (*procurementv1.CorrectDeliveryResponse, error) {
+	if err := checkCorrection(req); err != nil {
+		return nil, err
+	}
 	out, err := s.app.CorrectDelivery(ctx, app.CorrectDelivery{
 		RequestID: req.GetRequestId(), Fingerprint: eventstore.Fingerprint(req), DeliveryID: req.GetDeliveryId(),
 		Meta: grpcx.CommandMeta(ctx, req.GetRequestId()),

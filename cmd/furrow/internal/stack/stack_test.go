@@ -207,8 +207,8 @@ func TestBadInputIsInvalidArgumentAndAppendsNothing(t *testing.T) {
 		{"negative grams", func(r *procurementv1.RecordDeliveryRequest) { r.NetGrams = -5 }, "net_grams"},
 		{"missing farmer id", func(r *procurementv1.RecordDeliveryRequest) { r.FarmerId = "" }, "farmer_id"},
 		{"malformed farmer id", func(r *procurementv1.RecordDeliveryRequest) { r.FarmerId = "F1.>" }, "farmer_id"},
-		{"unknown farmer", func(r *procurementv1.RecordDeliveryRequest) { r.FarmerId = "NOBODY" }, "farmer_id"},
-		{"price overflow", func(r *procurementv1.RecordDeliveryRequest) { r.NetGrams, r.PriceFenPerKg = 1<<40, 1<<40 }, "price_fen_per_kg"},
+		{"grams and price far over their limits", func(r *procurementv1.RecordDeliveryRequest) { r.NetGrams, r.PriceFenPerKg = 1<<40, 1<<40 }, "net_grams"},
+		{"price over its limit", func(r *procurementv1.RecordDeliveryRequest) { r.PriceFenPerKg = 1 << 40 }, "price_fen_per_kg"},
 		{"negative price", func(r *procurementv1.RecordDeliveryRequest) { r.PriceFenPerKg = -1 }, "price_fen_per_kg"},
 		{"empty request id", func(r *procurementv1.RecordDeliveryRequest) { r.RequestId = "" }, "request_id"},
 		{"missing product", func(r *procurementv1.RecordDeliveryRequest) { r.Product = "" }, "product"},
@@ -221,10 +221,18 @@ func TestBadInputIsInvalidArgumentAndAppendsNothing(t *testing.T) {
 			t.Errorf("%s: %v, want InvalidArgument naming %s", tc.name, err, tc.field)
 		}
 	}
+	// A farmer that was never registered is a missing referent: NOT_FOUND,
+	// as PlaceOrder answers for the same farmer.
+	unknown := ok()
+	unknown.RequestId, unknown.FarmerId = "bad-unknown-farmer", "NOBODY"
+	_, err := c.procurement.RecordDelivery(ctx, unknown)
+	if status.Code(err) != codes.NotFound || !strings.Contains(status.Convert(err).Message(), "farmer_id") {
+		t.Errorf("unknown farmer: %v, want NotFound naming farmer_id", err)
+	}
 	if n := streamMsgs(t, c, "PROCUREMENT"); n != 0 {
 		t.Fatalf("bad requests appended %d events", n)
 	}
-	_, err := c.ledger.RegisterFarmer(ctx, &ledgerv1.RegisterFarmerRequest{RequestId: "x", FarmerId: "", Name: "n", County: "c"})
+	_, err = c.ledger.RegisterFarmer(ctx, &ledgerv1.RegisterFarmerRequest{RequestId: "x", FarmerId: "", Name: "n", County: "c"})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "farmer_id") {
 		t.Fatalf("register without id: %v", err)
 	}

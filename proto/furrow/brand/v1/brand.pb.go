@@ -301,11 +301,14 @@ type RegisterBrandRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Brand id: letters, digits, '-' or '_', at most 64 characters.
-	BrandId         string    `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
-	Kind            BrandKind `protobuf:"varint,3,opt,name=kind,proto3,enum=furrow.brand.v1.BrandKind" json:"kind,omitempty"`
-	Name            string    `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
-	County          string    `protobuf:"bytes,5,opt,name=county,proto3" json:"county,omitempty"`
-	ProductCategory string    `protobuf:"bytes,6,opt,name=product_category,json=productCategory,proto3" json:"product_category,omitempty"`
+	BrandId string    `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Kind    BrandKind `protobuf:"varint,3,opt,name=kind,proto3,enum=furrow.brand.v1.BrandKind" json:"kind,omitempty"`
+	// Required; at most 200 characters.
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// Required; at most 64 characters.
+	County string `protobuf:"bytes,5,opt,name=county,proto3" json:"county,omitempty"`
+	// At most 200 characters.
+	ProductCategory string `protobuf:"bytes,6,opt,name=product_category,json=productCategory,proto3" json:"product_category,omitempty"`
 	// The day the brand starts incubating; default today.
 	RegisteredOn  string `protobuf:"bytes,7,opt,name=registered_on,json=registeredOn,proto3" json:"registered_on,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -722,7 +725,8 @@ type ChangeBrandStageRequest struct {
 	Stage     BrandStage             `protobuf:"varint,3,opt,name=stage,proto3,enum=furrow.brand.v1.BrandStage" json:"stage,omitempty"`
 	// The first day in the new stage; default today. Not before the
 	// current stage began.
-	EffectiveOn   string `protobuf:"bytes,4,opt,name=effective_on,json=effectiveOn,proto3" json:"effective_on,omitempty"`
+	EffectiveOn string `protobuf:"bytes,4,opt,name=effective_on,json=effectiveOn,proto3" json:"effective_on,omitempty"`
+	// At most 1000 characters.
 	Note          string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -848,10 +852,11 @@ func (x *ChangeBrandStageResponse) GetVersion() uint64 {
 
 // ListBrandsRequest filters brands; empty filters match everything.
 type ListBrandsRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	County string                 `protobuf:"bytes,1,opt,name=county,proto3" json:"county,omitempty"`
-	Kind   BrandKind              `protobuf:"varint,2,opt,name=kind,proto3,enum=furrow.brand.v1.BrandKind" json:"kind,omitempty"`
-	Stage  BrandStage             `protobuf:"varint,3,opt,name=stage,proto3,enum=furrow.brand.v1.BrandStage" json:"stage,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 64 characters.
+	County string     `protobuf:"bytes,1,opt,name=county,proto3" json:"county,omitempty"`
+	Kind   BrandKind  `protobuf:"varint,2,opt,name=kind,proto3,enum=furrow.brand.v1.BrandKind" json:"kind,omitempty"`
+	Stage  BrandStage `protobuf:"varint,3,opt,name=stage,proto3,enum=furrow.brand.v1.BrandStage" json:"stage,omitempty"`
 	// At most this many brands (default 100, at most 1000).
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page.
@@ -1001,7 +1006,8 @@ type RegisterChannelRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Channel id, e.g. "hema": letters, digits, '-' or '_'.
-	ChannelId     string `protobuf:"bytes,2,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	ChannelId string `protobuf:"bytes,2,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	// Required; at most 200 characters.
 	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1263,7 +1269,8 @@ type EnrolFarmerRequest struct {
 	FarmerId string `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
 	// The first day the farmer is a certified producer; default today.
 	EnrolledFrom string `protobuf:"bytes,4,opt,name=enrolled_from,json=enrolledFrom,proto3" json:"enrolled_from,omitempty"`
-	// The certificate or inspection reference, if any.
+	// The certificate or inspection reference, if any; at most 200
+	// characters.
 	Certificate   string `protobuf:"bytes,5,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1395,7 +1402,7 @@ type SuspendFarmerRequest struct {
 	FarmerId  string                 `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
 	// The first day the farmer earns nothing; default today.
 	SuspendedFrom string `protobuf:"bytes,4,opt,name=suspended_from,json=suspendedFrom,proto3" json:"suspended_from,omitempty"`
-	// Why (required).
+	// Why (required); at most 1000 characters.
 	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1763,7 +1770,8 @@ type SetPremiumRuleRequest struct {
 	// Rule id, unique within the brand and channel: letters, digits, '-' or
 	// '_'.
 	RuleId string `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
-	// Premium in fen per kilogram sold; 0 or more.
+	// Premium in fen per kilogram sold; 0 to 1,000,000 (10,000 yuan per
+	// kilogram).
 	FenPerKg int64 `protobuf:"varint,5,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
 	// First day the rule is in force (required).
 	EffectiveFrom string `protobuf:"bytes,6,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
@@ -1920,12 +1928,13 @@ type ReviseRuleRequest struct {
 	BrandId   string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
 	Channel   string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
 	RuleId    string                 `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
-	// The new rate in fen per kilogram; 0 or more.
+	// The new rate in fen per kilogram; 0 to 1,000,000.
 	FenPerKg int64 `protobuf:"varint,5,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
 	// The first day the new rate applies, within the rule's period; default
 	// the rule's first day. May lie in the past (retroactive).
 	RevisedFrom string `protobuf:"bytes,6,opt,name=revised_from,json=revisedFrom,proto3" json:"revised_from,omitempty"`
-	// Why (required): kept with the revision and on every adjustment.
+	// Why (required): kept with the revision and on every adjustment. At
+	// most 1000 characters.
 	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2097,12 +2106,13 @@ func (x *ReviseRuleResponse) GetPosition() *v1.Position {
 
 // PreviewRevisionRequest asks what a revision would do.
 type PreviewRevisionRequest struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	BrandId     string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
-	Channel     string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
-	RuleId      string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
-	FenPerKg    int64                  `protobuf:"varint,4,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
-	RevisedFrom string                 `protobuf:"bytes,5,opt,name=revised_from,json=revisedFrom,proto3" json:"revised_from,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BrandId string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	RuleId  string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// As in ReviseRuleRequest: 0 to 1,000,000.
+	FenPerKg    int64  `protobuf:"varint,4,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	RevisedFrom string `protobuf:"bytes,5,opt,name=revised_from,json=revisedFrom,proto3" json:"revised_from,omitempty"`
 	// Sales reported up to this position at least are considered; the
 	// preview always waits for every sale reported before it was asked.
 	MinPosition   *v1.Position `protobuf:"bytes,6,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
@@ -2714,9 +2724,10 @@ type SaleLine struct {
 	// taken from the procurement delivery), or both (they must agree).
 	FarmerId   string `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
 	DeliveryId string `protobuf:"bytes,4,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
-	// More than zero.
+	// More than zero, at most 10,000,000,000 (10,000 t).
 	Grams int64 `protobuf:"varint,5,opt,name=grams,proto3" json:"grams,omitempty"`
-	// When it was sold; not in the future.
+	// When it was sold; required, a valid timestamp from 2000 on, not in the
+	// future (a channel's clock may run up to 5 minutes ahead).
 	SoldAt        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -56,6 +56,12 @@ const (
 // revision): a retry returns the first outcome, the same id with other
 // content is ALREADY_EXISTS. Commands return the position they wrote;
 // queries accept it as min_position to read their own writes.
+//
+// Limits (each field's comment names its own): dates lie in 2000-01-01 to
+// 2099-12-31; a rate is at most 1,000,000 fen/kg, a sales line at most
+// 10,000,000,000 g; sold_at must be a valid timestamp from 2000 on; strings
+// are counted in characters. A value beyond its limit is INVALID_ARGUMENT
+// naming the field and the limit.
 type BrandServiceClient interface {
 	// RegisterBrand registers a brand; it starts incubating.
 	RegisterBrand(ctx context.Context, in *RegisterBrandRequest, opts ...grpc.CallOption) (*RegisterBrandResponse, error)
@@ -307,6 +313,12 @@ func (c *brandServiceClient) GetBrandDashboard(ctx context.Context, in *GetBrand
 // revision): a retry returns the first outcome, the same id with other
 // content is ALREADY_EXISTS. Commands return the position they wrote;
 // queries accept it as min_position to read their own writes.
+//
+// Limits (each field's comment names its own): dates lie in 2000-01-01 to
+// 2099-12-31; a rate is at most 1,000,000 fen/kg, a sales line at most
+// 10,000,000,000 g; sold_at must be a valid timestamp from 2000 on; strings
+// are counted in characters. A value beyond its limit is INVALID_ARGUMENT
+// naming the field and the limit.
 type BrandServiceServer interface {
 	// RegisterBrand registers a brand; it starts incubating.
 	RegisterBrand(context.Context, *RegisterBrandRequest) (*RegisterBrandResponse, error)

@@ -221,12 +221,18 @@ type RegisterFarmerRequest struct {
 	// Client-chosen id of this request; a retry with the same id is a no-op.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Farmer id: letters, digits, '-' or '_', at most 64 characters.
-	FarmerId    string `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
-	Name        string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	County      string `protobuf:"bytes,4,opt,name=county,proto3" json:"county,omitempty"`
+	FarmerId string `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Required; at most 200 characters.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Required; at most 64 characters. Procurement programmes name the
+	// counties they serve the same way.
+	County string `protobuf:"bytes,4,opt,name=county,proto3" json:"county,omitempty"`
+	// At most 200 characters.
 	Cooperative string `protobuf:"bytes,5,opt,name=cooperative,proto3" json:"cooperative,omitempty"`
-	Phone       string `protobuf:"bytes,6,opt,name=phone,proto3" json:"phone,omitempty"`
-	// Account the farmer is paid into (bank or wallet reference).
+	// At most 64 characters.
+	Phone string `protobuf:"bytes,6,opt,name=phone,proto3" json:"phone,omitempty"`
+	// Account the farmer is paid into (bank or wallet reference); at most 64
+	// characters.
 	PayoutAccount string `protobuf:"bytes,7,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -375,10 +381,11 @@ func (x *RegisterFarmerResponse) GetVersion() uint64 {
 
 // UpdatePayoutAccountRequest changes a farmer's payout account.
 type UpdatePayoutAccountRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	FarmerId      string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
-	PayoutAccount string                 `protobuf:"bytes,3,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	FarmerId  string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Required; at most 64 characters.
+	PayoutAccount string `protobuf:"bytes,3,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
 	// When set, the update applies only if the farmer's version is still this.
 	ExpectedVersion *uint64 `protobuf:"varint,4,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
@@ -921,9 +928,11 @@ func (x *FarmerBalance) GetAvailableFen() int64 {
 // ListFarmersRequest filters and pages the farmers.
 type ListFarmersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only farmers of this county (exact match) when set.
+	// Only farmers of this county (exact match) when set; at most 64
+	// characters.
 	County string `protobuf:"bytes,1,opt,name=county,proto3" json:"county,omitempty"`
-	// Only farmers of this cooperative (exact match) when set.
+	// Only farmers of this cooperative (exact match) when set; at most 200
+	// characters.
 	Cooperative string `protobuf:"bytes,2,opt,name=cooperative,proto3" json:"cooperative,omitempty"`
 	// At most this many farmers (default 50, at most 500).
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
@@ -1143,7 +1152,8 @@ type isGetFarmerBalanceAtRequest_At interface {
 }
 
 type GetFarmerBalanceAtRequest_Time struct {
-	// Entries posted (stored in the LEDGER stream) at or before this time.
+	// Entries posted (stored in the LEDGER stream) at or before this time;
+	// in the years 2000 to 2099.
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3,oneof"`
 }
 
@@ -1445,7 +1455,8 @@ type isRequestPayoutRequest_Amount interface {
 }
 
 type RequestPayoutRequest_AmountFen struct {
-	// This many fen; must be positive and at most what is available.
+	// This many fen; must be positive, at most what is available and at
+	// most 10,000,000,000,000 (100 billion yuan).
 	AmountFen int64 `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3,oneof"`
 }
 
@@ -1772,7 +1783,8 @@ func (x *ListPayoutsResponse) GetAsOf() *v1.Position {
 type GetFarmerStatementRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
-	// Start of the period, inclusive; unset: the beginning.
+	// Start of the period, inclusive; unset: the beginning. In the years 2000
+	// to 2099, as is to.
 	From *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	// End of the period, exclusive; unset: now.
 	To            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
@@ -2400,6 +2412,7 @@ type ReconcilePayoutsRequest struct {
 	// (status settled, failed or pending; settled_at RFC 3339).
 	SettlementCsv []byte `protobuf:"bytes,1,opt,name=settlement_csv,json=settlementCsv,proto3" json:"settlement_csv,omitempty"`
 	// Period [from, to) of settled_at (the provider's time); unset: unbounded.
+	// Each in the years 2000 to 2099 when set.
 	From          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	To            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
 	MinPosition   *v1.Position           `protobuf:"bytes,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
@@ -2906,7 +2919,7 @@ type ResolvePayoutBreakRequest struct {
 	// break_id as ReconcilePayouts reported it.
 	BreakId  string        `protobuf:"bytes,2,opt,name=break_id,json=breakId,proto3" json:"break_id,omitempty"`
 	Decision BreakDecision `protobuf:"varint,3,opt,name=decision,proto3,enum=furrow.ledger.v1.BreakDecision" json:"decision,omitempty"`
-	// Why; required.
+	// Why; required, at most 1000 characters.
 	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -39,6 +39,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // LedgerService keeps farmer accounts and what Furrow owes each farmer.
+//
+// Limits (each field's comment names its own): strings are counted in
+// characters; a payout is at most 10,000,000,000,000 fen; every timestamp
+// must be valid (nanos 0 to 999,999,999) and lie in the years 2000 to 2099.
+// A value beyond its limit is INVALID_ARGUMENT naming the field and the
+// limit.
 type LedgerServiceClient interface {
 	// RegisterFarmer opens a farmer's account. Idempotent by request_id.
 	RegisterFarmer(ctx context.Context, in *RegisterFarmerRequest, opts ...grpc.CallOption) (*RegisterFarmerResponse, error)
@@ -224,6 +230,12 @@ func (c *ledgerServiceClient) ResolvePayoutBreak(ctx context.Context, in *Resolv
 // for forward compatibility.
 //
 // LedgerService keeps farmer accounts and what Furrow owes each farmer.
+//
+// Limits (each field's comment names its own): strings are counted in
+// characters; a payout is at most 10,000,000,000,000 fen; every timestamp
+// must be valid (nanos 0 to 999,999,999) and lie in the years 2000 to 2099.
+// A value beyond its limit is INVALID_ARGUMENT naming the field and the
+// limit.
 type LedgerServiceServer interface {
 	// RegisterFarmer opens a farmer's account. Idempotent by request_id.
 	RegisterFarmer(context.Context, *RegisterFarmerRequest) (*RegisterFarmerResponse, error)

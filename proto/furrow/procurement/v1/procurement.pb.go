@@ -136,16 +136,21 @@ type OpenProgramRequest struct {
 	// Programme id chosen by the client, e.g. "baba-2025": letters, digits,
 	// '-' or '_', at most 64 characters.
 	ProgramId string `protobuf:"bytes,2,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
-	// E.g. "Baba Farm 2025 direct purchase".
+	// E.g. "Baba Farm 2025 direct purchase"; required, at most 200
+	// characters.
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	// Budget in fen; positive (1,000,000,000 yuan = 100,000,000,000 fen).
+	// Budget in fen; positive, at most 10,000,000,000,000 (100 billion yuan;
+	// 1,000,000,000 yuan = 100,000,000,000 fen).
 	BudgetFen int64 `protobuf:"varint,4,opt,name=budget_fen,json=budgetFen,proto3" json:"budget_fen,omitempty"`
 	// Period [period_start, period_end); order delivery windows lie within it.
+	// Both required, in the years 2000 to 2099.
 	PeriodStart *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
 	PeriodEnd   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=period_end,json=periodEnd,proto3" json:"period_end,omitempty"`
-	// Product codes bought, e.g. "qinglong-chestnut"; at least one.
+	// Product codes bought, e.g. "qinglong-chestnut"; 1 to 100 ids (letters,
+	// digits, '-' or '_', at most 64 characters).
 	Products []string `protobuf:"bytes,7,rep,name=products,proto3" json:"products,omitempty"`
-	// Counties served, as the ledger spells them, e.g. "Qinglong"; at least one.
+	// Counties served, as the ledger spells them, e.g. "Qinglong"; 1 to 500,
+	// each at most 64 characters.
 	Counties      []string `protobuf:"bytes,8,rep,name=counties,proto3" json:"counties,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -292,10 +297,11 @@ func (x *OpenProgramResponse) GetPosition() *v1.Position {
 
 // CloseProgramRequest closes a programme.
 type CloseProgramRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	ProgramId     string                 `protobuf:"bytes,2,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	ProgramId string                 `protobuf:"bytes,2,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	// Optional; at most 1000 characters.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -895,9 +901,11 @@ func (x *Progress) GetRejectedGrams() int64 {
 // GradePrice is one row of an order's price table.
 type GradePrice struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Grade code, e.g. "A" or "premium"; "REJECTED" is reserved.
+	// Grade code, e.g. "A" or "premium" (an id: at most 64 characters);
+	// "REJECTED" is reserved.
 	Grade string `protobuf:"bytes,1,opt,name=grade,proto3" json:"grade,omitempty"`
-	// Price in fen per kilogram; positive.
+	// Price in fen per kilogram; positive, at most 10,000,000 (100,000 yuan
+	// per kilogram).
 	PriceFenPerKg int64 `protobuf:"varint,2,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3" json:"price_fen_per_kg,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -956,18 +964,19 @@ type PlaceOrderRequest struct {
 	FarmerId string `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
 	// One of the programme's products.
 	Product string `protobuf:"bytes,4,opt,name=product,proto3" json:"product,omitempty"`
-	// Price per grade; at least one grade, each once.
+	// Price per grade; 1 to 20 grades, each once.
 	Prices []*GradePrice `protobuf:"bytes,5,rep,name=prices,proto3" json:"prices,omitempty"`
-	// Quantity ordered in grams; positive.
+	// Quantity ordered in grams; positive, at most 10,000,000,000 (10,000 t).
 	OrderedGrams int64 `protobuf:"varint,6,opt,name=ordered_grams,json=orderedGrams,proto3" json:"ordered_grams,omitempty"`
 	// Deliveries may exceed ordered_grams by this many basis points
 	// (500 = 5 %); 0 to 10000.
 	ToleranceBp int32 `protobuf:"varint,7,opt,name=tolerance_bp,json=toleranceBp,proto3" json:"tolerance_bp,omitempty"`
 	// Deliveries are weighed in within [window_start, window_end), which lies
-	// within the programme's period.
+	// within the programme's period. Both required, in the years 2000 to 2099.
 	WindowStart *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
 	WindowEnd   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
-	// Warehouse the produce is delivered to and weighed at.
+	// Warehouse the produce is delivered to and weighed at (an id: at most 64
+	// characters).
 	OriginWarehouse string `protobuf:"bytes,10,opt,name=origin_warehouse,json=originWarehouse,proto3" json:"origin_warehouse,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -1147,10 +1156,11 @@ func (x *PlaceOrderResponse) GetPosition() *v1.Position {
 
 // CancelOrderRequest cancels an order.
 type CancelOrderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	OrderId       string                 `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	OrderId   string                 `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Optional; at most 1000 characters.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1548,8 +1558,9 @@ type ListOrdersRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	ProgramId string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
 	FarmerId  string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
-	County    string                 `protobuf:"bytes,3,opt,name=county,proto3" json:"county,omitempty"`
-	Status    OrderStatus            `protobuf:"varint,4,opt,name=status,proto3,enum=furrow.procurement.v1.OrderStatus" json:"status,omitempty"`
+	// At most 64 characters.
+	County string      `protobuf:"bytes,3,opt,name=county,proto3" json:"county,omitempty"`
+	Status OrderStatus `protobuf:"varint,4,opt,name=status,proto3,enum=furrow.procurement.v1.OrderStatus" json:"status,omitempty"`
 	// At most this many orders (default 50, at most 500).
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page.
@@ -1706,26 +1717,31 @@ type RecordDeliveryRequest struct {
 	// Client-chosen id of this request; a retry with the same id is a no-op,
 	// the same id with different content is ALREADY_EXISTS.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// A registered farmer. Optional with order_id (it must then match).
+	// A farmer registered with the ledger (NOT_FOUND otherwise). Optional
+	// with order_id (it must then match).
 	FarmerId string `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
-	// Product code, e.g. "xunwu-navel-orange". Optional with order_id (it
-	// must then match).
+	// Product code, e.g. "xunwu-navel-orange"; at most 64 characters.
+	// Optional with order_id (it must then match).
 	Product string `protobuf:"bytes,3,opt,name=product,proto3" json:"product,omitempty"`
-	// Net weight in grams; positive.
+	// Net weight in grams; positive, at most 100,000,000 (100 t).
 	NetGrams int64 `protobuf:"varint,4,opt,name=net_grams,json=netGrams,proto3" json:"net_grams,omitempty"`
-	// Price in fen per kilogram; zero or positive. Must be unset with
-	// order_id: the price comes from the order's price table.
+	// Price in fen per kilogram; zero or positive, at most 10,000,000
+	// (100,000 yuan per kilogram). Must be unset with order_id: the price
+	// comes from the order's price table.
 	PriceFenPerKg int64 `protobuf:"varint,5,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3" json:"price_fen_per_kg,omitempty"`
-	// Quality grade, e.g. "A"; optional without order_id. With order_id
-	// required: a grade of the order's price table, or "REJECTED" (weighed,
-	// not bought: nothing payable). REJECTED pays nothing without an order too.
+	// Quality grade, e.g. "A"; at most 64 characters; optional without
+	// order_id. With order_id required: a grade of the order's price table, or
+	// "REJECTED" (weighed, not bought: nothing payable). REJECTED pays nothing
+	// without an order too.
 	Grade string `protobuf:"bytes,6,opt,name=grade,proto3" json:"grade,omitempty"`
-	// When it was weighed; defaults to now. With order_id it must lie within
-	// the order's delivery window.
+	// When it was weighed; defaults to now. A valid timestamp from 2000 on and
+	// at most a year after now. With order_id it must lie within the order's
+	// delivery window.
 	WeighedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=weighed_at,json=weighedAt,proto3" json:"weighed_at,omitempty"`
 	// The order delivered against; empty for an ad-hoc purchase.
 	OrderId string `protobuf:"bytes,8,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	// Warehouse that weighed it in; defaults to the order's origin warehouse.
+	// Warehouse that weighed it in (an id: at most 64 characters); defaults
+	// to the order's origin warehouse.
 	Warehouse     string `protobuf:"bytes,9,opt,name=warehouse,proto3" json:"warehouse,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2145,14 +2161,16 @@ type CorrectDeliveryRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	RequestId  string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	DeliveryId string                 `protobuf:"bytes,2,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
-	// The corrected net weight in grams; positive.
+	// The corrected net weight in grams; positive, at most 100,000,000.
 	NetGrams int64 `protobuf:"varint,3,opt,name=net_grams,json=netGrams,proto3" json:"net_grams,omitempty"`
-	// The corrected grade. Against an order: a grade of its price table or
-	// "REJECTED"; the price follows from it.
+	// The corrected grade, at most 64 characters. Against an order: a grade
+	// of its price table or "REJECTED"; the price follows from it.
 	Grade string `protobuf:"bytes,4,opt,name=grade,proto3" json:"grade,omitempty"`
-	// Ad-hoc deliveries only: the corrected price; unset keeps the price.
+	// Ad-hoc deliveries only: the corrected price, at most 10,000,000 fen/kg;
+	// unset keeps the price.
 	PriceFenPerKg *int64 `protobuf:"varint,5,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3,oneof" json:"price_fen_per_kg,omitempty"`
-	// Why, e.g. "scale 3 was miscalibrated"; required.
+	// Why, e.g. "scale 3 was miscalibrated"; required, at most 1000
+	// characters.
 	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -47,12 +47,21 @@ const (
 // first result and writes nothing; the same id with different content is
 // ALREADY_EXISTS. Commands return the position they wrote; queries that
 // read a projection take it as min_position (read-your-writes). Refused
-// commands append nothing. Codes: INVALID_ARGUMENT for a malformed field or
-// one that contradicts an order's fixed terms (grade not in its price table,
-// weighed_at outside its delivery window), NOT_FOUND for an unknown
-// programme, order, delivery or farmer, FAILED_PRECONDITION when the state
+// commands append nothing. Codes: INVALID_ARGUMENT for a malformed field,
+// one beyond its limit, or one that contradicts an order's fixed terms
+// (grade not in its price table, weighed_at outside its delivery window),
+// NOT_FOUND for an unknown programme, order, delivery or farmer (also on an
+// ad-hoc RecordDelivery), FAILED_PRECONDITION when the state
 // does not allow it (closed programme, cancelled order, over budget, beyond
 // the ordered quantity), ABORTED when concurrent changes kept winning.
+//
+// Limits (each field's comment names its own): a weigh-in is at most
+// 100,000,000 g (100 t), an order at most 10,000,000,000 g, a price at most
+// 10,000,000 fen/kg, a budget at most 10,000,000,000,000 fen; strings are
+// counted in characters. Every timestamp must be valid (nanos 0 to
+// 999,999,999) and lie in the years 2000 to 2099; weighed_at at most a year
+// after now. A value beyond its limit is INVALID_ARGUMENT naming the field
+// and the limit.
 type ProcurementServiceClient interface {
 	// OpenProgram opens a direct-purchase programme. Idempotent by request_id;
 	// a programme id already opened by another request is ALREADY_EXISTS.
@@ -264,12 +273,21 @@ func (c *procurementServiceClient) ListCountyTotals(ctx context.Context, in *Lis
 // first result and writes nothing; the same id with different content is
 // ALREADY_EXISTS. Commands return the position they wrote; queries that
 // read a projection take it as min_position (read-your-writes). Refused
-// commands append nothing. Codes: INVALID_ARGUMENT for a malformed field or
-// one that contradicts an order's fixed terms (grade not in its price table,
-// weighed_at outside its delivery window), NOT_FOUND for an unknown
-// programme, order, delivery or farmer, FAILED_PRECONDITION when the state
+// commands append nothing. Codes: INVALID_ARGUMENT for a malformed field,
+// one beyond its limit, or one that contradicts an order's fixed terms
+// (grade not in its price table, weighed_at outside its delivery window),
+// NOT_FOUND for an unknown programme, order, delivery or farmer (also on an
+// ad-hoc RecordDelivery), FAILED_PRECONDITION when the state
 // does not allow it (closed programme, cancelled order, over budget, beyond
 // the ordered quantity), ABORTED when concurrent changes kept winning.
+//
+// Limits (each field's comment names its own): a weigh-in is at most
+// 100,000,000 g (100 t), an order at most 10,000,000,000 g, a price at most
+// 10,000,000 fen/kg, a budget at most 10,000,000,000,000 fen; strings are
+// counted in characters. Every timestamp must be valid (nanos 0 to
+// 999,999,999) and lie in the years 2000 to 2099; weighed_at at most a year
+// after now. A value beyond its limit is INVALID_ARGUMENT naming the field
+// and the limit.
 type ProcurementServiceServer interface {
 	// OpenProgram opens a direct-purchase programme. Idempotent by request_id;
 	// a programme id already opened by another request is ALREADY_EXISTS.

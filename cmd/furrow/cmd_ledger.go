@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,6 +137,30 @@ func yuan(fen int64) string { return money.FormatGrouped(fen) }
 
 func fen(n int64) string { return strconv.FormatInt(n, 10) }
 
+// fenInText finds amounts written in fen in an entry's description ("hold
+// 3000 fen", "+250 fen", "at 680 fen/kg"): journal descriptions are
+// written once, in the event, and read both in CSV (fen) and in tables
+// (yuan).
+var fenInText = regexp.MustCompile(`(^|[\s(:,])([+-]?)(\d{1,18}) fen(/kg)?\b`)
+
+// yuanText rewrites the fen amounts of a description in yuan, for a table
+// whose amounts are all yuan: "hold 3000 fen" → "hold 30.00 yuan", "at 680
+// fen/kg" → "at 6.80 yuan/kg".
+func yuanText(s string) string {
+	return fenInText.ReplaceAllStringFunc(s, func(m string) string {
+		g := fenInText.FindStringSubmatch(m)
+		n, err := strconv.ParseInt(g[3], 10, 64)
+		if err != nil {
+			return m
+		}
+		sign := g[2]
+		if sign == "-" {
+			n, sign = -n, ""
+		}
+		return g[1] + sign + yuan(n) + " yuan" + g[4]
+	})
+}
+
 func position(p interface {
 	GetStream() string
 	GetSequence() uint64
@@ -236,8 +262,8 @@ func runTrialBalance(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	if callErr != nil || !tb.GetBalanced() {
-		return fmt.Errorf("the journal does not balance: debits %s, credits %s (difference %s fen)",
-			fen(tb.GetTotalDebitFen()), fen(tb.GetTotalCreditFen()), fen(tb.GetTotalDebitFen()-tb.GetTotalCreditFen()))
+		return fmt.Errorf("the journal does not balance: debits %s CNY, credits %s CNY (difference %s CNY)",
+			yuan(tb.GetTotalDebitFen()), yuan(tb.GetTotalCreditFen()), yuan(tb.GetTotalDebitFen()-tb.GetTotalCreditFen()))
 	}
 	return nil
 }
@@ -280,13 +306,17 @@ balance, where opening + entries = closing for every column. Dates are
 YYYY-MM-DD (midnight UTC at the start of that day) or RFC 3339 times;
 --to is exclusive (--to 2026-12-01 ends with 30 November) and defaults to now.
 
+The table is for people: every amount in it is in yuan with two decimals
+(CNY), those in the entries' descriptions included.
+
 With --csv it writes one row per line of the statement:
   row (opening, entry, closing), sequence, posted_at, entry_id, source_stream,
   source_sequence, source_event_id, source_type, payout_id, description,
   purchases_fen, premiums_fen, held_fen, paid_fen, available_fen,
   available_after_fen
 where the *_fen columns hold the balance on opening and closing rows and the
-entry's change on entry rows. Amounts are integers in fen.
+entry's change on entry rows. Amounts are integers in fen, and descriptions
+are as the journal recorded them (in fen too).
 
 Flags:
 `
@@ -383,7 +413,7 @@ func statementTable(w io.Writer, st *ledgerv1.GetFarmerStatementResponse) error 
 		src := e.GetSource()
 		row(strconv.FormatUint(e.GetSequence(), 10), e.GetPostedAt().AsTime().UTC().Format(time.DateTime),
 			fmt.Sprintf("%s %s:%d", shortType(src.GetEventType()), src.GetStream(), src.GetSequence()),
-			e.GetDescription(), e.GetChange(), e.GetAvailableAfterFen())
+			yuanText(e.GetDescription()), e.GetChange(), e.GetAvailableAfterFen())
 	}
 	row("", "", "", "Closing balance", st.GetClosing(), st.GetClosing().GetAvailableFen())
 	if err := writeTable(w, "rlllrrrrrr", rows); err != nil {
@@ -399,7 +429,10 @@ const reconcileUsage = `Usage: furrow reconcile --settlement FILE.csv [--from DA
 Matches the ledger's payouts against a payment provider's settlement file
 and reports every row: matched, missing_in_ledger, missing_in_settlement,
 amount_mismatch, status_mismatch, duplicate, farmer_mismatch, with totals.
-Nothing is recorded; a malformed file is refused with its line number.
+The ledger records each break the first time a run reports it (so that only
+a reported break can be resolved), and nothing else; a malformed file is
+refused with its line number. The table shows amounts in yuan (CNY); CSV and
+JSON in fen.
 
 The file is CSV with the header
   provider_reference,payout_id,farmer_id,amount_fen,currency,status,settled_at
@@ -569,12 +602,28 @@ const resolveUsage = `Usage: furrow reconcile resolve --break ID --decision DECI
 
 Records finance's decision about a reconciliation break (an event in the
 ledger): accepted (explained, nothing to do), provider_to_correct,
-ledger_to_correct or written_off, with a note saying why. A break is
-resolved once. --request-id makes a retry safe (default: derived from the
-break id and decision).
+ledger_to_correct or written_off, with a note saying why. Only a break a
+reconciliation reported can be resolved (an unknown id is refused), and a
+break is resolved once. --request-id makes a retry safe (default: derived
+from the break id and decision).
 
 Flags:
 `
+
+// decisions are the values --decision takes, as the API's BreakDecision
+// names them without their prefix.
+var decisions = []string{"accepted", "provider_to_correct", "ledger_to_correct", "written_off"}
+
+// decisionFlag parses --decision ("" is left to the required-flag check).
+func decisionFlag(v string) (ledgerv1.BreakDecision, error) {
+	if v == "" {
+		return 0, nil
+	}
+	if slices.Contains(decisions, v) {
+		return ledgerv1.BreakDecision(ledgerv1.BreakDecision_value["BREAK_DECISION_"+strings.ToUpper(v)]), nil
+	}
+	return 0, fmt.Errorf("--decision %q: want one of %s", v, strings.Join(decisions, ", "))
+}
 
 func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlagSet("furrow reconcile resolve", resolveUsage, stderr)
@@ -587,10 +636,23 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	d, ok := ledgerv1.BreakDecision_value["BREAK_DECISION_"+strings.ToUpper(*decision)]
-	if *breakID == "" || !ok || d == 0 || strings.TrimSpace(*note) == "" {
+	d, err := decisionFlag(*decision)
+	var missing []string
+	if *breakID == "" {
+		missing = append(missing, "--break")
+	}
+	if *decision == "" {
+		missing = append(missing, "--decision")
+	}
+	if strings.TrimSpace(*note) == "" {
+		missing = append(missing, "--note")
+	}
+	switch {
+	case len(missing) > 0:
 		fs.Usage()
-		return errors.New("--break, --decision (accepted, provider_to_correct, ledger_to_correct, written_off) and --note are required")
+		return fmt.Errorf("%s required", strings.Join(missing, ", "))
+	case err != nil:
+		return err
 	}
 	if *requestID == "" {
 		*requestID = "cli-resolve:" + *breakID + ":" + *decision
@@ -603,8 +665,11 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	res, err := client.ResolvePayoutBreak(ctx, &ledgerv1.ResolvePayoutBreakRequest{
-		RequestId: *requestID, BreakId: *breakID, Decision: ledgerv1.BreakDecision(d), Note: *note,
+		RequestId: *requestID, BreakId: *breakID, Decision: d, Note: *note,
 	})
+	if st, ok := status.FromError(err); ok && st.Code() == codes.NotFound {
+		return fmt.Errorf("break %s not found: no reconciliation reported it (resolve a BREAK id that 'furrow reconcile' prints)", *breakID)
+	}
 	if err != nil {
 		return fmt.Errorf("resolve %s: %w", *breakID, err)
 	}

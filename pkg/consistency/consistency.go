@@ -2,6 +2,11 @@
 // the stream position it wrote, and a query waits, bounded, until its read
 // model reflects that position. A position in another stream counts once the
 // handler that carries that stream's events into this one has processed it.
+//
+// A wait lasts at most DefaultTimeout (10 s) or until the caller's
+// deadline, whichever comes first; then it fails with an error wrapping
+// context.DeadlineExceeded (gRPC DEADLINE_EXCEEDED) that names the
+// position asked for and where the read model (or the handler) is.
 package consistency
 
 import (
@@ -16,7 +21,10 @@ import (
 	"github.com/furrow/furrow/pkg/failure"
 )
 
-// DefaultTimeout bounds a wait when the caller's context has no deadline.
+// DefaultTimeout bounds every wait: a caller with a later deadline (or
+// none) still gets an answer after it, so a position that is never reached
+// (a typo, a position of another deployment) cannot hold a request, and
+// the server's resources, for as long as the client is willing to wait.
 const DefaultTimeout = 10 * time.Second
 
 // pollEvery is how often a handler's consumer is asked for its progress.
@@ -37,12 +45,23 @@ type Waiter struct {
 	// upstream maps a stream name to the durable consumer of the handler
 	// that turns that stream's events into events of proj's stream.
 	upstream map[string]string
+	// maxWait bounds one wait (DefaultTimeout unless WithMaxWait).
+	maxWait time.Duration
 }
 
 // NewWaiter returns a Waiter for proj. upstream maps each upstream stream to
 // the durable consumer whose progress decides when its positions count.
 func NewWaiter(js jetstream.JetStream, proj Projection, upstream map[string]string) *Waiter {
-	return &Waiter{js: js, proj: proj, upstream: upstream}
+	return &Waiter{js: js, proj: proj, upstream: upstream, maxWait: DefaultTimeout}
+}
+
+// WithMaxWait sets the bound of every wait (tests shorten it) and returns
+// w. It must be called before w is used.
+func (w *Waiter) WithMaxWait(d time.Duration) *Waiter {
+	if d > 0 {
+		w.maxWait = d
+	}
+	return w
 }
 
 // WaitFor returns once the read model reflects pos (immediately for a zero
@@ -52,11 +71,10 @@ func (w *Waiter) WaitFor(ctx context.Context, pos eventstore.Position) (eventsto
 	if pos.Sequence == 0 && pos.Stream == "" {
 		return eventstore.Position{Stream: own, Sequence: w.proj.Checkpoint()}, nil
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
+	// The bound applies whatever the caller's deadline: the earlier of the
+	// two ends the wait.
+	ctx, cancel := context.WithTimeout(ctx, w.maxWait)
+	defer cancel()
 	target := pos.Sequence
 	if pos.Stream != own {
 		durable, ok := w.upstream[pos.Stream]
@@ -76,7 +94,8 @@ func (w *Waiter) WaitFor(ctx context.Context, pos eventstore.Position) (eventsto
 		target = head
 	}
 	if err := w.proj.WaitFor(ctx, target); err != nil {
-		return eventstore.Position{}, notReached(ctx, fmt.Sprintf("%s:%d", own, target), w.proj.Checkpoint(), err)
+		return eventstore.Position{}, w.notReached(ctx, fmt.Sprintf("%s:%d", own, target),
+			fmt.Sprintf("the read model is at %s:%d", own, w.proj.Checkpoint()), err)
 	}
 	return eventstore.Position{Stream: own, Sequence: w.proj.Checkpoint()}, nil
 }
@@ -101,21 +120,25 @@ func (w *Waiter) Head(ctx context.Context) (eventstore.Position, error) {
 // alone: the consumer is caught up when no message on its filters lies
 // between its ack floor and seq.
 func (w *Waiter) waitConsumer(ctx context.Context, stream, durable string, seq uint64) error {
+	want := fmt.Sprintf("%s:%d", stream, seq)
+	where := func() string {
+		return fmt.Sprintf("handler %s has processed %s up to %d", durable, stream, w.ackFloor(stream, durable))
+	}
 	st, err := w.js.Stream(ctx, stream)
 	if err != nil {
-		return notReached(ctx, fmt.Sprintf("%s:%d", stream, seq), 0, err)
+		return w.notReached(ctx, want, "", err)
 	}
 	for {
 		done, err := w.consumerReached(ctx, st, durable, seq)
 		if err != nil {
-			return notReached(ctx, fmt.Sprintf("%s:%d", stream, seq), 0, err)
+			return w.notReached(ctx, want, where(), err)
 		}
 		if done {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return notReached(ctx, fmt.Sprintf("%s:%d", stream, seq), 0, ctx.Err())
+			return w.notReached(ctx, want, where(), ctx.Err())
 		case <-time.After(pollEvery):
 		}
 	}
@@ -166,9 +189,29 @@ func (w *Waiter) head(ctx context.Context, stream string) (uint64, error) {
 	return s.CachedInfo().State.LastSeq, nil
 }
 
-func notReached(ctx context.Context, want string, at uint64, err error) error {
+// ackFloor is how far a handler's durable consumer has acknowledged its
+// stream, for an error message (0 when it cannot be told).
+func (w *Waiter) ackFloor(stream, durable string) uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c, err := w.js.Consumer(ctx, stream, durable)
+	if err != nil {
+		return 0
+	}
+	return c.CachedInfo().AckFloor.Stream
+}
+
+// notReached explains a wait that ended without reaching want; where says
+// how far the read model (or handler) got. A wait that ran out of time
+// wraps context.DeadlineExceeded, whether the bound or the caller's
+// deadline ended it.
+func (w *Waiter) notReached(ctx context.Context, want, where string, err error) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("read model has not reached %s (at %d) in time: %w", want, at, context.DeadlineExceeded)
+		if where != "" {
+			where = "; " + where
+		}
+		return fmt.Errorf("min_position %s not reached within %s (the longest a query waits) or the request's deadline%s: %w",
+			want, w.maxWait, where, context.DeadlineExceeded)
 	}
 	return fmt.Errorf("wait for %s: %w", want, err)
 }

@@ -206,7 +206,6 @@ func NewRouter(logger *slog.Logger, dlq DeadLetterConfig) (*message.Router, erro
 		Multiplier:          2,
 		RandomizationFactor: 0.2, // replicas failing together should not retry in lockstep
 		ResetContextOnRetry: true,
-		Logger:              wlog,
 	}
 	r.AddMiddleware(
 		Correlation,
@@ -214,10 +213,30 @@ func NewRouter(logger *slog.Logger, dlq DeadLetterConfig) (*message.Router, erro
 		shutdownGuard,
 		Metrics,
 		Tracing(nil),
-		retry.Middleware,
+		retrying(retry, logger),
 		middleware.Recoverer,
 	)
 	return r, nil
+}
+
+// retrying is the retry middleware, logging each retry as a warning that
+// names the handler and the message: a retry is the expected answer to a
+// failure that may pass (a provider that timed out, a lost race), not an
+// error. The errors are logged when the retries run out: the router's
+// "Handler returned error" and the poison queue's "message dead-lettered".
+func retrying(retry middleware.Retry, logger *slog.Logger) message.HandlerMiddleware {
+	quiet := watermill.NewSlogLoggerWithLevelMapping(logger, map[slog.Level]slog.Level{slog.LevelError: slog.LevelWarn})
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			r := retry
+			r.Logger = quiet.With(watermill.LogFields{
+				"handler_name": message.HandlerNameFromCtx(msg.Context()),
+				"stream":       msg.Metadata.Get(MetaStream),
+				"seq":          msg.Metadata.Get(MetaSequence),
+			})
+			return r.Middleware(h)(msg)
+		}
+	}
 }
 
 // Correlation copies the consumed event's correlation id to every message

@@ -15,18 +15,22 @@ import (
 	"github.com/furrow/furrow/services/brand-incubation/domain"
 )
 
-// rerated is what re-rating for one rule version did to the reports it
-// touched, and the position that covers it.
+// rerated is what re-rating for one version of a brand's rule did to the
+// reports it touched, and the position that covers it.
 type rerated struct {
 	adjusted int
 	deltaFen int64
-	// last is the highest version of the reports touched: a position at
-	// or after every adjustment.
+	// last is the sequence of the revision or of the last of its
+	// adjustments, whichever is later: a position at or after every event
+	// the revision caused, and one that later events of the same reports
+	// (another brand's revision, a restatement) do not move.
 	last uint64
 }
 
-// rerateRule re-rates every report with a sale earning under the rule on
-// or after from, and sums what the rule's version did to them. It first
+// rerateRule re-rates every report with a sale earning under the brand's
+// rule on or after from, and sums what the rule's version did to them:
+// the PremiumAdjusted events of that brand, rule and version, whoever
+// wrote them, so that the sum is the same however often it runs. It first
 // waits until the premium read model reflects the stream up to the
 // revision (seq), so it sees every sale earned before the revision; a
 // report written concurrently with the revision, rated against the rule
@@ -46,10 +50,10 @@ func (i *Incubator) rerateRule(ctx context.Context, brandID, channel, ruleID str
 		if err != nil {
 			return sum, err
 		}
-		eff := rep.RevisionEffect(ruleID, version)
+		eff := rep.RevisionEffect(brandID, ruleID, version)
 		sum.adjusted += eff.Sales
 		sum.deltaFen += eff.DeltaFen
-		sum.last = max(sum.last, rep.Version())
+		sum.last = max(sum.last, eff.Last)
 	}
 	if sum.adjusted > 0 {
 		i.log.InfoContext(ctx, "premiums re-rated", "brand_id", brandID, "channel", channel, "rule_id", ruleID,
@@ -72,17 +76,7 @@ func (i *Incubator) rerateReport(ctx context.Context, reportID string, md events
 		if err := i.load(ctx, rep); err != nil {
 			return nil, err
 		}
-		ruleSets := map[string]*domain.RuleSet{}
-		var versions []string
-		for _, b := range rep.EarningBrands() {
-			rs := domain.NewRuleSet(b, rep.Channel())
-			if err := i.load(ctx, rs); err != nil {
-				return nil, err
-			}
-			ruleSets[b] = rs
-			versions = append(versions, b+"@"+strconv.FormatUint(rs.Version(), 10))
-		}
-		changes, err := rep.Rerate(ruleSets)
+		changes, versions, err := i.rerateChanges(ctx, rep)
 		if err != nil || len(changes) == 0 {
 			return rep, err
 		}
@@ -91,7 +85,7 @@ func (i *Incubator) rerateReport(ctx context.Context, reportID string, md events
 		// fingerprint (the rule sets' versions) tells a retry from a newer
 		// decision on the same version.
 		key := "brand.Rerate:" + reportID + "@" + strconv.FormatUint(rep.Version(), 10)
-		res, err := i.events.Append(ctx, rep, key, strings.Join(versions, ","), md, changes...)
+		res, err := i.events.Append(ctx, rep, key, versions, md, changes...)
 		switch {
 		case errors.Is(err, eventstore.ErrConflict), errors.Is(err, eventstore.ErrIdempotencyMismatch), err == nil && res.Duplicate:
 			// Someone else changed the report (or did this very thing):
@@ -108,6 +102,24 @@ func (i *Incubator) rerateReport(ctx context.Context, reportID string, md events
 		}
 		return rep, nil
 	}
+}
+
+// rerateChanges returns the adjustments that bring rep's earning sales to
+// the rates their brands' rule sets give them now, and the rule sets'
+// versions the decision was made on ("brand@version,…").
+func (i *Incubator) rerateChanges(ctx context.Context, rep *domain.Report) ([]domain.Change, string, error) {
+	ruleSets := map[string]*domain.RuleSet{}
+	var versions []string
+	for _, b := range rep.EarningBrands() {
+		rs := domain.NewRuleSet(b, rep.Channel())
+		if err := i.load(ctx, rs); err != nil {
+			return nil, "", err
+		}
+		ruleSets[b] = rs
+		versions = append(versions, b+"@"+strconv.FormatUint(rs.Version(), 10))
+	}
+	changes, err := rep.Rerate(ruleSets)
+	return changes, strings.Join(versions, ","), err
 }
 
 // RerateOnSalesReported re-rates a report that was rated against a rule

@@ -2,11 +2,13 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
@@ -29,22 +31,30 @@ type ReportSales struct {
 
 // Reported is the outcome of ReportSales.
 type Reported struct {
-	// Report is the report's state after the call.
+	// Report is the report as the call left it: its revision's batch
+	// applied and, when a revision raced the report, the call's own
+	// re-rating of it (GetSalesReport gives the current state).
 	Report *domain.Report
-	// ChangedLines counts the lines whose outcome this call recorded.
+	// ChangedLines counts the lines whose outcome the call recorded.
 	ChangedLines int
-	Result       eventstore.AppendResult
+	// Result is where the report's batch was written, except that Last is
+	// the position of the outcome: the call's re-rating when it made one.
+	Result eventstore.AppendResult
 }
 
 // ReportSales records a report or a restatement. Its idempotency key is
 // the report id and revision: a retry (however late) returns the first
-// outcome. A revision is one atomic batch: its header and the events of
-// the lines whose outcome changed.
+// outcome, exactly: the same changed lines, lines and position, however
+// the report changed since. A revision is one atomic batch: its header
+// and the events of the lines whose outcome changed.
 //
 // The lines are rated against the rule sets as read; if one of them
-// changes before the batch lands (a revision racing the report), the
-// report is re-rated at once, and RerateOnSalesReported would do it
-// otherwise.
+// changes before the batch lands (a revision racing the report), the call
+// re-rates the report at once, under its own idempotency key, so a retry
+// can tell that re-rating from later ones. Should another process re-rate
+// the report first, the call leaves it to them (RerateOnSalesReported
+// would do it otherwise) and its outcome is the report as its batch left
+// it.
 func (i *Incubator) ReportSales(ctx context.Context, cmd ReportSales) (Reported, error) {
 	now := i.now()
 	in := cmd.Report
@@ -69,20 +79,13 @@ func (i *Incubator) ReportSales(ctx context.Context, cmd ReportSales) (Reported,
 	if err != nil {
 		return Reported{}, err
 	}
-	out := Reported{Report: rep, Result: res}
 	if res.Duplicate {
-		if rep.Version() < res.Last {
-			// A concurrent retry of the same report landed after our load.
-			if out.Report, err = i.SalesReport(ctx, in.ReportID); err != nil {
-				return Reported{}, err
-			}
-		}
-		return out, nil
+		return i.reportedBefore(ctx, in.ReportID, key, cmd.Fingerprint, res)
 	}
 	for k, c := range changes {
 		rep.Apply(res.First+uint64(k), c.Event)
 	}
-	out.ChangedLines = len(changes) - 1
+	out := Reported{Report: rep, ChangedLines: int(res.Last - res.First), Result: res}
 
 	var stale []string
 	for b, rs := range facts.RuleSets {
@@ -94,15 +97,95 @@ func (i *Incubator) ReportSales(ctx context.Context, cmd ReportSales) (Reported,
 			stale = append(stale, b)
 		}
 	}
-	if len(stale) > 0 {
-		i.log.InfoContext(ctx, "rule sets changed while the report was rated; re-rating it", "report_id", in.ReportID, "brands", stale)
-		rep, err := i.rerateReport(ctx, in.ReportID, cmd.Meta)
-		if err != nil {
-			return Reported{}, fmt.Errorf("report %s recorded at %s; re-rating it: %w", in.ReportID, res.Position(), err)
-		}
-		out.Report, out.Result.Last = rep, max(out.Result.Last, rep.Version())
+	if len(stale) == 0 {
+		return out, nil
+	}
+	i.log.InfoContext(ctx, "rule sets changed while the report was rated; re-rating it", "report_id", in.ReportID, "brands", stale)
+	if err := i.rerateReported(ctx, &out, key, cmd); err != nil {
+		return Reported{}, fmt.Errorf("report %s recorded at %s; re-rating it: %w", in.ReportID, res.Position(), err)
 	}
 	return out, nil
+}
+
+// rerateKey is the idempotency key of the re-rating a ReportSales call
+// (under key) makes at once when a revision raced its report.
+func rerateKey(key string) string { return key + "/rerate" }
+
+// rerateReported re-rates the report out holds, as its batch left it, and
+// moves out to the re-rated report. One attempt: if anything else was
+// appended to the report meanwhile (another process re-rated it), the
+// report is theirs to bring up to date and out stays as it is.
+func (i *Incubator) rerateReported(ctx context.Context, out *Reported, key string, cmd ReportSales) error {
+	rep := domain.NewReport(out.Report.ID())
+	if err := i.load(ctx, rep); err != nil {
+		return err
+	}
+	if rep.Version() != out.Result.Last {
+		return nil
+	}
+	changes, _, err := i.rerateChanges(ctx, rep)
+	if err != nil || len(changes) == 0 {
+		return err
+	}
+	md := cmd.Meta
+	if len(out.Result.EventIDs) > 0 {
+		md.CausationID = out.Result.EventIDs[0]
+	}
+	res, err := i.events.Append(ctx, rep, rerateKey(key), cmd.Fingerprint, md, changes...)
+	if errors.Is(err, eventstore.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for k, c := range changes {
+		rep.Apply(res.First+uint64(k), c.Event)
+	}
+	out.Report, out.Result.Last = rep, res.Last
+	return nil
+}
+
+// reportedBefore rebuilds the outcome of the ReportSales call under key
+// that wrote res: the report folded up to that call's batch, or to its own
+// re-rating when it made one, whatever was appended since.
+func (i *Incubator) reportedBefore(ctx context.Context, reportID, key, fingerprint string, res eventstore.AppendResult) (Reported, error) {
+	h := &history{Report: domain.NewReport(reportID)}
+	seen, err := i.events.Load(ctx, h)
+	if err != nil {
+		return Reported{}, fmt.Errorf("load report %s: %w", reportID, err)
+	}
+	upTo := res.Last
+	if r, ok, _ := seen.Check(rerateKey(key), fingerprint); ok {
+		upTo = r.Last
+	}
+	rep := domain.NewReport(reportID)
+	for _, e := range h.events {
+		if e.seq <= upTo {
+			rep.Apply(e.seq, e.msg)
+		}
+	}
+	out := res
+	out.Last = upTo
+	return Reported{Report: rep, ChangedLines: int(res.Last - res.First), Result: out}, nil
+}
+
+// history records a report's events as they are loaded, so that the
+// report can be folded up to a past position.
+type history struct {
+	*domain.Report
+	events []struct {
+		seq uint64
+		msg proto.Message
+	}
+}
+
+// Apply implements domain.Aggregate.
+func (h *history) Apply(seq uint64, ev proto.Message) {
+	h.Report.Apply(seq, ev)
+	h.events = append(h.events, struct {
+		seq uint64
+		msg proto.Message
+	}{seq, ev})
 }
 
 // saleFacts loads what rating in's lines depends on: the channel, the

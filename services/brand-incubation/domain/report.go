@@ -178,8 +178,11 @@ type Report struct {
 	version uint64
 }
 
-// ruleVersion names a version of a rule.
+// ruleVersion names a version of a brand's rule. Rule ids are a brand's
+// own: two brands may each have a rule "season" at the same channel, and
+// a report may sell both brands.
 type ruleVersion struct {
+	brandID string
 	ruleID  string
 	version int32
 }
@@ -188,6 +191,9 @@ type ruleVersion struct {
 type RevisionEffect struct {
 	Sales    int
 	DeltaFen int64
+	// Last is the stream sequence of the last of these adjustments (0
+	// when there are none).
+	Last uint64
 }
 
 var _ Aggregate = (*Report)(nil)
@@ -227,21 +233,24 @@ func (r *Report) Apply(seq uint64, ev proto.Message) {
 			s.Rate, s.Detail = Rate{RuleID: e.GetRuleId(), Version: e.GetRuleVersion(), FenPerKg: e.GetFenPerKg()}, ""
 		}
 		if e.GetCause() == CauseRuleRevised && s.Withheld == 0 {
-			k := ruleVersion{e.GetRuleId(), e.GetRuleVersion()}
+			k := ruleVersion{e.GetBrandId(), e.GetRuleId(), e.GetRuleVersion()}
 			eff := r.rerated[k]
 			eff.Sales++
 			eff.DeltaFen += e.GetDeltaFen()
+			eff.Last = seq
 			r.rerated[k] = eff
 		}
 	}
 }
 
-// RevisionEffect returns what re-rating to the rule's version did to the
-// report's sales: how many it adjusted and by how much in all. It does not
-// matter who re-rated (the ReviseRule call or a reaction) nor how often
-// they tried: each sale is adjusted once per rate.
-func (r *Report) RevisionEffect(ruleID string, version int32) RevisionEffect {
-	return r.rerated[ruleVersion{ruleID, version}]
+// RevisionEffect returns what re-rating to a version of a brand's rule did
+// to the report's sales: how many it adjusted, by how much in all, and the
+// sequence of the last adjustment. It does not matter who re-rated (the
+// ReviseRule call or a reaction) nor how often they tried: each sale is
+// adjusted once per rate. Later events of the report (another brand's
+// revision, a later version, a restatement) leave it unchanged.
+func (r *Report) RevisionEffect(brandID, ruleID string, version int32) RevisionEffect {
+	return r.rerated[ruleVersion{brandID, ruleID, version}]
 }
 
 func (r *Report) sale(lineID, saleID, brandID, farmerID string) *Sale {

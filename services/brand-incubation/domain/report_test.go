@@ -369,8 +369,11 @@ func TestRerateIsExactAndIdempotent(t *testing.T) {
 	if w.report.PremiumFen() != before+17 {
 		t.Fatalf("premium %d, want %d", w.report.PremiumFen(), before+17)
 	}
-	if eff := w.report.RevisionEffect("season", 2); eff != (domain.RevisionEffect{Sales: 2, DeltaFen: 17}) {
-		t.Fatalf("effect of version 2: %+v", eff)
+	if eff := w.report.RevisionEffect("xunwu", "season", 2); eff.Sales != 2 || eff.DeltaFen != 17 || eff.Last != w.report.Version() {
+		t.Fatalf("effect of version 2: %+v (report at %d)", eff, w.report.Version())
+	}
+	if eff := w.report.RevisionEffect("other-brand", "season", 2); eff != (domain.RevisionEffect{}) {
+		t.Fatalf("another brand's rule of the same id: %+v", eff)
 	}
 	if again, err := w.report.Rerate(map[string]*domain.RuleSet{"xunwu": w.rules}); err != nil || len(again) != 0 {
 		t.Fatalf("second re-rating: %v, %v", kinds(again), err)

@@ -17,8 +17,8 @@ import (
 // stream: every journal entry with its source and its effect on the
 // farmer's accounts (statements, balances as of a point), every entry line
 // and per-account totals (trial balance), payouts and their status
-// (payout queries, the settlement poll, reconciliation), and the decisions
-// recorded about reconciliation breaks.
+// (payout queries, the settlement poll, reconciliation), the breaks
+// reconciliations reported and the decisions recorded about them.
 //
 // It is separate from BalancesProjection, which keeps the current balance
 // per farmer: a statement's closing balance (a sum over entries) and
@@ -39,6 +39,7 @@ const (
 	tableAccounts    = "ledger_accounts"
 	tablePayouts     = "ledger_payouts"
 	tableResolutions = "ledger_break_resolutions"
+	tableBreaks      = "ledger_breaks"
 )
 
 // Name implements projection.Projection.
@@ -52,7 +53,7 @@ func (FinanceProjection) Subjects() []string { return []string{domain.Subjects} 
 
 // Tables implements projection.Versioned.
 func (FinanceProjection) Tables() []string {
-	return []string{tableEntries, tableEntryLines, tableAccounts, tablePayouts, tableResolutions}
+	return []string{tableEntries, tableEntryLines, tableAccounts, tablePayouts, tableResolutions, tableBreaks}
 }
 
 // Migrate implements projection.Projection. Times are Unix nanoseconds
@@ -111,6 +112,11 @@ func (FinanceProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
 			actor TEXT NOT NULL,
 			resolved_at BIGINT NOT NULL,
 			seq BIGINT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS ` + t(tableBreaks) + ` (
+			break_id TEXT PRIMARY KEY,
+			result TEXT NOT NULL,
+			payout_id TEXT NOT NULL,
+			found_seq BIGINT NOT NULL)`,
 	} {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("migrate ledger_finance: %w", err)
@@ -145,6 +151,11 @@ func (FinanceProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.R
 	case *ledgerevents.PayoutFailed:
 		err = updatePayout(ctx, tx, t, `status = $1, provider_reference = $2, completed_at = $3, failure_reason = $4`, e.GetPayoutId(),
 			domain.PayoutStatusFailed.String(), e.GetProviderReference(), e.GetFailedAt().AsTime().UnixNano(), e.GetReason())
+	case *ledgerevents.PayoutBreakFound:
+		// Racing reconciliations may report a break twice: the first counts.
+		_, err = tx.ExecContext(ctx, `INSERT INTO `+t(tableBreaks)+` (break_id, result, payout_id, found_seq)
+			VALUES ($1, $2, $3, $4) ON CONFLICT (break_id) DO NOTHING`,
+			e.GetBreakId(), e.GetResult(), e.GetPayoutId(), rec.Sequence)
 	case *ledgerevents.PayoutBreakResolved:
 		_, err = tx.ExecContext(ctx, `INSERT INTO `+t(tableResolutions)+`
 			(break_id, decision, note, actor, resolved_at, seq) VALUES ($1, $2, $3, $4, $5, $6)`,

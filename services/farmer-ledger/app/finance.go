@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
+
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
@@ -218,9 +220,11 @@ type Reconciliation struct {
 }
 
 // Reconcile matches the ledger's payouts against a provider's settlement
-// file for a period. It records nothing. A malformed file is Invalid, with
-// the line it failed on.
-func (l *Ledger) Reconcile(ctx context.Context, settlement []byte, period domain.Period, minPos *eventstore.Position) (Reconciliation, eventstore.Position, error) {
+// file for a period. It records only the breaks no reconciliation reported
+// before (PayoutBreakFound, once per break), so that ResolveBreak can tell
+// a break that exists from a mistyped id. A malformed file is Invalid, with
+// the line it failed on, and records nothing.
+func (l *Ledger) Reconcile(ctx context.Context, settlement []byte, period domain.Period, minPos *eventstore.Position, md eventstore.Metadata) (Reconciliation, eventstore.Position, error) {
 	if len(settlement) > MaxSettlementBytes {
 		return Reconciliation{}, eventstore.Position{}, failure.Invalid("settlement_csv", "is %d bytes; at most %d", len(settlement), MaxSettlementBytes)
 	}
@@ -254,7 +258,46 @@ func (l *Ledger) Reconcile(ctx context.Context, settlement []byte, period domain
 	if err != nil {
 		return Reconciliation{}, eventstore.Position{}, err
 	}
+	if err := l.recordFound(ctx, rec, res, md); err != nil {
+		return Reconciliation{}, eventstore.Position{}, err
+	}
 	return Reconciliation{Reconciliation: rec, Resolutions: res}, asOf, nil
+}
+
+// recordFound records the breaks of rec that no reconciliation reported
+// before and none resolved. The read model it asks reflects everything
+// written before the reconciliation (waitForReport); two reconciliations
+// racing may both record a break, which is harmless: a break is found once
+// it has one PayoutBreakFound.
+func (l *Ledger) recordFound(ctx context.Context, rec domain.Reconciliation, resolved map[string]Resolution, md eventstore.Metadata) error {
+	var ids []string
+	for _, it := range rec.Items {
+		if _, done := resolved[it.BreakID]; it.BreakID != "" && !done {
+			ids = append(ids, it.BreakID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	found, err := l.finance.FoundBreaks(ctx, ids)
+	if err != nil {
+		return err
+	}
+	var evs []*ledgerevents.PayoutBreakFound
+	for _, it := range rec.Items {
+		if _, done := resolved[it.BreakID]; it.BreakID == "" || done || found[it.BreakID] {
+			continue
+		}
+		found[it.BreakID] = true
+		evs = append(evs, domain.BreakFound(it))
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := l.breaks.Found(ctx, md, evs); err != nil {
+		return fmt.Errorf("record %d breaks found: %w", len(evs), err)
+	}
+	return nil
 }
 
 // ResolveBreak is the command recording finance's decision about a break.
@@ -268,7 +311,8 @@ type ResolveBreak struct {
 }
 
 // ResolveBreak records a decision about a reconciliation break, once per
-// request id; a break is resolved once.
+// request id; a break is resolved once, and only a break a reconciliation
+// reported can be (NotFound otherwise).
 func (l *Ledger) ResolveBreak(ctx context.Context, cmd ResolveBreak) (eventstore.AppendResult, error) {
 	if err := ident.CheckRequestID(cmd.RequestID); err != nil {
 		return eventstore.AppendResult{}, err
@@ -277,14 +321,14 @@ func (l *Ledger) ResolveBreak(ctx context.Context, cmd ResolveBreak) (eventstore
 		return eventstore.AppendResult{}, err
 	}
 	key := "ledger.ResolvePayoutBreak:" + cmd.RequestID
-	resolved, version, seen, err := l.breaks.Load(ctx, cmd.BreakID)
+	state, version, seen, err := l.breaks.Load(ctx, cmd.BreakID)
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
 	if res, ok, err := seen.Check(key, cmd.Fingerprint); ok || err != nil {
 		return res, err
 	}
-	ev, err := domain.ResolveBreak(cmd.BreakID, cmd.Decision, cmd.Note, resolved)
+	ev, err := domain.ResolveBreak(cmd.BreakID, cmd.Decision, cmd.Note, state)
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}

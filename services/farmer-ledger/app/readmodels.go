@@ -109,6 +109,9 @@ type Finance interface {
 	Accounts(ctx context.Context) ([]domain.AccountTotal, int64, error)
 	// Resolutions returns the recorded resolutions of the given breaks.
 	Resolutions(ctx context.Context, breakIDs []string) (map[string]Resolution, error)
+	// FoundBreaks returns which of the given breaks a reconciliation has
+	// reported before (PayoutBreakFound).
+	FoundBreaks(ctx context.Context, breakIDs []string) (map[string]bool, error)
 }
 
 // FarmerRow is a farmer as the farmers read model holds it.
@@ -146,8 +149,13 @@ type PaymentProvider interface {
 	Status(ctx context.Context, payoutID string) (domain.ProviderReceipt, error)
 }
 
-// Breaks loads and appends the decisions about reconciliation breaks.
+// Breaks loads and appends the events of reconciliation breaks: that a
+// reconciliation reported one, and finance's decision about it.
 type Breaks interface {
-	Load(ctx context.Context, breakID string) (resolved bool, version uint64, seen *eventstore.Requests, err error)
+	// Load reads a break's events from the stream (always current).
+	Load(ctx context.Context, breakID string) (state domain.BreakState, version uint64, seen *eventstore.Requests, err error)
+	// Append records a decision, expecting the break unchanged since version.
 	Append(ctx context.Context, version uint64, key, fingerprint string, md eventstore.Metadata, ev *ledgerevents.PayoutBreakResolved) (eventstore.AppendResult, error)
+	// Found records that breaks were reported (one event per break).
+	Found(ctx context.Context, md eventstore.Metadata, evs []*ledgerevents.PayoutBreakFound) error
 }

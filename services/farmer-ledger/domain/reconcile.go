@@ -16,6 +16,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/limits"
+	"github.com/furrow/furrow/pkg/money"
 )
 
 // LedgerPayout is a payout as reconciliation sees the ledger's side.
@@ -243,8 +244,7 @@ func compare(p LedgerPayout, l SettlementLine, item ReconItem) []ReconItem {
 		add(ReconFarmerMismatch, fmt.Sprintf("the file pays farmer %s, the ledger farmer %s", l.FarmerID, p.FarmerID))
 	}
 	if l.AmountFen != p.AmountFen || l.Currency != p.Currency {
-		add(ReconAmountMismatch, fmt.Sprintf("the file says %d %s, the ledger %d %s (difference %+d fen)",
-			l.AmountFen, l.Currency, p.AmountFen, p.Currency, l.AmountFen-p.AmountFen))
+		add(ReconAmountMismatch, amountMismatch(l.AmountFen, l.Currency, p.AmountFen, p.Currency))
 	}
 	if l.Status != p.settlementStatus() {
 		add(ReconStatusMismatch, fmt.Sprintf("the file says %s, the ledger has it %s", l.Status, p.Status))
@@ -257,6 +257,27 @@ func compare(p LedgerPayout, l SettlementLine, item ReconItem) []ReconItem {
 		out = append(out, item)
 	}
 	return out
+}
+
+// amountMismatch says how a settlement line's amount differs from the
+// ledger's, in yuan with two decimals as the reports show amounts to
+// people ("100.01 CNY"): both sides and, in one currency, the difference.
+// The rows themselves carry the exact fen.
+func amountMismatch(fileFen int64, fileCurrency string, ledgerFen int64, ledgerCurrency string) string {
+	s := fmt.Sprintf("the file says %s %s, the ledger %s %s", money.FormatGrouped(fileFen), fileCurrency,
+		money.FormatGrouped(ledgerFen), ledgerCurrency)
+	if fileCurrency != ledgerCurrency {
+		return s + " (different currencies)"
+	}
+	diff, err := money.Sub(fileFen, ledgerFen)
+	if err != nil {
+		return s
+	}
+	sign := "+"
+	if diff < 0 {
+		sign = ""
+	}
+	return fmt.Sprintf("%s (difference %s%s %s)", s, sign, money.FormatGrouped(diff), ledgerCurrency)
 }
 
 // breakID derives a break's id from what the break is about, so that a
@@ -282,8 +303,11 @@ const (
 	DecisionWrittenOff        = "written_off"
 )
 
-// KindBreakResolved is the event kind of a break's resolution.
-const KindBreakResolved = "payout_break_resolved"
+// Event kinds of a break: reported by a reconciliation, then resolved.
+const (
+	KindBreakFound    = "payout_break_found"
+	KindBreakResolved = "payout_break_resolved"
+)
 
 // BreakSubject is the subject of a break's event of the given kind.
 func BreakSubject(breakID, kind string) string { return "ledger.break." + breakID + "." + kind }
@@ -304,8 +328,29 @@ func CheckBreakID(id string) error {
 	return nil
 }
 
-// ResolveBreak decides a break's resolution. A break is resolved once.
-func ResolveBreak(breakID, decision, note string, alreadyResolved bool) (*ledgerevents.PayoutBreakResolved, error) {
+// BreakFound is the event recording that a reconciliation reported the
+// break it (a row with a BreakID) is.
+func BreakFound(it ReconItem) *ledgerevents.PayoutBreakFound {
+	return &ledgerevents.PayoutBreakFound{
+		BreakId: it.BreakID, Result: it.Result.String(), PayoutId: it.PayoutID, ProviderReference: it.ProviderRef,
+		FarmerId: it.FarmerID, LedgerAmountFen: it.LedgerAmountFen, SettlementAmountFen: it.SettlementAmountFen,
+		LedgerStatus: it.LedgerStatus, SettlementStatus: it.SettlementStatus, Line: int32(it.Line), Detail: it.Detail,
+	}
+}
+
+// BreakState is what a break's events say about it.
+type BreakState struct {
+	// Found: a reconciliation reported the break (PayoutBreakFound).
+	Found bool
+	// Resolved: finance recorded a decision (PayoutBreakResolved).
+	Resolved bool
+}
+
+// ResolveBreak decides a break's resolution. A break is resolved once, and
+// only a break a reconciliation reported can be: an id nobody reported is
+// NotFound (well-formed ids are easy to mistype, and a decision about a
+// difference that never existed would hide the one that does).
+func ResolveBreak(breakID, decision, note string, state BreakState) (*ledgerevents.PayoutBreakResolved, error) {
 	if err := CheckBreakID(breakID); err != nil {
 		return nil, err
 	}
@@ -321,8 +366,11 @@ func ResolveBreak(breakID, decision, note string, alreadyResolved bool) (*ledger
 	if n := utf8.RuneCountInString(note); n > maxNote {
 		return nil, failure.Invalid("note", "is %d characters long; at most %d", n, maxNote)
 	}
-	if alreadyResolved {
+	if state.Resolved {
 		return nil, failure.AlreadyExists("break_id", "break %s is already resolved", breakID)
+	}
+	if !state.Found {
+		return nil, failure.NotFound("break_id", "no reconciliation reported a break %s: resolve the ids ReconcilePayouts reports", breakID)
 	}
 	return &ledgerevents.PayoutBreakResolved{BreakId: breakID, Decision: decision, Note: note}, nil
 }

@@ -226,18 +226,20 @@ func TestReconcilePeriod(t *testing.T) {
 
 func TestResolveBreak(t *testing.T) {
 	t.Parallel()
+	found := domain.BreakState{Found: true}
 	for _, tc := range []struct {
 		name, id, decision, note string
-		already                  bool
+		state                    domain.BreakState
 		want                     failure.Kind
 	}{
-		{"ok", "B0123456789abcdef", "accepted", "timing", false, 0},
-		{"bad id", "B123", "accepted", "timing", false, failure.KindInvalid},
-		{"no decision", "B0123456789abcdef", "", "timing", false, failure.KindInvalid},
-		{"no note", "B0123456789abcdef", "written_off", "  ", false, failure.KindInvalid},
-		{"twice", "B0123456789abcdef", "accepted", "timing", true, failure.KindAlreadyExists},
+		{"ok", "B0123456789abcdef", "accepted", "timing", found, 0},
+		{"bad id", "B123", "accepted", "timing", found, failure.KindInvalid},
+		{"no decision", "B0123456789abcdef", "", "timing", found, failure.KindInvalid},
+		{"no note", "B0123456789abcdef", "written_off", "  ", found, failure.KindInvalid},
+		{"twice", "B0123456789abcdef", "accepted", "timing", domain.BreakState{Found: true, Resolved: true}, failure.KindAlreadyExists},
+		{"never reported", "Bdeadbeefdeadbeef", "accepted", "timing", domain.BreakState{}, failure.KindNotFound},
 	} {
-		_, err := domain.ResolveBreak(tc.id, tc.decision, tc.note, tc.already)
+		_, err := domain.ResolveBreak(tc.id, tc.decision, tc.note, tc.state)
 		if failure.KindOf(err) != tc.want {
 			t.Errorf("%s: err = %v, want kind %v", tc.name, err, tc.want)
 		}
@@ -273,5 +275,31 @@ func TestTrialBalance(t *testing.T) {
 	}
 	if _, err := domain.NewTrialBalance([]domain.AccountTotal{{Account: "a", DebitFen: 1 << 62}, {Account: "b", DebitFen: 1 << 62}}, false); err == nil {
 		t.Fatal("overflowing sums: no error")
+	}
+}
+
+// TestAmountMismatchDetailIsInYuan: the detail people read beside the
+// yuan columns labels its amounts: yuan with two decimals and the
+// currency, never fen labelled as CNY.
+func TestAmountMismatchDetailIsInYuan(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	ledger := []domain.LedgerPayout{{ID: "PO-F1-1", FarmerID: "F1", AmountFen: 123_400, Currency: "CNY",
+		Status: domain.PayoutStatusSettled, ProviderRef: "SIM-1", CompletedAt: at}}
+	for _, tc := range []struct {
+		fen      int64
+		currency string
+		want     string
+	}{
+		{123_401, "CNY", "the file says 1,234.01 CNY, the ledger 1,234.00 CNY (difference +0.01 CNY)"},
+		{23_400, "CNY", "the file says 234.00 CNY, the ledger 1,234.00 CNY (difference -1,000.00 CNY)"},
+		{123_400, "USD", "the file says 1,234.00 USD, the ledger 1,234.00 CNY (different currencies)"},
+	} {
+		lines := []domain.SettlementLine{{Line: 2, ProviderRef: "SIM-1", PayoutID: "PO-F1-1", FarmerID: "F1",
+			AmountFen: tc.fen, Currency: tc.currency, Status: "settled", SettledAt: at}}
+		rec := domain.Reconcile(ledger, lines, domain.Period{})
+		if len(rec.Items) != 1 || rec.Items[0].Result != domain.ReconAmountMismatch || rec.Items[0].Detail != tc.want {
+			t.Errorf("%d %s: %+v, want detail %q", tc.fen, tc.currency, rec.Items, tc.want)
+		}
 	}
 }

@@ -191,7 +191,8 @@ func (s *GRPCServer) ReconcilePayouts(ctx context.Context, req *ledgerv1.Reconci
 	if err != nil {
 		return nil, err
 	}
-	rec, asOf, err := s.app.Reconcile(ctx, req.GetSettlementCsv(), period, grpcx.FromPosition(req.GetMinPosition()))
+	rec, asOf, err := s.app.Reconcile(ctx, req.GetSettlementCsv(), period, grpcx.FromPosition(req.GetMinPosition()),
+		grpcx.CommandMeta(ctx, ""))
 	if err != nil {
 		return nil, err
 	}

@@ -2019,7 +2019,10 @@ func (x *ReviseRuleRequest) GetReason() string {
 	return ""
 }
 
-// ReviseRuleResponse says what the revision did.
+// ReviseRuleResponse says what the revision did. A retry (the same
+// request_id) returns the first outcome exactly: the same counts and the
+// same position, whatever was appended since (another brand's revision of
+// a rule with the same rule_id, a later revision, a restatement).
 type ReviseRuleResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The rule's version after the revision.
@@ -2027,13 +2030,15 @@ type ReviseRuleResponse struct {
 	// False when the rate already was fen_per_kg from revised_from on:
 	// nothing was written.
 	Changed bool `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
-	// Sales re-rated by this call (0 on a retry that found nothing left to do).
+	// Sales re-rated to this revision's rate: the PremiumAdjusted events of
+	// this brand, rule and version, whichever process wrote them (this
+	// call, an earlier attempt of it, or the re-rating reaction).
 	AdjustedSales int32 `protobuf:"varint,3,opt,name=adjusted_sales,json=adjustedSales,proto3" json:"adjusted_sales,omitempty"`
-	// Sum of the adjustments made by this call.
+	// Sum of those adjustments' delta_fen.
 	DeltaFen int64 `protobuf:"varint,4,opt,name=delta_fen,json=deltaFen,proto3" json:"delta_fen,omitempty"`
 	// The position of the revision or, when premiums were re-rated, of the
-	// last adjustment: pass it as min_position to read balances and premiums
-	// that include the revision.
+	// last of those adjustments: pass it as min_position to read balances
+	// and premiums that include the revision.
 	Position      *v1.Position `protobuf:"bytes,5,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2805,18 +2810,23 @@ func (x *SaleLine) GetSoldAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// ReportSalesResponse is the report's state after the call.
+// ReportSalesResponse is the report as the call left it. A retry (the
+// same report_id and revision) returns the first outcome exactly: the same
+// changed_lines, lines and position, however the report changed since
+// (GetSalesReport returns its current state).
 type ReportSalesResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	ReportId string                 `protobuf:"bytes,1,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
 	Revision uint32                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Lines whose outcome this revision recorded (all lines of a first
-	// report; on a restatement only the differences). 0 on a retry.
+	// report; on a restatement only the differences).
 	ChangedLines int32 `protobuf:"varint,3,opt,name=changed_lines,json=changedLines,proto3" json:"changed_lines,omitempty"`
-	// Every line with its current premium.
-	Lines         []*SaleOutcome `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
-	PremiumFen    int64          `protobuf:"varint,5,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
-	Position      *v1.Position   `protobuf:"bytes,6,opt,name=position,proto3" json:"position,omitempty"`
+	// Every line with its premium as the call left it: rated against the
+	// rules in force, and re-rated at once if a revision raced the report.
+	Lines      []*SaleOutcome `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	PremiumFen int64          `protobuf:"varint,5,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	// The position of the report's events (or of the call's re-rating).
+	Position      *v1.Position `protobuf:"bytes,6,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

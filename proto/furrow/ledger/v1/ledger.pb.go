@@ -2916,7 +2916,8 @@ func (x *ReconcilePayoutsResponse) GetAsOf() *v1.Position {
 type ResolvePayoutBreakRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// break_id as ReconcilePayouts reported it.
+	// break_id as ReconcilePayouts reported it (NOT_FOUND for an id no
+	// reconciliation reported).
 	BreakId  string        `protobuf:"bytes,2,opt,name=break_id,json=breakId,proto3" json:"break_id,omitempty"`
 	Decision BreakDecision `protobuf:"varint,3,opt,name=decision,proto3,enum=furrow.ledger.v1.BreakDecision" json:"decision,omitempty"`
 	// Why; required, at most 1000 characters.

@@ -78,12 +78,16 @@ type LedgerServiceClient interface {
 	// as a status detail (a GetTrialBalanceResponse).
 	GetTrialBalance(ctx context.Context, in *GetTrialBalanceRequest, opts ...grpc.CallOption) (*GetTrialBalanceResponse, error)
 	// ReconcilePayouts matches the ledger's payouts against a payment
-	// provider's settlement file and reports each break. It records nothing;
-	// a malformed file is INVALID_ARGUMENT naming the line.
+	// provider's settlement file and reports each break. The only thing it
+	// records is each break no reconciliation reported before (a
+	// PayoutBreakFound event, once per break), so that ResolvePayoutBreak
+	// can refuse ids nobody reported; a malformed file is INVALID_ARGUMENT
+	// naming the line, and records nothing.
 	ReconcilePayouts(ctx context.Context, in *ReconcilePayoutsRequest, opts ...grpc.CallOption) (*ReconcilePayoutsResponse, error)
 	// ResolvePayoutBreak records finance's decision about a reconciliation
 	// break; later reconciliations show it as resolved. Idempotent by
-	// request_id; a break is resolved once (ALREADY_EXISTS after).
+	// request_id; a break is resolved once (ALREADY_EXISTS after); an id no
+	// reconciliation reported is NOT_FOUND (nothing recorded).
 	ResolvePayoutBreak(ctx context.Context, in *ResolvePayoutBreakRequest, opts ...grpc.CallOption) (*ResolvePayoutBreakResponse, error)
 }
 
@@ -269,12 +273,16 @@ type LedgerServiceServer interface {
 	// as a status detail (a GetTrialBalanceResponse).
 	GetTrialBalance(context.Context, *GetTrialBalanceRequest) (*GetTrialBalanceResponse, error)
 	// ReconcilePayouts matches the ledger's payouts against a payment
-	// provider's settlement file and reports each break. It records nothing;
-	// a malformed file is INVALID_ARGUMENT naming the line.
+	// provider's settlement file and reports each break. The only thing it
+	// records is each break no reconciliation reported before (a
+	// PayoutBreakFound event, once per break), so that ResolvePayoutBreak
+	// can refuse ids nobody reported; a malformed file is INVALID_ARGUMENT
+	// naming the line, and records nothing.
 	ReconcilePayouts(context.Context, *ReconcilePayoutsRequest) (*ReconcilePayoutsResponse, error)
 	// ResolvePayoutBreak records finance's decision about a reconciliation
 	// break; later reconciliations show it as resolved. Idempotent by
-	// request_id; a break is resolved once (ALREADY_EXISTS after).
+	// request_id; a break is resolved once (ALREADY_EXISTS after); an id no
+	// reconciliation reported is NOT_FOUND (nothing recorded).
 	ResolvePayoutBreak(context.Context, *ResolvePayoutBreakRequest) (*ResolvePayoutBreakResponse, error)
 	mustEmbedUnimplementedLedgerServiceServer()
 }

@@ -100,7 +100,9 @@ type ProcurementServiceClient interface {
 	RecordDeliveries(ctx context.Context, in *RecordDeliveriesRequest, opts ...grpc.CallOption) (*RecordDeliveriesResponse, error)
 	// CorrectDelivery corrects a delivery's weight or grade (or an ad-hoc
 	// delivery's price). It never edits: it appends a DeliveryCorrected that
-	// reverses the previous payable and replaces it.
+	// reverses the previous payable and replaces it. A correction that
+	// changes nothing (the weight, grade and price the delivery already has)
+	// is INVALID_ARGUMENT (field net_grams) and appends nothing.
 	CorrectDelivery(ctx context.Context, in *CorrectDeliveryRequest, opts ...grpc.CallOption) (*CorrectDeliveryResponse, error)
 	// GetDelivery returns a delivery as last corrected, always current.
 	GetDelivery(ctx context.Context, in *GetDeliveryRequest, opts ...grpc.CallOption) (*GetDeliveryResponse, error)
@@ -326,7 +328,9 @@ type ProcurementServiceServer interface {
 	RecordDeliveries(context.Context, *RecordDeliveriesRequest) (*RecordDeliveriesResponse, error)
 	// CorrectDelivery corrects a delivery's weight or grade (or an ad-hoc
 	// delivery's price). It never edits: it appends a DeliveryCorrected that
-	// reverses the previous payable and replaces it.
+	// reverses the previous payable and replaces it. A correction that
+	// changes nothing (the weight, grade and price the delivery already has)
+	// is INVALID_ARGUMENT (field net_grams) and appends nothing.
 	CorrectDelivery(context.Context, *CorrectDeliveryRequest) (*CorrectDeliveryResponse, error)
 	// GetDelivery returns a delivery as last corrected, always current.
 	GetDelivery(context.Context, *GetDeliveryRequest) (*GetDeliveryResponse, error)

@@ -722,6 +722,140 @@ func (x *PayoutFailed) GetFailedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PayoutBreakFound: a reconciliation reported a break for the first time.
+// ReconcilePayouts records each break it reports, once, so that a decision
+// can only be recorded about a break that exists (ResolvePayoutBreak is
+// NOT_FOUND otherwise), and so the ledger keeps what the break was about
+// beside the decision. The fields are the reconciliation row's.
+// Subject: ledger.break.<break_id>.payout_break_found
+type PayoutBreakFound struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deterministic id of the break, as reconciliation reports it.
+	BreakId string `protobuf:"bytes,1,opt,name=break_id,json=breakId,proto3" json:"break_id,omitempty"`
+	// One of "missing_in_ledger", "missing_in_settlement",
+	// "amount_mismatch", "status_mismatch", "duplicate", "farmer_mismatch".
+	Result              string `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	PayoutId            string `protobuf:"bytes,3,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	ProviderReference   string `protobuf:"bytes,4,opt,name=provider_reference,json=providerReference,proto3" json:"provider_reference,omitempty"`
+	FarmerId            string `protobuf:"bytes,5,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	LedgerAmountFen     int64  `protobuf:"varint,6,opt,name=ledger_amount_fen,json=ledgerAmountFen,proto3" json:"ledger_amount_fen,omitempty"`
+	SettlementAmountFen int64  `protobuf:"varint,7,opt,name=settlement_amount_fen,json=settlementAmountFen,proto3" json:"settlement_amount_fen,omitempty"`
+	LedgerStatus        string `protobuf:"bytes,8,opt,name=ledger_status,json=ledgerStatus,proto3" json:"ledger_status,omitempty"`
+	SettlementStatus    string `protobuf:"bytes,9,opt,name=settlement_status,json=settlementStatus,proto3" json:"settlement_status,omitempty"`
+	// The settlement file's line (0: none).
+	Line          int32  `protobuf:"varint,10,opt,name=line,proto3" json:"line,omitempty"`
+	Detail        string `protobuf:"bytes,11,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutBreakFound) Reset() {
+	*x = PayoutBreakFound{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutBreakFound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutBreakFound) ProtoMessage() {}
+
+func (x *PayoutBreakFound) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutBreakFound.ProtoReflect.Descriptor instead.
+func (*PayoutBreakFound) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PayoutBreakFound) GetBreakId() string {
+	if x != nil {
+		return x.BreakId
+	}
+	return ""
+}
+
+func (x *PayoutBreakFound) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *PayoutBreakFound) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *PayoutBreakFound) GetProviderReference() string {
+	if x != nil {
+		return x.ProviderReference
+	}
+	return ""
+}
+
+func (x *PayoutBreakFound) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PayoutBreakFound) GetLedgerAmountFen() int64 {
+	if x != nil {
+		return x.LedgerAmountFen
+	}
+	return 0
+}
+
+func (x *PayoutBreakFound) GetSettlementAmountFen() int64 {
+	if x != nil {
+		return x.SettlementAmountFen
+	}
+	return 0
+}
+
+func (x *PayoutBreakFound) GetLedgerStatus() string {
+	if x != nil {
+		return x.LedgerStatus
+	}
+	return ""
+}
+
+func (x *PayoutBreakFound) GetSettlementStatus() string {
+	if x != nil {
+		return x.SettlementStatus
+	}
+	return ""
+}
+
+func (x *PayoutBreakFound) GetLine() int32 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *PayoutBreakFound) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // PayoutBreakResolved: finance decided what to do about a reconciliation
 // break (a difference between the ledger's payouts and a provider
 // settlement file). Later reconciliations show the break as resolved.
@@ -740,7 +874,7 @@ type PayoutBreakResolved struct {
 
 func (x *PayoutBreakResolved) Reset() {
 	*x = PayoutBreakResolved{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +886,7 @@ func (x *PayoutBreakResolved) String() string {
 func (*PayoutBreakResolved) ProtoMessage() {}
 
 func (x *PayoutBreakResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +899,7 @@ func (x *PayoutBreakResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutBreakResolved.ProtoReflect.Descriptor instead.
 func (*PayoutBreakResolved) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PayoutBreakResolved) GetBreakId() string {
@@ -852,7 +986,20 @@ const file_furrow_ledger_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"amount_fen\x18\x04 \x01(\x03R\tamountFen\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x127\n" +
-	"\tfailed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bfailedAt\"`\n" +
+	"\tfailed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bfailedAt\"\x8c\x03\n" +
+	"\x10PayoutBreakFound\x12\x19\n" +
+	"\bbreak_id\x18\x01 \x01(\tR\abreakId\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\tR\x06result\x12\x1b\n" +
+	"\tpayout_id\x18\x03 \x01(\tR\bpayoutId\x12-\n" +
+	"\x12provider_reference\x18\x04 \x01(\tR\x11providerReference\x12\x1b\n" +
+	"\tfarmer_id\x18\x05 \x01(\tR\bfarmerId\x12*\n" +
+	"\x11ledger_amount_fen\x18\x06 \x01(\x03R\x0fledgerAmountFen\x122\n" +
+	"\x15settlement_amount_fen\x18\a \x01(\x03R\x13settlementAmountFen\x12#\n" +
+	"\rledger_status\x18\b \x01(\tR\fledgerStatus\x12+\n" +
+	"\x11settlement_status\x18\t \x01(\tR\x10settlementStatus\x12\x12\n" +
+	"\x04line\x18\n" +
+	" \x01(\x05R\x04line\x12\x16\n" +
+	"\x06detail\x18\v \x01(\tR\x06detail\"`\n" +
 	"\x13PayoutBreakResolved\x12\x19\n" +
 	"\bbreak_id\x18\x01 \x01(\tR\abreakId\x12\x1a\n" +
 	"\bdecision\x18\x02 \x01(\tR\bdecision\x12\x12\n" +
@@ -870,7 +1017,7 @@ func file_furrow_ledger_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_ledger_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_ledger_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_furrow_ledger_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_furrow_ledger_events_v1_events_proto_goTypes = []any{
 	(*FarmerRegistered)(nil),      // 0: furrow.ledger.events.v1.FarmerRegistered
 	(*PayoutAccountUpdated)(nil),  // 1: furrow.ledger.events.v1.PayoutAccountUpdated
@@ -881,14 +1028,15 @@ var file_furrow_ledger_events_v1_events_proto_goTypes = []any{
 	(*PayoutSent)(nil),            // 6: furrow.ledger.events.v1.PayoutSent
 	(*PayoutSettled)(nil),         // 7: furrow.ledger.events.v1.PayoutSettled
 	(*PayoutFailed)(nil),          // 8: furrow.ledger.events.v1.PayoutFailed
-	(*PayoutBreakResolved)(nil),   // 9: furrow.ledger.events.v1.PayoutBreakResolved
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*PayoutBreakFound)(nil),      // 9: furrow.ledger.events.v1.PayoutBreakFound
+	(*PayoutBreakResolved)(nil),   // 10: furrow.ledger.events.v1.PayoutBreakResolved
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_furrow_ledger_events_v1_events_proto_depIdxs = []int32{
 	3,  // 0: furrow.ledger.events.v1.EntryPosted.source:type_name -> furrow.ledger.events.v1.SourceRef
 	4,  // 1: furrow.ledger.events.v1.EntryPosted.lines:type_name -> furrow.ledger.events.v1.EntryLine
-	10, // 2: furrow.ledger.events.v1.PayoutSettled.settled_at:type_name -> google.protobuf.Timestamp
-	10, // 3: furrow.ledger.events.v1.PayoutFailed.failed_at:type_name -> google.protobuf.Timestamp
+	11, // 2: furrow.ledger.events.v1.PayoutSettled.settled_at:type_name -> google.protobuf.Timestamp
+	11, // 3: furrow.ledger.events.v1.PayoutFailed.failed_at:type_name -> google.protobuf.Timestamp
 	4,  // [4:4] is the sub-list for method output_type
 	4,  // [4:4] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
@@ -907,7 +1055,7 @@ func file_furrow_ledger_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_ledger_events_v1_events_proto_rawDesc), len(file_furrow_ledger_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

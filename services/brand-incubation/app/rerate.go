@@ -46,9 +46,12 @@ func (i *Incubator) rerateRule(ctx context.Context, brandID, channel, ruleID str
 		if err != nil {
 			return sum, err
 		}
-		eff := rep.RevisionEffect(ruleID, version)
-		sum.adjusted += eff.Sales
-		sum.deltaFen += eff.DeltaFen
+		// One report's effect is bounded; their sum is checked.
+		total, err := domain.RevisionEffect{Sales: sum.adjusted, DeltaFen: sum.deltaFen}.Plus(rep.RevisionEffect(ruleID, version))
+		if err != nil {
+			return sum, fmt.Errorf("re-rate %s/%s/%s version %d: %w", brandID, channel, ruleID, version, err)
+		}
+		sum.adjusted, sum.deltaFen = total.Sales, total.DeltaFen
 		sum.last = max(sum.last, rep.Version())
 	}
 	if sum.adjusted > 0 {

@@ -139,15 +139,17 @@ type Balance struct {
 // later accruals. It fails with money.ErrOverflow when the result does not
 // fit in an int64 (each account may fit while their sum does not).
 func (b Balance) Available() (int64, error) {
-	held, err := money.Add(b.HeldFen, b.PaidFen)
-	if err != nil {
-		return 0, fmt.Errorf("available to %s: %w", b.FarmerID, err)
+	// Paired as (payable − held) + (premium − paid): with accounts that
+	// are not negative, neither difference can overflow, so an error means
+	// the result itself does not fit.
+	x, err := money.Sub(b.PurchasesFen, b.HeldFen)
+	var y, avail int64
+	if err == nil {
+		y, err = money.Sub(b.PremiumsFen, b.PaidFen)
 	}
-	accrued, err := money.Add(b.PurchasesFen, b.PremiumsFen)
-	if err != nil {
-		return 0, fmt.Errorf("available to %s: %w", b.FarmerID, err)
+	if err == nil {
+		avail, err = money.Add(x, y)
 	}
-	avail, err := money.Sub(accrued, held)
 	if err != nil {
 		return 0, fmt.Errorf("available to %s: %w", b.FarmerID, err)
 	}

@@ -3,6 +3,7 @@ package domain_test
 import (
 	"errors"
 	"math"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -198,6 +199,18 @@ func TestEffectAndPlusDetectOverflow(t *testing.T) {
 	}
 	if _, err := (domain.Balance{PremiumsFen: math.MaxInt64, HeldFen: -1}).Available(); !errors.Is(err, money.ErrOverflow) {
 		t.Errorf("available beyond int64: %v", err)
+	}
+	// Exact whenever the result fits, whichever partial sums would not.
+	for _, b := range []domain.Balance{
+		{PurchasesFen: math.MaxInt64, PremiumsFen: 1, HeldFen: 5},
+		{PurchasesFen: math.MaxInt64, PremiumsFen: math.MaxInt64, HeldFen: math.MaxInt64, PaidFen: math.MaxInt64},
+		{HeldFen: math.MaxInt64, PaidFen: 1, PurchasesFen: 1},
+	} {
+		want := new(big.Int).Sub(new(big.Int).Add(big.NewInt(b.PurchasesFen), big.NewInt(b.PremiumsFen)),
+			new(big.Int).Add(big.NewInt(b.HeldFen), big.NewInt(b.PaidFen)))
+		if got, err := b.Available(); err != nil || got != want.Int64() {
+			t.Errorf("%+v: available = %d, %v; want %v", b, got, err, want)
+		}
 	}
 }
 

@@ -99,3 +99,12 @@ func KindOf(err error) Kind {
 	}
 	return 0
 }
+
+// Overflow reports a request whose effect would take a running total (a
+// balance, a budget, a sum of grams) beyond what an int64 holds: the
+// request may be well-formed, but the totals so far do not allow it, so it
+// is a failed precondition. err is the arithmetic error (money.ErrOverflow),
+// kept for errors.Is.
+func Overflow(err error, format string, args ...any) error {
+	return &Error{Kind: KindFailedPrecondition, Msg: fmt.Sprintf(format, args...), Err: err}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
+	"github.com/furrow/furrow/pkg/money"
 )
 
 // Status converts an application error into a gRPC status error. Classified
@@ -36,6 +37,11 @@ func Status(ctx context.Context, log *slog.Logger, err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
+	case failure.KindOf(err) == 0 && errors.Is(err, money.ErrOverflow):
+		// A total that does not fit in an int64 (a sum read from a read
+		// model, a statement's running balance): the state does not allow
+		// an exact answer, and a wrong one is never given.
+		code = codes.FailedPrecondition
 	default:
 		code = kindCode(failure.KindOf(err))
 	}

@@ -79,6 +79,45 @@ func Sub(a, b int64) (int64, error) {
 	return d, nil
 }
 
+// Sum returns the sum of xs, adding from the left, or ErrOverflow as soon
+// as a partial sum does not fit: a running total that left the range once
+// was wrong at that moment, whatever later terms would bring it back to.
+func Sum(xs ...int64) (int64, error) {
+	var s int64
+	for _, x := range xs {
+		var err error
+		if s, err = Add(s, x); err != nil {
+			return 0, err
+		}
+	}
+	return s, nil
+}
+
+// Mul returns a × b, or ErrOverflow when the product does not fit. Prices
+// of weights go through Amount, which rounds once; Mul is for exact
+// multiples (a count of items, a sign).
+func Mul(a, b int64) (int64, error) {
+	neg := (a < 0) != (b < 0)
+	hi, lo := bits.Mul64(abs(a), abs(b))
+	// The magnitude fits when it is below 2^63, or exactly 2^63 for a
+	// negative product (math.MinInt64).
+	if hi != 0 || lo > math.MaxInt64 && !(neg && lo == 1<<63) {
+		return 0, fmt.Errorf("multiply %d × %d: %w", a, b, ErrOverflow)
+	}
+	if neg {
+		return int64(-lo), nil
+	}
+	return int64(lo), nil
+}
+
+// abs is |x| as a uint64, which holds |math.MinInt64| too.
+func abs(x int64) uint64 {
+	if x < 0 {
+		return -uint64(x)
+	}
+	return uint64(x)
+}
+
 // Format renders fen as yuan with two decimals and no grouping, e.g.
 // "1234.57" or "-0.05": the form statements, CSV exports and settlement
 // files expect, and one that parses back without locale rules.

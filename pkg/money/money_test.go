@@ -2,8 +2,11 @@ package money_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/big"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -194,5 +197,150 @@ func FuzzAddSub(f *testing.F) {
 				t.Fatalf("%s(%d, %d) = %d, %v; want %d", op.name, a, b, got, err, want)
 			}
 		}
+	})
+}
+
+// boundaries are the values where int64 arithmetic goes wrong first: the
+// extremes, their neighbours, the powers of two around them, and small
+// values of both signs.
+var boundaries = []int64{
+	math.MinInt64, math.MinInt64 + 1, math.MinInt64 + 2, math.MinInt64 / 2, math.MinInt64/2 - 1, math.MinInt64/2 + 1,
+	-1 << 32, -1000, -501, -500, -499, -2, -1, 0, 1, 2, 499, 500, 501, 999, 1000, 1001, 1 << 32,
+	3_037_000_499, 3_037_000_500, // around √MaxInt64
+	math.MaxInt64/1000 - 1, math.MaxInt64 / 1000, math.MaxInt64/1000 + 1,
+	math.MaxInt64 / 2, math.MaxInt64/2 + 1, math.MaxInt64/2 - 1, math.MaxInt64 - 2, math.MaxInt64 - 1, math.MaxInt64,
+}
+
+// samples are the boundaries and seeded random values of every magnitude.
+func samples() []int64 {
+	out := slices.Clone(boundaries)
+	rnd := rand.New(rand.NewPCG(9, 2))
+	for range 200 {
+		v := int64(rnd.Uint64() >> rnd.IntN(64))
+		out = append(out, v, -v)
+	}
+	return out
+}
+
+// checkAgainstBig fails unless got, err is want when want fits in an
+// int64, and ErrOverflow when it does not.
+func checkAgainstBig(t *testing.T, what string, got int64, err error, want *big.Int) {
+	t.Helper()
+	if !want.IsInt64() {
+		if !errors.Is(err, money.ErrOverflow) {
+			t.Fatalf("%s = %d, %v; want ErrOverflow (exact %v)", what, got, err, want)
+		}
+		return
+	}
+	if err != nil || got != want.Int64() {
+		t.Fatalf("%s = %d, %v; want %v", what, got, err, want)
+	}
+}
+
+// TestArithmeticAgainstBig checks every pair of samples: Add, Sub and Mul
+// against math/big, Amount against the big.Int oracle (half to even), and
+// Sum over runs of samples against a big.Int sum.
+func TestArithmeticAgainstBig(t *testing.T) {
+	t.Parallel()
+	xs := samples()
+	for _, a := range xs {
+		for _, b := range xs {
+			A, B := big.NewInt(a), big.NewInt(b)
+			got, err := money.Add(a, b)
+			checkAgainstBig(t, fmt.Sprintf("Add(%d, %d)", a, b), got, err, new(big.Int).Add(A, B))
+			got, err = money.Sub(a, b)
+			checkAgainstBig(t, fmt.Sprintf("Sub(%d, %d)", a, b), got, err, new(big.Int).Sub(A, B))
+			got, err = money.Mul(a, b)
+			checkAgainstBig(t, fmt.Sprintf("Mul(%d, %d)", a, b), got, err, new(big.Int).Mul(A, B))
+			got, err = money.Amount(a, b)
+			switch want := oracle(a, b); {
+			case a < 0 || b < 0:
+				if !errors.Is(err, money.ErrNegative) {
+					t.Fatalf("Amount(%d, %d) = %d, %v; want ErrNegative", a, b, got, err)
+				}
+			case want == nil:
+				if !errors.Is(err, money.ErrOverflow) {
+					t.Fatalf("Amount(%d, %d) = %d, %v; want ErrOverflow", a, b, got, err)
+				}
+			case err != nil || got != want.Int64():
+				t.Fatalf("Amount(%d, %d) = %d, %v; want %v", a, b, got, err, want)
+			}
+		}
+	}
+	for n := range len(xs) {
+		run := xs[n:min(n+5, len(xs))]
+		sum := new(big.Int)
+		fits := true
+		for _, x := range run {
+			// Sum fails at the first partial sum that does not fit, even
+			// when a later term would bring it back: a running total that
+			// left the range once was wrong at that moment.
+			if sum.Add(sum, big.NewInt(x)); !sum.IsInt64() {
+				fits = false
+			}
+		}
+		got, err := money.Sum(run...)
+		if !fits {
+			if !errors.Is(err, money.ErrOverflow) {
+				t.Fatalf("Sum(%v) = %d, %v; want ErrOverflow", run, got, err)
+			}
+			continue
+		}
+		checkAgainstBig(t, fmt.Sprintf("Sum(%v)", run), got, err, sum)
+	}
+}
+
+func TestSumAndMul(t *testing.T) {
+	t.Parallel()
+	const maxI, minI = math.MaxInt64, math.MinInt64
+	for _, tc := range []struct {
+		name    string
+		got     func() (int64, error)
+		want    int64
+		wantErr error
+	}{
+		{"sum of nothing", func() (int64, error) { return money.Sum() }, 0, nil},
+		{"sum", func() (int64, error) { return money.Sum(150, 250, -100) }, 300, nil},
+		{"sum to max", func() (int64, error) { return money.Sum(maxI-2, 1, 1) }, maxI, nil},
+		{"sum past max", func() (int64, error) { return money.Sum(maxI, 1) }, 0, money.ErrOverflow},
+		{"two max deliveries", func() (int64, error) { return money.Sum(maxI, maxI) }, 0, money.ErrOverflow},
+		{"sum past max and back", func() (int64, error) { return money.Sum(maxI, 1, -1) }, 0, money.ErrOverflow},
+		{"sum to min", func() (int64, error) { return money.Sum(minI+1, -1) }, minI, nil},
+		{"sum past min", func() (int64, error) { return money.Sum(minI, -1) }, 0, money.ErrOverflow},
+		{"mul", func() (int64, error) { return money.Mul(-12, 34) }, -408, nil},
+		{"mul by zero", func() (int64, error) { return money.Mul(maxI, 0) }, 0, nil},
+		{"mul to min", func() (int64, error) { return money.Mul(minI/2, 2) }, minI, nil},
+		{"mul min by -1", func() (int64, error) { return money.Mul(minI, -1) }, 0, money.ErrOverflow},
+		{"mul -1 by min", func() (int64, error) { return money.Mul(-1, minI) }, 0, money.ErrOverflow},
+		{"mul past max", func() (int64, error) { return money.Mul(3_037_000_500, 3_037_000_500) }, 0, money.ErrOverflow},
+		{"mul just below max", func() (int64, error) { return money.Mul(3_037_000_499, 3_037_000_499) }, 9_223_372_030_926_249_001, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := tc.got()
+			if !errors.Is(err, tc.wantErr) || got != tc.want {
+				t.Fatalf("= %d, %v; want %d, %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func FuzzMulSum(f *testing.F) {
+	f.Add(int64(3_037_000_500), int64(3_037_000_500), int64(0))
+	f.Add(int64(math.MinInt64), int64(-1), int64(1))
+	f.Add(int64(math.MaxInt64), int64(1), int64(math.MinInt64))
+	f.Fuzz(func(t *testing.T, a, b, c int64) {
+		got, err := money.Mul(a, b)
+		checkAgainstBig(t, fmt.Sprintf("Mul(%d, %d)", a, b), got, err, new(big.Int).Mul(big.NewInt(a), big.NewInt(b)))
+		ab := new(big.Int).Add(big.NewInt(a), big.NewInt(b))
+		abc := new(big.Int).Add(ab, big.NewInt(c))
+		got, err = money.Sum(a, b, c)
+		if !ab.IsInt64() {
+			if !errors.Is(err, money.ErrOverflow) {
+				t.Fatalf("Sum(%d, %d, %d) = %d, %v; want ErrOverflow (a+b leaves int64)", a, b, c, got, err)
+			}
+			return
+		}
+		checkAgainstBig(t, fmt.Sprintf("Sum(%d, %d, %d)", a, b, c), got, err, abc)
 	})
 }

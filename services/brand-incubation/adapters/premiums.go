@@ -10,6 +10,7 @@ import (
 	brandevents "github.com/furrow/furrow/proto/furrow/brand/events/v1"
 
 	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/money"
 	"github.com/furrow/furrow/pkg/projection"
 
 	"github.com/furrow/furrow/services/brand-incubation/app"
@@ -214,29 +215,71 @@ func loadSale(ctx context.Context, tx *sql.Tx, table, saleID string) (saleRow, b
 	return s, err == nil, err
 }
 
+// monthly are the counters of a month row, or a change to them.
+type monthly struct{ sales, grams, earning, premium int64 }
+
+// plus returns m + d, or an error wrapping money.ErrOverflow naming the
+// counter.
+func (m monthly) plus(d monthly) (monthly, error) {
+	var err error
+	for _, c := range []struct {
+		name string
+		sum  *int64
+		add  int64
+	}{{"sales", &m.sales, d.sales}, {"grams_sold", &m.grams, d.grams}, {"grams_earning", &m.earning, d.earning}, {"premium_fen", &m.premium, d.premium}} {
+		if *c.sum, err = money.Add(*c.sum, c.add); err != nil {
+			return monthly{}, fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
+	return m, nil
+}
+
 // contribute adds (sign 1) or removes (sign -1) a sale's grams and premium
-// to its farmer's and its brand's month, and drops rows left empty.
+// to its farmer's and its brand's month, and drops rows left empty. The
+// new totals are summed here, with overflow checks, and written whole:
+// SQLite's "x = x + ?" would store an overflowing sum as a float without a
+// word. An overflow fails the event, and the runner stops the projection
+// at it.
 func contribute(ctx context.Context, tx *sql.Tx, t func(string) string, s saleRow, sign int64) error {
-	var sales, earning int64
+	var d monthly
 	if s.Grams > 0 {
-		sales = 1
+		d.sales = 1
 	}
+	d.grams, d.premium = s.Grams, s.PremiumFen
 	if s.Earning {
-		earning = s.Grams
+		d.earning = s.Grams
 	}
-	vals := []any{sign * sales, sign * s.Grams, sign * earning, sign * s.PremiumFen}
+	if sign < 0 {
+		// Subtracting is adding the negation; a stored sale's amounts are
+		// never math.MinInt64, but the check costs nothing.
+		for _, v := range []*int64{&d.sales, &d.grams, &d.earning, &d.premium} {
+			n, err := money.Mul(*v, -1)
+			if err != nil {
+				return fmt.Errorf("sale %s: %w", s.SaleID, err)
+			}
+			*v = n
+		}
+	}
 	upsert := func(table, keyCols, keyParams, where string, key ...any) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (`+keyCols+`, sales, grams_sold, grams_earning, premium_fen)
-			VALUES (`+keyParams+`)
-			ON CONFLICT (`+keyCols+`) DO UPDATE SET sales = `+table+`.sales + excluded.sales,
-				grams_sold = `+table+`.grams_sold + excluded.grams_sold,
-				grams_earning = `+table+`.grams_earning + excluded.grams_earning,
-				premium_fen = `+table+`.premium_fen + excluded.premium_fen`, append(key, vals...)...)
+		var cur monthly
+		err := tx.QueryRowContext(ctx, `SELECT sales, grams_sold, grams_earning, premium_fen FROM `+table+` WHERE `+where, key...).
+			Scan(projection.Exact(&cur.sales), projection.Exact(&cur.grams), projection.Exact(&cur.earning), projection.Exact(&cur.premium))
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		next, err := cur.plus(d)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE `+where+
-			` AND sales = 0 AND grams_sold = 0 AND grams_earning = 0 AND premium_fen = 0`, key...)
+		if next == (monthly{}) {
+			_, err = tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE `+where, key...)
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO `+table+` (`+keyCols+`, sales, grams_sold, grams_earning, premium_fen)
+			VALUES (`+keyParams+`)
+			ON CONFLICT (`+keyCols+`) DO UPDATE SET sales = excluded.sales, grams_sold = excluded.grams_sold,
+				grams_earning = excluded.grams_earning, premium_fen = excluded.premium_fen`,
+			append(key, next.sales, next.grams, next.earning, next.premium)...)
 		return err
 	}
 	if err := upsert(t(tableFarmerMonths), "farmer_id, brand_id, channel, month", "$1, $2, $3, $4, $5, $6, $7, $8",

@@ -50,9 +50,13 @@ func (i *Incubator) rerateRule(ctx context.Context, brandID, channel, ruleID str
 		if err != nil {
 			return sum, err
 		}
+		// One report's effect is bounded; their sum is checked.
 		eff := rep.RevisionEffect(brandID, ruleID, version)
-		sum.adjusted += eff.Sales
-		sum.deltaFen += eff.DeltaFen
+		total, err := domain.RevisionEffect{Sales: sum.adjusted, DeltaFen: sum.deltaFen}.Plus(eff)
+		if err != nil {
+			return sum, fmt.Errorf("re-rate %s/%s/%s version %d: %w", brandID, channel, ruleID, version, err)
+		}
+		sum.adjusted, sum.deltaFen = total.Sales, total.DeltaFen
 		sum.last = max(sum.last, eff.Last)
 	}
 	if sum.adjusted > 0 {

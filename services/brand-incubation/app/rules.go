@@ -188,8 +188,11 @@ func (i *Incubator) PreviewRevision(ctx context.Context, q PreviewRevision) (Pre
 	}
 	p := Preview{RuleVersion: ev.GetRuleVersion(), Changed: true, Farmers: deltas, AsOf: asOf}
 	for _, d := range deltas {
-		p.Sales += d.Sales
-		p.DeltaFen += d.DeltaFen
+		total, err := domain.RevisionEffect{Sales: p.Sales, DeltaFen: p.DeltaFen}.Plus(domain.RevisionEffect{Sales: d.Sales, DeltaFen: d.DeltaFen})
+		if err != nil {
+			return Preview{}, fmt.Errorf("preview of %s/%s: %w", q.BrandID, q.Channel, err)
+		}
+		p.Sales, p.DeltaFen = total.Sales, total.DeltaFen
 	}
 	return p, nil
 }

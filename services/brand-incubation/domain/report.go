@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -175,7 +176,14 @@ type Report struct {
 	sales    map[string]*Sale // by line id
 	// rerated sums the re-ratings by the rule version that caused them.
 	rerated map[ruleVersion]RevisionEffect
-	version uint64
+	// premium is Σ the sales' current premiums.
+	premium int64
+	// overflow, when set, says why premium or rerated stopped following
+	// the events: one took a sum beyond int64. The domain's limits keep a
+	// report far from it, but a stream written by hand or before the
+	// limits held may not; the report then takes no changes.
+	overflow error
+	version  uint64
 }
 
 // ruleVersion names a version of a brand's rule. Rule ids are a brand's
@@ -194,6 +202,16 @@ type RevisionEffect struct {
 	// Last is the stream sequence of the last of these adjustments (0
 	// when there are none).
 	Last uint64
+}
+
+// Plus returns e and o summed, or an error wrapping money.ErrOverflow. One
+// report's effect is bounded by its limits; a sum over reports is not.
+func (e RevisionEffect) Plus(o RevisionEffect) (RevisionEffect, error) {
+	d, err := money.Add(e.DeltaFen, o.DeltaFen)
+	if err != nil {
+		return RevisionEffect{}, fmt.Errorf("re-rating delta: %w", err)
+	}
+	return RevisionEffect{Sales: e.Sales + o.Sales, DeltaFen: d, Last: max(e.Last, o.Last)}, nil
 }
 
 var _ Aggregate = (*Report)(nil)
@@ -217,15 +235,18 @@ func (r *Report) Apply(seq uint64, ev proto.Message) {
 		r.channel, r.revision = e.GetChannel(), e.GetRevision()
 	case *brandevents.PremiumEarned:
 		s := r.sale(e.GetLineId(), e.GetSaleId(), e.GetBrandId(), e.GetFarmerId())
+		r.repriced(seq, s, e.GetPremiumFen())
 		s.DeliveryID, s.Grams, s.SoldAt = e.GetDeliveryId(), e.GetGrams(), e.GetSoldAt().AsTime()
 		s.Rate = Rate{RuleID: e.GetRuleId(), Version: e.GetRuleVersion(), FenPerKg: e.GetFenPerKg()}
 		s.PremiumFen, s.Withheld, s.Detail, s.EverEarned = e.GetPremiumFen(), 0, "", true
 	case *brandevents.PremiumWithheld:
 		s := r.sale(e.GetLineId(), e.GetSaleId(), e.GetBrandId(), e.GetFarmerId())
+		r.repriced(seq, s, 0)
 		s.DeliveryID, s.Grams, s.SoldAt = e.GetDeliveryId(), e.GetGrams(), e.GetSoldAt().AsTime()
 		s.Rate, s.PremiumFen, s.Withheld, s.Detail = Rate{}, 0, e.GetReason(), e.GetDetail()
 	case *brandevents.PremiumAdjusted:
 		s := r.sale(e.GetLineId(), e.GetSaleId(), e.GetBrandId(), e.GetFarmerId())
+		r.repriced(seq, s, e.GetPremiumFen())
 		s.DeliveryID, s.Grams, s.SoldAt = e.GetDeliveryId(), e.GetGrams(), e.GetSoldAt().AsTime()
 		s.PremiumFen, s.Withheld, s.EverEarned = e.GetPremiumFen(), e.GetWithheldReason(), true
 		s.Rate, s.Detail = Rate{}, e.GetReason()
@@ -234,14 +255,44 @@ func (r *Report) Apply(seq uint64, ev proto.Message) {
 		}
 		if e.GetCause() == CauseRuleRevised && s.Withheld == 0 {
 			k := ruleVersion{e.GetBrandId(), e.GetRuleId(), e.GetRuleVersion()}
-			eff := r.rerated[k]
-			eff.Sales++
-			eff.DeltaFen += e.GetDeltaFen()
-			eff.Last = seq
+			eff, err := r.rerated[k].Plus(RevisionEffect{Sales: 1, DeltaFen: e.GetDeltaFen(), Last: seq})
+			if err != nil {
+				r.overflowed(seq, err)
+				break
+			}
 			r.rerated[k] = eff
 		}
 	}
 }
+
+// repriced moves the report's premium from s's current premium to fen.
+func (r *Report) repriced(seq uint64, s *Sale, fen int64) {
+	if r.overflow != nil {
+		return
+	}
+	p, err := money.Sum(r.premium, -s.PremiumFen, fen)
+	if err == nil && s.PremiumFen == math.MinInt64 {
+		err = fmt.Errorf("premium of sale %s: %w", s.SaleID, money.ErrOverflow) // -s.PremiumFen wrapped
+	}
+	if err != nil {
+		r.overflowed(seq, err)
+		return
+	}
+	r.premium = p
+}
+
+// overflowed remembers the first event whose sums overflowed.
+func (r *Report) overflowed(seq uint64, err error) {
+	if r.overflow == nil {
+		r.overflow = failure.Overflow(fmt.Errorf("report %s at %s:%d: %w", r.id, Stream, seq, err),
+			"report %s's premiums overflowed in the stream: it takes no restatements or re-ratings", r.id)
+	}
+}
+
+// Overflow returns a failed precondition wrapping money.ErrOverflow once an
+// event took the report's sums beyond int64, or nil. PremiumFen is then the
+// total before that event.
+func (r *Report) Overflow() error { return r.overflow }
 
 // RevisionEffect returns what re-rating to a version of a brand's rule did
 // to the report's sales: how many it adjusted, by how much in all, and the
@@ -284,14 +335,10 @@ func (r *Report) Sales() []Sale {
 	return out
 }
 
-// PremiumFen is the report's total current premium.
-func (r *Report) PremiumFen() int64 {
-	var sum int64
-	for _, s := range r.sales {
-		sum += s.PremiumFen // bounded by MaxReportLines × the largest premium
-	}
-	return sum
-}
+// PremiumFen is the report's total current premium: at most MaxReportLines
+// × the largest premium, far inside int64 (see Overflow for a stream
+// beyond the limits).
+func (r *Report) PremiumFen() int64 { return r.premium }
 
 // EarningBrands returns the brands with an earning sale in the report.
 func (r *Report) EarningBrands() []string {
@@ -356,6 +403,9 @@ func FarmerOf(i int, l SaleLine, deliveries map[string]string) (string, error) {
 func (r *Report) Record(in SalesReport, f SaleFacts) ([]Change, error) {
 	if err := CheckSalesReport(in, f.Now); err != nil {
 		return nil, err
+	}
+	if r.overflow != nil {
+		return nil, r.overflow
 	}
 	if !f.ChannelRegistered {
 		return nil, failure.NotFound("channel", "channel %s is not registered", in.Channel)
@@ -528,6 +578,9 @@ func (r *Report) change(prev, next *Sale, channel string, revision uint32, cause
 // already at its rate needs nothing, so re-rating twice, or re-rating a
 // report a restatement already brought up to date, appends nothing.
 func (r *Report) Rerate(ruleSets map[string]*RuleSet) ([]Change, error) {
+	if r.overflow != nil {
+		return nil, r.overflow
+	}
 	var out []Change
 	for _, s := range r.Sales() {
 		rs := ruleSets[s.BrandID]

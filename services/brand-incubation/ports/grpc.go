@@ -265,6 +265,9 @@ func (s *GRPCServer) ReportSales(ctx context.Context, req *brandv1.ReportSalesRe
 	if err != nil {
 		return nil, err
 	}
+	if err := out.Report.Overflow(); err != nil {
+		return nil, err
+	}
 	return &brandv1.ReportSalesResponse{
 		ReportId: req.GetReportId(), Revision: req.GetRevision(), ChangedLines: int32(out.ChangedLines),
 		Lines: saleOutcomes(out.Report), PremiumFen: out.Report.PremiumFen(), Position: grpcx.ToPosition(out.Result.Position()),
@@ -276,6 +279,9 @@ func (s *GRPCServer) GetSalesReport(ctx context.Context, req *brandv1.GetSalesRe
 	rep, err := s.app.SalesReport(ctx, req.GetReportId())
 	if err != nil {
 		return nil, err
+	}
+	if err := rep.Overflow(); err != nil {
+		return nil, err // its premium is not exact
 	}
 	return &brandv1.GetSalesReportResponse{
 		ReportId: rep.ID(), Revision: rep.Revision(), Channel: rep.Channel(), Lines: saleOutcomes(rep),

@@ -116,11 +116,30 @@ func applyEntry(ctx context.Context, tx *sql.Tx, rec eventstore.Recorded, e *led
 			return err
 		}
 	}
-	d := domain.Effect(e.GetFarmerId(), e.GetLines())
-	_, err := tx.ExecContext(ctx, `UPDATE `+projection.Table(ctx, "ledger_balances")+`
-		SET purchases_fen = purchases_fen + $1, premiums_fen = premiums_fen + $2,
-			held_fen = held_fen + $3, paid_fen = paid_fen + $4, seq = $5
-		WHERE farmer_id = $6`, d.PurchasesFen, d.PremiumsFen, d.HeldFen, d.PaidFen, rec.Sequence, e.GetFarmerId())
+	d, err := domain.Effect(e.GetFarmerId(), e.GetLines())
+	if err != nil {
+		return fmt.Errorf("entry %s: %w", e.GetEntryId(), err)
+	}
+	// The new balance is summed here, with overflow checks, and written
+	// whole: SQLite's "x = x + ?" would store an overflowing sum as a float
+	// without a word.
+	balances := projection.Table(ctx, "ledger_balances")
+	b := domain.Balance{FarmerID: e.GetFarmerId()}
+	err = tx.QueryRowContext(ctx, `SELECT purchases_fen, premiums_fen, held_fen, paid_fen FROM `+balances+` WHERE farmer_id = $1`,
+		e.GetFarmerId()).Scan(projection.Exact(&b.PurchasesFen), projection.Exact(&b.PremiumsFen),
+		projection.Exact(&b.HeldFen), projection.Exact(&b.PaidFen))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // no such farmer in the read model: nothing to add to
+	}
+	if err != nil {
+		return err
+	}
+	if b, err = b.Plus(d); err != nil {
+		return fmt.Errorf("entry %s: %w", e.GetEntryId(), err)
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE `+balances+`
+		SET purchases_fen = $1, premiums_fen = $2, held_fen = $3, paid_fen = $4, seq = $5
+		WHERE farmer_id = $6`, b.PurchasesFen, b.PremiumsFen, b.HeldFen, b.PaidFen, rec.Sequence, e.GetFarmerId())
 	return err
 }
 
@@ -135,7 +154,7 @@ func (r *BalanceReader) Balance(ctx context.Context, farmerID string) (domain.Ba
 	b := domain.Balance{FarmerID: farmerID}
 	err := r.db.QueryRowContext(ctx, `SELECT purchases_fen, premiums_fen, held_fen, paid_fen
 		FROM ledger_balances WHERE farmer_id = $1`, farmerID).
-		Scan(&b.PurchasesFen, &b.PremiumsFen, &b.HeldFen, &b.PaidFen)
+		Scan(projection.Exact(&b.PurchasesFen), projection.Exact(&b.PremiumsFen), projection.Exact(&b.HeldFen), projection.Exact(&b.PaidFen))
 	if errors.Is(err, sql.ErrNoRows) {
 		return domain.Balance{}, fmt.Errorf("balance of %s: %w", farmerID, app.ErrNoBalance)
 	}
@@ -143,11 +162,4 @@ func (r *BalanceReader) Balance(ctx context.Context, farmerID string) (domain.Ba
 		return domain.Balance{}, fmt.Errorf("balance of %s: %w", farmerID, err)
 	}
 	return b, nil
-}
-
-// JournalTotals returns Σ debits and Σ credits over the whole journal.
-func (r *BalanceReader) JournalTotals(ctx context.Context) (debit, credit int64, err error) {
-	err = r.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(debit_fen), 0), COALESCE(SUM(credit_fen), 0) FROM ledger_journal`).
-		Scan(&debit, &credit)
-	return debit, credit, err
 }

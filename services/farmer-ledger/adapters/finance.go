@@ -3,11 +3,13 @@ package adapters
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 
 	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/money"
 	"github.com/furrow/furrow/pkg/projection"
 
 	"github.com/furrow/furrow/services/farmer-ledger/domain"
@@ -189,7 +191,10 @@ func applyFinanceEntry(ctx context.Context, tx *sql.Tx, t func(string) string, r
 		// the same atomic batch (see ledger events' SourceRef).
 		srcSeq = rec.Sequence - 1
 	}
-	d := domain.Effect(e.GetFarmerId(), e.GetLines())
+	d, err := domain.Effect(e.GetFarmerId(), e.GetLines())
+	if err != nil {
+		return fmt.Errorf("entry %s: %w", e.GetEntryId(), err)
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO `+t(tableEntries)+`
 		(entry_id, farmer_id, seq, posted_at, description, source_stream, source_seq, source_event_id, source_type,
 		 payout_id, payable_fen, premium_fen, held_fen, paid_fen)
@@ -205,13 +210,31 @@ func applyFinanceEntry(ctx context.Context, tx *sql.Tx, t func(string) string, r
 			e.GetEntryId(), i, l.GetAccount(), l.GetDebitFen(), l.GetCreditFen()); err != nil {
 			return fmt.Errorf("entry %s line %d: %w", e.GetEntryId(), i, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO `+t(tableAccounts)+` AS a (account, debit_fen, credit_fen)
-			VALUES ($1, $2, $3)
-			ON CONFLICT (account) DO UPDATE SET debit_fen = a.debit_fen + excluded.debit_fen,
-				credit_fen = a.credit_fen + excluded.credit_fen`,
-			l.GetAccount(), l.GetDebitFen(), l.GetCreditFen()); err != nil {
+		if err := addToAccount(ctx, tx, t(tableAccounts), l); err != nil {
 			return fmt.Errorf("entry %s line %d: account %s: %w", e.GetEntryId(), i, l.GetAccount(), err)
 		}
 	}
 	return nil
+}
+
+// addToAccount adds a line to its account's totals. The totals are summed
+// here, with overflow checks, and written whole: SQLite's "x = x + ?"
+// would store an overflowing sum as a float without a word.
+func addToAccount(ctx context.Context, tx *sql.Tx, table string, l *ledgerevents.EntryLine) error {
+	var debit, credit int64
+	err := tx.QueryRowContext(ctx, `SELECT debit_fen, credit_fen FROM `+table+` WHERE account = $1`, l.GetAccount()).
+		Scan(projection.Exact(&debit), projection.Exact(&credit))
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if debit, err = money.Add(debit, l.GetDebitFen()); err != nil {
+		return fmt.Errorf("debits: %w", err)
+	}
+	if credit, err = money.Add(credit, l.GetCreditFen()); err != nil {
+		return fmt.Errorf("credits: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO `+table+` (account, debit_fen, credit_fen) VALUES ($1, $2, $3)
+		ON CONFLICT (account) DO UPDATE SET debit_fen = excluded.debit_fen, credit_fen = excluded.credit_fen`,
+		l.GetAccount(), debit, credit)
+	return err
 }

@@ -159,6 +159,18 @@ func (r *FinanceReader) ReconciliationPayouts(ctx context.Context, period domain
 const sumColumns = `COALESCE(SUM(payable_fen), 0), COALESCE(SUM(premium_fen), 0),
 	COALESCE(SUM(held_fen), 0), COALESCE(SUM(paid_fen), 0)`
 
+// sumDest scans sumColumns (and, with last, the last sequence) exactly:
+// PostgreSQL's SUM of BIGINT is NUMERIC, and a sum beyond int64 is an error
+// wrapping money.ErrOverflow, never a rounded or wrapped number.
+func sumDest(b *domain.Balance, last *int64) []any {
+	dest := []any{projection.Exact(&b.PurchasesFen), projection.Exact(&b.PremiumsFen),
+		projection.Exact(&b.HeldFen), projection.Exact(&b.PaidFen)}
+	if last != nil {
+		dest = append(dest, last)
+	}
+	return dest
+}
+
 // BalanceAt implements app.Finance.
 func (r *FinanceReader) BalanceAt(ctx context.Context, farmerID string, at app.BalancePoint) (domain.Balance, uint64, error) {
 	q := `SELECT ` + sumColumns + `, COALESCE(MAX(seq), 0) FROM ` + tableEntries + ` WHERE farmer_id = $1 AND `
@@ -172,8 +184,8 @@ func (r *FinanceReader) BalanceAt(ctx context.Context, farmerID string, at app.B
 	}
 	b := domain.Balance{FarmerID: farmerID}
 	var last int64
-	if err := r.db.QueryRowContext(ctx, q, farmerID, bound).Scan(&b.PurchasesFen, &b.PremiumsFen, &b.HeldFen, &b.PaidFen, &last); err != nil {
-		return domain.Balance{}, 0, fmt.Errorf("balance of %s at %+v: %w", farmerID, at, err)
+	if err := r.db.QueryRowContext(ctx, q, farmerID, bound).Scan(sumDest(&b, &last)...); err != nil {
+		return domain.Balance{}, 0, fmt.Errorf("balance of %s at %+v: %w", farmerID, at, projection.SumError(err))
 	}
 	return b, uint64(last), nil
 }
@@ -195,8 +207,8 @@ func (r *FinanceReader) Statement(ctx context.Context, farmerID string, from, to
 	sum := func(before int64) (domain.Balance, error) {
 		b := domain.Balance{FarmerID: farmerID}
 		err := tx.QueryRowContext(ctx, `SELECT `+sumColumns+` FROM `+tableEntries+` WHERE farmer_id = $1 AND posted_at < $2`,
-			farmerID, before).Scan(&b.PurchasesFen, &b.PremiumsFen, &b.HeldFen, &b.PaidFen)
-		return b, err
+			farmerID, before).Scan(sumDest(&b, nil)...)
+		return b, projection.SumError(err)
 	}
 	if st.Opening, err = sum(fromN); err != nil {
 		return app.Statement{}, fmt.Errorf("statement of %s: opening: %w", farmerID, err)
@@ -272,7 +284,7 @@ func (r *FinanceReader) Accounts(ctx context.Context) ([]domain.AccountTotal, in
 	var out []domain.AccountTotal
 	for rows.Next() {
 		var a domain.AccountTotal
-		if err := rows.Scan(&a.Account, &a.DebitFen, &a.CreditFen); err != nil {
+		if err := rows.Scan(&a.Account, projection.Exact(&a.DebitFen), projection.Exact(&a.CreditFen)); err != nil {
 			return nil, 0, fmt.Errorf("accounts: %w", err)
 		}
 		out = append(out, a)

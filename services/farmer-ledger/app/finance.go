@@ -247,7 +247,10 @@ func (l *Ledger) Reconcile(ctx context.Context, settlement []byte, period domain
 	if err != nil {
 		return Reconciliation{}, eventstore.Position{}, err
 	}
-	rec := domain.Reconcile(payouts, lines, period)
+	rec, err := domain.Reconcile(payouts, lines, period)
+	if err != nil {
+		return Reconciliation{}, eventstore.Position{}, err
+	}
 	var breakIDs []string
 	for _, it := range rec.Items {
 		if it.BreakID != "" {

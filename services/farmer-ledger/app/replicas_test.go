@@ -124,8 +124,9 @@ func testPayoutsFromTwoReplicas(t *testing.T, cache aggregate.Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := f.Balance(); b.HeldFen != 9_900 || b.AvailableFen() != 100 {
-		t.Fatalf("farmer's balance %+v, want 9,900 held and 100 available", b)
+	b := f.Balance()
+	if avail, err := b.Available(); err != nil || b.HeldFen != 9_900 || avail != 100 {
+		t.Fatalf("farmer's balance %+v (available %d, %v), want 9,900 held and 100 available", b, avail, err)
 	}
 	t.Logf("%d appends lost a race and were decided again", conflicts.Load())
 	for i, r := range repos {

@@ -68,6 +68,12 @@ type Farmer struct {
 	// them: the command side's own view, so that a payout's check against
 	// available never depends on an eventually consistent read model.
 	balance Balance
+	// overflow, when set, says why balance stopped following the entries:
+	// one took an account beyond int64. The domain never writes such an
+	// entry, but streams written before it checked may hold one. The
+	// balance stays as it was before that entry, and the farmer refuses
+	// every posting and payout, rather than act on a wrapped number.
+	overflow error
 	// payouts by id, and payout ids by client request id.
 	payouts   cowmap.Map[string, Payout]
 	byRequest cowmap.Map[string, string]
@@ -90,7 +96,19 @@ func (f *Farmer) Apply(seq uint64, ev proto.Message) {
 		f.payoutAccount = e.GetPayoutAccount()
 	case *ledgerevents.EntryPosted:
 		f.posted.Set(e.GetSource().GetEventId(), struct{}{})
-		f.balance = f.balance.Plus(Effect(f.id, e.GetLines()))
+		if f.overflow != nil {
+			break
+		}
+		d, err := Effect(f.id, e.GetLines())
+		var next Balance
+		if err == nil {
+			next, err = f.balance.Plus(d)
+		}
+		if err != nil {
+			f.overflow = fmt.Errorf("entry %s at %s:%d: %w", e.GetEntryId(), Stream, seq, err)
+			break
+		}
+		f.balance = next
 	case *ledgerevents.PayoutRequested:
 		f.payouts.Set(e.GetPayoutId(), Payout{
 			ID: e.GetPayoutId(), FarmerID: f.id, RequestID: e.GetRequestId(), AmountFen: e.GetAmountFen(),
@@ -150,8 +168,13 @@ func (f *Farmer) Snapshot() ledgerevents.FarmerRegistered {
 }
 
 // Balance returns the farmer's accounts as the farmer's own entries leave
-// them (the command side's view, always current).
+// them (the command side's view, always current). After an entry that
+// overflowed (Overflow), it is the balance before that entry.
 func (f *Farmer) Balance() Balance { return f.balance }
+
+// Overflow returns why the farmer's balance stopped following its entries
+// (an entry in the stream took an account beyond int64), or nil.
+func (f *Farmer) Overflow() error { return f.overflow }
 
 // Payout returns a copy of the farmer's payout with the given id.
 func (f *Farmer) Payout(payoutID string) (Payout, bool) {

@@ -7,6 +7,7 @@ import (
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 
 	"github.com/furrow/furrow/pkg/failure"
+	"github.com/furrow/furrow/pkg/money"
 )
 
 // The chart of accounts. A farmer's accounts are qualified by the farmer id
@@ -48,31 +49,48 @@ func FarmerAccount(farmerID, kind string) string { return "farmer:" + farmerID +
 
 // Effect is what lines do to farmerID's accounts, each in its normal
 // direction (credits for payable and premium, debits for held and paid).
-// Lines on other accounts do not count.
-func Effect(farmerID string, lines []*ledgerevents.EntryLine) Balance {
+// Lines on other accounts do not count. It fails with money.ErrOverflow
+// when the lines' sum on an account does not fit in an int64.
+func Effect(farmerID string, lines []*ledgerevents.EntryLine) (Balance, error) {
 	b := Balance{FarmerID: farmerID}
 	prefix := "farmer:" + farmerID + ":"
-	for _, l := range lines {
+	for i, l := range lines {
 		kind, ok := strings.CutPrefix(l.GetAccount(), prefix)
 		if !ok {
 			continue
 		}
+		var (
+			sum         *int64
+			plus, minus = l.GetCreditFen(), l.GetDebitFen()
+		)
 		switch kind {
 		case FarmerPayable:
-			b.PurchasesFen += l.GetCreditFen() - l.GetDebitFen()
+			sum = &b.PurchasesFen
 		case FarmerPremium:
-			b.PremiumsFen += l.GetCreditFen() - l.GetDebitFen()
+			sum = &b.PremiumsFen
 		case FarmerHeld:
-			b.HeldFen += l.GetDebitFen() - l.GetCreditFen()
+			sum, plus, minus = &b.HeldFen, l.GetDebitFen(), l.GetCreditFen()
 		case FarmerPaid:
-			b.PaidFen += l.GetDebitFen() - l.GetCreditFen()
+			sum, plus, minus = &b.PaidFen, l.GetDebitFen(), l.GetCreditFen()
+		default:
+			continue
 		}
+		net, err := money.Sub(plus, minus)
+		var v int64
+		if err == nil {
+			v, err = money.Add(*sum, net)
+		}
+		if err != nil {
+			return Balance{}, fmt.Errorf("effect of line %d on %s: %w", i, l.GetAccount(), err)
+		}
+		*sum = v
 	}
-	return b
+	return b, nil
 }
 
 // CheckBalanced fails unless the lines' debits equal their credits and
-// every amount is non-negative.
+// every amount is non-negative. Debits and credits are summed with overflow
+// checks: a sum that wrapped could make an unbalanced entry look balanced.
 func CheckBalanced(lines []*ledgerevents.EntryLine) error {
 	if len(lines) < 2 {
 		return failure.Invalid("lines", "an entry needs at least two lines, got %d", len(lines))
@@ -82,8 +100,13 @@ func CheckBalanced(lines []*ledgerevents.EntryLine) error {
 		if l.GetDebitFen() < 0 || l.GetCreditFen() < 0 {
 			return failure.Invalid("lines", "line %d has a negative amount", i)
 		}
-		debit += l.GetDebitFen()
-		credit += l.GetCreditFen()
+		var err error
+		if debit, err = money.Add(debit, l.GetDebitFen()); err == nil {
+			credit, err = money.Add(credit, l.GetCreditFen())
+		}
+		if err != nil {
+			return failure.Invalid("lines", "the entry's debits or credits overflow at line %d: %v", i, err)
+		}
 	}
 	if debit != credit {
 		return failure.Invalid("lines", "entry does not balance: debits %d fen, credits %d fen", debit, credit)
@@ -110,18 +133,46 @@ type Balance struct {
 	PaidFen      int64
 }
 
-// AvailableFen is what can still be paid out. It is negative only when a
-// correction or a premium adjustment lowered an amount already paid out:
-// the farmer then owes it back out of later accruals.
-func (b Balance) AvailableFen() int64 { return b.PurchasesFen + b.PremiumsFen - b.HeldFen - b.PaidFen }
+// Available is what can still be paid out: payable + premium − held −
+// paid. It is negative only when a correction or a premium adjustment
+// lowered an amount already paid out: the farmer then owes it back out of
+// later accruals. It fails with money.ErrOverflow when the result does not
+// fit in an int64 (each account may fit while their sum does not).
+func (b Balance) Available() (int64, error) {
+	// Paired as (payable − held) + (premium − paid): with accounts that
+	// are not negative, neither difference can overflow, so an error means
+	// the result itself does not fit.
+	x, err := money.Sub(b.PurchasesFen, b.HeldFen)
+	var y, avail int64
+	if err == nil {
+		y, err = money.Sub(b.PremiumsFen, b.PaidFen)
+	}
+	if err == nil {
+		avail, err = money.Add(x, y)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("available to %s: %w", b.FarmerID, err)
+	}
+	return avail, nil
+}
 
-// Plus returns b with d's amounts added.
-func (b Balance) Plus(d Balance) Balance {
-	b.PurchasesFen += d.PurchasesFen
-	b.PremiumsFen += d.PremiumsFen
-	b.HeldFen += d.HeldFen
-	b.PaidFen += d.PaidFen
-	return b
+// Plus returns b with d's amounts added. It fails with money.ErrOverflow
+// when an account, or what is available, would not fit in an int64: a
+// balance that holds is one whose every figure a reader can compute.
+func (b Balance) Plus(d Balance) (Balance, error) {
+	var err error
+	for _, step := range []struct {
+		sum *int64
+		add int64
+	}{{&b.PurchasesFen, d.PurchasesFen}, {&b.PremiumsFen, d.PremiumsFen}, {&b.HeldFen, d.HeldFen}, {&b.PaidFen, d.PaidFen}} {
+		if *step.sum, err = money.Add(*step.sum, step.add); err != nil {
+			return Balance{}, fmt.Errorf("balance of %s: %w", b.FarmerID, err)
+		}
+	}
+	if _, err := b.Available(); err != nil {
+		return Balance{}, err
+	}
+	return b, nil
 }
 
 // PostCorrection returns the entry for a corrected delivery: it reverses the
@@ -166,7 +217,29 @@ func (f *Farmer) post(src *ledgerevents.SourceRef, description string, lines ...
 	if err := CheckBalanced(lines); err != nil {
 		return nil, false, fmt.Errorf("entry for %s: %w", src.GetEventId(), err)
 	}
+	if err := f.accepts(lines); err != nil {
+		return nil, false, fmt.Errorf("entry for %s: %w", src.GetEventId(), err)
+	}
 	return &ledgerevents.EntryPosted{
 		EntryId: "E-" + src.GetEventId(), FarmerId: f.id, Source: src, Description: description, Lines: lines,
 	}, false, nil
+}
+
+// accepts fails with a failed precondition wrapping money.ErrOverflow
+// unless the farmer's balance holds after lines: every account and what is
+// available stay within int64. A farmer whose balance overflowed in the
+// stream already (an entry written before this was checked) accepts
+// nothing more.
+func (f *Farmer) accepts(lines []*ledgerevents.EntryLine) error {
+	if f.overflow != nil {
+		return failure.Overflow(f.overflow, "farmer %s's balance overflowed in the stream: it takes no more entries", f.id)
+	}
+	d, err := Effect(f.id, lines)
+	if err == nil {
+		_, err = f.balance.Plus(d)
+	}
+	if err != nil {
+		return failure.Overflow(err, "farmer %s's balance would overflow: refused", f.id)
+	}
+	return nil
 }

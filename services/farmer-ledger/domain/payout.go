@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -74,6 +75,10 @@ type Payout struct {
 // the same atomic batch as its source event refers to the source by id.
 type EventIDs func(index int) string
 
+// MaxPayoutFen is the largest payout: its settlement entry, which moves
+// the amount twice, must balance within int64.
+const MaxPayoutFen = math.MaxInt64 / 2
+
 // PayoutRequest is a farmer's request to be paid out.
 type PayoutRequest struct {
 	// RequestID is the client's request id.
@@ -94,7 +99,14 @@ func (f *Farmer) RequestPayout(r PayoutRequest, ids EventIDs) (Payout, []Change,
 	if !f.registered {
 		return Payout{}, nil, failure.NotFound("farmer_id", "farmer %s is not registered", f.id)
 	}
-	available := f.balance.AvailableFen()
+	if f.overflow != nil {
+		return Payout{}, nil, failure.Overflow(f.overflow, "farmer %s's balance overflowed in the stream: it takes no payouts", f.id)
+	}
+	available, err := f.balance.Available()
+	if err != nil {
+		// Plus keeps available within int64 for every balance it builds.
+		return Payout{}, nil, failure.Overflow(err, "farmer %s's available balance cannot be computed", f.id)
+	}
 	amount := r.AmountFen
 	switch {
 	case r.AllAvailable && r.AmountFen != 0:
@@ -112,8 +124,16 @@ func (f *Farmer) RequestPayout(r PayoutRequest, ids EventIDs) (Payout, []Change,
 	if f.payoutAccount == "" {
 		return Payout{}, nil, failure.FailedPrecondition("farmer %s has no payout account", f.id)
 	}
-	if _, err := money.Add(f.balance.HeldFen, amount); err != nil {
-		return Payout{}, nil, failure.Invalid("amount_fen", "%v", err)
+	// Settling moves the amount twice in one entry (held to paid, payout
+	// clearing to the provider), so that entry's debits are twice the
+	// amount: a payout whose settlement could not balance within int64 is
+	// refused now rather than stuck later.
+	if _, err := money.Add(amount, amount); err != nil {
+		if r.AllAvailable {
+			return Payout{}, nil, failure.Overflow(err, "farmer %s's available %d fen is more than one payout can settle (at most %d fen): request an amount", f.id, amount, MaxPayoutFen)
+		}
+		return Payout{}, nil, &failure.Error{Kind: failure.KindInvalid, Field: "amount_fen",
+			Msg: fmt.Sprintf("%d fen is more than one payout can settle, at most %d fen", amount, MaxPayoutFen), Err: err}
 	}
 	p := Payout{
 		ID: "PO-" + f.id + "-" + strconv.Itoa(f.payouts.Len()+1), FarmerID: f.id, RequestID: r.RequestID,
@@ -128,6 +148,11 @@ func (f *Farmer) RequestPayout(r PayoutRequest, ids EventIDs) (Payout, []Change,
 		&ledgerevents.EntryLine{Account: AccountPayoutClearing, CreditFen: amount},
 	)
 	if err != nil {
+		return Payout{}, nil, err
+	}
+	// held + amount ≤ held + available, so the hold always fits; checked
+	// all the same, like every posting.
+	if err := f.accepts(hold.GetLines()); err != nil {
 		return Payout{}, nil, err
 	}
 	hold.FarmerId = f.id
@@ -230,6 +255,9 @@ func (f *Farmer) RecordProviderOutcome(payoutID string, r ProviderReceipt, ids E
 		if err != nil {
 			return nil, err
 		}
+		if err := f.accepts(entry.GetLines()); err != nil {
+			return nil, err
+		}
 		entry.FarmerId = f.id
 		changes = append(changes, Change{Kind: KindPayoutSettled, Event: ev, ID: srcID})
 		changes = append(changes, Change{Kind: KindEntryPosted, Event: entry, ID: next()})
@@ -244,6 +272,9 @@ func (f *Farmer) RecordProviderOutcome(payoutID string, r ProviderReceipt, ids E
 			&ledgerevents.EntryLine{Account: FarmerAccount(f.id, FarmerHeld), CreditFen: p.AmountFen},
 		)
 		if err != nil {
+			return nil, err
+		}
+		if err := f.accepts(entry.GetLines()); err != nil {
 			return nil, err
 		}
 		entry.FarmerId = f.id

@@ -153,7 +153,11 @@ type Reconciliation struct {
 // The first line of a payout id (or of a provider reference) is compared
 // with the ledger; each further line is a duplicate. One line can raise
 // several breaks (its amount and its status may both differ).
-func Reconcile(ledger []LedgerPayout, lines []SettlementLine, period Period) Reconciliation {
+//
+// The totals are summed with overflow checks: a file whose amounts add up
+// beyond int64 fen is refused (Invalid settlement_csv) rather than totalled
+// to a wrapped number.
+func Reconcile(ledger []LedgerPayout, lines []SettlementLine, period Period) (Reconciliation, error) {
 	byID := make(map[string]LedgerPayout, len(ledger))
 	for _, p := range ledger {
 		byID[p.ID] = p
@@ -171,7 +175,12 @@ func Reconcile(ledger []LedgerPayout, lines []SettlementLine, period Period) Rec
 			continue
 		}
 		rec.SettlementLines++
-		rec.SettlementFen += l.AmountFen
+		sum, err := money.Add(rec.SettlementFen, l.AmountFen)
+		if err != nil {
+			return Reconciliation{}, &failure.Error{Kind: failure.KindInvalid, Field: "settlement_csv",
+				Msg: fmt.Sprintf("the amounts up to line %d add up to more than int64 fen", l.Line), Err: err}
+		}
+		rec.SettlementFen = sum
 		item := ReconItem{
 			PayoutID: l.PayoutID, ProviderRef: l.ProviderRef, FarmerID: l.FarmerID,
 			SettlementAmountFen: l.AmountFen, SettlementStatus: l.Status, Line: l.Line,
@@ -213,7 +222,11 @@ func Reconcile(ledger []LedgerPayout, lines []SettlementLine, period Period) Rec
 			continue
 		}
 		rec.LedgerPayouts++
-		rec.LedgerFen += p.AmountFen
+		sum, err := money.Add(rec.LedgerFen, p.AmountFen)
+		if err != nil {
+			return Reconciliation{}, failure.Overflow(err, "the ledger's payouts in the period add up to more than int64 fen")
+		}
+		rec.LedgerFen = sum
 		if named[p.ID] {
 			continue
 		}
@@ -228,7 +241,7 @@ func Reconcile(ledger []LedgerPayout, lines []SettlementLine, period Period) Rec
 	slices.SortStableFunc(rec.Items, func(a, b ReconItem) int {
 		return cmp.Or(cmp.Compare(a.Result, b.Result), cmp.Compare(a.PayoutID, b.PayoutID), cmp.Compare(a.Line, b.Line))
 	})
-	return rec
+	return rec, nil
 }
 
 // compare matches one line with its ledger payout.

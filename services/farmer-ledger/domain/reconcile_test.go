@@ -121,7 +121,7 @@ func rows(r domain.Reconciliation) []row {
 func TestReconcileCleanFileHasNoBreaks(t *testing.T) {
 	t.Parallel()
 	ledger, lines := cleanSide()
-	got := domain.Reconcile(ledger, lines, domain.Period{From: day, To: day.Add(24 * time.Hour)})
+	got := mustReconcile(t, ledger, lines, domain.Period{From: day, To: day.Add(24 * time.Hour)})
 	want := []row{{domain.ReconMatched, "PO-F1-1", 2}, {domain.ReconMatched, "PO-F1-2", 3}, {domain.ReconMatched, "PO-F2-1", 4}}
 	if diff := cmp.Diff(want, rows(got)); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
@@ -176,7 +176,7 @@ func TestReconcileFindsEachInjectedBreak(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ledger, lines := cleanSide()
-			got := domain.Reconcile(ledger, tc.mutate(lines), domain.Period{})
+			got := mustReconcile(t, ledger, tc.mutate(lines), domain.Period{})
 			var breaks []row
 			for _, r := range rows(got) {
 				if r.Result != domain.ReconMatched {
@@ -188,7 +188,7 @@ func TestReconcileFindsEachInjectedBreak(t *testing.T) {
 			}
 			// The same difference gets the same id on the next run.
 			ledger, lines = cleanSide()
-			again := domain.Reconcile(ledger, tc.mutate(lines), domain.Period{})
+			again := mustReconcile(t, ledger, tc.mutate(lines), domain.Period{})
 			if a, b := breakIDs(got), breakIDs(again); !cmp.Equal(a, b) || len(a) != 1 {
 				t.Fatalf("break ids differ between runs or are missing: %v vs %v", a, b)
 			}
@@ -214,12 +214,12 @@ func TestReconcilePeriod(t *testing.T) {
 	lines[0].SettledAt = day.Add(-time.Second) // the file dates it the day before
 	next := day.Add(24 * time.Hour)
 	lines = append(lines, domain.SettlementLine{Line: 5, ProviderRef: "SIM-8", PayoutID: "PO-F8-1", FarmerID: "F8", AmountFen: 1, Currency: "CNY", Status: "settled", SettledAt: next})
-	got := domain.Reconcile(ledger, lines, domain.Period{From: day, To: next})
+	got := mustReconcile(t, ledger, lines, domain.Period{From: day, To: next})
 	want := []row{{domain.ReconMatched, "PO-F1-1", 2}, {domain.ReconMatched, "PO-F1-2", 3}, {domain.ReconMatched, "PO-F2-1", 4}}
 	if diff := cmp.Diff(want, rows(got)); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
-	if got := domain.Reconcile(ledger, lines, domain.Period{From: next}); len(got.Items) != 1 || got.Items[0].Result != domain.ReconMissingInLedger {
+	if got := mustReconcile(t, ledger, lines, domain.Period{From: next}); len(got.Items) != 1 || got.Items[0].Result != domain.ReconMissingInLedger {
 		t.Fatalf("next day: %+v", rows(got))
 	}
 }
@@ -297,7 +297,7 @@ func TestAmountMismatchDetailIsInYuan(t *testing.T) {
 	} {
 		lines := []domain.SettlementLine{{Line: 2, ProviderRef: "SIM-1", PayoutID: "PO-F1-1", FarmerID: "F1",
 			AmountFen: tc.fen, Currency: tc.currency, Status: "settled", SettledAt: at}}
-		rec := domain.Reconcile(ledger, lines, domain.Period{})
+		rec := mustReconcile(t, ledger, lines, domain.Period{})
 		if len(rec.Items) != 1 || rec.Items[0].Result != domain.ReconAmountMismatch || rec.Items[0].Detail != tc.want {
 			t.Errorf("%d %s: %+v, want detail %q", tc.fen, tc.currency, rec.Items, tc.want)
 		}

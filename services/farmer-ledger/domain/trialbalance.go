@@ -16,7 +16,8 @@ type AccountTotal struct {
 	CreditFen int64
 }
 
-// BalanceFen is debits minus credits.
+// BalanceFen is debits minus credits. NewTrialBalance checks that it fits
+// in an int64 for every account it returns.
 func (a AccountTotal) BalanceFen() int64 { return a.DebitFen - a.CreditFen }
 
 // TrialBalance is every account's totals and their sums. The journal is
@@ -62,6 +63,9 @@ func NewTrialBalance(accounts []AccountTotal, byFarmer bool) (TrialBalance, erro
 		}
 	}
 	for _, m := range merged {
+		if _, err := money.Sub(m.DebitFen, m.CreditFen); err != nil {
+			return TrialBalance{}, fmt.Errorf("trial balance of %s: balance: %w", m.Account, err)
+		}
 		tb.Accounts = append(tb.Accounts, *m)
 	}
 	slices.SortFunc(tb.Accounts, func(a, b AccountTotal) int { return cmp.Compare(a.Account, b.Account) })

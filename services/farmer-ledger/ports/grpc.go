@@ -92,7 +92,7 @@ func (s *GRPCServer) GetFarmerBalance(ctx context.Context, req *ledgerv1.GetFarm
 	if err != nil {
 		return nil, err
 	}
-	return balanceResponse(b, asOf), nil
+	return balanceResponse(b, asOf)
 }
 
 // firstErr returns the first of errs that is not nil: the edge checks of
@@ -106,10 +106,14 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-func balanceResponse(b domain.Balance, asOf eventstore.Position) *ledgerv1.GetFarmerBalanceResponse {
+func balanceResponse(b domain.Balance, asOf eventstore.Position) (*ledgerv1.GetFarmerBalanceResponse, error) {
+	avail, err := b.Available()
+	if err != nil {
+		return nil, err
+	}
 	return &ledgerv1.GetFarmerBalanceResponse{
 		FarmerId: b.FarmerID, PurchasesFen: b.PurchasesFen, PremiumsFen: b.PremiumsFen,
-		HeldFen: b.HeldFen, PaidFen: b.PaidFen, AvailableFen: b.AvailableFen(),
+		HeldFen: b.HeldFen, PaidFen: b.PaidFen, AvailableFen: avail,
 		AsOf: grpcx.ToPosition(asOf),
-	}
+	}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/limits"
+	"github.com/furrow/furrow/pkg/money"
 
 	"github.com/furrow/furrow/services/farmer-ledger/app"
 	"github.com/furrow/furrow/services/farmer-ledger/domain"
@@ -63,8 +64,12 @@ func (s *GRPCServer) GetFarmerBalanceAt(ctx context.Context, req *ledgerv1.GetFa
 	if err != nil {
 		return nil, err
 	}
+	bal, err := farmerBalance(b)
+	if err != nil {
+		return nil, err
+	}
 	return &ledgerv1.GetFarmerBalanceAtResponse{
-		FarmerId: req.GetFarmerId(), Balance: farmerBalance(b), LastEntrySequence: last, AsOf: grpcx.ToPosition(asOf),
+		FarmerId: req.GetFarmerId(), Balance: bal, LastEntrySequence: last, AsOf: grpcx.ToPosition(asOf),
 	}, nil
 }
 
@@ -127,28 +132,44 @@ func (s *GRPCServer) GetFarmerStatement(ctx context.Context, req *ledgerv1.GetFa
 		return nil, err
 	}
 	d := f.Snapshot()
+	opening, err := farmerBalance(st.Opening)
+	if err != nil {
+		return nil, err
+	}
+	closing, err := farmerBalance(st.Closing)
+	if err != nil {
+		return nil, err
+	}
 	resp := &ledgerv1.GetFarmerStatementResponse{
 		Farmer: &ledgerv1.Farmer{
 			FarmerId: d.GetFarmerId(), Name: d.GetName(), County: d.GetCounty(), Cooperative: d.GetCooperative(),
 			Phone: d.GetPhone(), PayoutAccount: d.GetPayoutAccount(), Version: f.Version(),
 		},
 		To:      timestamppb.New(st.To),
-		Opening: farmerBalance(st.Opening),
-		Closing: farmerBalance(st.Closing),
+		Opening: opening,
+		Closing: closing,
 		AsOf:    grpcx.ToPosition(asOf),
 	}
 	if !st.From.IsZero() {
 		resp.From = timestamppb.New(st.From)
 	}
-	available := st.Opening.AvailableFen()
+	// The running available balance is checked at every entry, like the
+	// balances it is read from.
+	available := opening.GetAvailableFen()
 	for _, e := range st.Entries {
-		available += e.Change.AvailableFen()
+		change, err := farmerBalance(e.Change)
+		if err == nil {
+			available, err = money.Add(available, change.GetAvailableFen())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("statement of %s: entry %s: %w", req.GetFarmerId(), e.EntryID, err)
+		}
 		se := &ledgerv1.StatementEntry{
 			EntryId: e.EntryID, Sequence: e.Seq, PostedAt: timestamppb.New(e.PostedAt), Description: e.Description,
 			Source: &ledgerv1.SourceEvent{
 				Stream: e.Source.Stream, Sequence: e.Source.Sequence, EventId: e.Source.EventID, EventType: e.Source.EventType,
 			},
-			PayoutId: e.PayoutID, Change: farmerBalance(e.Change), AvailableAfterFen: available,
+			PayoutId: e.PayoutID, Change: change, AvailableAfterFen: available,
 		}
 		for _, l := range e.Lines {
 			se.Lines = append(se.Lines, &ledgerv1.JournalLine{Account: l.Account, DebitFen: l.DebitFen, CreditFen: l.CreditFen})
@@ -210,7 +231,9 @@ func (s *GRPCServer) ReconcilePayouts(ctx context.Context, req *ledgerv1.Reconci
 	for _, it := range rec.Items {
 		t := byResult[it.Result]
 		t.Count++
-		t.AmountFen += it.AmountFen()
+		if t.AmountFen, err = money.Add(t.AmountFen, it.AmountFen()); err != nil {
+			return nil, fmt.Errorf("reconciliation: total of %s: %w", it.Result, err)
+		}
 		item := &ledgerv1.ReconciliationItem{
 			Result: reconResult(it.Result), BreakId: it.BreakID, PayoutId: it.PayoutID, ProviderReference: it.ProviderRef,
 			FarmerId: it.FarmerID, LedgerAmountFen: it.LedgerAmountFen, SettlementAmountFen: it.SettlementAmountFen,
@@ -252,11 +275,17 @@ func (s *GRPCServer) ResolvePayoutBreak(ctx context.Context, req *ledgerv1.Resol
 	return &ledgerv1.ResolvePayoutBreakResponse{Position: grpcx.ToPosition(res.Position())}, nil
 }
 
-func farmerBalance(b domain.Balance) *ledgerv1.FarmerBalance {
+// farmerBalance is b with what it leaves available, or an error wrapping
+// money.ErrOverflow when that does not fit in an int64.
+func farmerBalance(b domain.Balance) (*ledgerv1.FarmerBalance, error) {
+	avail, err := b.Available()
+	if err != nil {
+		return nil, err
+	}
 	return &ledgerv1.FarmerBalance{
 		PurchasesFen: b.PurchasesFen, PremiumsFen: b.PremiumsFen, HeldFen: b.HeldFen, PaidFen: b.PaidFen,
-		AvailableFen: b.AvailableFen(),
-	}
+		AvailableFen: avail,
+	}, nil
 }
 
 func payoutMessage(p app.PayoutView) *ledgerv1.Payout {

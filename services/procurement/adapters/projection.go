@@ -11,6 +11,7 @@ import (
 	procurementevents "github.com/furrow/furrow/proto/furrow/procurement/events/v1"
 
 	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/money"
 	"github.com/furrow/furrow/pkg/projection"
 
 	"github.com/furrow/furrow/services/procurement/domain"
@@ -149,11 +150,12 @@ func (PurchasesProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore
 	case *procurementevents.ProgramClosed:
 		err = exec(ctx, tx, `UPDATE `+projection.Table(ctx, tablePrograms)+` SET closed = 1, seq = $1 WHERE program_id = $2`, seq, e.GetProgramId())
 	case *procurementevents.BudgetReserved:
-		err = exec(ctx, tx, `UPDATE `+projection.Table(ctx, tablePrograms)+` SET reserved_fen = reserved_fen + $1, seq = $2 WHERE program_id = $3`,
-			e.GetAmountFen(), seq, e.GetProgramId())
+		err = applyReserved(ctx, tx, seq, e.GetProgramId(), e.GetAmountFen())
 	case *procurementevents.BudgetReleased:
-		err = exec(ctx, tx, `UPDATE `+projection.Table(ctx, tablePrograms)+` SET reserved_fen = reserved_fen - $1, seq = $2 WHERE program_id = $3`,
-			e.GetAmountFen(), seq, e.GetProgramId())
+		var release int64
+		if release, err = money.Sub(0, e.GetAmountFen()); err == nil {
+			err = applyReserved(ctx, tx, seq, e.GetProgramId(), release)
+		}
 	case *procurementevents.OrderPlaced:
 		err = applyOrderPlaced(ctx, tx, seq, e)
 	case *procurementevents.OrderCancelled:
@@ -172,6 +174,29 @@ func (PurchasesProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore
 func exec(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
 	_, err := tx.ExecContext(ctx, query, args...)
 	return err
+}
+
+// Every running total below is read, summed in Go with overflow checks,
+// and written whole: SQLite's "x = x + ?" would store an overflowing sum
+// as a float without a word (PostgreSQL fails with "bigint out of range",
+// which does not say which total). An overflow fails the event, and the
+// runner stops the projection at it, unhealthy and visible.
+
+// applyReserved moves a programme's reserved budget by fen.
+func applyReserved(ctx context.Context, tx *sql.Tx, seq int64, programID string, fen int64) error {
+	table := projection.Table(ctx, tablePrograms)
+	var reserved int64
+	err := tx.QueryRowContext(ctx, `SELECT reserved_fen FROM `+table+` WHERE program_id = $1`, programID).Scan(projection.Exact(&reserved))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // no such programme in the read model: nothing to move
+	}
+	if err != nil {
+		return err
+	}
+	if reserved, err = money.Add(reserved, fen); err != nil {
+		return fmt.Errorf("programme %s: reserved budget: %w", programID, err)
+	}
+	return exec(ctx, tx, `UPDATE `+table+` SET reserved_fen = $1, seq = $2 WHERE program_id = $3`, reserved, seq, programID)
 }
 
 func applyProgramOpened(ctx context.Context, tx *sql.Tx, seq int64, e *procurementevents.ProgramOpened) error {
@@ -210,18 +235,25 @@ func applyOrderPlaced(ctx context.Context, tx *sql.Tx, seq int64, e *procurement
 
 func applyOrderCancelled(ctx context.Context, tx *sql.Tx, seq int64, e *procurementevents.OrderCancelled) error {
 	var product, county string
-	var ordered int64
-	err := tx.QueryRowContext(ctx, `SELECT product, county, ordered_grams FROM `+projection.Table(ctx, tableOrders)+` WHERE order_id = $1`,
-		e.GetOrderId()).Scan(&product, &county, &ordered)
+	var ordered, reserved int64
+	err := tx.QueryRowContext(ctx, `SELECT product, county, ordered_grams, reserved_fen FROM `+projection.Table(ctx, tableOrders)+` WHERE order_id = $1`,
+		e.GetOrderId()).Scan(&product, &county, projection.Exact(&ordered), projection.Exact(&reserved))
 	if err != nil {
 		return fmt.Errorf("order %s: %w", e.GetOrderId(), err)
 	}
-	if err := exec(ctx, tx, `UPDATE `+projection.Table(ctx, tableOrders)+` SET status = $1, reserved_fen = reserved_fen - $2, seq = $3
-		WHERE order_id = $4`, string(domain.OrderCancelled), e.GetReleasedFen(), seq, e.GetOrderId()); err != nil {
+	if reserved, err = money.Sub(reserved, e.GetReleasedFen()); err != nil {
+		return fmt.Errorf("order %s: reserved budget: %w", e.GetOrderId(), err)
+	}
+	if err := exec(ctx, tx, `UPDATE `+projection.Table(ctx, tableOrders)+` SET status = $1, reserved_fen = $2, seq = $3
+		WHERE order_id = $4`, string(domain.OrderCancelled), reserved, seq, e.GetOrderId()); err != nil {
 		return err
 	}
 	// Ordered grams count orders that still stand.
-	return bump(ctx, tx, totals{orderedGrams: -ordered}, orderKeys(e.GetProgramId(), product, county)...)
+	d, err := totals{}.minus(totals{orderedGrams: ordered})
+	if err != nil {
+		return fmt.Errorf("order %s: %w", e.GetOrderId(), err)
+	}
+	return bump(ctx, tx, d, orderKeys(e.GetProgramId(), product, county)...)
 }
 
 // delivered is one delivery's share of the totals.
@@ -257,7 +289,7 @@ func applyDeliveryCorrected(ctx context.Context, tx *sql.Tx, seq int64, e *procu
 	// delivery as it was before this correction, not after the last one.
 	err := tx.QueryRowContext(ctx, `SELECT order_id, program_id, product, county, grade, net_grams, amount_fen
 		FROM `+projection.Table(ctx, tableDeliveries)+` WHERE delivery_id = $1`, e.GetDeliveryId()).
-		Scan(&orderID, &programID, &product, &county, &grade, &grams, &amount)
+		Scan(&orderID, &programID, &product, &county, &grade, projection.Exact(&grams), projection.Exact(&amount))
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("correction of delivery %s, which is not in the read model", e.GetDeliveryId())
 	}
@@ -270,18 +302,33 @@ func applyDeliveryCorrected(ctx context.Context, tx *sql.Tx, seq int64, e *procu
 		e.GetDeliveryId()); err != nil {
 		return err
 	}
-	d := delivered(e.GetGrade(), e.GetNetGrams(), e.GetAmountFen()).minus(delivered(grade, grams, amount))
+	d, err := delivered(e.GetGrade(), e.GetNetGrams(), e.GetAmountFen()).minus(delivered(grade, grams, amount))
+	if err != nil {
+		return fmt.Errorf("correction of delivery %s: %w", e.GetDeliveryId(), err)
+	}
 	return applyDelta(ctx, tx, seq, orderID, programID, product, county, d)
 }
 
 // applyDelta adds a change in deliveries to the order (if any) and the totals.
 func applyDelta(ctx context.Context, tx *sql.Tx, seq int64, orderID, programID, product, county string, d totals) error {
 	if orderID != "" {
-		if err := exec(ctx, tx, `UPDATE `+projection.Table(ctx, tableOrders)+` SET delivered_grams = delivered_grams + $1,
-				rejected_grams = rejected_grams + $2, delivered_fen = delivered_fen + $3, deliveries = deliveries + $4,
-				seq = $5 WHERE order_id = $6`,
-			d.deliveredGrams, d.rejectedGrams, d.deliveredFen, d.deliveries, seq, orderID); err != nil {
-			return err
+		orders := projection.Table(ctx, tableOrders)
+		var o totals
+		err := tx.QueryRowContext(ctx, `SELECT delivered_grams, rejected_grams, delivered_fen, deliveries FROM `+orders+` WHERE order_id = $1`,
+			orderID).Scan(projection.Exact(&o.deliveredGrams), projection.Exact(&o.rejectedGrams), projection.Exact(&o.deliveredFen), projection.Exact(&o.deliveries))
+		switch {
+		case errors.Is(err, sql.ErrNoRows): // no such order in the read model: nothing to add to
+		case err != nil:
+			return fmt.Errorf("order %s: %w", orderID, err)
+		default:
+			if o, err = o.plus(d); err != nil {
+				return fmt.Errorf("order %s: %w", orderID, err)
+			}
+			if err := exec(ctx, tx, `UPDATE `+orders+` SET delivered_grams = $1, rejected_grams = $2, delivered_fen = $3, deliveries = $4,
+					seq = $5 WHERE order_id = $6`,
+				o.deliveredGrams, o.rejectedGrams, o.deliveredFen, o.deliveries, seq, orderID); err != nil {
+				return err
+			}
 		}
 		if err := exec(ctx, tx, `UPDATE `+projection.Table(ctx, tableOrders)+`
 			SET status = CASE WHEN delivered_grams >= ordered_grams THEN $1 ELSE $2 END
@@ -302,10 +349,31 @@ type totals struct {
 	orders, orderedGrams, deliveries, deliveredGrams, deliveredFen, rejectedGrams int64
 }
 
-func (t totals) minus(o totals) totals {
-	return totals{t.orders - o.orders, t.orderedGrams - o.orderedGrams, t.deliveries - o.deliveries,
-		t.deliveredGrams - o.deliveredGrams, t.deliveredFen - o.deliveredFen, t.rejectedGrams - o.rejectedGrams}
+// fields lists t's counters, in one order, for the arithmetic below.
+func (t *totals) fields() []*int64 {
+	return []*int64{&t.orders, &t.orderedGrams, &t.deliveries, &t.deliveredGrams, &t.deliveredFen, &t.rejectedGrams}
 }
+
+// names are the counters' column names, in the order of fields.
+var names = []string{"orders", "ordered_grams", "deliveries", "delivered_grams", "delivered_fen", "rejected_grams"}
+
+// combine applies op to each pair of counters, naming the one that
+// overflows.
+func (t totals) combine(o totals, op func(a, b int64) (int64, error)) (totals, error) {
+	out := t
+	dst, src := out.fields(), o.fields()
+	for i := range dst {
+		v, err := op(*dst[i], *src[i])
+		if err != nil {
+			return totals{}, fmt.Errorf("%s: %w", names[i], err)
+		}
+		*dst[i] = v
+	}
+	return out, nil
+}
+
+func (t totals) plus(o totals) (totals, error)  { return t.combine(o, money.Add) }
+func (t totals) minus(o totals) (totals, error) { return t.combine(o, money.Sub) }
 
 type totalsKey struct{ scope, dimension, key string }
 
@@ -321,19 +389,32 @@ func orderKeys(programID, product, county string) []totalsKey {
 
 // bump adds d to each row, creating it when missing.
 func bump(ctx context.Context, tx *sql.Tx, d totals, keys ...totalsKey) error {
+	table := projection.Table(ctx, tableTotals)
 	for _, k := range keys {
-		if err := exec(ctx, tx, `INSERT INTO `+projection.Table(ctx, tableTotals)+` AS t (scope, dimension, key, orders, ordered_grams,
+		var cur totals
+		f := cur.fields()
+		err := tx.QueryRowContext(ctx, `SELECT orders, ordered_grams, deliveries, delivered_grams, delivered_fen, rejected_grams
+			FROM `+table+` WHERE scope = $1 AND dimension = $2 AND key = $3`, k.scope, k.dimension, k.key).
+			Scan(projection.Exact(f[0]), projection.Exact(f[1]), projection.Exact(f[2]), projection.Exact(f[3]), projection.Exact(f[4]), projection.Exact(f[5]))
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("totals %s/%s/%s: %w", k.scope, k.dimension, k.key, err)
+		}
+		next, err := cur.plus(d)
+		if err != nil {
+			return fmt.Errorf("totals %s/%s/%s: %w", k.scope, k.dimension, k.key, err)
+		}
+		if err := exec(ctx, tx, `INSERT INTO `+table+` (scope, dimension, key, orders, ordered_grams,
 				deliveries, delivered_grams, delivered_fen, rejected_grams)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (scope, dimension, key) DO UPDATE SET
-				orders = t.orders + excluded.orders,
-				ordered_grams = t.ordered_grams + excluded.ordered_grams,
-				deliveries = t.deliveries + excluded.deliveries,
-				delivered_grams = t.delivered_grams + excluded.delivered_grams,
-				delivered_fen = t.delivered_fen + excluded.delivered_fen,
-				rejected_grams = t.rejected_grams + excluded.rejected_grams`,
-			k.scope, k.dimension, k.key, d.orders, d.orderedGrams, d.deliveries, d.deliveredGrams, d.deliveredFen,
-			d.rejectedGrams); err != nil {
+				orders = excluded.orders,
+				ordered_grams = excluded.ordered_grams,
+				deliveries = excluded.deliveries,
+				delivered_grams = excluded.delivered_grams,
+				delivered_fen = excluded.delivered_fen,
+				rejected_grams = excluded.rejected_grams`,
+			k.scope, k.dimension, k.key, next.orders, next.orderedGrams, next.deliveries, next.deliveredGrams, next.deliveredFen,
+			next.rejectedGrams); err != nil {
 			return fmt.Errorf("totals %s/%s/%s: %w", k.scope, k.dimension, k.key, err)
 		}
 	}

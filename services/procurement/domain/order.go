@@ -173,6 +173,9 @@ func PlaceOrder(prog *Program, order *Order, t OrderTerms, farmer Farmer) ([]Cha
 	if prog.Closed() {
 		return nil, nil, failure.FailedPrecondition("programme %s is closed: it takes no orders", prog.id)
 	}
+	if prog.overflow != nil {
+		return nil, nil, failure.Overflow(prog.overflow, "programme %s's budget overflowed in the stream: it takes no orders", prog.id)
+	}
 	maxGrams, maxValue, err := t.limits()
 	if err != nil {
 		return nil, nil, err
@@ -217,10 +220,14 @@ type Order struct {
 	prices    map[string]int64
 	cancelled bool
 	released  int64
-	// Totals over the deliveries, as last corrected.
-	acceptedGrams int64
-	rejectedGrams int64
-	valueFen      int64
+	// totals over the deliveries, as last corrected.
+	totals orderTotals
+	// overflow, when set, says why totals stopped following the events:
+	// one took a total beyond int64. The domain never writes such an
+	// event (fits checks every change), but a stream written before it
+	// checked may hold one. The order then refuses every change rather
+	// than decide on a wrapped number.
+	overflow error
 	// deliveries grows with every delivery and is copied on every load of
 	// a cached order, so it is a cowmap of line values.
 	deliveries cowmap.Map[string, line]
@@ -247,15 +254,29 @@ func (o *Order) Apply(seq uint64, ev proto.Message) {
 	case *procurementevents.DeliveryRecorded:
 		l := newLine(seq, e)
 		o.deliveries.Set(e.GetDeliveryId(), *l)
-		o.count(l, 1)
+		o.recount(nil, l, seq)
 	case *procurementevents.DeliveryCorrected:
 		if l, ok := o.deliveries.Get(e.GetDeliveryId()); ok {
-			o.count(&l, -1)
+			old := l
 			l.correct(seq, e)
 			o.deliveries.Set(e.GetDeliveryId(), l)
-			o.count(&l, 1)
+			o.recount(&old, &l, seq)
 		}
 	}
+}
+
+// recount replaces old's share of the totals (nil: none) by repl's, unless
+// that overflows: then the totals stay and the order remembers why.
+func (o *Order) recount(old, repl *line, seq uint64) {
+	if o.overflow != nil {
+		return
+	}
+	t, err := o.totals.replace(old, repl)
+	if err != nil {
+		o.overflow = fmt.Errorf("delivery %s at %s:%d: %w", repl.recorded.GetDeliveryId(), Stream, seq, err)
+		return
+	}
+	o.totals = t
 }
 
 // Clone returns a deep copy of the order: applying events to either never
@@ -270,14 +291,54 @@ func (o *Order) Clone() *Order {
 	return &c
 }
 
-// count adds (sign 1) or removes (sign -1) a delivery's share of the totals.
-func (o *Order) count(l *line, sign int64) {
-	if l.grade == GradeRejected {
-		o.rejectedGrams += sign * l.grams
-	} else {
-		o.acceptedGrams += sign * l.grams
+// orderTotals are an order's totals over its deliveries: accepted and
+// rejected grams, and the amount payable.
+type orderTotals struct {
+	accepted, rejected, value int64
+}
+
+// replace returns t with old's share (nil: none) replaced by repl's, or an
+// error wrapping money.ErrOverflow. Accepted grams and value are bounded by
+// the order's terms once fits passed; rejected grams are bounded only here.
+func (t orderTotals) replace(old, repl *line) (orderTotals, error) {
+	var err error
+	if old != nil {
+		if t, err = t.add(old, -1); err != nil {
+			return orderTotals{}, err
+		}
 	}
-	o.valueFen += sign * l.amount
+	return t.add(repl, 1)
+}
+
+// add adds (sign 1) or removes (sign -1) a delivery's share.
+func (t orderTotals) add(l *line, sign int64) (orderTotals, error) {
+	grams, err := money.Mul(sign, l.grams)
+	if err != nil {
+		return orderTotals{}, err
+	}
+	amount, err := money.Mul(sign, l.amount)
+	if err != nil {
+		return orderTotals{}, err
+	}
+	if l.grade == GradeRejected {
+		if t.rejected, err = money.Add(t.rejected, grams); err != nil {
+			return orderTotals{}, fmt.Errorf("rejected grams: %w", err)
+		}
+	} else if t.accepted, err = money.Add(t.accepted, grams); err != nil {
+		return orderTotals{}, fmt.Errorf("accepted grams: %w", err)
+	}
+	if t.value, err = money.Add(t.value, amount); err != nil {
+		return orderTotals{}, fmt.Errorf("value: %w", err)
+	}
+	return t, nil
+}
+
+// refuseIfOverflowed fails once the order's totals overflowed in the stream.
+func (o *Order) refuseIfOverflowed() error {
+	if o.overflow != nil {
+		return failure.Overflow(o.overflow, "order %s's totals overflowed in the stream: it takes no changes", o.id)
+	}
+	return nil
 }
 
 // ID returns the order id.
@@ -297,7 +358,7 @@ func (o *Order) Status() OrderStatus {
 	switch {
 	case o.cancelled:
 		return OrderCancelled
-	case o.acceptedGrams >= o.placed.GetOrderedGrams():
+	case o.totals.accepted >= o.placed.GetOrderedGrams():
 		return OrderFulfilled
 	}
 	return OrderOpen
@@ -308,13 +369,13 @@ func (o *Order) Status() OrderStatus {
 func (o *Order) ReservedFen() int64 { return o.placed.GetReservedFen() - o.released }
 
 // DeliveredGrams is the accepted weight, as corrected.
-func (o *Order) DeliveredGrams() int64 { return o.acceptedGrams }
+func (o *Order) DeliveredGrams() int64 { return o.totals.accepted }
 
 // RejectedGrams is the weight graded REJECTED, as corrected.
-func (o *Order) RejectedGrams() int64 { return o.rejectedGrams }
+func (o *Order) RejectedGrams() int64 { return o.totals.rejected }
 
 // DeliveredFen is the amount payable for the deliveries, as corrected.
-func (o *Order) DeliveredFen() int64 { return o.valueFen }
+func (o *Order) DeliveredFen() int64 { return o.totals.value }
 
 // Deliveries counts the deliveries recorded against the order.
 func (o *Order) Deliveries() int { return o.deliveries.Len() }
@@ -361,9 +422,12 @@ func (o *Order) Cancel(reason string) ([]Change, *procurementevents.OrderCancell
 	if o.cancelled {
 		return nil, nil, failure.FailedPrecondition("order %s is already cancelled", o.id)
 	}
+	if err := o.refuseIfOverflowed(); err != nil {
+		return nil, nil, err
+	}
 	// Deliveries never take the value beyond the reservation, so this is
 	// never negative; max guards the invariant rather than trusting it.
-	release := max(o.ReservedFen()-o.valueFen, 0)
+	release := max(o.ReservedFen()-o.totals.value, 0)
 	cancelled := &procurementevents.OrderCancelled{
 		OrderId: o.id, ProgramId: o.placed.GetProgramId(), Reason: strings.TrimSpace(reason), ReleasedFen: release,
 	}
@@ -525,19 +589,16 @@ func (o *Order) fits(old, repl *line) error {
 		return failure.Invalid("net_grams", "%d g at %d fen/kg: %v", repl.grams, repl.price, err)
 	}
 	repl.amount = amount
-	accepted, value := o.acceptedGrams, o.valueFen
-	if old != nil {
-		accepted -= old.acceptedGrams()
-		value -= old.amount
+	if err := o.refuseIfOverflowed(); err != nil {
+		return err
 	}
-	// Both sums are bounded by the order's limits once the checks pass;
-	// money.Add guards the moment before.
-	if accepted, err = money.Add(accepted, repl.acceptedGrams()); err != nil {
-		return failure.Invalid("net_grams", "%v", err)
+	// Accepted grams and value are bounded by the order's limits once the
+	// checks below pass; rejected grams only by int64.
+	t, err := o.totals.replace(old, repl)
+	if err != nil {
+		return failure.Overflow(err, "order %s's totals would overflow: refused", o.id)
 	}
-	if value, err = money.Add(value, amount); err != nil {
-		return failure.Invalid("net_grams", "%v", err)
-	}
+	accepted, value := t.accepted, t.value
 	if limit := o.placed.GetMaxGrams(); accepted > limit {
 		return failure.FailedPrecondition("beyond the ordered quantity: order %s would accept %d g; it ordered %d g and accepts at most %d g (tolerance %d bp)",
 			o.id, accepted, o.placed.GetOrderedGrams(), limit, o.placed.GetToleranceBp())

@@ -15,6 +15,7 @@ import (
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
 	"github.com/furrow/furrow/pkg/limits"
+	"github.com/furrow/furrow/pkg/money"
 )
 
 // Limits on programme terms: generous for real programmes, small enough
@@ -39,6 +40,11 @@ type Program struct {
 	reserved int64
 	orders   int64
 	version  uint64
+	// overflow, when set, says why reserved stopped following the events:
+	// a reservation took it beyond int64 (the domain never writes one, a
+	// stream written before it checked may hold one). The programme then
+	// takes no orders rather than decide on a wrapped budget.
+	overflow error
 }
 
 // NewProgram returns the empty aggregate for id, ready to replay events.
@@ -53,11 +59,25 @@ func (p *Program) Apply(seq uint64, ev proto.Message) {
 	case *procurementevents.ProgramClosed:
 		p.closed = true
 	case *procurementevents.BudgetReserved:
-		p.reserved += e.GetAmountFen()
+		p.reserve(seq, e.GetAmountFen())
 		p.orders++
 	case *procurementevents.BudgetReleased:
-		p.reserved -= e.GetAmountFen()
+		p.reserve(seq, -e.GetAmountFen())
 	}
+}
+
+// reserve moves reserved by fen, unless that overflows: then reserved
+// stays and the programme remembers why.
+func (p *Program) reserve(seq uint64, fen int64) {
+	if p.overflow != nil {
+		return
+	}
+	r, err := money.Add(p.reserved, fen)
+	if err != nil {
+		p.overflow = fmt.Errorf("budget of programme %s at %s:%d: %w", p.id, Stream, seq, err)
+		return
+	}
+	p.reserved = r
 }
 
 // Clone returns a copy of the programme: applying events to either never

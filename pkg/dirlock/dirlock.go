@@ -36,9 +36,9 @@ type LockedError struct {
 
 func (e *LockedError) Error() string {
 	if e.PID == 0 {
-		return fmt.Sprintf("%s is held by another process (pid unknown)", e.Path)
+		return fmt.Sprintf("%s is locked by a running process (pid unknown)", e.Path)
 	}
-	return fmt.Sprintf("%s is held by another process (pid %d)", e.Path, e.PID)
+	return fmt.Sprintf("%s is locked by a running process (pid %d)", e.Path, e.PID)
 }
 
 // Is makes errors.Is(err, ErrLocked) true.
@@ -59,25 +59,27 @@ type Lock struct {
 // Even in one process, a second Acquire of the same path fails: Acquire is
 // for an owner that must be alone, such as a server's store.
 func Acquire(path string) (*Lock, error) {
+	// Errors are *os.PathError: they name the path and the cause
+	// ("open /data/furrow.lock: permission denied").
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, err
 	}
 	if err := flock(f); err != nil {
 		f.Close()
 		if errors.Is(err, errWouldBlock) {
 			return nil, &LockedError{Path: path, PID: readPID(path)}
 		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, &os.PathError{Op: "flock", Path: path, Err: err}
 	}
 	// Only the holder writes, so the pid is never torn by another writer.
 	if err := f.Truncate(0); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, err
 	}
 	if _, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, err
 	}
 	return &Lock{f: f, path: path}, nil
 }
@@ -85,13 +87,15 @@ func Acquire(path string) (*Lock, error) {
 // Path is the lock file.
 func (l *Lock) Path() string { return l.path }
 
-// Release gives the lock up. It is safe to call on a nil Lock.
+// Release gives the lock up; calling it again does nothing, and so does
+// calling it on a nil Lock. It is not safe for concurrent use.
 func (l *Lock) Release() error {
 	if l == nil {
 		return nil
 	}
-	if l.share != nil {
-		return l.share.release()
+	if s := l.share; s != nil {
+		l.share = nil
+		return s.release()
 	}
 	return l.release()
 }
@@ -143,7 +147,7 @@ type shared struct {
 func Share(path string) (*Lock, error) {
 	key, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, err
 	}
 	shares.Lock()
 	defer shares.Unlock()

@@ -161,6 +161,10 @@ func TestShareCountsHoldersInOneProcess(t *testing.T) {
 	if err := a.Release(); err != nil {
 		t.Fatal(err)
 	}
+	// Releasing one handle twice does not release the other's share.
+	if err := a.Release(); err != nil {
+		t.Fatal(err)
+	}
 	_, err = dirlock.Acquire(path)
 	wantLockedBy(t, err, path, os.Getpid())
 	if err := b.Release(); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/furrow/furrow/pkg/dirlock"
 	"github.com/furrow/furrow/pkg/telemetry"
 
 	"github.com/furrow/furrow/cmd/furrow/internal/demo"
@@ -118,6 +120,14 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 
 	st, err := stack.Start(ctx, stack.Config{DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, NATSAddr: cfg.NATSAddr, Log: log})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Ctrl-C during start-up: stopping is what was asked for.
+			log.Info("start-up interrupted; furrow dev stopped", "cause", err)
+			return nil
+		}
+		if errors.Is(err, dirlock.ErrLocked) {
+			return fmt.Errorf("%w; stop that process or give this one another --data-dir", err)
+		}
 		return err
 	}
 	if cfg.Demo {
@@ -125,14 +135,22 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 			defer cancel()
 			st.Shutdown(sctx)
+			if ctx.Err() != nil {
+				log.Info("demo loading interrupted; furrow dev stopped", "cause", err)
+				return nil
+			}
 			return err
 		}
 		log.Info("demo data loaded", "program", demo.ProgramID)
 	}
 	abs, _ := filepath.Abs(cfg.DataDir)
-	natsURL := st.NATSURL()
+	natsURL, natsAdmin := st.NATSURL(), ""
 	if natsURL == "" {
 		natsURL = "(no listener)"
+	} else {
+		natsURL += "  (JetStream, sync: always; streams PROCUREMENT, LEDGER, BRAND; read-only without credentials)"
+		natsAdmin = fmt.Sprintf("  admin     %s  (NATS user that may change streams: nats --server URL …; password in %s)\n",
+			st.NATSAdminURL(), filepath.Join(abs, stack.NATSAdminPasswordFile))
 	}
 	tracing, metrics := cfg.Telemetry.Exporter, cfg.Telemetry.MetricsExporter
 	if tracing == "" {
@@ -143,13 +161,13 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, `Furrow dev is running.
   gRPC      %s  (ProcurementService, BrandService, LedgerService, AdminService, health, reflection)
-  NATS      %s  (JetStream, sync: always; streams PROCUREMENT, LEDGER, BRAND)
-  data      %s
+  NATS      %s
+%s  data      %s
   tracing   %s, metrics %s
 Try:  grpcurl -plaintext %s list
 Stop with Ctrl-C.
-`, st.GRPCAddr(), natsURL, abs, tracing, metrics, st.GRPCAddr())
-	log.Info("furrow dev started", "grpc", st.GRPCAddr(), "nats", natsURL, "data_dir", abs)
+`, st.GRPCAddr(), natsURL, natsAdmin, abs, tracing, metrics, st.GRPCAddr())
+	log.Info("furrow dev started", "grpc", st.GRPCAddr(), "nats", st.NATSURL(), "data_dir", abs)
 
 	var runErr error
 	select {

@@ -46,6 +46,11 @@ procurement, brand-incubation and farmer-ledger services on one gRPC address
 (with health checking and reflection), and SQLite read models in the data
 directory. Ctrl-C shuts down gracefully; nothing acknowledged is lost.
 
+The data directory belongs to one process: a second furrow dev on it exits,
+naming the first one's pid. Outside NATS clients (--nats-addr) without
+credentials only read; the user "admin", whose password furrow dev makes
+once into <data-dir>/nats-admin-password, may change streams.
+
 Tracing is off unless OTEL_TRACES_EXPORTER is "otlp" (OTEL_EXPORTER_OTLP_*
 say where) or "console"; metrics (appends, handler outcomes, projection lag)
 likewise with OTEL_METRICS_EXPORTER.

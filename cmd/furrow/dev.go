@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/furrow/furrow/pkg/dirlock"
 	"github.com/furrow/furrow/pkg/telemetry"
 
 	"github.com/furrow/furrow/cmd/furrow/internal/demo"
@@ -43,6 +45,11 @@ Runs Furrow in one process: an embedded JetStream server (sync: always), the
 procurement, brand-incubation and farmer-ledger services on one gRPC address
 (with health checking and reflection), and SQLite read models in the data
 directory. Ctrl-C shuts down gracefully; nothing acknowledged is lost.
+
+The data directory belongs to one process: a second furrow dev on it exits,
+naming the first one's pid. Outside NATS clients (--nats-addr) without
+credentials only read; the user "admin", whose password furrow dev makes
+once into <data-dir>/nats-admin-password, may change streams.
 
 Tracing is off unless OTEL_TRACES_EXPORTER is "otlp" (OTEL_EXPORTER_OTLP_*
 say where) or "console"; metrics (appends, handler outcomes, projection lag)
@@ -118,6 +125,14 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 
 	st, err := stack.Start(ctx, stack.Config{DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, NATSAddr: cfg.NATSAddr, Log: log})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Ctrl-C during start-up: stopping is what was asked for.
+			log.Info("start-up interrupted; furrow dev stopped", "cause", err)
+			return nil
+		}
+		if errors.Is(err, dirlock.ErrLocked) {
+			return fmt.Errorf("%w; stop that process or give this one another --data-dir", err)
+		}
 		return err
 	}
 	if cfg.Demo {
@@ -125,14 +140,22 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 			defer cancel()
 			st.Shutdown(sctx)
+			if ctx.Err() != nil {
+				log.Info("demo loading interrupted; furrow dev stopped", "cause", err)
+				return nil
+			}
 			return err
 		}
 		log.Info("demo data loaded", "program", demo.ProgramID)
 	}
 	abs, _ := filepath.Abs(cfg.DataDir)
-	natsURL := st.NATSURL()
+	natsURL, natsAdmin := st.NATSURL(), ""
 	if natsURL == "" {
 		natsURL = "(no listener)"
+	} else {
+		natsURL += "  (JetStream, sync: always; streams PROCUREMENT, LEDGER, BRAND; read-only without credentials)"
+		natsAdmin = fmt.Sprintf("  admin     %s  (NATS user that may change streams: nats --server URL …; password in %s)\n",
+			st.NATSAdminURL(), filepath.Join(abs, stack.NATSAdminPasswordFile))
 	}
 	tracing, metrics := cfg.Telemetry.Exporter, cfg.Telemetry.MetricsExporter
 	if tracing == "" {
@@ -143,13 +166,13 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, `Furrow dev is running.
   gRPC      %s  (ProcurementService, BrandService, LedgerService, AdminService, health, reflection)
-  NATS      %s  (JetStream, sync: always; streams PROCUREMENT, LEDGER, BRAND)
-  data      %s
+  NATS      %s
+%s  data      %s
   tracing   %s, metrics %s
 Try:  grpcurl -plaintext %s list
 Stop with Ctrl-C.
-`, st.GRPCAddr(), natsURL, abs, tracing, metrics, st.GRPCAddr())
-	log.Info("furrow dev started", "grpc", st.GRPCAddr(), "nats", natsURL, "data_dir", abs)
+`, st.GRPCAddr(), natsURL, natsAdmin, abs, tracing, metrics, st.GRPCAddr())
+	log.Info("furrow dev started", "grpc", st.GRPCAddr(), "nats", st.NATSURL(), "data_dir", abs)
 
 	var runErr error
 	select {

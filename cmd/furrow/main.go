@@ -2,7 +2,7 @@
 // tools.
 //
 //	furrow dev      run everything in one process (what `make run` runs)
-//	furrow version  print the version
+//	furrow version  print the version, VCS revision and Go version (also --version)
 package main
 
 import (
@@ -16,7 +16,8 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; left
+// at "dev", `furrow version` reports the module's version instead.
 var version = "dev"
 
 const usage = `furrow — the event-sourced backbone for agricultural direct purchasing
@@ -37,7 +38,7 @@ Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070;
   events       list | get | tail    events, decoded (--aggregate ID)
   projections  ls | status | rebuild | diff | swap | drop | pause | resume
   dlq          ls | show | redrive  dead letters
-  version    print the version
+  version    print the version, VCS revision and Go version (also --version)
 
 Run 'furrow <command> -h' for a command's flags.
 `
@@ -82,8 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runDLQ(ctx, args[1:], stdout, stderr, getenv)
 	case "certs":
 		return runCerts(ctx, args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "furrow", version)
+	case "version", "--version":
+		fmt.Fprintln(stdout, versionText(buildInfo()))
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -199,6 +199,15 @@ func runDocument(t *testing.T, d *Document, tools map[string]string, update bool
 		t.Fatal(err)
 	}
 	env := blockEnv(home)
+	for _, tool := range d.Requires {
+		if !onPath(env, tool) {
+			msg := fmt.Sprintf("%s needs %s, which is not installed", d.Name, tool)
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
 
 	dev := startDev(t, scratch, env, d.DevFlags)
 	state := filepath.Join(private, "state.sh")
@@ -283,6 +292,20 @@ func blockEnv(home string) []string {
 		env = append(env, kv)
 	}
 	return append(env, "HOME="+home)
+}
+
+// onPath reports whether the PATH in env holds an executable named tool.
+func onPath(env []string, tool string) bool {
+	for _, kv := range env {
+		if path, ok := strings.CutPrefix(kv, "PATH="); ok {
+			for _, dir := range filepath.SplitList(path) {
+				if fi, err := os.Stat(filepath.Join(dir, tool)); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func providesTool(dir string) bool {

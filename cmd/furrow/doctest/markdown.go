@@ -23,6 +23,9 @@ type Document struct {
 	Lines []string
 	// DevFlags are extra flags for furrow dev (<!-- doctest: dev FLAGS -->).
 	DevFlags []string
+	// Requires names commands the blocks need beyond bash, furrow, grpcurl
+	// and nats (<!-- doctest: requires TOOL... -->).
+	Requires []string
 	Blocks   []Block
 	// Links are the targets of inline Markdown links, with their line.
 	Links []Link
@@ -124,6 +127,11 @@ func Parse(name, text string) (*Document, error) {
 				return nil, fmt.Errorf("%s:%d: doctest: dev must come before the first sh block", name, line+1)
 			}
 			d.DevFlags = strings.Fields(strings.TrimPrefix(dir, "dev"))
+		case strings.HasPrefix(dir, "requires "):
+			if firstShell >= 0 && line > firstShell {
+				return nil, fmt.Errorf("%s:%d: doctest: requires must come before the first sh block", name, line+1)
+			}
+			d.Requires = append(d.Requires, strings.Fields(strings.TrimPrefix(dir, "requires"))...)
 		case skipRE.MatchString(dir):
 			f := nextFence(line)
 			if f == nil || f.info != infoShell {
@@ -131,7 +139,7 @@ func Parse(name, text string) (*Document, error) {
 			}
 			skips[f.open] = skipRE.FindStringSubmatch(dir)[1]
 		default:
-			return nil, fmt.Errorf("%s:%d: unknown doctest directive %q (want: skip (REASON), dev FLAGS)", name, line+1, dir)
+			return nil, fmt.Errorf("%s:%d: unknown doctest directive %q (want: skip (REASON), dev FLAGS, requires TOOL...)", name, line+1, dir)
 		}
 	}
 	for k, f := range fences {

@@ -34,6 +34,12 @@ var Rules = []Rule{
 	// Durable consumer names chosen by the server (NUIDs such as
 	// "7lkK6xT3lJKAANfWEyJcW0_1").
 	{"consumer", regexp.MustCompile(`\b[0-9A-Za-z]{22}_\d+\b`), "<consumer>"},
+	// Protobuf's JSON encoder (grpcurl's replies, decoded event payloads) adds
+	// an extra space after every comma of one-line output, or after every
+	// "key": of indented output, or not, depending on a hash of the binary:
+	// it changes with every build of furrow, on purpose.
+	{"protojson-comma", regexp.MustCompile(`([\]}"\deul]), (["{\[\d-])`), "$1,$2"},
+	{"protojson-colon", regexp.MustCompile(`^(\s*"[^"]*"):  `), "$1: "},
 	// Table padding: a column is as wide as its widest cell, and normalised
 	// cells change widths, so any run of two or more blanks after a cell is
 	// two blanks. Leading indentation is kept.

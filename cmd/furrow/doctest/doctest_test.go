@@ -419,7 +419,7 @@ func startDev(t *testing.T, dir string, env, flags []string) *devProc {
 			p.mu.Lock()
 			p.out = append(p.out, sc.Text())
 			p.mu.Unlock()
-			if !seen && sc.Text() == "Furrow dev is running." {
+			if !seen && strings.HasPrefix(sc.Text(), "Furrow dev is running") {
 				seen = true
 				close(ready)
 			}

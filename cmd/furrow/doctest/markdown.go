@@ -147,6 +147,9 @@ func Parse(name, text string) (*Document, error) {
 			return nil, fmt.Errorf("%s:%d: a ```%s block is not run: write shell as ```sh (and its output as ```text)", name, f.open+1, f.info)
 		}
 		if f.info != infoShell {
+			if f.end > f.start && strings.HasPrefix(d.Lines[f.start], "$ ") && f.info != infoOutput {
+				return nil, fmt.Errorf("%s:%d: this block looks like a shell session but is not run: write the commands as ```sh and their output as ```text after it", name, f.open+1)
+			}
 			continue
 		}
 		b := Block{Line: f.open + 1, Script: strings.Join(d.Lines[f.start:f.end], "\n") + "\n", Skip: skips[f.open]}

@@ -67,6 +67,7 @@ func TestParseRefuses(t *testing.T) {
 	for name, doc := range map[string]string{
 		"console block":         "```console\n$ ls\n```\n",
 		"bash block":            "```bash\nls\n```\n",
+		"untyped session":       "```\n$ ls\nREADME.md\n```\n",
 		"unclosed fence":        "```sh\nls\n",
 		"unknown directive":     "<!-- doctest: sometimes -->\n```sh\nls\n```\n",
 		"skip before text":      "<!-- doctest: skip (why) -->\n```text\nx\n```\n",

@@ -33,7 +33,9 @@ build-services: ## build the three production service binaries into ./bin (deplo
 	go build -o $(BIN)/ ./services/procurement/cmd/procurement \
 		./services/brand-incubation/cmd/brand-incubation ./services/farmer-ledger/cmd/farmer-ledger
 
-test: proto-check vet ## run every module's tests (component, system) and contract checks
+test: proto-check vet cli-tools ## run every module's tests (component, system, docs) and contract checks
+	@# cmd/furrow/doctest runs the shell blocks of README.md and docs/*.md with the
+	@# grpcurl and nats that cli-tools installs into ./bin (docs/ENGINEERING.md).
 	@# The projection stores' contract suite runs on SQLite and on PostgreSQL:
 	@# use FURROW_TEST_POSTGRES_DSN if set, else start (installing if needed) a local one.
 	dsn="$${FURROW_TEST_POSTGRES_DSN:-}"; if [ -z "$$dsn" ]; then dsn="$$(scripts/postgres.sh)"; fi; \

@@ -38,6 +38,8 @@ test: proto-check vet cli-tools ## run every module's tests (component, system, 
 	@# grpcurl and nats that cli-tools installs into ./bin (docs/ENGINEERING.md).
 	@# The projection stores' contract suite runs on SQLite and on PostgreSQL:
 	@# use FURROW_TEST_POSTGRES_DSN if set, else start (installing if needed) a local one.
+	@# The operators walkthrough inspects a read model with the sqlite3 shell.
+	command -v sqlite3 >/dev/null || { apt-get update -qq && apt-get install -y -qq sqlite3; }
 	dsn="$${FURROW_TEST_POSTGRES_DSN:-}"; if [ -z "$$dsn" ]; then dsn="$$(scripts/postgres.sh)"; fi; \
 	FURROW_TEST_POSTGRES_DSN="$$dsn" GO_TEST_FLAGS="$(GO_TEST_FLAGS)" scripts/gotest.sh
 

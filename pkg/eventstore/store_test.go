@@ -70,6 +70,12 @@ func TestContract(t *testing.T) {
 				{"retries are idempotent", testRetryIdempotent},
 				{"concurrent appends have one winner", testConcurrentOneWinner},
 				{"load many events", testLoadMany},
+				{"group commit coalesces concurrent appends", testGroupCommitCoalesces},
+				{"a conflict in a group fails alone", testGroupConflictFailsAlone},
+				{"retries in a group resolve as duplicates", testGroupIdempotentRetry},
+				{"multi-event appends in a group stay atomic", testGroupMultiEventAtomic},
+				{"appends to one aggregate never share a batch", testGroupSameAggregate},
+				{"a group waits for a batch slot", testGroupWaitsForBatchSlot},
 			} {
 				t.Run(c.name, func(t *testing.T) { c.run(t, srv) })
 			}

@@ -33,6 +33,19 @@ type Events interface {
 	// aggregate of the first change) to be still at its version. A lost
 	// race is eventstore.ErrConflict.
 	Append(ctx context.Context, expect Aggregate, key, fingerprint string, md eventstore.Metadata, changes ...domain.Change) (eventstore.AppendResult, error)
+	// AppendMany makes each append as Append would, together, so they
+	// share the event store's atomic batches; each succeeds or fails on
+	// its own. Outcomes are in the order given.
+	AppendMany(ctx context.Context, appends []Append) []eventstore.AppendOutcome
+}
+
+// Append is one append of Events.AppendMany: Append's arguments.
+type Append struct {
+	Expect      Aggregate
+	Key         string
+	Fingerprint string
+	Meta        eventstore.Metadata
+	Changes     []domain.Change
 }
 
 // Farmers finds farmers registered with the ledger.

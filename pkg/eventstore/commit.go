@@ -33,11 +33,13 @@ import (
 // append costs about 2·log2(n) publishes. The caller then interprets its
 // error as before (a retry found by its key, or ErrConflict).
 //
-// Two appends whose aggregates overlap never share a batch: within one
-// batch the server checks each expectation against the stream as it was
-// before the batch, so a second append to the same aggregate would pass a
-// check the first one invalidates. They go out in successive batches, in
-// the order they were queued.
+// Two appends whose aggregates overlap never share a batch when either
+// carries an expectation: within one batch the server checks each
+// expectation against the stream as it was before the batch, so a second
+// append to the same aggregate would pass a check the first one
+// invalidates. They go out in successive batches, in the order they were
+// queued. Appends without an expectation (ExpectAny) may share a batch
+// with each other.
 //
 // On a single server with file storage an atomic batch costs a fixed
 // ~2.5 ms besides its messages (the server stages the batch in a store of
@@ -103,6 +105,7 @@ type pending struct {
 	msgs  []*nats.Msg
 	ids   []string
 	scope scope
+	check bool // req carries an expectation
 
 	res  AppendResult // raw publish result
 	err  error        // raw publish error, interpreted by settle
@@ -265,13 +268,16 @@ func (c *committer) run() {
 
 // take removes the next group from the queue: queued appends in order, up
 // to MaxBatch messages, skipping (and keeping queued, in order) those that
-// overlap an append already taken. Appends whose caller gave up are
-// dropped. c.mu is held.
+// may not share a batch with an append before them. Appends whose caller
+// gave up are dropped. c.mu is held.
 func (c *committer) take() []*pending {
 	var (
 		group []*pending
-		taken scopes
-		msgs  int
+		// taken covers every append looked at (in the group or skipped),
+		// checked only those with an expectation: an append with one may
+		// overlap nothing before it, one without only others without.
+		taken, checked scopes
+		msgs           int
 	)
 	rest := c.queue[:0]
 	for i, p := range c.queue {
@@ -284,11 +290,20 @@ func (c *committer) take() []*pending {
 			p.finish()
 			continue
 		}
-		if msgs+len(p.msgs) > MaxBatch || taken.overlaps(p.scope) {
+		clash := checked.overlaps(p.scope)
+		if p.check {
+			clash = taken.overlaps(p.scope)
+		}
+		// A skipped append blocks the later ones it would clash with too,
+		// so appends to one aggregate keep their order.
+		taken.add(p.scope)
+		if p.check {
+			checked.add(p.scope)
+		}
+		if clash || msgs+len(p.msgs) > MaxBatch {
 			rest = append(rest, p)
 			continue
 		}
-		taken.add(p.scope)
 		group = append(group, p)
 		msgs += len(p.msgs)
 	}

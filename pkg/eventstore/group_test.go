@@ -324,3 +324,48 @@ func testGroupWaitsForBatchSlot(t *testing.T, srv *natstest.Server) {
 		e.checkWritten(t, reqs[i], o.Result)
 	}
 }
+
+// testGroupUncheckedShareABatch: appends without an expectation to one
+// aggregate may share a batch (nothing is checked), so many at once still
+// coalesce, and every one is written once.
+func testGroupUncheckedShareABatch(t *testing.T, srv *natstest.Server) {
+	ctx := context.Background()
+	e := newEnv(t, srv, 0)
+	var reqs []eventstore.AppendRequest
+	for i := range 32 {
+		reqs = append(reqs, e.one("a.U1", fmt.Sprint("u", i), eventstore.ExpectAny))
+	}
+	before := e.s.Stats()
+	for i, o := range e.s.AppendMany(ctx, reqs) {
+		if o.Err != nil {
+			t.Fatalf("request %d: %v", i, o.Err)
+		}
+		e.checkWritten(t, reqs[i], o.Result)
+	}
+	if st := e.s.Stats(); st.Publishes-before.Publishes != 1 {
+		t.Fatalf("32 unchecked appends to one aggregate took %d publishes, want 1", st.Publishes-before.Publishes)
+	}
+}
+
+// testGroupKeepsOrder: an append that must wait for a later batch holds
+// back the appends after it that it would clash with, so an unchecked
+// append never overtakes a checked one queued before it on its aggregate.
+func testGroupKeepsOrder(t *testing.T, srv *natstest.Server) {
+	ctx := context.Background()
+	e := newEnv(t, srv, 0)
+	reqs := []eventstore.AppendRequest{
+		e.one("a.K1", "k0", eventstore.ExpectAny),
+		e.one("a.K1", "k1", eventstore.ExpectVersion(1)), // k0 is the stream's first message
+		e.one("a.K1", "k2", eventstore.ExpectAny),
+	}
+	var got []uint64
+	for i, o := range e.s.AppendMany(ctx, reqs) {
+		if o.Err != nil {
+			t.Fatalf("request %d: %v", i, o.Err)
+		}
+		got = append(got, o.Result.First)
+	}
+	if diff := cmp.Diff([]uint64{1, 2, 3}, got); diff != "" {
+		t.Fatalf("sequences (-want +got):\n%s", diff)
+	}
+}

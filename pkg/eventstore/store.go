@@ -177,11 +177,14 @@ type AppendOutcome struct {
 // expectation, idempotency key and errors). They are submitted together,
 // so they share atomic batches, up to MaxBatch messages each.
 //
-// Requests on the same aggregate never share a batch: they are written one
-// after the other in the order given. Each request's expectation is fixed
-// when it is made, so two requests expecting the same version of one
-// aggregate cannot both succeed; a caller that appends several times to one
-// aggregate decides the later ones after the earlier ones' results.
+// Requests on the same aggregate where either carries an expectation never
+// share a batch: they are written one after the other in the order given.
+// (Requests without one, ExpectAny, may share a batch and then land in any
+// order among themselves, as concurrent appends always could.) Each
+// request's expectation is fixed when it is made, so two requests
+// expecting the same version of one aggregate cannot both succeed; a caller
+// that appends several times to one aggregate decides the later ones after
+// the earlier ones' results.
 func (s *Store) AppendMany(ctx context.Context, reqs []AppendRequest) []AppendOutcome {
 	out := make([]AppendOutcome, len(reqs))
 	start := time.Now()
@@ -266,7 +269,7 @@ func (s *Store) prepare(ctx context.Context, req AppendRequest) (*pending, error
 	if err != nil {
 		return nil, err
 	}
-	return &pending{ctx: ctx, req: req, msgs: msgs, ids: ids, scope: scopeOf(req)}, nil
+	return &pending{ctx: ctx, req: req, msgs: msgs, ids: ids, scope: scopeOf(req), check: req.Expect.check}, nil
 }
 
 func (s *Store) messages(ctx context.Context, req AppendRequest) ([]*nats.Msg, []string, error) {

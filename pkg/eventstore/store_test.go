@@ -75,6 +75,8 @@ func TestContract(t *testing.T) {
 				{"retries in a group resolve as duplicates", testGroupIdempotentRetry},
 				{"multi-event appends in a group stay atomic", testGroupMultiEventAtomic},
 				{"appends to one aggregate never share a batch", testGroupSameAggregate},
+				{"unchecked appends to one aggregate share a batch", testGroupUncheckedShareABatch},
+				{"a held-back append holds back what follows it", testGroupKeepsOrder},
 				{"a group waits for a batch slot", testGroupWaitsForBatchSlot},
 			} {
 				t.Run(c.name, func(t *testing.T) { c.run(t, srv) })

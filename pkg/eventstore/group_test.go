@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -367,5 +368,35 @@ func testGroupKeepsOrder(t *testing.T, srv *natstest.Server) {
 	}
 	if diff := cmp.Diff([]uint64{1, 2, 3}, got); diff != "" {
 		t.Fatalf("sequences (-want +got):\n%s", diff)
+	}
+}
+
+// testLasts: Lasts answers the last event of every subject matching any of
+// many filters, and nothing for filters nothing matches.
+func testLasts(t *testing.T, srv *natstest.Server) {
+	ctx := context.Background()
+	e := newEnv(t, srv, 0)
+	for _, subj := range []string{"a.L1.x", "a.L1.y", "a.L1.x", "a.L2.x", "b.L1.x"} {
+		if _, err := e.s.Append(ctx, eventstore.AppendRequest{Stream: e.stream, Aggregate: e.subj(subj),
+			Events: []eventstore.Event{ev(e.subj(subj), subj)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var filters []string
+	for i := range 300 { // more than one request's worth
+		filters = append(filters, e.subj(fmt.Sprintf("a.L%d.>", i)))
+	}
+	got, err := e.s.Lasts(ctx, e.stream, filters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var have []string
+	for _, r := range got {
+		have = append(have, fmt.Sprintf("%d %s", r.Sequence, r.Subject))
+	}
+	slices.Sort(have)
+	want := []string{"2 " + e.subj("a.L1.y"), "3 " + e.subj("a.L1.x"), "4 " + e.subj("a.L2.x")}
+	if diff := cmp.Diff(want, have); diff != "" {
+		t.Fatalf("Lasts (-want +got):\n%s", diff)
 	}
 }

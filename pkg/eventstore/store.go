@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -558,4 +559,43 @@ func (s *Store) Load(ctx context.Context, stream, filter string, after uint64) (
 			return out, nil
 		}
 	}
+}
+
+// lastsPerRequest is how many filters one Lasts request names: few enough
+// that their answers fit a batch (see SyncQueueLen) when each matches a
+// few subjects.
+const lastsPerRequest = 128
+
+// Lasts returns the last event on each subject matching one of filters,
+// in a few batched direct gets rather than a request per filter: what a
+// bulk command needs to tell which of many aggregates exist at all. It
+// fails with ErrTooManySubjects when one request's filters match more
+// subjects than an answer carries; the caller then loads them one by one.
+func (s *Store) Lasts(ctx context.Context, stream string, filters []string) ([]Recorded, error) {
+	var out []Recorded
+	for chunk := range slices.Chunk(filters, max(1, min(lastsPerRequest, s.batch/4))) {
+		it, err := jetstreamext.GetLastMsgsFor(ctx, s.js, stream, chunk, jetstreamext.GetLastMsgsBatchSize(s.batch))
+		if err != nil {
+			return nil, fmt.Errorf("last events of %d filters: %w", len(chunk), err)
+		}
+		got := 0
+		for raw, err := range it {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("last events of %d filters: %w", len(chunk), err)
+			}
+			rec, err := FromMsg(stream, raw.Sequence, raw.Subject, raw.Time, raw.Header, raw.Data)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rec)
+			got++
+		}
+		if got >= s.batch {
+			return nil, fmt.Errorf("last events of %d filters: %w", len(chunk), ErrTooManySubjects)
+		}
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -104,6 +105,38 @@ func (s *EventStore) LoadDelivery(ctx context.Context, id string) (*domain.Deliv
 	d := domain.NewDelivery(id)
 	seen, err := s.load(ctx, "delivery "+id, domain.DeliveryAggregate(id), d)
 	return d, seen, err
+}
+
+// LoadDeliveries rebuilds many ad-hoc deliveries: one Lasts request per
+// few hundred tells which have any event, and only those are loaded.
+func (s *EventStore) LoadDeliveries(ctx context.Context, ids []string) ([]*domain.Delivery, []*eventstore.Requests, error) {
+	filters := make([]string, len(ids))
+	for i, id := range ids {
+		filters[i] = domain.DeliveryAggregate(id)
+	}
+	lasts, err := s.store.Lasts(ctx, domain.Stream, filters)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load %d deliveries: %w", len(ids), err)
+	}
+	exists := map[string]bool{}
+	for _, r := range lasts {
+		// procurement.delivery.<id>.<kind>
+		if parts := strings.Split(r.Subject, "."); len(parts) == 4 {
+			exists[parts[2]] = true
+		}
+	}
+	ds := make([]*domain.Delivery, len(ids))
+	seen := make([]*eventstore.Requests, len(ids))
+	for i, id := range ids {
+		if exists[id] {
+			if ds[i], seen[i], err = s.LoadDelivery(ctx, id); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		ds[i], seen[i] = domain.NewDelivery(id), eventstore.NewRequests(domain.Stream)
+	}
+	return ds, seen, nil
 }
 
 // Append writes changes as one atomic batch. The expectation is on expect's

@@ -284,15 +284,27 @@ type farmerLookup struct {
 }
 
 // loadGroups loads every group's aggregate and looks up the farmers of the
-// ad-hoc lines, lineWorkers at a time. A group whose load fails goes line
-// by line (each line loads again and reports its own error).
+// ad-hoc lines. Ad-hoc deliveries (nearly all new) and farmers are read in
+// bulk; orders, and whatever the bulk reads could not answer, one by one,
+// lineWorkers at a time. A group whose load fails goes line by line (each
+// line loads again and reports its own error).
 func (p *Procurement) loadGroups(ctx context.Context, cmds []RecordDelivery, groups []*lineGroup) map[string]farmerLookup {
-	var ids []string
+	var (
+		ids    []string
+		adHoc  []*lineGroup
+		single []func()
+	)
 	farmers := map[string]farmerLookup{}
 	for _, g := range groups {
 		if g.orderID != "" {
+			single = append(single, func() {
+				var err error
+				g.order, g.seen, err = p.events.LoadOrder(ctx, g.orderID)
+				g.lineByLine = err != nil
+			})
 			continue
 		}
+		adHoc = append(adHoc, g)
 		for _, i := range g.lines {
 			id := cmds[i].WeighIn.FarmerID
 			if _, ok := farmers[id]; !ok && ident.Check("farmer_id", id) == nil {
@@ -301,34 +313,53 @@ func (p *Procurement) loadGroups(ctx context.Context, cmds []RecordDelivery, gro
 			}
 		}
 	}
+	if len(adHoc) > 0 {
+		dids := make([]string, len(adHoc))
+		for k, g := range adHoc {
+			dids[k] = g.deliveryID
+		}
+		ds, seen, err := p.events.LoadDeliveries(ctx, dids)
+		for k, g := range adHoc {
+			if err == nil {
+				g.delivery, g.seen = ds[k], seen[k]
+				continue
+			}
+			p.log.DebugContext(ctx, "bulk load of deliveries failed; loading one by one", "error", err)
+			single = append(single, func() {
+				var err error
+				g.delivery, g.seen, err = p.events.LoadDelivery(ctx, g.deliveryID)
+				g.lineByLine = err != nil
+			})
+		}
+	}
 	var mu sync.Mutex // guards farmers while the workers run
+	if len(ids) > 0 {
+		known, err := p.farmers.LookupMany(ctx, ids)
+		for _, id := range ids {
+			if err == nil {
+				f, ok := known[id]
+				farmers[id] = farmerLookup{farmer: f, known: ok}
+				continue
+			}
+			single = append(single, func() {
+				farmer, known, err := p.farmers.Lookup(ctx, id)
+				mu.Lock()
+				farmers[id] = farmerLookup{farmer: farmer, known: known, err: err}
+				mu.Unlock()
+			})
+		}
+	}
 	tasks := make(chan func())
 	var wg sync.WaitGroup
-	for range lineWorkers {
+	for range min(lineWorkers, len(single)) {
 		wg.Go(func() {
 			for task := range tasks {
 				task()
 			}
 		})
 	}
-	for _, g := range groups {
-		tasks <- func() {
-			var err error
-			if g.orderID != "" {
-				g.order, g.seen, err = p.events.LoadOrder(ctx, g.orderID)
-			} else {
-				g.delivery, g.seen, err = p.events.LoadDelivery(ctx, g.deliveryID)
-			}
-			g.lineByLine = err != nil
-		}
-	}
-	for _, id := range ids {
-		tasks <- func() {
-			farmer, known, err := p.farmers.Lookup(ctx, id)
-			mu.Lock()
-			farmers[id] = farmerLookup{farmer: farmer, known: known, err: err}
-			mu.Unlock()
-		}
+	for _, task := range single {
+		tasks <- task
 	}
 	close(tasks)
 	wg.Wait()

@@ -24,18 +24,18 @@ import (
 var shanghai = time.FixedZone("CST", 8*3600)
 
 var funcs = template.FuncMap{
-	"yuan":     yuan,
-	"kg":       kg,
-	"num":      num,
-	"unum":     func(n uint64) string { return group(strconv.FormatUint(n, 10)) },
-	"bytes":    humanBytes,
-	"ts":       ts,
-	"tsShort":  tsShort,
-	"ago":      ago,
-	"dur":      dur,
-	"enum":     enum,
-	"pct":      pct,
-	"pretty":   prettyJSON,
+	"yuan":    yuan,
+	"kg":      kg,
+	"num":     num,
+	"unum":    func(n uint64) string { return group(strconv.FormatUint(n, 10)) },
+	"bytes":   humanBytes,
+	"ts":      ts,
+	"tsShort": tsShort,
+	"ago":     ago,
+	"dur":     dur,
+	"enum":    enum,
+	"pct":     pct,
+	"pretty":  prettyJSON,
 	"protojson": func(m proto.Message) string {
 		b, _ := protojson.MarshalOptions{UseProtoNames: true, Multiline: true, Indent: "  "}.Marshal(m)
 		return string(b)
@@ -61,7 +61,7 @@ func yuan(fen int64) string {
 	sign := ""
 	u := uint64(fen)
 	if fen < 0 {
-		sign, u = "-", uint64(-(fen + 1))+1
+		sign, u = "-", uint64(-(fen+1))+1
 	}
 	return fmt.Sprintf("%s%s.%02d", sign, group(strconv.FormatUint(u/100, 10)), u%100)
 }
@@ -71,7 +71,7 @@ func kg(grams int64) string {
 	sign := ""
 	u := uint64(grams)
 	if grams < 0 {
-		sign, u = "-", uint64(-(grams + 1))+1
+		sign, u = "-", uint64(-(grams+1))+1
 	}
 	return fmt.Sprintf("%s%s.%03d", sign, group(strconv.FormatUint(u/1000, 10)), u%1000)
 }

@@ -84,11 +84,9 @@ func (c *Console) loadOverview(r *http.Request) (overviewData, []error) {
 			d.Unhealthy++
 		}
 	}
-	for _, a := range c.c.admins {
-		dl, err := a.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{})
-		errs = append(errs, err)
-		d.DeadLetters += len(dl.GetDeadLetters())
-	}
+	letters, err := c.listDeadLetters(ctx, false)
+	errs = append(errs, err)
+	d.DeadLetters = len(letters)
 	return d, errs
 }
 
@@ -422,15 +420,29 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := rpcCtx(r)
 	defer cancel()
 	d := deadLettersData{All: r.URL.Query().Get("all") == "1"}
+	var err error
+	d.Letters, err = c.listDeadLetters(ctx, d.All)
+	c.render(w, r, "deadletters", "Dead letters", "deadletters", d, err)
+}
+
+// listDeadLetters lists the dead letters every process reports, once each:
+// they share the DEADLETTER stream.
+func (c *Console) listDeadLetters(ctx context.Context, all bool) ([]deadLetterRow, error) {
+	var rows []deadLetterRow
 	var errs []error
+	seen := map[uint64]bool{}
 	for _, a := range c.c.admins {
-		res, err := a.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{All: d.All})
+		res, err := a.ListDeadLetters(ctx, &adminv1.ListDeadLettersRequest{All: all})
 		errs = append(errs, err)
 		for _, l := range res.GetDeadLetters() {
-			d.Letters = append(d.Letters, deadLetterRow{DeadLetter: l, Admin: a.name})
+			if !seen[l.GetSequence()] {
+				seen[l.GetSequence()] = true
+				rows = append(rows, deadLetterRow{DeadLetter: l, Admin: a.name})
+			}
 		}
 	}
-	c.render(w, r, "deadletters", "Dead letters", "deadletters", d, errs...)
+	slices.SortFunc(rows, func(a, b deadLetterRow) int { return int(a.GetSequence()) - int(b.GetSequence()) })
+	return rows, errors.Join(errs...)
 }
 
 func (c *Console) deadLetter(w http.ResponseWriter, r *http.Request) {
@@ -456,8 +468,9 @@ func (c *Console) redrive(w http.ResponseWriter, r *http.Request) {
 	seq, _ := strconv.ParseUint(r.PathValue("seq"), 10, 64)
 	var err error
 	var res *adminv1.RedriveDeadLetterResponse
+	// Only the process that runs the letter's consumer can redrive it.
 	for _, a := range c.c.admins {
-		if res, err = a.RedriveDeadLetter(ctx, &adminv1.RedriveDeadLetterRequest{Sequence: seq}); status.Code(err) != codes.NotFound {
+		if res, err = a.RedriveDeadLetter(ctx, &adminv1.RedriveDeadLetterRequest{Sequence: seq}); err == nil {
 			break
 		}
 	}

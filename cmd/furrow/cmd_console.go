@@ -239,4 +239,3 @@ func adminRouter(byService map[string]http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
-

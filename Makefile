@@ -19,7 +19,7 @@ MODULES   = $(shell go list -f '{{.Dir}}' -m)
 PKGS      = $(addsuffix /...,$(MODULES))
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help run build build-services test postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
+.PHONY: help run build build-services test chromium postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -34,11 +34,19 @@ build-services: ## build the three production service binaries into ./bin (deplo
 	go build -o $(BIN)/ ./services/procurement/cmd/procurement \
 		./services/brand-incubation/cmd/brand-incubation ./services/farmer-ledger/cmd/farmer-ledger
 
-test: proto-check vet ## run every module's tests (component, system) and contract checks
+test: proto-check vet ## run every module's tests (component, system, browser) and contract checks
 	@# The projection stores' contract suite runs on SQLite and on PostgreSQL:
 	@# use FURROW_TEST_POSTGRES_DSN if set, else start (installing if needed) a local one.
+	@# The console's browser test drives Chromium: FURROW_CHROMIUM if set, else
+	@# scripts/chromium.sh finds (installing if needed) Debian's chromium. Its
+	@# screenshots go to FURROW_ARTEFACTS (default .artefacts/, not committed).
 	dsn="$${FURROW_TEST_POSTGRES_DSN:-}"; if [ -z "$$dsn" ]; then dsn="$$(scripts/postgres.sh)"; fi; \
-	FURROW_TEST_POSTGRES_DSN="$$dsn" GO_TEST_FLAGS="$(GO_TEST_FLAGS)" scripts/gotest.sh
+	chromium="$${FURROW_CHROMIUM:-}"; if [ -z "$$chromium" ]; then chromium="$$(scripts/chromium.sh)"; fi; \
+	FURROW_TEST_POSTGRES_DSN="$$dsn" FURROW_CHROMIUM="$$chromium" FURROW_ARTEFACTS="$${FURROW_ARTEFACTS:-$(CURDIR)/.artefacts}" \
+	GO_TEST_FLAGS="$(GO_TEST_FLAGS)" scripts/gotest.sh
+
+chromium: ## find (installing it if missing) Chromium for the browser tests and print its path
+	@scripts/chromium.sh
 
 postgres: ## start the local test PostgreSQL (installing it if missing) and print its DSN
 	@scripts/postgres.sh
@@ -87,4 +95,4 @@ down: ## stop what `make up` started (data kept; docker compose down -v deletes 
 	docker compose down
 
 clean:
-	rm -rf $(BIN) .furrow
+	rm -rf $(BIN) .furrow .artefacts

@@ -126,7 +126,7 @@ func TestConsoleInABrowser(t *testing.T) {
 			body, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("main")))
 			t.Fatalf("%s: %v\npage text:\n%s", name, err, body)
 		}
-		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(90))
+		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)) // quality 100: PNG
 		if err != nil {
 			t.Fatalf("%s: screenshot: %v", name, err)
 		}

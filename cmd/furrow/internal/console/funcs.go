@@ -41,6 +41,7 @@ var funcs = template.FuncMap{
 		return string(b)
 	},
 	"chart": chartJSON,
+	"clock": func(t time.Time) string { return t.In(shanghai).Format("15:04:05") },
 	"roles": func(id *httpapi.Identity) string {
 		if id == nil {
 			return ""

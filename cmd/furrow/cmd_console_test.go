@@ -122,6 +122,8 @@ func TestConsoleGatewayChecksRolesPerCall(t *testing.T) {
 		{"finance may not register farmers", "POST", "/v1/farmers", finance,
 			`{"request_id": "r2", "farmer_id": "F2", "name": "Liu Yang", "county": "Xunwu"}`, http.StatusForbidden},
 		{"operators only for the AdminService", "GET", "/v1/admin/streams", finance, "", http.StatusForbidden},
+		{"tailing events too", "GET", "/v1/admin/streams/LEDGER/events:tail?last=1", finance, "", http.StatusForbidden},
+		{"and without a token", "GET", "/v1/admin/streams/LEDGER/events:tail?last=1", "", "", http.StatusUnauthorized},
 		{"the OpenAPI document is public", "GET", "/openapi.json", "", "", http.StatusOK},
 	} {
 		req, _ := http.NewRequest(tc.method, g.base+tc.path, strings.NewReader(tc.body))

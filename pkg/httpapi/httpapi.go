@@ -92,11 +92,12 @@ func New(backend func(service string) http.Handler) (http.Handler, error) {
 	return remapStatus(t), nil
 }
 
-// Routes registers the API on mux: the annotated REST routes under /v1/,
-// each service's own path (Connect, gRPC-Web and gRPC clients; TailEvents,
-// a server stream, is served there), and GET /openapi.json.
+// Routes registers the API on mux: the annotated REST routes under /v1/
+// (TailEvents' as newline-delimited JSON), each service's own path
+// (Connect, gRPC-Web and gRPC clients), and GET /openapi.json.
 func Routes(mux *http.ServeMux, api http.Handler) {
 	mux.Handle("/v1/", api)
+	mux.Handle(tailPath, tailREST(api))
 	for _, name := range Services {
 		mux.Handle("/"+name+"/", api)
 	}

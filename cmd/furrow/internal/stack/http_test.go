@@ -177,3 +177,40 @@ func TestOpenAPIListsEveryRPC(t *testing.T) {
 		t.Errorf("/openapi.json has %d operations, want every RPC (60)", len(ops))
 	}
 }
+
+// TestHTTPTailEventsStreamsNDJSON: TailEvents, a server stream, is served
+// on its REST route as newline-delimited JSON, one event a line.
+func TestHTTPTailEventsStreamsNDJSON(t *testing.T) {
+	t.Parallel()
+	_, base := startHTTPStack(t)
+	if code, out := call(t, "POST", base+"/v1/farmers", `{"request_id": "reg-F1", "farmer_id": "F1", "name": "Wang Fang", "county": "Xunwu"}`); code != http.StatusOK {
+		t.Fatalf("RegisterFarmer: %d %v", code, out)
+	}
+	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/admin/streams/LEDGER/events:tail?last=1", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "application/x-ndjson" {
+		b, _ := io.ReadAll(res.Body)
+		t.Fatalf("tail: %d %s %s", res.StatusCode, res.Header.Get("Content-Type"), b)
+	}
+	var first struct {
+		Event struct {
+			Subject string `json:"subject"`
+			Type    string `json:"type"`
+		} `json:"event"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&first); err != nil {
+		t.Fatal(err)
+	}
+	if first.Event.Subject != "ledger.farmer.F1.farmer_registered" || first.Event.Type != "furrow.ledger.events.v1.FarmerRegistered" {
+		t.Errorf("first line: %+v", first)
+	}
+	if code, out := call(t, "GET", base+"/v1/admin/streams/NOPE/events:tail", ""); code != http.StatusNotFound {
+		t.Errorf("tail of an unknown stream: %d %v, want 404", code, out)
+	}
+}

@@ -130,6 +130,9 @@ func NewAuth(ctx context.Context, cfg OIDCConfig, log *slog.Logger) (*Auth, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	p, err := oidc.NewProvider(ctx, cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("OIDC provider %s: %w", cfg.Issuer, err)

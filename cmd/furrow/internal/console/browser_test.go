@@ -226,7 +226,10 @@ func TestConsoleInABrowser(t *testing.T) {
 		chartDrawn("premium-chart"), noErrors)
 	step("17-brand-preview", chromedp.SetValue(chromedp.CSS(`input[name="fen_per_kg"]`), "150"), chromedp.Submit(chromedp.CSS(`form[action*="/preview"]`)),
 		has("would re-rate", "XW-001", "Premium after"), chartDrawn("premium-chart"), noErrors)
-	step("18-procurement", chromedp.Navigate(base+"/procurement"), has("baba-2025", "Budget burn", "Progress by county", "Progress by product", "Qinglong"),
+	step("18-brand-revised", chromedp.SendKeys(chromedp.CSS(`input[name="reason"]`), "Hema raised the shelf price"),
+		chromedp.Submit(chromedp.CSS(`form[action$="/revise"]`)), has("revised to version 2", "3 sales re-rated"),
+		has("Hema raised the shelf price"), noErrors)
+	step("19-procurement", chromedp.Navigate(base+"/procurement"), has("baba-2025", "Budget burn", "Progress by county", "Progress by product", "Qinglong"),
 		chartDrawn("burn-chart"), chartDrawn("county-chart"), chartDrawn("product-chart"), noErrors)
 
 	// The statement downloads as CSV.

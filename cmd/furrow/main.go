@@ -31,6 +31,8 @@ Commands:
   ledger     finance views: trial-balance, statement (over gRPC)
   reconcile  match payouts against a provider settlement file; resolve breaks
   certs      write a development CA and certificates for mTLS (roles)
+  console    the web console and HTTP/JSON API of a production deployment
+             (a gateway in front of the services; OIDC sign-in required)
 
 Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070;
 --tls-ca/--tls-cert/--tls-key for a production deployment's mTLS):
@@ -83,6 +85,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runDLQ(ctx, args[1:], stdout, stderr, getenv)
 	case "certs":
 		return runCerts(ctx, args[1:], stdout, stderr)
+	case "console":
+		cfg, err := parseConsoleConfig(args[1:], stderr, getenv)
+		if err != nil {
+			return err
+		}
+		return runConsole(ctx, cfg, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionText(buildInfo()))
 		return nil

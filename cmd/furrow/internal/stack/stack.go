@@ -51,6 +51,10 @@ type Config struct {
 	NATSAddr string
 	// LazySync turns off fsync-per-write (benchmarks comparing only).
 	LazySync bool
+	// HTTPAddr serves the console and the HTTP/JSON API (http.go); empty:
+	// none. It must be a loopback address (CheckLoopback) unless the
+	// caller allowed otherwise.
+	HTTPAddr string
 	Log      *slog.Logger
 }
 
@@ -72,6 +76,7 @@ type Stack struct {
 	// it returns: closing a router that never ran waits for its close
 	// timeout.
 	routerDone chan struct{}
+	http       *httpPart
 	// lagMetrics reports the runners' lag while metrics are on.
 	lagMetrics metric.Registration
 
@@ -214,6 +219,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	s.goRun("gRPC server", func() error { return s.grpc.Serve(s.lis) })
 	grpcx.MarkServing(s.grpc, s.health)
+	if err := s.startHTTP(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -298,6 +306,7 @@ func (s *Stack) Projections() []*projection.Runner { return s.runners }
 // Nothing acknowledged is lost: events are on disk before they are
 // acknowledged, and read models resume from their checkpoints.
 func (s *Stack) Shutdown(ctx context.Context) {
+	s.stopHTTP(ctx)
 	parts := lifecycle.Parts{
 		GRPC: s.grpc, LagMetrics: s.lagMetrics, NATS: s.nc,
 		StopWorkers: func() {

@@ -92,6 +92,7 @@ func loadCompose(file string) (*types.Project, []string) {
 type composeReport struct {
 	problems []string
 	checked  []string
+	pending  []string // containers running a command this build lacks
 }
 
 // checkCompose loads a compose file and checks it against this
@@ -148,8 +149,11 @@ func checkCompose(t testing.TB, file string) composeReport {
 				env[k] = *v
 			}
 		}
-		_, _, ps := checkFurrowCommand(t, invocation{where: where, argv: argv, env: env})
+		_, _, ps, pending := checkFurrowCommand(t, invocation{where: where, argv: argv, env: env})
 		rep.problems = append(rep.problems, ps...)
+		if pending != "" {
+			rep.pending = append(rep.pending, pending)
+		}
 
 		// Paths the container is told about that come from the repository.
 		var paths []string
@@ -320,9 +324,12 @@ func TestCompose(t *testing.T) {
 	for _, p := range rep.problems {
 		t.Error(p)
 	}
-	want := []string{"brand-incubation", "certs", "farmer-ledger", "nats-1", "nats-2", "nats-3", "procurement"}
-	if !slices.Equal(rep.checked, want) {
-		t.Errorf("checked the commands of services %v, want %v", rep.checked, want)
+	skipPending(t, rep.pending)
+	// At least these: a check that looked at nothing would pass too.
+	for _, want := range []string{"brand-incubation", "certs", "farmer-ledger", "nats-1", "nats-2", "nats-3", "procurement"} {
+		if !slices.Contains(rep.checked, want) {
+			t.Errorf("did not check the command of service %s (checked %v)", want, rep.checked)
+		}
 	}
 }
 

@@ -30,6 +30,8 @@ Commands:
   ledger     finance views: trial-balance, statement (over gRPC)
   reconcile  match payouts against a provider settlement file; resolve breaks
   certs      write a development CA and certificates for mTLS (roles)
+  admin      streams apply: create or update the streams and durable
+             consumers as the NATS admin user (before services start)
 
 Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070;
 --tls-ca/--tls-cert/--tls-key for a production deployment's mTLS):
@@ -80,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runProjections(ctx, args[1:], stdout, stderr, getenv)
 	case "dlq":
 		return runDLQ(ctx, args[1:], stdout, stderr, getenv)
+	case "admin":
+		return runAdmin(ctx, args[1:], stdout, stderr, getenv)
 	case "certs":
 		return runCerts(ctx, args[1:], stdout, stderr)
 	case "version":

@@ -116,17 +116,25 @@ type Resolution struct {
 // Parked reports whether the dead letter still waits for an operator.
 func (l Letter) Parked() bool { return l.Resolution == nil }
 
-// StreamConfig is the dead-letter stream's configuration.
+// StreamConfig is the dead-letter stream's configuration. Dead letters
+// are evidence like the events they copy: the stream denies deletes and
+// purges and no limit drops them.
 func StreamConfig(replicas int) jetstream.StreamConfig {
 	if replicas <= 0 {
 		replicas = 1
 	}
 	return jetstream.StreamConfig{
 		Name:        Stream,
+		Description: "Furrow dead letters: events a handler or projection gave up on, and their resolutions",
 		Subjects:    []string{Subjects},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
 		Replicas:    replicas,
+		DenyDelete:  true,
+		DenyPurge:   true,
 		AllowDirect: true,
 	}
 }

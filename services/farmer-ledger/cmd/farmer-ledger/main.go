@@ -64,9 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Name:     ledger.Name,
 		Short:    "ledger",
 		Stream:   ledger.Stream,
-		Upstream: []string{"PROCUREMENT", "BRAND"},
+		Upstream:  []string{"PROCUREMENT", "BRAND"},
+		Consumers: ledger.Consumers(),
 		New: func(d serve.Deps) (serve.Wired, error) {
-			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider})
+			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider, BindConsumers: true})
 		},
 	}, stderr)
 }

@@ -599,4 +599,3 @@ func probeLog(ctx context.Context, t *testing.T, cluster *deployCluster, admin j
 		t.Errorf("only %d attempts made; the matrix lost probes", attempts)
 	}
 }
-

@@ -61,9 +61,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintln(stderr, "farmer-ledger: WARNING: --payment-provider=simulated: payouts go to a simulator and pay nobody")
 	}
 	return serve.Run(ctx, cfg, serve.Service{
-		Name:     ledger.Name,
-		Short:    "ledger",
-		Stream:   ledger.Stream,
+		Name:      ledger.Name,
+		Short:     "ledger",
+		Stream:    ledger.Stream,
 		Upstream:  []string{"PROCUREMENT", "BRAND"},
 		Consumers: ledger.Consumers(),
 		New: func(d serve.Deps) (serve.Wired, error) {

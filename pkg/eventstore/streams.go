@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -263,9 +264,12 @@ func FieldChanges(a, b any) []string {
 }
 
 func jsonFields(v any) map[string]string {
-	b, _ := json.Marshal(v)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // subjects hold '>'
+	_ = enc.Encode(v)
 	var m map[string]json.RawMessage
-	_ = json.Unmarshal(b, &m)
+	_ = json.Unmarshal(buf.Bytes(), &m)
 	out := make(map[string]string, len(m))
 	for k, raw := range m {
 		out[k] = string(raw)

@@ -107,7 +107,7 @@ func runStreamsApply(ctx context.Context, args []string, stdout, stderr io.Write
 	case *monitors == "":
 		return errors.New("--monitor-url: give every node's monitoring endpoint (its /varz says whether it syncs every write), or --skip-sync-check")
 	default:
-		nodes, err := provision.CheckSync(ctx, nil, splitList(*monitors))
+		nodes, err := checkSyncUntilUp(ctx, splitList(*monitors), stderr)
 		for _, n := range nodes {
 			fmt.Fprintln(stdout, n)
 		}
@@ -155,6 +155,25 @@ func runStreamsApply(ctx context.Context, args []string, stdout, stderr io.Write
 		err = fmt.Errorf("%w\n(--allow-replicas-decrease or --allow-subject-removal permit what is refused for those reasons; the rest needs a new stream restored from a backup)", err)
 	}
 	return err
+}
+
+// checkSyncUntilUp reads every node's sync setting, retrying while a
+// monitoring endpoint does not answer yet (an init job starts with the
+// nodes); a node that answers with lazy sync is refused at once.
+func checkSyncUntilUp(ctx context.Context, monitors []string, stderr io.Writer) ([]provision.NodeSync, error) {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		nodes, err := provision.CheckSync(actx, nil, monitors)
+		cancel()
+		if err == nil || errors.Is(err, provision.ErrLazySync) || ctx.Err() != nil {
+			return nodes, err
+		}
+		fmt.Fprintf(stderr, "furrow admin streams apply: waiting for NATS monitoring (attempt %d): %v\n", attempt, err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // applyUntilSettled applies, and applies again while the cluster is not

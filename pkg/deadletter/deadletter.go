@@ -326,7 +326,7 @@ func resolutionFrom(seq uint64, at time.Time, h nats.Header) *Resolution {
 }
 
 func fromRaw(raw *jetstream.RawStreamMsg) Letter {
-	h := raw.Header
+	h := withoutOwnServerHeaders(raw)
 	kind := h.Get(HeaderKind)
 	if kind == "" {
 		kind = KindHandler
@@ -344,4 +344,27 @@ func fromRaw(raw *jetstream.RawStreamMsg) Letter {
 		l.SourceTime = t
 	}
 	return l
+}
+
+// withoutOwnServerHeaders returns raw's headers without those a direct get
+// adds about the dead letter itself (its stream, sequence, subject and
+// time), so that a Letter's Header holds the original event's headers and
+// the dead-letter headers only, and decodes like the original event.
+func withoutOwnServerHeaders(raw *jetstream.RawStreamMsg) nats.Header {
+	own := map[string]string{
+		"Nats-Stream": Stream, "Nats-Sequence": strconv.FormatUint(raw.Sequence, 10),
+		"Nats-Subject": raw.Subject, "Nats-Time-Stamp": "",
+	}
+	h := nats.Header{}
+	for k, vs := range raw.Header {
+		want, server := own[k]
+		for i, v := range vs {
+			// One value each, the last: what this read added.
+			if server && i == len(vs)-1 && (want == "" || v == want) {
+				continue
+			}
+			h[k] = append(h[k], v)
+		}
+	}
+	return h
 }

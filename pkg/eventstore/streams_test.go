@@ -3,11 +3,13 @@ package eventstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/furrow/furrow/pkg/eventstore"
@@ -242,4 +244,80 @@ func slicesContains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// TestReflectedAnswerIsNotAnEvent reproduces an injection no permission
+// can stop: any user of the account asks for a direct get of a message it
+// wrote in its own stream, with a reply subject inside another stream, and
+// the answer (the message, headers and all, plus the server's Nats-Stream
+// and Nats-Sequence headers) is stored there. On a cluster that happens
+// whenever the answer crosses a route. Reading that stream must not take
+// it for an event, whether it forges a new one or replays a genuine one
+// under another aggregate.
+func TestReflectedAnswerIsNotAnEvent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a 3-node cluster: a single server does not store its own answers")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.ClusterWith(t, natstest.Options{
+		Config:         "accounts { APP { jetstream: enabled, users: [ { user: app, password: app } ] } }",
+		ConnectOptions: []nats.Option{nats.UserInfo("app", "app")},
+	})
+	js := srv.JetStream(t)
+	if err := eventstore.EnsureStreams(ctx, js,
+		eventstore.StreamSpec{Name: "OWN", Subjects: []string{"own.>"}, Replicas: 3},
+		// A short duplicate window: a replay beyond it is not de-duplicated.
+		eventstore.StreamSpec{Name: "VICTIM", Subjects: []string{"victim.>"}, Replicas: 3, DuplicateWindow: 200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	store := eventstore.New(js)
+	// A genuine event of the victim (appended without an expected version,
+	// so nothing but its id ties it to its subject)...
+	if _, err := store.Append(ctx, eventstore.AppendRequest{Stream: "VICTIM", Aggregate: "victim.acct.A1.>", Expect: eventstore.ExpectAny,
+		Events: []eventstore.Event{ev("victim.acct.A1.opened", "genuine")}}); err != nil {
+		t.Fatal(err)
+	}
+	// ...and the attacker's, published in its own stream with a complete
+	// Furrow envelope claiming to be one of the victim's.
+	forged := nats.NewMsg("own.x.X1.crafted")
+	forged.Data = []byte("payout account: the attacker's")
+	forged.Header.Set(eventstore.HeaderEventType, "test.v1.AccountChanged")
+	forged.Header.Set(eventstore.HeaderEventID, "forged-1")
+	crafted, err := js.PublishMsg(ctx, forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // past the victim's duplicate window
+	nc := srv.Connect(t)
+	victim, err := js.Stream(ctx, "VICTIM")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// reflect asks until the victim stored an answer under into.
+	reflect := func(stream string, seq uint64, into string) {
+		t.Helper()
+		for attempt := 0; attempt < 50; attempt++ {
+			if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, into, []byte(fmt.Sprintf(`{"seq":%d}`, seq))); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			if _, err := victim.GetLastMsgForSubject(ctx, into); err == nil {
+				return
+			}
+		}
+		t.Skipf("the cluster never stored a reflected answer on %s: nothing to guard against here", into)
+	}
+	reflect("OWN", crafted.Sequence, "victim.acct.A1.account_changed") // a forged event of A1
+	reflect("VICTIM", 1, "victim.acct.A2.opened")                      // a genuine event replayed under A2
+	for _, filter := range []string{"victim.acct.A1.>", "victim.acct.A2.>"} {
+		evs, err := store.Load(ctx, "VICTIM", filter, 0)
+		if !errors.Is(err, eventstore.ErrNotAnEvent) {
+			var got []string
+			for _, e := range evs {
+				got = append(got, fmt.Sprintf("%s %s %q", e.Subject, e.ID, e.Data))
+			}
+			t.Errorf("Load %s = %v, %v; want ErrNotAnEvent for the reflected answer", filter, got, err)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package prodtest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -13,8 +14,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 
 	"github.com/furrow/furrow/pkg/deadletter"
+	"github.com/furrow/furrow/pkg/eventstore"
 
 	"github.com/furrow/furrow/cmd/furrow/internal/provision"
 
@@ -263,6 +268,8 @@ func (o outcome) short() string {
 //     the log, tried as every other identity (each service's user and the
 //     operator user), must be refused and change nothing. It logs the
 //     matrix of action × identity → refusal seen.
+//   - reflection: what permissions cannot stop (a reply subject inside
+//     another service's stream) does not read as that service's event;
 //   - drift: a service binary refuses to start on a stream that lost a
 //     guarantee (deletes allowed, fewer replicas), naming the setting.
 func TestEventLog(t *testing.T) {
@@ -319,6 +326,8 @@ func TestEventLog(t *testing.T) {
 
 	t.Run("permissions", func(t *testing.T) { probeLog(ctx, t, cluster, admin, durables) })
 
+	t.Run("reflection", func(t *testing.T) { reflectIntoLedger(ctx, t, cluster, admin) })
+
 	t.Run("drift", func(t *testing.T) {
 		env := func(user string) []string {
 			return []string{"FURROW_NATS_USER=" + user, "FURROW_NATS_PASSWORD=" + natsPasswords[user], "FURROW_POSTGRES_DSN=postgres://unused"}
@@ -358,6 +367,59 @@ func TestEventLog(t *testing.T) {
 			t.Errorf("PROCUREMENT has %d replicas after the refused start; the service must not change it", r)
 		}
 	})
+}
+
+// reflectIntoLedger shows what subject permissions cannot stop and checks
+// the ledger's reads refuse it. A request's reply subject is not subject
+// to permissions, and the server stores its answer in any stream whose
+// subjects match: the brand user crafts a PayoutAccountUpdated for farmer
+// F7 in its own stream and asks for a direct get of it with a reply
+// subject in LEDGER. The stored answer keeps the crafted envelope; loading
+// the farmer must fail (eventstore.ErrNotAnEvent), not return the forgery.
+func reflectIntoLedger(ctx context.Context, t *testing.T, cluster *deployCluster, admin jetstream.JetStream) {
+	brandNC := cluster.connect(t, "brand")
+	brandJS, err := jetstream.New(brandNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := proto.Marshal(&ledgerevents.PayoutAccountUpdated{FarmerId: "F7", PayoutAccount: "6222-ATTACKER"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := nats.NewMsg("brand.forgery.F7.crafted")
+	forged.Data = payload
+	forged.Header.Set(eventstore.HeaderEventType, "furrow.ledger.events.v1.PayoutAccountUpdated")
+	forged.Header.Set(eventstore.HeaderSchemaVersion, "1")
+	forged.Header.Set(eventstore.HeaderEventID, "forged-F7")
+	ack, err := brandJS.PublishMsg(ctx, forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := admin.Stream(ctx, "LEDGER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const into = "ledger.farmer.F7.payout_account_updated"
+	for attempt := 1; ; attempt++ {
+		if err := brandNC.PublishRequest("$JS.API.DIRECT.GET.BRAND", into, []byte(fmt.Sprintf(`{"seq":%d}`, ack.Sequence))); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if _, err := ledger.GetLastMsgForSubject(ctx, into); err == nil {
+			t.Logf("the brand user's reflected direct get is stored in LEDGER on %s (attempt %d): permissions cannot refuse a reply subject", into, attempt)
+			break
+		}
+		if attempt == 50 {
+			t.Logf("the cluster never stored the reflected answer; the read check below is moot")
+			break
+		}
+	}
+	evs, err := eventstore.New(admin).Load(ctx, "LEDGER", "ledger.farmer.F7.>", 0)
+	if !errors.Is(err, eventstore.ErrNotAnEvent) {
+		t.Errorf("loading farmer F7 = %d events, %v; want ErrNotAnEvent: the reflected forgery must not read as the ledger's event", len(evs), err)
+	} else {
+		t.Logf("loading farmer F7: %v", err)
+	}
 }
 
 // lastLines returns the last n lines of s.

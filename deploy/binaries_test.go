@@ -44,9 +44,7 @@ var furrowPackages = map[string]string{
 // them is skipped (visibly: a SKIP line) while the built binary does not
 // know the command, and checked like any other once it does. Delete an
 // entry once its command is on main.
-var pendingCommands = map[string]string{
-	"furrow admin streams apply": "the streams migration comes with the stream-admin work of issue 10 (branch h/security)",
-}
+var pendingCommands = map[string]string{}
 
 var (
 	buildOnce sync.Once

@@ -43,8 +43,8 @@ type Config struct {
 	// NATSCA verifies the NATS servers' certificates (TLS to NATS);
 	// NATSCert and NATSKey present a client certificate to them.
 	NATSCA, NATSCert, NATSKey string
-	// StreamReplicas is the replication factor of the service's stream and
-	// of the dead-letter stream when this process creates them.
+	// StreamReplicas is the fewest replicas the process accepts on the
+	// streams it uses; it checks them at start and never changes them.
 	StreamReplicas int
 
 	// PostgresDSN is where the projections (read models) live.
@@ -112,7 +112,7 @@ Flags (environment variable in brackets):
 	fs.StringVar(&cfg.NATSCA, "nats-ca", getenv("FURROW_NATS_CA"), "CA certificate that verifies the NATS servers (TLS) [FURROW_NATS_CA]")
 	fs.StringVar(&cfg.NATSCert, "nats-cert", getenv("FURROW_NATS_CERT"), "client certificate for NATS, if the servers verify clients [FURROW_NATS_CERT]")
 	fs.StringVar(&cfg.NATSKey, "nats-key", getenv("FURROW_NATS_KEY"), "key of --nats-cert [FURROW_NATS_KEY]")
-	replicas := fs.String("stream-replicas", env("FURROW_STREAM_REPLICAS", strconv.Itoa(MinReplicas)), "replicas of the service's stream and the dead-letter stream [FURROW_STREAM_REPLICAS]")
+	replicas := fs.String("stream-replicas", env("FURROW_STREAM_REPLICAS", strconv.Itoa(MinReplicas)), "fewest replicas the service accepts on the streams it uses (checked at start; streams are made by furrow admin streams apply) [FURROW_STREAM_REPLICAS]")
 	fs.StringVar(&cfg.PostgresDSN, "postgres-dsn", getenv("FURROW_POSTGRES_DSN"), "PostgreSQL DSN of the read models; prefer the environment, it holds a password [FURROW_POSTGRES_DSN]")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", env("FURROW_GRPC_ADDR", ":7070"), "gRPC listen address [FURROW_GRPC_ADDR]")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", getenv("FURROW_TLS_CERT"), "gRPC server certificate (PEM) [FURROW_TLS_CERT]")

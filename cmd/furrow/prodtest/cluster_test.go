@@ -18,8 +18,6 @@ import (
 	typesv1 "github.com/furrow/furrow/proto/furrow/types/v1"
 
 	"github.com/furrow/furrow/pkg/natstest"
-
-	brand "github.com/furrow/furrow/services/brand-incubation/service"
 )
 
 // TestReplicasOnACluster runs one procurement and two farmer-ledger
@@ -38,9 +36,10 @@ func TestReplicasOnACluster(t *testing.T) {
 	dsn, _ := postgresSchema(t)
 	cluster := natstest.Cluster(t)
 	js := cluster.JetStream(t)
-	// brand-incubation does not run in this test; its stream exists as it
-	// would in production, for the ledger's handlers to consume.
-	ensureStream(ctx, t, js, brand.Stream(3))
+	// The admin step: every stream and durable, before the services start
+	// (brand-incubation does not run in this test; its stream exists as it
+	// would in production, for the ledger's handlers to consume).
+	provisionLog(ctx, t, js, 3)
 
 	common := []string{"--insecure-dev", "--nats-url", strings.Join(cluster.URLs, ","), "--stream-replicas", "3"}
 	env := []string{"FURROW_POSTGRES_DSN=" + dsn}
@@ -119,7 +118,7 @@ func TestReplicasOnACluster(t *testing.T) {
 		}
 	}
 
-	// The streams the binaries created are replicated on three nodes.
+	// The streams are replicated on three nodes.
 	for _, name := range []string{"PROCUREMENT", "LEDGER", "DEADLETTER"} {
 		st, err := js.Stream(ctx, name)
 		if err != nil {

@@ -40,6 +40,19 @@ type Deps struct {
 	Log    *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// BindConsumers makes the reactions bind to their durable consumers
+	// (Consumers), which an admin created, instead of creating them: a
+	// production process's NATS user may not (wmjs.Config.Bind).
+	BindConsumers bool
+}
+
+// Consumers are the durable consumers of brand incubation's reactions.
+// `furrow admin streams apply` creates them; New's reactions consume them.
+func Consumers() []wmjs.Config {
+	return []wmjs.Config{
+		{Stream: domain.Stream, Durable: ports.DurableRerateOnPremiumRuleRevised, FilterSubjects: []string{ports.SubjectsPremiumRuleRevised}},
+		{Stream: domain.Stream, Durable: ports.DurableRerateOnSalesReported, FilterSubjects: []string{ports.SubjectsSalesReported}},
+	}
 }
 
 // Service is a wired brand-incubation service.
@@ -82,20 +95,21 @@ func New(deps Deps) (*Service, error) {
 		Now:        deps.Now,
 	})
 
-	for _, h := range []struct {
-		durable, subject string
-		handler          message.NoPublishHandlerFunc
-	}{
-		{ports.DurableRerateOnPremiumRuleRevised, ports.SubjectsPremiumRuleRevised, ports.RerateOnPremiumRuleRevised(a)},
-		{ports.DurableRerateOnSalesReported, ports.SubjectsSalesReported, ports.RerateOnSalesReported(a)},
-	} {
-		sub, err := wmjs.NewSubscriber(deps.JS, wmjs.Config{
-			Stream: domain.Stream, Durable: h.durable, FilterSubjects: []string{h.subject}, Logger: log,
-		})
+	handlers := map[string]message.NoPublishHandlerFunc{
+		ports.DurableRerateOnPremiumRuleRevised: ports.RerateOnPremiumRuleRevised(a),
+		ports.DurableRerateOnSalesReported:      ports.RerateOnSalesReported(a),
+	}
+	for _, cfg := range Consumers() {
+		handler, ok := handlers[cfg.Durable]
+		if !ok {
+			return nil, fmt.Errorf("%s: no reaction consumes %s", Name, cfg.Durable)
+		}
+		cfg.Bind, cfg.Logger = deps.BindConsumers, log
+		sub, err := wmjs.NewSubscriber(deps.JS, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", Name, err)
 		}
-		deps.Router.AddConsumerHandler(h.durable, domain.Stream, sub, h.handler)
+		deps.Router.AddConsumerHandler(cfg.Durable, cfg.Stream, sub, handler)
 	}
 	return &Service{grpc: ports.NewGRPCServer(a), runners: []*projection.Runner{catalog, premiums, deliveries}}, nil
 }

@@ -29,12 +29,13 @@ import (
 
 	"github.com/furrow/furrow/pkg/admin"
 	"github.com/furrow/furrow/pkg/dirlock"
-	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/lifecycle"
 	"github.com/furrow/furrow/pkg/natsembed"
 	"github.com/furrow/furrow/pkg/projection"
 	"github.com/furrow/furrow/pkg/wmjs"
+
+	"github.com/furrow/furrow/cmd/furrow/internal/provision"
 
 	brand "github.com/furrow/furrow/services/brand-incubation/service"
 	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
@@ -152,8 +153,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return nil, fmt.Errorf("stack: JetStream: %w", err)
 	}
-	if err := eventstore.EnsureStreams(ctx, s.js, procurement.Stream(1), ledger.Stream(1), brand.Stream(1)); err != nil {
-		return nil, err
+	// furrow dev is the admin of its embedded server: it provisions the
+	// streams and durable consumers the way `furrow admin streams apply`
+	// does in production.
+	if _, err := provision.Apply(ctx, s.js, provision.Options{Replicas: 1}); err != nil {
+		return nil, fmt.Errorf("stack: provision streams: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

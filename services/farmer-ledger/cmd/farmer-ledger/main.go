@@ -61,12 +61,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintln(stderr, "farmer-ledger: WARNING: --payment-provider=simulated: payouts go to a simulator and pay nobody")
 	}
 	return serve.Run(ctx, cfg, serve.Service{
-		Name:     ledger.Name,
-		Short:    "ledger",
-		Stream:   ledger.Stream,
-		Upstream: []string{"PROCUREMENT", "BRAND"},
+		Name:      ledger.Name,
+		Short:     "ledger",
+		Stream:    ledger.Stream,
+		Upstream:  []string{"PROCUREMENT", "BRAND"},
+		Consumers: ledger.Consumers(),
 		New: func(d serve.Deps) (serve.Wired, error) {
-			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider})
+			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider, BindConsumers: true})
 		},
 	}, stderr)
 }

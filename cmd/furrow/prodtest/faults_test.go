@@ -589,7 +589,8 @@ func (w *workload) checkBalances(t *testing.T) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("ledger replica %d: GetFarmerBalance at %v: %v\n%s", r, pos, err, dumpConsumers(w.js, "PROCUREMENT", "BRAND", "LEDGER"))
+					t.Fatalf("ledger replica %d: GetFarmerBalance at %v: %v\nprojections on that replica:\n%s\n%s", r, pos, err,
+						projectionStates(conn), dumpConsumers(w.js, "PROCUREMENT", "BRAND", "LEDGER"))
 				}
 				time.Sleep(time.Second)
 			}
@@ -1021,4 +1022,21 @@ func (c *faultCluster) jetStream(t *testing.T) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
+}
+
+// projectionStates describes the projections a replica runs: checkpoint,
+// stream head, state and heartbeat — what a stuck read needs explained.
+func projectionStates(conn *grpc.ClientConn) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := adminv1.NewAdminServiceClient(conn).ListProjections(ctx, &adminv1.ListProjectionsRequest{})
+	if err != nil {
+		return fmt.Sprintf("ListProjections: %v", err)
+	}
+	var b strings.Builder
+	for _, p := range res.GetProjections() {
+		fmt.Fprintf(&b, "  %-24s checkpoint %d head %d lag %d state %v healthy %v heartbeat %s reason %q\n", p.GetName(), p.GetCheckpoint(),
+			p.GetStreamHead(), p.GetLagEvents(), p.GetState(), p.GetHealthy(), p.GetHeartbeatAt().AsTime().Format(time.RFC3339Nano), p.GetReason())
+	}
+	return b.String()
 }

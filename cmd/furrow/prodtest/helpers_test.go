@@ -140,7 +140,14 @@ func (p *proc) output() string {
 // its own gRPC and ops addresses, and waits until /readyz says it serves.
 func start(t *testing.T, name, binary string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, grpcAddr: freeAddr(t), opsAddr: freeAddr(t), done: make(chan error, 1)}
+	return startAt(t, name, binary, freeAddr(t), freeAddr(t), env, args...)
+}
+
+// startAt is start on given gRPC and ops addresses: a replica restarted
+// where it ran before, so its clients reconnect to it.
+func startAt(t *testing.T, name, binary, grpcAddr, opsAddr string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, grpcAddr: grpcAddr, opsAddr: opsAddr, done: make(chan error, 1)}
 	args = append([]string{"--grpc-addr", p.grpcAddr, "--ops-addr", p.opsAddr, "--log-format", "text",
 		"--shutdown-timeout", "10s", "--start-timeout", "60s"}, args...)
 	p.cmd = exec.Command(binary, args...)

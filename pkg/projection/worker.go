@@ -719,7 +719,7 @@ func (w *worker) applyBatch(ctx context.Context, batch []delivery, skips map[uin
 		if err != nil {
 			return &batchError{seq: d.seq, err: err}
 		}
-		if err := r.p.Apply(cctx, tx, ev); err != nil {
+		if err := r.apply(cctx, tx, ev); err != nil {
 			return &batchError{seq: d.seq, err: fmt.Errorf("apply %s: %w", ev.Type, err)}
 		}
 		last = d.seq

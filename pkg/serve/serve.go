@@ -195,7 +195,6 @@ type process struct {
 	// lagMetrics reports the runners' lag to OpenTelemetry.
 	lagMetrics metric.Registration
 	ops        *opsServer
-	metrics    *metrics
 	// ready is what /readyz reports: set once gRPC serves, cleared when
 	// shutdown begins.
 	ready atomic.Bool
@@ -258,8 +257,6 @@ func (p *process) start(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	p.metrics = newMetrics(p.svc.Name)
-	p.router.AddMiddleware(p.metrics.handlerMiddleware)
 
 	wired, err := p.svc.New(Deps{JS: p.js, DB: p.db, Router: p.router, Log: p.base})
 	if err != nil {
@@ -267,7 +264,7 @@ func (p *process) start(ctx context.Context) error {
 	}
 	p.runners = wired.Projections()
 
-	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(p.metrics.unary), grpc.ChainStreamInterceptor(p.metrics.stream)}
+	var opts []grpc.ServerOption
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)),
 			grpc.ChainUnaryInterceptor(UnaryAuth()), grpc.ChainStreamInterceptor(StreamAuth()))
@@ -308,11 +305,12 @@ func (p *process) start(ctx context.Context) error {
 		}
 	}
 
-	// OpenTelemetry lag gauges (OTEL_METRICS_EXPORTER), beside /metrics.
-	if reg, err := projection.ObserveLag(nil, p.runners); err == nil {
+	// Projection and dead-letter gauges, read when /metrics is scraped
+	// (or OTLP collects).
+	if reg, err := lifecycle.ObserveGauges(p.js, p.runners); err == nil {
 		p.lagMetrics = reg
 	} else {
-		p.log.Warn("projection lag metrics unavailable", "error", err)
+		p.log.Warn("projection and dead-letter metrics unavailable", "error", err)
 	}
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancelRun

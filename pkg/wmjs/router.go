@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/furrow/furrow/pkg/deadletter"
@@ -324,18 +325,20 @@ func Tracing(tp trace.TracerProvider) message.HandlerMiddleware {
 				provider = otel.GetTracerProvider()
 			}
 			ctx := traceContext.Extract(msg.Context(), propagation.MapCarrier(msg.Metadata))
-			name := message.HandlerNameFromCtx(ctx)
-			if name == "" {
-				name = "wmjs.handle"
-			}
-			ctx, span := provider.Tracer(instrumentation).Start(ctx, name,
+			handler := message.HandlerNameFromCtx(ctx)
+			stream := msg.Metadata.Get(MetaStream)
+			// "process <stream>", the messaging conventions' consumer span;
+			// the handler is its consumer group (its durable consumer).
+			ctx, span := provider.Tracer(instrumentation).Start(ctx, "process "+stream,
 				trace.WithSpanKind(trace.SpanKindConsumer),
 				trace.WithAttributes(
-					attribute.String("messaging.system", "nats"),
-					attribute.String("messaging.operation.type", "process"),
-					attribute.String("messaging.destination.name", msg.Metadata.Get(MetaSubject)),
-					attribute.String("messaging.message.id", msg.UUID),
-					attribute.String("furrow.stream", msg.Metadata.Get(MetaStream)),
+					semconv.MessagingSystemKey.String("nats"),
+					semconv.MessagingOperationTypeProcess,
+					semconv.MessagingOperationName("process"),
+					semconv.MessagingDestinationName(stream),
+					semconv.MessagingConsumerGroupName(handler),
+					semconv.MessagingMessageID(msg.UUID),
+					attribute.String("furrow.subject", msg.Metadata.Get(MetaSubject)),
 					attribute.String("furrow.stream_seq", msg.Metadata.Get(MetaSequence)),
 				))
 			defer span.End()

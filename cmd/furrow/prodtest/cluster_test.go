@@ -18,6 +18,8 @@ import (
 	typesv1 "github.com/furrow/furrow/proto/furrow/types/v1"
 
 	"github.com/furrow/furrow/pkg/natstest"
+
+	"github.com/furrow/furrow/cmd/furrow/internal/metricnames"
 )
 
 // TestReplicasOnACluster runs one procurement and two farmer-ledger
@@ -130,17 +132,23 @@ func TestReplicasOnACluster(t *testing.T) {
 		}
 	}
 
-	// The ops listener's metrics: projection lag and calls by code.
+	// The ops listener's metrics: the same OpenTelemetry series furrow dev
+	// serves (metricnames.Core), labelled with the service.
 	res, err := http.Get("http://" + ledgerB.opsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	have := metricnames.Families(string(metrics))
+	for _, name := range metricnames.Core {
+		if !have[name] {
+			t.Errorf("/metrics of farmer-ledger-b lacks %s", name)
+		}
+	}
 	for _, want := range []string{
-		`furrow_ready{service="farmer-ledger"} 1`,
-		`furrow_projection_lag_events{service="farmer-ledger",projection="ledger_balances",stream="LEDGER"} `,
-		`furrow_grpc_calls_total{service="farmer-ledger",method="/furrow.ledger.v1.LedgerService/GetFarmerBalance",code="OK"} `,
+		`furrow_projection_lag_events{otel_scope_name="github.com/furrow/furrow/pkg/projection",otel_scope_schema_url="",otel_scope_version="",projection="ledger_balances",service_name="farmer-ledger",stream="LEDGER"} `,
+		`rpc_method="furrow.ledger.v1.LedgerService/GetFarmerBalance"`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics of farmer-ledger-b lacks %s:\n%s", want, metrics)

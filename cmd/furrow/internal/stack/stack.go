@@ -56,7 +56,10 @@ type Config struct {
 	// none. It must be a loopback address (CheckLoopback) unless the
 	// caller allowed otherwise.
 	HTTPAddr string
-	Log      *slog.Logger
+	// OpsAddr serves /healthz, /readyz and /metrics as the production
+	// binaries' ops listener does (ops.go); empty: none.
+	OpsAddr string
+	Log     *slog.Logger
 }
 
 // Stack is a running Furrow.
@@ -78,6 +81,7 @@ type Stack struct {
 	// timeout.
 	routerDone chan struct{}
 	http       *httpPart
+	ops        *opsPart
 	// lagMetrics reports the runners' lag while metrics are on.
 	lagMetrics metric.Registration
 
@@ -201,8 +205,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	if s.lagMetrics, err = projection.ObserveLag(nil, s.runners); err != nil {
-		return nil, fmt.Errorf("stack: projection metrics: %w", err)
+	if s.lagMetrics, err = lifecycle.ObserveGauges(s.js, s.runners); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
 	}
 	for _, r := range s.runners {
 		s.goRun("projection "+r.Name(), func() error { return r.Run(runCtx) })
@@ -224,6 +228,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.goRun("gRPC server", func() error { return s.grpc.Serve(s.lis) })
 	grpcx.MarkServing(s.grpc, s.health)
 	if err := s.startHTTP(); err != nil {
+		return nil, err
+	}
+	if err := s.startOps(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -338,6 +345,7 @@ func (s *Stack) Shutdown(ctx context.Context) {
 		parts.Router = s.router
 	}
 	lifecycle.Stop(ctx, parts)
+	s.stopOps(ctx)
 	if s.lis != nil {
 		// Closed already if the gRPC server served; not if Start failed.
 		_ = s.lis.Close()

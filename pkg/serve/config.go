@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/telemetry"
 )
 
@@ -55,6 +58,11 @@ type Config struct {
 	// TLSCert and TLSKey are the server's certificate; TLSClientCA verifies
 	// client certificates (mTLS), whose roles decide what they may call.
 	TLSCert, TLSKey, TLSClientCA string
+	// GRPCRate and GRPCBurst are each caller's token bucket: calls per
+	// second and burst, per client certificate (or peer address without
+	// one); GRPCRate 0 turns the rate limit off. See grpcx.Limits.
+	GRPCRate  float64
+	GRPCBurst int
 	// OpsAddr serves /healthz, /readyz and /metrics over plain HTTP for
 	// probes and scrapers; empty: none.
 	OpsAddr string
@@ -118,6 +126,8 @@ Flags (environment variable in brackets):
 	fs.StringVar(&cfg.TLSCert, "tls-cert", getenv("FURROW_TLS_CERT"), "gRPC server certificate (PEM) [FURROW_TLS_CERT]")
 	fs.StringVar(&cfg.TLSKey, "tls-key", getenv("FURROW_TLS_KEY"), "key of --tls-cert (PEM) [FURROW_TLS_KEY]")
 	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", getenv("FURROW_TLS_CLIENT_CA"), "CA certificate(s) that sign client certificates (mTLS) [FURROW_TLS_CLIENT_CA]")
+	rateFlag := fs.String("grpc-rate", env("FURROW_GRPC_RATE", fmt.Sprint(float64(grpcx.DefaultLimits().Rate))), "gRPC calls per second each client certificate (or address, without one) may make; beyond it RESOURCE_EXHAUSTED; 0: no limit [FURROW_GRPC_RATE]")
+	burstFlag := fs.String("grpc-burst", env("FURROW_GRPC_BURST", strconv.Itoa(grpcx.DefaultLimits().Burst)), "gRPC calls each client certificate may make at once above --grpc-rate [FURROW_GRPC_BURST]")
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", env("FURROW_OPS_ADDR", ":9090"), `HTTP address of /healthz, /readyz, /metrics; "" for none [FURROW_OPS_ADDR]`)
 	fs.BoolVar(&cfg.InsecureDev, "insecure-dev", getenv("FURROW_INSECURE_DEV") == "1", "allow unsafe settings (no TLS, no NATS credentials, <3 replicas): development only [FURROW_INSECURE_DEV=1]")
 	level := fs.String("log-level", env("FURROW_LOG_LEVEL", "info"), "log level: debug, info, warn, error [FURROW_LOG_LEVEL]")
@@ -155,6 +165,12 @@ Flags (environment variable in brackets):
 		return Config{}, fmt.Errorf("--stream-replicas %q: want a number", *replicas)
 	}
 	cfg.StreamReplicas = n
+	if cfg.GRPCRate, err = strconv.ParseFloat(*rateFlag, 64); err != nil {
+		return Config{}, fmt.Errorf("--grpc-rate %q: want a number", *rateFlag)
+	}
+	if cfg.GRPCBurst, err = strconv.Atoi(*burstFlag); err != nil {
+		return Config{}, fmt.Errorf("--grpc-burst %q: want a number", *burstFlag)
+	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return Config{}, fmt.Errorf("--log-level: %w", err)
 	}
@@ -177,6 +193,14 @@ Flags (environment variable in brackets):
 
 // TLS reports whether gRPC is served with mutual TLS.
 func (c Config) TLS() bool { return c.TLSCert != "" }
+
+// Limits are the gRPC server's limits: grpcx.DefaultLimits with the
+// configured rate limit.
+func (c Config) Limits() grpcx.Limits {
+	l := grpcx.DefaultLimits()
+	l.Rate, l.Burst = rate.Limit(c.GRPCRate), c.GRPCBurst
+	return l
+}
 
 // natsAuth reports whether the service authenticates to NATS.
 func (c Config) natsAuth() bool {
@@ -245,6 +269,9 @@ func (c Config) Validate() error {
 	}
 	if set != 0 && set != 3 {
 		bad = append(bad, "mTLS needs all of --tls-cert, --tls-key and --tls-client-ca")
+	}
+	if c.GRPCRate < 0 || (c.GRPCRate > 0 && c.GRPCBurst < 1) {
+		bad = append(bad, fmt.Sprintf("--grpc-rate %g --grpc-burst %d: want a rate of 0 (no limit) or more, and a burst of 1 or more", c.GRPCRate, c.GRPCBurst))
 	}
 	if c.StartTimeout <= 0 || c.ShutdownTimeout <= 0 {
 		bad = append(bad, "--start-timeout and --shutdown-timeout must be positive")

@@ -38,6 +38,7 @@ func TestParseConfigProduction(t *testing.T) {
 		NATSURLs: []string{"nats://n1:4222", "nats://n2:4222"}, NATSUser: "procurement", NATSPassword: "pw",
 		StreamReplicas: 3, PostgresDSN: "postgres://furrow@db/furrow", GRPCAddr: ":7070",
 		TLSCert: "server.crt", TLSKey: "server.key", TLSClientCA: "clients.crt", OpsAddr: ":9090",
+		GRPCRate: 100, GRPCBurst: 200,
 		LogJSON: true, StartTimeout: 2 * time.Minute, ShutdownTimeout: 25 * time.Second,
 	}
 	want.Telemetry.ServiceName = "procurement"

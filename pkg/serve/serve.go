@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg Config, svc Service, logOut io.Writer) error {
 		return err
 	}
 	log.Info("serving", "grpc", p.lis.Addr().String(), "tls", cfg.TLS(), "nats", strings.Join(cfg.NATSURLs, ","),
-		"stream_replicas", cfg.StreamReplicas, "ops", p.opsAddr())
+		"stream_replicas", cfg.StreamReplicas, "ops", p.opsAddr(), "limits", cfg.Limits().String())
 
 	var runErr error
 	select {
@@ -272,7 +272,7 @@ func (p *process) start(ctx context.Context) error {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)),
 			grpc.ChainUnaryInterceptor(UnaryAuth()), grpc.ChainStreamInterceptor(StreamAuth()))
 	}
-	srv, hs := grpcx.NewServer(log, opts...)
+	srv, hs := grpcx.NewServer(log, cfg.Limits(), opts...)
 	p.grpc, p.health = srv, hs
 	adm, err := admin.New(p.js, log)
 	if err != nil {

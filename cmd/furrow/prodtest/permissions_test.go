@@ -332,7 +332,7 @@ func TestEventLog(t *testing.T) {
 		env := func(user string) []string {
 			return []string{"FURROW_NATS_USER=" + user, "FURROW_NATS_PASSWORD=" + natsPasswords[user], "FURROW_POSTGRES_DSN=postgres://unused"}
 		}
-		common := []string{"--nats-url", cluster.urls, "--stream-replicas", "3", "--insecure-dev"}
+		common := []string{"--nats-url", cluster.urls, "--stream-replicas", "3", "--allow-plaintext-grpc"}
 		// BRAND recreated by hand without deny_purge.
 		if err := admin.DeleteStream(ctx, "BRAND"); err != nil {
 			t.Fatal(err)

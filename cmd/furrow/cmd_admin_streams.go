@@ -26,8 +26,10 @@ services start.
 
 Commands:
   streams apply   create or update every stream and durable consumer
+  backup          snapshot every stream into a directory
+  restore         restore a backup into a server without those streams
 
-Run 'furrow admin streams apply -h' for its flags.
+Run 'furrow admin <command> -h' for its flags.
 `
 
 // runAdmin is `furrow admin …`.
@@ -35,6 +37,8 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	switch {
 	case len(args) >= 2 && args[0] == "streams" && args[1] == "apply":
 		return runStreamsApply(ctx, args[2:], stdout, stderr, getenv)
+	case len(args) >= 1 && (args[0] == "backup" || args[0] == "restore"):
+		return runAdminBackup(ctx, args[0] == "restore", args[1:], stdout, stderr, getenv)
 	case len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
 		fmt.Fprint(stdout, adminUsage)
 		return nil

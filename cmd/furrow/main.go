@@ -32,7 +32,9 @@ Commands:
   reconcile  match payouts against a provider settlement file; resolve breaks
   certs      write a development CA and certificates for mTLS (roles)
   admin      streams apply: create or update the streams and durable
-             consumers as the NATS admin user (before services start)
+             consumers as the NATS admin user (before services start);
+             backup, restore: snapshot every stream, restore into an
+             empty server
   console    the web console and HTTP/JSON API of a production deployment
              (a gateway in front of the services; OIDC sign-in required)
 

@@ -85,6 +85,13 @@ type Service struct {
 	// process waits for them to exist and checks their configuration
 	// before its handlers bind to them (New must set wmjs.Config.Bind).
 	Consumers []wmjs.Config
+	// Relaxed are the binary's own overrides in effect (the ledger's
+	// --allow-simulated-provider), logged at WARN at start with the
+	// process's own.
+	Relaxed []Relaxed
+	// InsecureDevAlso names the binary's own overrides that the deprecated
+	// --insecure-dev sets too, for its deprecation warning.
+	InsecureDevAlso []string
 	// New wires the service over the process's connections.
 	New func(Deps) (Wired, error)
 }
@@ -121,8 +128,12 @@ func Run(ctx context.Context, cfg Config, svc Service, logOut io.Writer) error {
 	base := newLogger(cfg, logOut)
 	log := base.With("service", svc.Name)
 	p := &process{cfg: cfg, svc: svc, log: log, base: base, errs: make(chan error, 8)}
-	for _, what := range cfg.relaxed() {
-		log.Warn("insecure-dev: running with an unsafe setting", "setting", what)
+	if cfg.InsecureDev {
+		log.Warn("--insecure-dev is deprecated: it sets every --allow-… override; pass only the ones you need",
+			"sets", "--allow-plaintext-grpc --allow-no-nats-auth --allow-few-replicas"+svc.insecureDevAlso())
+	}
+	for _, r := range append(cfg.relaxed(), svc.Relaxed...) {
+		log.Warn("unsafe override in effect", "override", r.Override, "weakens", r.Weakens)
 	}
 	shutdownTracing, err := telemetry.Setup(ctx, cfg.Telemetry)
 	if err != nil {
@@ -151,7 +162,7 @@ func Run(ctx context.Context, cfg Config, svc Service, logOut io.Writer) error {
 		return err
 	}
 	log.Info("serving", "grpc", p.lis.Addr().String(), "tls", cfg.TLS(), "nats", strings.Join(cfg.NATSURLs, ","),
-		"stream_replicas", cfg.StreamReplicas, "ops", p.opsAddr())
+		"stream_replicas", cfg.StreamReplicas, "ops", p.opsAddr(), "limits", cfg.Limits().String())
 
 	var runErr error
 	select {
@@ -163,6 +174,13 @@ func Run(ctx context.Context, cfg Config, svc Service, logOut io.Writer) error {
 	p.shutdown()
 	log.Info("stopped")
 	return runErr
+}
+
+func (s Service) insecureDevAlso() string {
+	if len(s.InsecureDevAlso) == 0 {
+		return ""
+	}
+	return " " + strings.Join(s.InsecureDevAlso, " ")
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
@@ -269,7 +287,7 @@ func (p *process) start(ctx context.Context) error {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)),
 			grpc.ChainUnaryInterceptor(UnaryAuth()), grpc.ChainStreamInterceptor(StreamAuth()))
 	}
-	srv, hs := grpcx.NewServer(log, opts...)
+	srv, hs := grpcx.NewServer(log, cfg.Limits(), opts...)
 	p.grpc, p.health = srv, hs
 	adm, err := admin.New(p.js, log)
 	if err != nil {

@@ -43,10 +43,12 @@ func TestReplicasOnACluster(t *testing.T) {
 	// would in production, for the ledger's handlers to consume).
 	provisionLog(ctx, t, js, 3)
 
-	common := []string{"--insecure-dev", "--nats-url", strings.Join(cluster.URLs, ","), "--stream-replicas", "3"}
+	// Plain gRPC and a NATS cluster without users: the two overrides this
+	// test needs, each by name.
+	common := []string{"--allow-plaintext-grpc", "--allow-no-nats-auth", "--nats-url", strings.Join(cluster.URLs, ","), "--stream-replicas", "3"}
 	env := []string{"FURROW_POSTGRES_DSN=" + dsn}
 	procurement := start(t, "procurement", binaries["procurement"], env, common...)
-	ledgerArgs := append(common, "--payment-provider", "simulated")
+	ledgerArgs := append(common[:len(common):len(common)], "--payment-provider", "simulated", "--allow-simulated-provider")
 	ledgerA := start(t, "farmer-ledger-a", binaries["farmer-ledger"], env, ledgerArgs...)
 	ledgerB := start(t, "farmer-ledger-b", binaries["farmer-ledger"], env, ledgerArgs...)
 

@@ -87,15 +87,37 @@ func TestSecureSettings(t *testing.T) {
 	tlsArgs := []string{"--tls-cert", serverCert, "--tls-key", serverKey, "--tls-client-ca", pki.caFile}
 	service := func(name, user string, extra ...string) *proc {
 		args := append([]string{"--nats-url", srv.URLs[0], "--nats-user", user,
-			// One node holds one replica: the only setting --insecure-dev relaxes here.
-			"--stream-replicas", "1", "--insecure-dev"}, tlsArgs...)
+			// One node holds one replica: the only setting relaxed here.
+			"--stream-replicas", "1", "--allow-few-replicas"}, tlsArgs...)
 		return start(t, name, binaries[name], []string{"FURROW_POSTGRES_DSN=" + dsn, "FURROW_NATS_PASSWORD=" + natsPasswords[user]},
 			append(args, extra...)...)
 	}
+	// Without its override, the simulated provider is refused by name.
+	out := startFailing(t, "farmer-ledger", binaries["farmer-ledger"], []string{"FURROW_POSTGRES_DSN=" + dsn, "FURROW_NATS_PASSWORD=" + natsPasswords["ledger"]},
+		append([]string{"--nats-url", srv.URLs[0], "--nats-user", "ledger", "--stream-replicas", "1", "--allow-few-replicas", "--payment-provider", "simulated"}, tlsArgs...)...)
+	if !strings.Contains(out, "refusing to start: unsafe settings: --payment-provider=simulated pays nobody; it needs --allow-simulated-provider") {
+		t.Errorf("farmer-ledger with the simulator but not --allow-simulated-provider: want a refusal naming the override, got:\n%s", out)
+	}
 	procurement := service("procurement", "procurement")
 	brand := service("brand-incubation", "brand")
-	ledger := service("farmer-ledger", "ledger", "--payment-provider", "simulated")
+	ledger := service("farmer-ledger", "ledger", "--payment-provider", "simulated", "--allow-simulated-provider")
 	procs := []*proc{procurement, brand, ledger}
+	// Each override in effect is a WARN line saying what it weakens; the
+	// deprecated --insecure-dev is not in use.
+	for _, p := range procs {
+		want := []string{"level=WARN msg=\"unsafe override in effect\" service=" + p.name + " override=--allow-few-replicas"}
+		if p == ledger {
+			want = append(want, "override=--allow-simulated-provider weakens=\"--payment-provider=simulated: payouts go to a simulator")
+		}
+		for _, w := range want {
+			if !strings.Contains(p.output(), w) {
+				t.Errorf("%s's start-up log lacks %q:\n%s", p.name, w, p.output())
+			}
+		}
+		if strings.Contains(p.output(), "deprecated") || strings.Contains(p.output(), "allow-plaintext-grpc") {
+			t.Errorf("%s logged an override it was not given:\n%s", p.name, p.output())
+		}
+	}
 
 	platform := pki.client(t, "shop-backend", serve.RolePlatform)
 	finance := pki.client(t, "finance-desk", serve.RoleFinance)

@@ -192,7 +192,12 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.runners = append(s.runners, br.Projections()...)
 	s.runners = append(s.runners, led.Projections()...)
 
-	s.grpc, s.health = grpcx.NewServer(cfg.Log)
+	// The production limits, but no rate limit: furrow dev serves one
+	// local user, and the demo loader and benchmarks call as fast as
+	// they can from one address.
+	lim := grpcx.DefaultLimits()
+	lim.Rate = 0
+	s.grpc, s.health = grpcx.NewServer(cfg.Log, lim)
 	// Operators' API: projections and handlers of this process, streams.
 	if err := registerAdmin(s.grpc, s.js, s.router, cfg.Log, map[string][]*projection.Runner{
 		procurement.Name: proc.Projections(), ledger.Name: led.Projections(), brand.Name: br.Projections(),

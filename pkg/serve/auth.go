@@ -157,6 +157,13 @@ var methodRoles = map[string]access{
 	ledgerv1.LedgerService_GetTrialBalance_FullMethodName:     financeOnly,
 	ledgerv1.LedgerService_ReconcilePayouts_FullMethodName:    financeOnly,
 	ledgerv1.LedgerService_ResolvePayoutBreak_FullMethodName:  financeOnly,
+	// Erasure is finance's: it is irreversible, and it decides about
+	// money accounts (an erased farmer can no longer be paid out, and a
+	// payout in flight blocks it), which finance owns. Operators run the
+	// streams and projections and see no personal data; a platform
+	// backend's certificate, used for every routine call, should not be
+	// able to erase every farmer if it leaks.
+	ledgerv1.LedgerService_EraseFarmer_FullMethodName: financeOnly,
 
 	// Operators: the whole AdminService, and only they.
 	adminv1.AdminService_ListStreams_FullMethodName:        operatorOnly,
@@ -207,7 +214,7 @@ func authorize(ctx context.Context, method string) (context.Context, error) {
 	roles := RolesOf(cert)
 	for _, r := range roles {
 		if slices.Contains(acc.roles, r) {
-			return withActor(ctx, identity(cert)), nil
+			return withActor(ctx, identity(cert), roles), nil
 		}
 	}
 	have := "no Furrow role"
@@ -252,10 +259,18 @@ func identity(cert *x509.Certificate) string {
 	}
 }
 
-func withActor(ctx context.Context, actor string) context.Context {
+// withActor names the caller (grpcx.MDActor) and its roles (grpcx.MDRoles,
+// which decide what services show unmasked) from its certificate,
+// replacing whatever the client sent.
+func withActor(ctx context.Context, actor string, roles []Role) context.Context {
 	md, _ := metadata.FromIncomingContext(ctx)
 	md = md.Copy()
 	md.Set(grpcx.MDActor, actor)
+	names := make([]string, len(roles))
+	for i, r := range roles {
+		names[i] = string(r)
+	}
+	md.Set(grpcx.MDRoles, strings.Join(names, ","))
 	return metadata.NewIncomingContext(ctx, md)
 }
 

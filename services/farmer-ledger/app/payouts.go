@@ -182,13 +182,20 @@ func (l *Ledger) SendPayoutOnPayoutRequested(ctx context.Context, src eventstore
 	if p.Status != domain.PayoutStatusRequested {
 		return nil
 	}
+	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: "farmer-ledger/send-payout-on-payout-requested"}
+	in, unsendable, err := l.instructionFor(ctx, p)
+	if err != nil {
+		return err
+	}
+	if unsendable != nil {
+		return l.recordOutcome(ctx, p.FarmerID, p.ID, *unsendable, md)
+	}
 	pctx, cancel := context.WithTimeout(ctx, providerTimeout)
-	receipt, err := l.provider.Send(pctx, p.Instruction())
+	receipt, err := l.provider.Send(pctx, in)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("send payout %s to the provider: %w", p.ID, err)
 	}
-	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: "farmer-ledger/send-payout-on-payout-requested"}
 	return l.recordOutcome(ctx, p.FarmerID, p.ID, receipt, md)
 }
 

@@ -121,6 +121,9 @@ func (f *Farmer) RequestPayout(r PayoutRequest, ids EventIDs) (Payout, []Change,
 	case amount > available:
 		return Payout{}, nil, failure.FailedPrecondition("payout of %d fen exceeds farmer %s's available %d fen", amount, f.id, available)
 	}
+	if f.erased {
+		return Payout{}, nil, failure.FailedPrecondition("farmer %s was erased: it has no payout account", f.id)
+	}
 	if f.payoutAccount == "" {
 		return Payout{}, nil, failure.FailedPrecondition("farmer %s has no payout account", f.id)
 	}
@@ -141,8 +144,9 @@ func (f *Farmer) RequestPayout(r PayoutRequest, ids EventIDs) (Payout, []Change,
 	}
 	req := &ledgerevents.PayoutRequested{
 		PayoutId: p.ID, FarmerId: f.id, AmountFen: amount, Currency: Currency,
-		PayoutAccount: p.Account, RequestId: r.RequestID, AllAvailable: r.AllAvailable,
+		RequestId: r.RequestID, AllAvailable: r.AllAvailable,
 	}
+	req.PayoutAccount, req.SealedPayoutAccount = splitPersonal(p.Account)
 	hold, err := payoutEntry(ids(0), req, p.ID, fmt.Sprintf("payout %s requested: hold %d fen", p.ID, amount),
 		&ledgerevents.EntryLine{Account: FarmerAccount(f.id, FarmerHeld), DebitFen: amount},
 		&ledgerevents.EntryLine{Account: AccountPayoutClearing, CreditFen: amount},

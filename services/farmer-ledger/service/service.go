@@ -52,6 +52,8 @@ type Deps struct {
 	// SettlementPoll is how often late settlements are asked for; default
 	// DefaultSettlementPoll.
 	SettlementPoll time.Duration
+	// Keys holds the farmers' data keys (KeyStore); required.
+	Keys app.Keys
 	// BindConsumers makes the handlers bind to their durable consumers
 	// (Consumers), which an admin created, instead of creating them: a
 	// production process's NATS user may not (wmjs.Config.Bind).
@@ -93,6 +95,9 @@ type Service struct {
 // its projections. The streams must exist.
 func New(deps Deps) (*Service, error) {
 	log := deps.Log.With("service", Name)
+	if deps.Keys == nil {
+		return nil, fmt.Errorf("%s: no key store for personal data (service.KeyStore)", Name)
+	}
 	balances, err := projection.NewRunner(deps.DB, deps.JS, adapters.BalancesProjection{}, projection.Options{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
@@ -110,7 +115,7 @@ func New(deps Deps) (*Service, error) {
 	ledger := app.New(app.Deps{
 		Farmers: adapters.NewFarmerRepository(store), Balances: adapters.NewBalanceReader(deps.DB), Positions: waiter,
 		Directory: adapters.NewFarmerDirectory(deps.DB), Finance: fin.reader, FinancePositions: fin.waiter,
-		Breaks: adapters.NewBreakRepository(store), Provider: fin.provider, Log: log,
+		Breaks: adapters.NewBreakRepository(store), Provider: fin.provider, Log: log, Keys: deps.Keys,
 	})
 
 	for _, h := range []struct {

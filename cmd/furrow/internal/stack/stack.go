@@ -159,6 +159,13 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if _, err := provision.Apply(ctx, s.js, provision.Options{Replicas: 1}); err != nil {
 		return nil, fmt.Errorf("stack: provision streams: %w", err)
 	}
+	// The ledger's key store (farmers' data keys: personal data is sealed
+	// under them), with the development key-encryption key kept in its
+	// bucket.
+	ledgerKeys, err := ledger.KeyStore(ctx, s.js, "", cfg.Log)
+	if err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -177,7 +184,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.runners = append(s.runners, proc.Projections()...)
-	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log, DataDir: cfg.DataDir})
+	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log, DataDir: cfg.DataDir, Keys: ledgerKeys})
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	LedgerService_RegisterFarmer_FullMethodName      = "/furrow.ledger.v1.LedgerService/RegisterFarmer"
 	LedgerService_UpdatePayoutAccount_FullMethodName = "/furrow.ledger.v1.LedgerService/UpdatePayoutAccount"
+	LedgerService_EraseFarmer_FullMethodName         = "/furrow.ledger.v1.LedgerService/EraseFarmer"
 	LedgerService_GetFarmer_FullMethodName           = "/furrow.ledger.v1.LedgerService/GetFarmer"
 	LedgerService_GetFarmerBalance_FullMethodName    = "/furrow.ledger.v1.LedgerService/GetFarmerBalance"
 	LedgerService_ListFarmers_FullMethodName         = "/furrow.ledger.v1.LedgerService/ListFarmers"
@@ -45,12 +46,39 @@ const (
 // must be valid (nanos 0 to 999,999,999) and lie in the years 2000 to 2099.
 // A value beyond its limit is INVALID_ARGUMENT naming the field and the
 // limit.
+//
+// Personal data. A farmer's name, phone number and payout account number
+// are kept encrypted under a data key of that farmer (see the ledger's
+// events) and are decrypted only to answer a call. Answers mask the
+// numbers to their last four characters ("••••0101"): payout accounts are
+// shown in full only to callers with the finance role, who pay and
+// reconcile; phone numbers are always masked (nobody's work through this
+// API needs them in full). A caller's roles come from its client
+// certificate; `furrow dev` has no certificates, so there every caller
+// sees masked values unless it sends the metadata header
+// `x-furrow-roles: finance` (development only: production ignores what a
+// client sends and uses its certificate). After EraseFarmer the farmer's
+// name, phone and payout account read "[erased]" everywhere.
 type LedgerServiceClient interface {
 	// RegisterFarmer opens a farmer's account. Idempotent by request_id.
 	RegisterFarmer(ctx context.Context, in *RegisterFarmerRequest, opts ...grpc.CallOption) (*RegisterFarmerResponse, error)
 	// UpdatePayoutAccount changes where a farmer is paid. With
 	// expected_version it refuses (ABORTED) if the farmer changed meanwhile.
 	UpdatePayoutAccount(ctx context.Context, in *UpdatePayoutAccountRequest, opts ...grpc.CallOption) (*UpdatePayoutAccountResponse, error)
+	// EraseFarmer erases a farmer's personal data (the right to erasure of
+	// China's PIPL and the EU's GDPR) by crypto-shredding: it destroys the
+	// farmer's data key, so the name, phone and payout account in every
+	// event, read model and backup become unreadable, and records a
+	// FarmerErased event (which holds no personal data). The farmer's
+	// account, journal entries and balances stay as they were, so the trial
+	// balance does not change; what the farmer is owed stays owed, but an
+	// erased farmer takes no new payout account and no payout. Finance
+	// role. FAILED_PRECONDITION while a payout of the farmer is in flight
+	// (requested or sent: its account must stay readable until it
+	// completes), and for a farmer already erased. Idempotent by
+	// request_id: a retry also finishes an erasure that failed after the key
+	// was destroyed.
+	EraseFarmer(ctx context.Context, in *EraseFarmerRequest, opts ...grpc.CallOption) (*EraseFarmerResponse, error)
 	// GetFarmer returns a farmer's account details.
 	GetFarmer(ctx context.Context, in *GetFarmerRequest, opts ...grpc.CallOption) (*GetFarmerResponse, error)
 	// GetFarmerBalance returns what the farmer has accrued and is owed.
@@ -113,6 +141,16 @@ func (c *ledgerServiceClient) UpdatePayoutAccount(ctx context.Context, in *Updat
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(UpdatePayoutAccountResponse)
 	err := c.cc.Invoke(ctx, LedgerService_UpdatePayoutAccount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) EraseFarmer(ctx context.Context, in *EraseFarmerRequest, opts ...grpc.CallOption) (*EraseFarmerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseFarmerResponse)
+	err := c.cc.Invoke(ctx, LedgerService_EraseFarmer_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -240,12 +278,39 @@ func (c *ledgerServiceClient) ResolvePayoutBreak(ctx context.Context, in *Resolv
 // must be valid (nanos 0 to 999,999,999) and lie in the years 2000 to 2099.
 // A value beyond its limit is INVALID_ARGUMENT naming the field and the
 // limit.
+//
+// Personal data. A farmer's name, phone number and payout account number
+// are kept encrypted under a data key of that farmer (see the ledger's
+// events) and are decrypted only to answer a call. Answers mask the
+// numbers to their last four characters ("••••0101"): payout accounts are
+// shown in full only to callers with the finance role, who pay and
+// reconcile; phone numbers are always masked (nobody's work through this
+// API needs them in full). A caller's roles come from its client
+// certificate; `furrow dev` has no certificates, so there every caller
+// sees masked values unless it sends the metadata header
+// `x-furrow-roles: finance` (development only: production ignores what a
+// client sends and uses its certificate). After EraseFarmer the farmer's
+// name, phone and payout account read "[erased]" everywhere.
 type LedgerServiceServer interface {
 	// RegisterFarmer opens a farmer's account. Idempotent by request_id.
 	RegisterFarmer(context.Context, *RegisterFarmerRequest) (*RegisterFarmerResponse, error)
 	// UpdatePayoutAccount changes where a farmer is paid. With
 	// expected_version it refuses (ABORTED) if the farmer changed meanwhile.
 	UpdatePayoutAccount(context.Context, *UpdatePayoutAccountRequest) (*UpdatePayoutAccountResponse, error)
+	// EraseFarmer erases a farmer's personal data (the right to erasure of
+	// China's PIPL and the EU's GDPR) by crypto-shredding: it destroys the
+	// farmer's data key, so the name, phone and payout account in every
+	// event, read model and backup become unreadable, and records a
+	// FarmerErased event (which holds no personal data). The farmer's
+	// account, journal entries and balances stay as they were, so the trial
+	// balance does not change; what the farmer is owed stays owed, but an
+	// erased farmer takes no new payout account and no payout. Finance
+	// role. FAILED_PRECONDITION while a payout of the farmer is in flight
+	// (requested or sent: its account must stay readable until it
+	// completes), and for a farmer already erased. Idempotent by
+	// request_id: a retry also finishes an erasure that failed after the key
+	// was destroyed.
+	EraseFarmer(context.Context, *EraseFarmerRequest) (*EraseFarmerResponse, error)
 	// GetFarmer returns a farmer's account details.
 	GetFarmer(context.Context, *GetFarmerRequest) (*GetFarmerResponse, error)
 	// GetFarmerBalance returns what the farmer has accrued and is owed.
@@ -299,6 +364,9 @@ func (UnimplementedLedgerServiceServer) RegisterFarmer(context.Context, *Registe
 }
 func (UnimplementedLedgerServiceServer) UpdatePayoutAccount(context.Context, *UpdatePayoutAccountRequest) (*UpdatePayoutAccountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdatePayoutAccount not implemented")
+}
+func (UnimplementedLedgerServiceServer) EraseFarmer(context.Context, *EraseFarmerRequest) (*EraseFarmerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseFarmer not implemented")
 }
 func (UnimplementedLedgerServiceServer) GetFarmer(context.Context, *GetFarmerRequest) (*GetFarmerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetFarmer not implemented")
@@ -386,6 +454,24 @@ func _LedgerService_UpdatePayoutAccount_Handler(srv interface{}, ctx context.Con
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(LedgerServiceServer).UpdatePayoutAccount(ctx, req.(*UpdatePayoutAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_EraseFarmer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseFarmerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).EraseFarmer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_EraseFarmer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).EraseFarmer(ctx, req.(*EraseFarmerRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -602,6 +688,10 @@ var LedgerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdatePayoutAccount",
 			Handler:    _LedgerService_UpdatePayoutAccount_Handler,
+		},
+		{
+			MethodName: "EraseFarmer",
+			Handler:    _LedgerService_EraseFarmer_Handler,
 		},
 		{
 			MethodName: "GetFarmer",

@@ -7,6 +7,12 @@
 // today is the simulator, which pays nobody: it runs only with
 // --payment-provider=simulated and --insecure-dev together, so a
 // production deployment cannot fall back to it by omission.
+//
+// Farmers' personal data is sealed under per-farmer data keys kept in the
+// JetStream KV bucket LEDGER_KEYS, wrapped by a key-encryption key (KEK).
+// --pii-kek-file gives the KEK (32 random bytes, base64, from a secret);
+// without it the ledger keeps a development KEK in the bucket itself,
+// which only --insecure-dev allows.
 package main
 
 import (
@@ -43,15 +49,21 @@ func main() {
 const providerSimulated = "simulated"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	var providerName, simDir string
+	var providerName, simDir, kekFile string
 	cfg, err := serve.ParseConfig(ledger.Name, args, getenv, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&providerName, "payment-provider", getenv("FURROW_PAYMENT_PROVIDER"),
 			`who pays farmers out; required. Only "simulated" exists (pays nobody; needs --insecure-dev) [FURROW_PAYMENT_PROVIDER]`)
 		fs.StringVar(&simDir, "simulated-provider-dir", getenv("FURROW_SIMULATED_PROVIDER_DIR"),
 			"where the simulated provider writes its settlement file; empty: in memory, per replica [FURROW_SIMULATED_PROVIDER_DIR]")
+		fs.StringVar(&kekFile, "pii-kek-file", getenv("FURROW_PII_KEK_FILE"),
+			"file holding the key-encryption key of farmers' personal data (32 random bytes, base64); required unless --insecure-dev [FURROW_PII_KEK_FILE]")
 	})
 	if err != nil {
 		return err
+	}
+	if kekFile == "" && !cfg.InsecureDev {
+		return fmt.Errorf("refusing to start: %w: --pii-kek-file is required: without it the key that wraps farmers' data keys "+
+			"would be kept beside them (development only, --insecure-dev)", serve.ErrUnsafe)
 	}
 	provider, err := paymentProvider(providerName, simDir, cfg.InsecureDev)
 	if err != nil {
@@ -67,7 +79,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Upstream:  []string{"PROCUREMENT", "BRAND"},
 		Consumers: ledger.Consumers(),
 		New: func(d serve.Deps) (serve.Wired, error) {
-			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider, BindConsumers: true})
+			// The key bucket is the admin step's (`furrow admin streams
+			// apply`), like the streams: without it the ledger refuses.
+			keys, err := ledger.KeyStore(ctx, d.JS, kekFile, d.Log)
+			if err != nil {
+				return nil, err
+			}
+			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider, Keys: keys, BindConsumers: true})
 		},
 	}, stderr)
 }

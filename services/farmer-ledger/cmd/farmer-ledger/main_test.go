@@ -17,7 +17,7 @@ func TestPaymentProviderMustBeChosen(t *testing.T) {
 	dev := []string{"--postgres-dsn", "postgres://db/furrow", "--nats-user", "ledger", "--insecure-dev"}
 	// Otherwise safe production settings: only the provider is in question.
 	production := []string{"--postgres-dsn", "postgres://db/furrow", "--nats-user", "ledger",
-		"--tls-cert", "s.crt", "--tls-key", "s.key", "--tls-client-ca", "ca.crt"}
+		"--tls-cert", "s.crt", "--tls-key", "s.key", "--tls-client-ca", "ca.crt", "--pii-kek-file", "kek"}
 	env := func(k string) string {
 		if k == "FURROW_NATS_PASSWORD" {
 			return "pw"
@@ -34,6 +34,7 @@ func TestPaymentProviderMustBeChosen(t *testing.T) {
 		{"no provider, insecure-dev", dev, "--payment-provider is required", true},
 		{"simulated without insecure-dev", append(production, "--payment-provider", "simulated"), "pays nobody; it needs --insecure-dev", true},
 		{"unknown provider", append(dev, "--payment-provider", "bank-of-nowhere"), "unknown provider", false},
+		{"no key-encryption key", production[:len(production)-2], "--pii-kek-file is required", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(context.Background(), tc.args, env, io.Discard)

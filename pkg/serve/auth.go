@@ -164,6 +164,12 @@ var methodRoles = map[string]access{
 	// backend's certificate, used for every routine call, should not be
 	// able to erase every farmer if it leaks.
 	ledgerv1.LedgerService_EraseFarmer_FullMethodName: financeOnly,
+	// Four-eyes: a payout above the threshold waits for a second
+	// approver, who must hold the finance role (a platform backend, which
+	// may request payouts, cannot release them) and be someone other than
+	// the requester (the ledger checks the certificates' names).
+	ledgerv1.LedgerService_ApprovePayout_FullMethodName: financeOnly,
+	ledgerv1.LedgerService_RejectPayout_FullMethodName:  financeOnly,
 
 	// Operators: the whole AdminService, and only they.
 	adminv1.AdminService_ListStreams_FullMethodName:        operatorOnly,

@@ -142,13 +142,22 @@ func (FinanceProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.R
 	case *ledgerevents.EntryPosted:
 		err = applyFinanceEntry(ctx, tx, t, rec, e)
 	case *ledgerevents.PayoutRequested:
+		status := domain.PayoutStatusRequested
+		if e.GetApprovalRequired() {
+			status = domain.PayoutStatusPendingApproval
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO `+t(tablePayouts)+`
 			(payout_id, farmer_id, request_id, amount_fen, currency, payout_account, status,
 			 provider_reference, failure_reason, requested_seq, requested_at, completed_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, '', '', $8, $9, 0)`,
 			e.GetPayoutId(), e.GetFarmerId(), e.GetRequestId(), e.GetAmountFen(), e.GetCurrency(),
 			domain.PersonalText(e.GetPayoutAccount(), e.GetSealedPayoutAccount()),
-			domain.PayoutStatusRequested.String(), rec.Sequence, rec.Time.UnixNano())
+			status.String(), rec.Sequence, rec.Time.UnixNano())
+	case *ledgerevents.PayoutApproved:
+		err = updatePayout(ctx, tx, t, `status = $1`, e.GetPayoutId(), domain.PayoutStatusRequested.String())
+	case *ledgerevents.PayoutRejected:
+		err = updatePayout(ctx, tx, t, `status = $1, completed_at = $2, failure_reason = $3`, e.GetPayoutId(),
+			domain.PayoutStatusRejected.String(), rec.Time.UnixNano(), e.GetReason())
 	case *ledgerevents.FarmerErased:
 		// The accounts of the farmer's payouts, sealed or (before
 		// encryption) clear, go.

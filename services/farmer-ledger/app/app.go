@@ -71,6 +71,9 @@ type Ledger struct {
 	provider         PaymentProvider
 	now              func() time.Time
 	keys             Keys
+	controls         domain.PayoutControls
+	notifier         Notifier
+	notices          Notices
 
 	// locks serialises this process's appends to one farmer.
 	locks farmerLocks
@@ -93,7 +96,15 @@ type Deps struct {
 	// Keys holds the farmers' data keys (personal data is sealed under
 	// them: pii.go).
 	Keys Keys
-	Log  *slog.Logger
+	// PayoutControls: cooling-off after an account change, four-eyes
+	// above a threshold (payoutcontrol.go); the zero value has neither.
+	PayoutControls domain.PayoutControls
+	// Notifier tells farmers about changes to their accounts; nil: nobody
+	// is told (the notice is still recorded).
+	Notifier Notifier
+	// Notices records the notices sent (FarmerNotified).
+	Notices Notices
+	Log     *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -110,6 +121,7 @@ func New(d Deps) *Ledger {
 		farmers: d.Farmers, balances: d.Balances, positions: d.Positions, log: d.Log,
 		directory: d.Directory, finance: d.Finance, financePositions: d.FinancePositions,
 		breaks: d.Breaks, provider: d.Provider, now: d.Now, keys: d.Keys,
+		controls: d.PayoutControls, notifier: d.Notifier, notices: d.Notices,
 	}
 }
 
@@ -231,6 +243,7 @@ func (l *Ledger) UpdatePayoutAccount(ctx context.Context, cmd UpdatePayoutAccoun
 		return eventstore.AppendResult{}, err
 	}
 	ev.PayoutAccount = ""
+	domain.StartCoolingOff(ev, l.now(), l.controls)
 	return l.farmers.Append(ctx, f, key, fingerprint, cmd.Meta, domain.Change{Kind: domain.KindPayoutAccountUpdated, Event: ev})
 }
 

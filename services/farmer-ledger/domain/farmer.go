@@ -8,6 +8,7 @@ package domain
 
 import (
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -63,6 +64,8 @@ type Farmer struct {
 	// erased: FarmerErased was applied. name, phone and payoutAccount are
 	// personal texts (pii.go): sealed, clear in old events, or Erased.
 	erased bool
+	// coolingOffUntil: payouts are refused before it (payoutcontrol.go).
+	coolingOffUntil time.Time
 	// posted holds the source event ids that already have an entry: an
 	// entry is posted once per source event. It grows with every entry,
 	// so it is a cowmap: a loaded farmer is a copy of a cached one.
@@ -98,6 +101,10 @@ func (f *Farmer) Apply(seq uint64, ev proto.Message) {
 		f.payoutAccount = PersonalText(e.GetPayoutAccount(), e.GetSealedPayoutAccount())
 	case *ledgerevents.PayoutAccountUpdated:
 		f.payoutAccount = PersonalText(e.GetPayoutAccount(), e.GetSealedPayoutAccount())
+		f.coolingOffUntil = time.Time{}
+		if e.GetCoolingOffUntil() != nil {
+			f.coolingOffUntil = e.GetCoolingOffUntil().AsTime()
+		}
 	case *ledgerevents.FarmerErased:
 		f.applyErased()
 	case *ledgerevents.EntryPosted:
@@ -116,12 +123,20 @@ func (f *Farmer) Apply(seq uint64, ev proto.Message) {
 		}
 		f.balance = next
 	case *ledgerevents.PayoutRequested:
+		status := PayoutStatusRequested
+		if e.GetApprovalRequired() {
+			status = PayoutStatusPendingApproval
+		}
 		f.payouts.Set(e.GetPayoutId(), Payout{
 			ID: e.GetPayoutId(), FarmerID: f.id, RequestID: e.GetRequestId(), AmountFen: e.GetAmountFen(),
 			Currency: e.GetCurrency(), Account: PersonalText(e.GetPayoutAccount(), e.GetSealedPayoutAccount()),
-			Status: PayoutStatusRequested,
+			Status: status, RequestedBy: e.GetRequestedBy(),
 		})
 		f.byRequest.Set(e.GetRequestId(), e.GetPayoutId())
+	case *ledgerevents.PayoutApproved:
+		f.updatePayout(e.GetPayoutId(), func(p *Payout) { p.Status = PayoutStatusRequested })
+	case *ledgerevents.PayoutRejected:
+		f.updatePayout(e.GetPayoutId(), func(p *Payout) { p.Status, p.Reason = PayoutStatusRejected, e.GetReason() })
 	case *ledgerevents.PayoutSent:
 		f.updatePayout(e.GetPayoutId(), func(p *Payout) {
 			p.Status, p.ProviderRef = PayoutStatusSent, e.GetProviderReference()

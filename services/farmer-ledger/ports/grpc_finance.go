@@ -316,10 +316,12 @@ func payoutMessage(p app.PayoutView) *ledgerv1.Payout {
 }
 
 var payoutStatuses = map[domain.PayoutStatus]ledgerv1.PayoutStatus{
-	domain.PayoutStatusRequested: ledgerv1.PayoutStatus_PAYOUT_STATUS_REQUESTED,
-	domain.PayoutStatusSent:      ledgerv1.PayoutStatus_PAYOUT_STATUS_SENT,
-	domain.PayoutStatusSettled:   ledgerv1.PayoutStatus_PAYOUT_STATUS_SETTLED,
-	domain.PayoutStatusFailed:    ledgerv1.PayoutStatus_PAYOUT_STATUS_FAILED,
+	domain.PayoutStatusRequested:       ledgerv1.PayoutStatus_PAYOUT_STATUS_REQUESTED,
+	domain.PayoutStatusSent:            ledgerv1.PayoutStatus_PAYOUT_STATUS_SENT,
+	domain.PayoutStatusSettled:         ledgerv1.PayoutStatus_PAYOUT_STATUS_SETTLED,
+	domain.PayoutStatusFailed:          ledgerv1.PayoutStatus_PAYOUT_STATUS_FAILED,
+	domain.PayoutStatusPendingApproval: ledgerv1.PayoutStatus_PAYOUT_STATUS_PENDING_APPROVAL,
+	domain.PayoutStatusRejected:        ledgerv1.PayoutStatus_PAYOUT_STATUS_REJECTED,
 }
 
 func payoutStatus(s domain.PayoutStatus) ledgerv1.PayoutStatus { return payoutStatuses[s] }

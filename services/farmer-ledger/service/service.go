@@ -54,6 +54,12 @@ type Deps struct {
 	SettlementPoll time.Duration
 	// Keys holds the farmers' data keys (KeyStore); required.
 	Keys app.Keys
+	// PayoutControls: cooling-off after a change of payout account and
+	// four-eyes above a threshold; the zero value has neither.
+	PayoutControls domain.PayoutControls
+	// Notifier tells farmers about changes of their payout account; nil:
+	// adapters.LogNotifier on Log.
+	Notifier app.Notifier
 	// BindConsumers makes the handlers bind to their durable consumers
 	// (Consumers), which an admin created, instead of creating them: a
 	// production process's NATS user may not (wmjs.Config.Bind).
@@ -61,13 +67,15 @@ type Deps struct {
 }
 
 // Consumers are the durable consumers of the ledger's handlers: entries
-// for procurement's and brand incubation's events, and the payout saga.
+// for procurement's and brand incubation's events, the payout saga, and
+// the notices of payout account changes.
 // `furrow admin streams apply` creates them; New's handlers consume them.
 func Consumers() []wmjs.Config {
 	return []wmjs.Config{
 		{Stream: upstreamProcurement, Durable: ports.DurableProcurementEntries, FilterSubjects: ports.ProcurementEntrySubjects},
 		{Stream: upstreamBrand, Durable: ports.DurableBrandEntries, FilterSubjects: ports.BrandEntrySubjects},
 		{Stream: domain.Stream, Durable: ports.DurableSendPayouts, FilterSubjects: ports.PayoutRequestedSubjects},
+		{Stream: domain.Stream, Durable: ports.DurableNotifyAccountChanges, FilterSubjects: ports.AccountChangeSubjects},
 	}
 }
 
@@ -116,6 +124,7 @@ func New(deps Deps) (*Service, error) {
 		Farmers: adapters.NewFarmerRepository(store), Balances: adapters.NewBalanceReader(deps.DB), Positions: waiter,
 		Directory: adapters.NewFarmerDirectory(deps.DB), Finance: fin.reader, FinancePositions: fin.waiter,
 		Breaks: adapters.NewBreakRepository(store), Provider: fin.provider, Log: log, Keys: deps.Keys,
+		PayoutControls: deps.PayoutControls, Notifier: notifier(deps, log), Notices: adapters.NewNoticeRepository(store),
 	})
 
 	for _, h := range []struct {
@@ -124,6 +133,7 @@ func New(deps Deps) (*Service, error) {
 	}{
 		{ports.DurableProcurementEntries, ports.PostProcurementEntries(ledger)},
 		{ports.DurableBrandEntries, ports.PostBrandEntries(ledger)},
+		{ports.DurableNotifyAccountChanges, ports.NotifyAccountChanges(ledger)},
 	} {
 		sub, stream, err := subscriber(deps, h.durable, log)
 		if err != nil {
@@ -144,4 +154,12 @@ func (s *Service) Register(srv *grpc.Server) { ledgerv1.RegisterLedgerServiceSer
 // Projections returns the ledger's projection runners.
 func (s *Service) Projections() []*projection.Runner {
 	return []*projection.Runner{s.balances, s.finance}
+}
+
+// notifier is deps.Notifier, or the log notifier.
+func notifier(deps Deps, log *slog.Logger) app.Notifier {
+	if deps.Notifier != nil {
+		return deps.Notifier
+	}
+	return adapters.LogNotifier{Log: log}
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/furrow/furrow/cmd/furrow/internal/provision"
 
 	brand "github.com/furrow/furrow/services/brand-incubation/service"
+	ledgerdomain "github.com/furrow/furrow/services/farmer-ledger/domain"
 	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
 	procurement "github.com/furrow/furrow/services/procurement/service"
 )
@@ -57,6 +58,9 @@ type Config struct {
 	// caller allowed otherwise.
 	HTTPAddr string
 	Log      *slog.Logger
+	// PayoutControls are the ledger's cooling-off and four-eyes rules; the
+	// zero value has neither.
+	PayoutControls ledgerdomain.PayoutControls
 }
 
 // Stack is a running Furrow.
@@ -184,7 +188,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.runners = append(s.runners, proc.Projections()...)
-	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log, DataDir: cfg.DataDir, Keys: ledgerKeys})
+	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log, DataDir: cfg.DataDir, Keys: ledgerKeys,
+		PayoutControls: cfg.PayoutControls})
 	if err != nil {
 		return nil, err
 	}

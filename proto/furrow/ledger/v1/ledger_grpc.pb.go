@@ -27,6 +27,8 @@ const (
 	LedgerService_ListFarmers_FullMethodName         = "/furrow.ledger.v1.LedgerService/ListFarmers"
 	LedgerService_GetFarmerBalanceAt_FullMethodName  = "/furrow.ledger.v1.LedgerService/GetFarmerBalanceAt"
 	LedgerService_RequestPayout_FullMethodName       = "/furrow.ledger.v1.LedgerService/RequestPayout"
+	LedgerService_ApprovePayout_FullMethodName       = "/furrow.ledger.v1.LedgerService/ApprovePayout"
+	LedgerService_RejectPayout_FullMethodName        = "/furrow.ledger.v1.LedgerService/RejectPayout"
 	LedgerService_GetPayout_FullMethodName           = "/furrow.ledger.v1.LedgerService/GetPayout"
 	LedgerService_ListPayouts_FullMethodName         = "/furrow.ledger.v1.LedgerService/ListPayouts"
 	LedgerService_GetFarmerStatement_FullMethodName  = "/furrow.ledger.v1.LedgerService/GetFarmerStatement"
@@ -64,6 +66,14 @@ type LedgerServiceClient interface {
 	RegisterFarmer(ctx context.Context, in *RegisterFarmerRequest, opts ...grpc.CallOption) (*RegisterFarmerResponse, error)
 	// UpdatePayoutAccount changes where a farmer is paid. With
 	// expected_version it refuses (ABORTED) if the farmer changed meanwhile.
+	//
+	// A change starts a cooling-off period (the ledger's
+	// --payout-cooling-off: 24 hours by default in production, none in
+	// furrow dev unless given): RequestPayout refuses payouts until it ends,
+	// and the farmer's registered phone and cooperative are notified at
+	// once, so that a change the farmer did not ask for can be undone before
+	// any money goes to the new account. A payout already requested keeps
+	// the account it was requested with.
 	UpdatePayoutAccount(ctx context.Context, in *UpdatePayoutAccountRequest, opts ...grpc.CallOption) (*UpdatePayoutAccountResponse, error)
 	// EraseFarmer erases a farmer's personal data (the right to erasure of
 	// China's PIPL and the EU's GDPR) by crypto-shredding: it destroys the
@@ -92,8 +102,30 @@ type LedgerServiceClient interface {
 	// RequestPayout pays a farmer out: an amount, or everything available. It
 	// places a hold at once (available never goes below zero); the payment
 	// provider is called asynchronously. Idempotent by request_id.
-	// FAILED_PRECONDITION when the amount exceeds what is available.
+	// FAILED_PRECONDITION when the amount exceeds what is available, and
+	// while the farmer's payout account is cooling off after a change: the
+	// message names when the cooling-off ends. Refused rather than accepted
+	// and held: nothing waits in the ledger on a timer, no hold ties up the
+	// farmer's balance, and the farmer, told of the change, has the whole
+	// period to stop it; a request after it is a fresh decision.
+	//
+	// Four-eyes: a payout above the ledger's threshold
+	// (--payout-approval-above-fen, 1,000,000 fen = 10,000 yuan by default)
+	// is held with status PENDING_APPROVAL and sent only once someone other
+	// than its requester approves it (ApprovePayout), or released by
+	// RejectPayout.
 	RequestPayout(ctx context.Context, in *RequestPayoutRequest, opts ...grpc.CallOption) (*RequestPayoutResponse, error)
+	// ApprovePayout releases a payout waiting for a second approver
+	// (PENDING_APPROVAL) to the payment provider. Finance role. The approver
+	// is the caller's identity (its client certificate's name; in furrow dev
+	// the x-furrow-actor header): FAILED_PRECONDITION when it is the payout's
+	// requester (four-eyes) or the payout is not waiting for approval.
+	// Idempotent by request_id.
+	ApprovePayout(ctx context.Context, in *ApprovePayoutRequest, opts ...grpc.CallOption) (*ApprovePayoutResponse, error)
+	// RejectPayout rejects a payout waiting for approval: it is never sent,
+	// and its hold is released. Finance role. FAILED_PRECONDITION when the
+	// payout is not waiting for approval. Idempotent by request_id.
+	RejectPayout(ctx context.Context, in *RejectPayoutRequest, opts ...grpc.CallOption) (*RejectPayoutResponse, error)
 	// GetPayout returns a payout and where it stands.
 	GetPayout(ctx context.Context, in *GetPayoutRequest, opts ...grpc.CallOption) (*GetPayoutResponse, error)
 	// ListPayouts lists payouts, optionally of one farmer or status.
@@ -207,6 +239,26 @@ func (c *ledgerServiceClient) RequestPayout(ctx context.Context, in *RequestPayo
 	return out, nil
 }
 
+func (c *ledgerServiceClient) ApprovePayout(ctx context.Context, in *ApprovePayoutRequest, opts ...grpc.CallOption) (*ApprovePayoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApprovePayoutResponse)
+	err := c.cc.Invoke(ctx, LedgerService_ApprovePayout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) RejectPayout(ctx context.Context, in *RejectPayoutRequest, opts ...grpc.CallOption) (*RejectPayoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectPayoutResponse)
+	err := c.cc.Invoke(ctx, LedgerService_RejectPayout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *ledgerServiceClient) GetPayout(ctx context.Context, in *GetPayoutRequest, opts ...grpc.CallOption) (*GetPayoutResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetPayoutResponse)
@@ -296,6 +348,14 @@ type LedgerServiceServer interface {
 	RegisterFarmer(context.Context, *RegisterFarmerRequest) (*RegisterFarmerResponse, error)
 	// UpdatePayoutAccount changes where a farmer is paid. With
 	// expected_version it refuses (ABORTED) if the farmer changed meanwhile.
+	//
+	// A change starts a cooling-off period (the ledger's
+	// --payout-cooling-off: 24 hours by default in production, none in
+	// furrow dev unless given): RequestPayout refuses payouts until it ends,
+	// and the farmer's registered phone and cooperative are notified at
+	// once, so that a change the farmer did not ask for can be undone before
+	// any money goes to the new account. A payout already requested keeps
+	// the account it was requested with.
 	UpdatePayoutAccount(context.Context, *UpdatePayoutAccountRequest) (*UpdatePayoutAccountResponse, error)
 	// EraseFarmer erases a farmer's personal data (the right to erasure of
 	// China's PIPL and the EU's GDPR) by crypto-shredding: it destroys the
@@ -324,8 +384,30 @@ type LedgerServiceServer interface {
 	// RequestPayout pays a farmer out: an amount, or everything available. It
 	// places a hold at once (available never goes below zero); the payment
 	// provider is called asynchronously. Idempotent by request_id.
-	// FAILED_PRECONDITION when the amount exceeds what is available.
+	// FAILED_PRECONDITION when the amount exceeds what is available, and
+	// while the farmer's payout account is cooling off after a change: the
+	// message names when the cooling-off ends. Refused rather than accepted
+	// and held: nothing waits in the ledger on a timer, no hold ties up the
+	// farmer's balance, and the farmer, told of the change, has the whole
+	// period to stop it; a request after it is a fresh decision.
+	//
+	// Four-eyes: a payout above the ledger's threshold
+	// (--payout-approval-above-fen, 1,000,000 fen = 10,000 yuan by default)
+	// is held with status PENDING_APPROVAL and sent only once someone other
+	// than its requester approves it (ApprovePayout), or released by
+	// RejectPayout.
 	RequestPayout(context.Context, *RequestPayoutRequest) (*RequestPayoutResponse, error)
+	// ApprovePayout releases a payout waiting for a second approver
+	// (PENDING_APPROVAL) to the payment provider. Finance role. The approver
+	// is the caller's identity (its client certificate's name; in furrow dev
+	// the x-furrow-actor header): FAILED_PRECONDITION when it is the payout's
+	// requester (four-eyes) or the payout is not waiting for approval.
+	// Idempotent by request_id.
+	ApprovePayout(context.Context, *ApprovePayoutRequest) (*ApprovePayoutResponse, error)
+	// RejectPayout rejects a payout waiting for approval: it is never sent,
+	// and its hold is released. Finance role. FAILED_PRECONDITION when the
+	// payout is not waiting for approval. Idempotent by request_id.
+	RejectPayout(context.Context, *RejectPayoutRequest) (*RejectPayoutResponse, error)
 	// GetPayout returns a payout and where it stands.
 	GetPayout(context.Context, *GetPayoutRequest) (*GetPayoutResponse, error)
 	// ListPayouts lists payouts, optionally of one farmer or status.
@@ -382,6 +464,12 @@ func (UnimplementedLedgerServiceServer) GetFarmerBalanceAt(context.Context, *Get
 }
 func (UnimplementedLedgerServiceServer) RequestPayout(context.Context, *RequestPayoutRequest) (*RequestPayoutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RequestPayout not implemented")
+}
+func (UnimplementedLedgerServiceServer) ApprovePayout(context.Context, *ApprovePayoutRequest) (*ApprovePayoutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApprovePayout not implemented")
+}
+func (UnimplementedLedgerServiceServer) RejectPayout(context.Context, *RejectPayoutRequest) (*RejectPayoutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectPayout not implemented")
 }
 func (UnimplementedLedgerServiceServer) GetPayout(context.Context, *GetPayoutRequest) (*GetPayoutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPayout not implemented")
@@ -566,6 +654,42 @@ func _LedgerService_RequestPayout_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LedgerService_ApprovePayout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApprovePayoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).ApprovePayout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_ApprovePayout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).ApprovePayout(ctx, req.(*ApprovePayoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_RejectPayout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectPayoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).RejectPayout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_RejectPayout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).RejectPayout(ctx, req.(*RejectPayoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _LedgerService_GetPayout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetPayoutRequest)
 	if err := dec(in); err != nil {
@@ -712,6 +836,14 @@ var LedgerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RequestPayout",
 			Handler:    _LedgerService_RequestPayout_Handler,
+		},
+		{
+			MethodName: "ApprovePayout",
+			Handler:    _LedgerService_ApprovePayout_Handler,
+		},
+		{
+			MethodName: "RejectPayout",
+			Handler:    _LedgerService_RejectPayout_Handler,
 		},
 		{
 			MethodName: "GetPayout",

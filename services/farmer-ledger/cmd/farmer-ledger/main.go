@@ -23,12 +23,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/furrow/furrow/pkg/serve"
 
 	"github.com/furrow/furrow/services/farmer-ledger/adapters"
 	"github.com/furrow/furrow/services/farmer-ledger/app"
+	"github.com/furrow/furrow/services/farmer-ledger/domain"
 	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
 )
 
@@ -49,7 +51,7 @@ func main() {
 const providerSimulated = "simulated"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	var providerName, simDir, kekFile string
+	var providerName, simDir, kekFile, coolingOff, approvalAbove string
 	cfg, err := serve.ParseConfig(ledger.Name, args, getenv, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&providerName, "payment-provider", getenv("FURROW_PAYMENT_PROVIDER"),
 			`who pays farmers out; required. Only "simulated" exists (pays nobody; needs --insecure-dev) [FURROW_PAYMENT_PROVIDER]`)
@@ -57,7 +59,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			"where the simulated provider writes its settlement file; empty: in memory, per replica [FURROW_SIMULATED_PROVIDER_DIR]")
 		fs.StringVar(&kekFile, "pii-kek-file", getenv("FURROW_PII_KEK_FILE"),
 			"file holding the key-encryption key of farmers' personal data (32 random bytes, base64); required unless --insecure-dev [FURROW_PII_KEK_FILE]")
+		fs.StringVar(&coolingOff, ledger.FlagCoolingOff, envOr(getenv, "FURROW_PAYOUT_COOLING_OFF", domain.DefaultCoolingOff.String()),
+			"after a change of payout account, payouts are refused this long (the farmer is notified); 0: none [FURROW_PAYOUT_COOLING_OFF]")
+		fs.StringVar(&approvalAbove, ledger.FlagApprovalAboveFen, envOr(getenv, "FURROW_PAYOUT_APPROVAL_ABOVE_FEN", strconv.Itoa(domain.DefaultApprovalAboveFen)),
+			"payouts of more than this many fen wait for a second finance approver (four-eyes); 0: none do [FURROW_PAYOUT_APPROVAL_ABOVE_FEN]")
 	})
+	if err != nil {
+		return err
+	}
+	controls, err := ledger.ParsePayoutControls(coolingOff, approvalAbove)
 	if err != nil {
 		return err
 	}
@@ -85,7 +95,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			if err != nil {
 				return nil, err
 			}
-			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider, Keys: keys, BindConsumers: true})
+			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider, Keys: keys,
+				PayoutControls: controls, BindConsumers: true})
 		},
 	}, stderr)
 }
@@ -105,4 +116,12 @@ func paymentProvider(name, simDir string, insecureDev bool) (app.PaymentProvider
 	default:
 		return nil, fmt.Errorf("--payment-provider %q: unknown provider (known: %s)", name, providerSimulated)
 	}
+}
+
+// envOr returns the environment variable key, or def when it is unset.
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
 }

@@ -208,8 +208,13 @@ type PayoutAccountUpdated struct {
 	// Clear account: only in events written before encryption.
 	PayoutAccount       string  `protobuf:"bytes,2,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
 	SealedPayoutAccount *Sealed `protobuf:"bytes,3,opt,name=sealed_payout_account,json=sealedPayoutAccount,proto3" json:"sealed_payout_account,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Payouts to the new account are refused until this time (the
+	// cooling-off period the ledger was configured with at the change);
+	// unset: no cooling-off. The farmer's phone and cooperative are told
+	// (FarmerNotified), so a change nobody asked for can be stopped first.
+	CoolingOffUntil *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=cooling_off_until,json=coolingOffUntil,proto3" json:"cooling_off_until,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PayoutAccountUpdated) Reset() {
@@ -263,6 +268,100 @@ func (x *PayoutAccountUpdated) GetSealedPayoutAccount() *Sealed {
 	return nil
 }
 
+func (x *PayoutAccountUpdated) GetCoolingOffUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CoolingOffUntil
+	}
+	return nil
+}
+
+// FarmerNotified: the ledger told a farmer (at its registered phone) and
+// its cooperative about something done to its account, through its
+// notifier. It holds no personal data: which channels were reached, not
+// the numbers. Notices are an aggregate of their own, so that recording
+// one does not move the farmer's version.
+// Subject: ledger.notice.<farmer_id>.farmer_notified
+type FarmerNotified struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// What the notice was about: "payout_account_changed".
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The id of the event the notice was about.
+	AboutEventId string `protobuf:"bytes,3,opt,name=about_event_id,json=aboutEventId,proto3" json:"about_event_id,omitempty"`
+	// Whether the farmer's registered phone was sent the notice (false: no
+	// phone registered, or erased).
+	Phone bool `protobuf:"varint,4,opt,name=phone,proto3" json:"phone,omitempty"`
+	// The cooperative sent the notice (empty: none registered).
+	Cooperative   string `protobuf:"bytes,5,opt,name=cooperative,proto3" json:"cooperative,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FarmerNotified) Reset() {
+	*x = FarmerNotified{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FarmerNotified) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FarmerNotified) ProtoMessage() {}
+
+func (x *FarmerNotified) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FarmerNotified.ProtoReflect.Descriptor instead.
+func (*FarmerNotified) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *FarmerNotified) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *FarmerNotified) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FarmerNotified) GetAboutEventId() string {
+	if x != nil {
+		return x.AboutEventId
+	}
+	return ""
+}
+
+func (x *FarmerNotified) GetPhone() bool {
+	if x != nil {
+		return x.Phone
+	}
+	return false
+}
+
+func (x *FarmerNotified) GetCooperative() string {
+	if x != nil {
+		return x.Cooperative
+	}
+	return ""
+}
+
 // FarmerErased: a farmer's personal data was erased (crypto-shredding):
 // the farmer's data key was destroyed, so the name, phone and payout
 // account in every earlier event, read model and backup can no longer be
@@ -282,7 +381,7 @@ type FarmerErased struct {
 
 func (x *FarmerErased) Reset() {
 	*x = FarmerErased{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[3]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +393,7 @@ func (x *FarmerErased) String() string {
 func (*FarmerErased) ProtoMessage() {}
 
 func (x *FarmerErased) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[3]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +406,7 @@ func (x *FarmerErased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FarmerErased.ProtoReflect.Descriptor instead.
 func (*FarmerErased) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FarmerErased) GetFarmerId() string {
@@ -344,7 +443,7 @@ type EntryPosted struct {
 
 func (x *EntryPosted) Reset() {
 	*x = EntryPosted{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[4]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +455,7 @@ func (x *EntryPosted) String() string {
 func (*EntryPosted) ProtoMessage() {}
 
 func (x *EntryPosted) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[4]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +468,7 @@ func (x *EntryPosted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryPosted.ProtoReflect.Descriptor instead.
 func (*EntryPosted) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EntryPosted) GetEntryId() string {
@@ -432,7 +531,7 @@ type SourceRef struct {
 
 func (x *SourceRef) Reset() {
 	*x = SourceRef{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[5]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +543,7 @@ func (x *SourceRef) String() string {
 func (*SourceRef) ProtoMessage() {}
 
 func (x *SourceRef) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[5]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +556,7 @@ func (x *SourceRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceRef.ProtoReflect.Descriptor instead.
 func (*SourceRef) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SourceRef) GetStream() string {
@@ -501,7 +600,7 @@ type EntryLine struct {
 
 func (x *EntryLine) Reset() {
 	*x = EntryLine{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[6]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +612,7 @@ func (x *EntryLine) String() string {
 func (*EntryLine) ProtoMessage() {}
 
 func (x *EntryLine) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[6]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +625,7 @@ func (x *EntryLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryLine.ProtoReflect.Descriptor instead.
 func (*EntryLine) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EntryLine) GetAccount() string {
@@ -574,13 +673,21 @@ type PayoutRequested struct {
 	AllAvailable bool `protobuf:"varint,7,opt,name=all_available,json=allAvailable,proto3" json:"all_available,omitempty"`
 	// The account paid into, sealed under the farmer's data key (see Sealed).
 	SealedPayoutAccount *Sealed `protobuf:"bytes,8,opt,name=sealed_payout_account,json=sealedPayoutAccount,proto3" json:"sealed_payout_account,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// True when the amount was above the ledger's four-eyes threshold: the
+	// payout is held (its hold placed) but not sent until someone other than
+	// requested_by approves it (PayoutApproved), or it is rejected
+	// (PayoutRejected).
+	ApprovalRequired bool `protobuf:"varint,9,opt,name=approval_required,json=approvalRequired,proto3" json:"approval_required,omitempty"`
+	// Who requested it (the command's actor: in production the client
+	// certificate's name).
+	RequestedBy   string `protobuf:"bytes,10,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PayoutRequested) Reset() {
 	*x = PayoutRequested{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[7]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +699,7 @@ func (x *PayoutRequested) String() string {
 func (*PayoutRequested) ProtoMessage() {}
 
 func (x *PayoutRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[7]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +712,7 @@ func (x *PayoutRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutRequested.ProtoReflect.Descriptor instead.
 func (*PayoutRequested) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PayoutRequested) GetPayoutId() string {
@@ -664,6 +771,164 @@ func (x *PayoutRequested) GetSealedPayoutAccount() *Sealed {
 	return nil
 }
 
+func (x *PayoutRequested) GetApprovalRequired() bool {
+	if x != nil {
+		return x.ApprovalRequired
+	}
+	return false
+}
+
+func (x *PayoutRequested) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+// PayoutApproved: a second person (finance) approved a payout that needed
+// it; the saga sends it to the provider now.
+// Subject: ledger.farmer.<farmer_id>.payout_approved
+type PayoutApproved struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	FarmerId string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Who approved it (never the one who requested it).
+	ApprovedBy    string `protobuf:"bytes,3,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutApproved) Reset() {
+	*x = PayoutApproved{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutApproved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutApproved) ProtoMessage() {}
+
+func (x *PayoutApproved) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutApproved.ProtoReflect.Descriptor instead.
+func (*PayoutApproved) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PayoutApproved) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *PayoutApproved) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PayoutApproved) GetApprovedBy() string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return ""
+}
+
+// PayoutRejected: a payout waiting for approval was rejected; it is never
+// sent. Its entry releases the hold.
+// Subject: ledger.farmer.<farmer_id>.payout_rejected
+type PayoutRejected struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId   string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	FarmerId   string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	AmountFen  int64                  `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	RejectedBy string                 `protobuf:"bytes,4,opt,name=rejected_by,json=rejectedBy,proto3" json:"rejected_by,omitempty"`
+	// Why; at most 1000 characters.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutRejected) Reset() {
+	*x = PayoutRejected{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutRejected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutRejected) ProtoMessage() {}
+
+func (x *PayoutRejected) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutRejected.ProtoReflect.Descriptor instead.
+func (*PayoutRejected) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PayoutRejected) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *PayoutRejected) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PayoutRejected) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *PayoutRejected) GetRejectedBy() string {
+	if x != nil {
+		return x.RejectedBy
+	}
+	return ""
+}
+
+func (x *PayoutRejected) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // PayoutSent: the payment provider accepted the payout instruction and
 // named it; settlement follows (at once or later).
 // Subject: ledger.farmer.<farmer_id>.payout_sent
@@ -678,7 +943,7 @@ type PayoutSent struct {
 
 func (x *PayoutSent) Reset() {
 	*x = PayoutSent{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[8]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +955,7 @@ func (x *PayoutSent) String() string {
 func (*PayoutSent) ProtoMessage() {}
 
 func (x *PayoutSent) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[8]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +968,7 @@ func (x *PayoutSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSent.ProtoReflect.Descriptor instead.
 func (*PayoutSent) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PayoutSent) GetPayoutId() string {
@@ -744,7 +1009,7 @@ type PayoutSettled struct {
 
 func (x *PayoutSettled) Reset() {
 	*x = PayoutSettled{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +1021,7 @@ func (x *PayoutSettled) String() string {
 func (*PayoutSettled) ProtoMessage() {}
 
 func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +1034,7 @@ func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSettled.ProtoReflect.Descriptor instead.
 func (*PayoutSettled) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PayoutSettled) GetPayoutId() string {
@@ -825,7 +1090,7 @@ type PayoutFailed struct {
 
 func (x *PayoutFailed) Reset() {
 	*x = PayoutFailed{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[10]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +1102,7 @@ func (x *PayoutFailed) String() string {
 func (*PayoutFailed) ProtoMessage() {}
 
 func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[10]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +1115,7 @@ func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutFailed.ProtoReflect.Descriptor instead.
 func (*PayoutFailed) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PayoutFailed) GetPayoutId() string {
@@ -924,7 +1189,7 @@ type PayoutBreakFound struct {
 
 func (x *PayoutBreakFound) Reset() {
 	*x = PayoutBreakFound{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[11]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1201,7 @@ func (x *PayoutBreakFound) String() string {
 func (*PayoutBreakFound) ProtoMessage() {}
 
 func (x *PayoutBreakFound) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[11]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1214,7 @@ func (x *PayoutBreakFound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutBreakFound.ProtoReflect.Descriptor instead.
 func (*PayoutBreakFound) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PayoutBreakFound) GetBreakId() string {
@@ -1047,7 +1312,7 @@ type PayoutBreakResolved struct {
 
 func (x *PayoutBreakResolved) Reset() {
 	*x = PayoutBreakResolved{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[12]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1324,7 @@ func (x *PayoutBreakResolved) String() string {
 func (*PayoutBreakResolved) ProtoMessage() {}
 
 func (x *PayoutBreakResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[12]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1337,7 @@ func (x *PayoutBreakResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutBreakResolved.ProtoReflect.Descriptor instead.
 func (*PayoutBreakResolved) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PayoutBreakResolved) GetBreakId() string {
@@ -1116,11 +1381,18 @@ const file_furrow_ledger_events_v1_events_proto_rawDesc = "" +
 	"\vsealed_name\x18\a \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\n" +
 	"sealedName\x12B\n" +
 	"\fsealed_phone\x18\b \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\vsealedPhone\x12S\n" +
-	"\x15sealed_payout_account\x18\t \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\x13sealedPayoutAccount\"\xb5\x01\n" +
+	"\x15sealed_payout_account\x18\t \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\x13sealedPayoutAccount\"\xfd\x01\n" +
 	"\x14PayoutAccountUpdated\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12+\n" +
 	"\x0epayout_account\x18\x02 \x01(\tB\x04\xa8\xbb\x18\x01R\rpayoutAccount\x12S\n" +
-	"\x15sealed_payout_account\x18\x03 \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\x13sealedPayoutAccount\"B\n" +
+	"\x15sealed_payout_account\x18\x03 \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\x13sealedPayoutAccount\x12F\n" +
+	"\x11cooling_off_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0fcoolingOffUntil\"\xa3\x01\n" +
+	"\x0eFarmerNotified\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12$\n" +
+	"\x0eabout_event_id\x18\x03 \x01(\tR\faboutEventId\x12\x14\n" +
+	"\x05phone\x18\x04 \x01(\bR\x05phone\x12 \n" +
+	"\vcooperative\x18\x05 \x01(\tR\vcooperative\"B\n" +
 	"\fFarmerErased\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\"\xfa\x01\n" +
@@ -1141,7 +1413,7 @@ const file_furrow_ledger_events_v1_events_proto_rawDesc = "" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x1b\n" +
 	"\tdebit_fen\x18\x02 \x01(\x03R\bdebitFen\x12\x1d\n" +
 	"\n" +
-	"credit_fen\x18\x03 \x01(\x03R\tcreditFen\"\xcc\x02\n" +
+	"credit_fen\x18\x03 \x01(\x03R\tcreditFen\"\x9c\x03\n" +
 	"\x0fPayoutRequested\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
 	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x1d\n" +
@@ -1152,7 +1424,23 @@ const file_furrow_ledger_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12#\n" +
 	"\rall_available\x18\a \x01(\bR\fallAvailable\x12S\n" +
-	"\x15sealed_payout_account\x18\b \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\x13sealedPayoutAccount\"u\n" +
+	"\x15sealed_payout_account\x18\b \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\x13sealedPayoutAccount\x12+\n" +
+	"\x11approval_required\x18\t \x01(\bR\x10approvalRequired\x12!\n" +
+	"\frequested_by\x18\n" +
+	" \x01(\tR\vrequestedBy\"k\n" +
+	"\x0ePayoutApproved\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x1f\n" +
+	"\vapproved_by\x18\x03 \x01(\tR\n" +
+	"approvedBy\"\xa2\x01\n" +
+	"\x0ePayoutRejected\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x03 \x01(\x03R\tamountFen\x12\x1f\n" +
+	"\vrejected_by\x18\x04 \x01(\tR\n" +
+	"rejectedBy\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"u\n" +
 	"\n" +
 	"PayoutSent\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
@@ -1204,38 +1492,42 @@ func file_furrow_ledger_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_ledger_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_ledger_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_furrow_ledger_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_furrow_ledger_events_v1_events_proto_goTypes = []any{
 	(*Sealed)(nil),                // 0: furrow.ledger.events.v1.Sealed
 	(*FarmerRegistered)(nil),      // 1: furrow.ledger.events.v1.FarmerRegistered
 	(*PayoutAccountUpdated)(nil),  // 2: furrow.ledger.events.v1.PayoutAccountUpdated
-	(*FarmerErased)(nil),          // 3: furrow.ledger.events.v1.FarmerErased
-	(*EntryPosted)(nil),           // 4: furrow.ledger.events.v1.EntryPosted
-	(*SourceRef)(nil),             // 5: furrow.ledger.events.v1.SourceRef
-	(*EntryLine)(nil),             // 6: furrow.ledger.events.v1.EntryLine
-	(*PayoutRequested)(nil),       // 7: furrow.ledger.events.v1.PayoutRequested
-	(*PayoutSent)(nil),            // 8: furrow.ledger.events.v1.PayoutSent
-	(*PayoutSettled)(nil),         // 9: furrow.ledger.events.v1.PayoutSettled
-	(*PayoutFailed)(nil),          // 10: furrow.ledger.events.v1.PayoutFailed
-	(*PayoutBreakFound)(nil),      // 11: furrow.ledger.events.v1.PayoutBreakFound
-	(*PayoutBreakResolved)(nil),   // 12: furrow.ledger.events.v1.PayoutBreakResolved
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*FarmerNotified)(nil),        // 3: furrow.ledger.events.v1.FarmerNotified
+	(*FarmerErased)(nil),          // 4: furrow.ledger.events.v1.FarmerErased
+	(*EntryPosted)(nil),           // 5: furrow.ledger.events.v1.EntryPosted
+	(*SourceRef)(nil),             // 6: furrow.ledger.events.v1.SourceRef
+	(*EntryLine)(nil),             // 7: furrow.ledger.events.v1.EntryLine
+	(*PayoutRequested)(nil),       // 8: furrow.ledger.events.v1.PayoutRequested
+	(*PayoutApproved)(nil),        // 9: furrow.ledger.events.v1.PayoutApproved
+	(*PayoutRejected)(nil),        // 10: furrow.ledger.events.v1.PayoutRejected
+	(*PayoutSent)(nil),            // 11: furrow.ledger.events.v1.PayoutSent
+	(*PayoutSettled)(nil),         // 12: furrow.ledger.events.v1.PayoutSettled
+	(*PayoutFailed)(nil),          // 13: furrow.ledger.events.v1.PayoutFailed
+	(*PayoutBreakFound)(nil),      // 14: furrow.ledger.events.v1.PayoutBreakFound
+	(*PayoutBreakResolved)(nil),   // 15: furrow.ledger.events.v1.PayoutBreakResolved
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_furrow_ledger_events_v1_events_proto_depIdxs = []int32{
 	0,  // 0: furrow.ledger.events.v1.FarmerRegistered.sealed_name:type_name -> furrow.ledger.events.v1.Sealed
 	0,  // 1: furrow.ledger.events.v1.FarmerRegistered.sealed_phone:type_name -> furrow.ledger.events.v1.Sealed
 	0,  // 2: furrow.ledger.events.v1.FarmerRegistered.sealed_payout_account:type_name -> furrow.ledger.events.v1.Sealed
 	0,  // 3: furrow.ledger.events.v1.PayoutAccountUpdated.sealed_payout_account:type_name -> furrow.ledger.events.v1.Sealed
-	5,  // 4: furrow.ledger.events.v1.EntryPosted.source:type_name -> furrow.ledger.events.v1.SourceRef
-	6,  // 5: furrow.ledger.events.v1.EntryPosted.lines:type_name -> furrow.ledger.events.v1.EntryLine
-	0,  // 6: furrow.ledger.events.v1.PayoutRequested.sealed_payout_account:type_name -> furrow.ledger.events.v1.Sealed
-	13, // 7: furrow.ledger.events.v1.PayoutSettled.settled_at:type_name -> google.protobuf.Timestamp
-	13, // 8: furrow.ledger.events.v1.PayoutFailed.failed_at:type_name -> google.protobuf.Timestamp
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	16, // 4: furrow.ledger.events.v1.PayoutAccountUpdated.cooling_off_until:type_name -> google.protobuf.Timestamp
+	6,  // 5: furrow.ledger.events.v1.EntryPosted.source:type_name -> furrow.ledger.events.v1.SourceRef
+	7,  // 6: furrow.ledger.events.v1.EntryPosted.lines:type_name -> furrow.ledger.events.v1.EntryLine
+	0,  // 7: furrow.ledger.events.v1.PayoutRequested.sealed_payout_account:type_name -> furrow.ledger.events.v1.Sealed
+	16, // 8: furrow.ledger.events.v1.PayoutSettled.settled_at:type_name -> google.protobuf.Timestamp
+	16, // 9: furrow.ledger.events.v1.PayoutFailed.failed_at:type_name -> google.protobuf.Timestamp
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_furrow_ledger_events_v1_events_proto_init() }
@@ -1249,7 +1541,7 @@ func file_furrow_ledger_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_ledger_events_v1_events_proto_rawDesc), len(file_furrow_ledger_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

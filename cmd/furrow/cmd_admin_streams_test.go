@@ -59,17 +59,19 @@ func TestAdminStreamsApply(t *testing.T) {
 		"stream BRAND: created\n" +
 		"stream LEDGER: created\n" +
 		"stream DEADLETTER: created\n" +
+		"key bucket LEDGER_KEYS: created\n" +
 		"consumer PROCUREMENT/ledger-post-entries-procurement: created\n" +
 		"consumer BRAND/ledger-post-entries-brand: created\n" +
 		"consumer LEDGER/ledger-send-payouts: created\n" +
+		"consumer LEDGER/ledger-notify-account-changes: created\n" +
 		"consumer BRAND/brand-rerate-on-premium-rule-revised: created\n" +
 		"consumer BRAND/brand-rerate-on-sales-reported: created\n"
 	if out != wantFirst {
 		t.Errorf("first apply printed:\n%s\nwant:\n%s", out, wantFirst)
 	}
 	out, _, err = apply(t, url, "--replicas", "1", "--monitor-url", monitor)
-	if err != nil || strings.Count(out, ": unchanged\n") != 9 {
-		t.Errorf("second apply = %v; want all 9 unchanged:\n%s", err, out)
+	if err != nil || strings.Count(out, ": unchanged\n") != 11 {
+		t.Errorf("second apply = %v; want all 11 unchanged:\n%s", err, out)
 	}
 
 	// Someone with stream rights (before this step existed, every service

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,9 @@ import (
 
 	"github.com/furrow/furrow/cmd/furrow/internal/demo"
 	"github.com/furrow/furrow/cmd/furrow/internal/stack"
+
+	ledgerdomain "github.com/furrow/furrow/services/farmer-ledger/domain"
+	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
 )
 
 // devConfig is everything `furrow dev` is told, from flags and environment.
@@ -40,6 +44,10 @@ type devConfig struct {
 	ShutdownTimeout time.Duration
 	// Demo loads the demo data set through the gRPC API after start.
 	Demo bool
+	// PayoutControls: cooling-off after a change of payout account (none by
+	// default here, so that walkthroughs can change an account and pay at
+	// once) and four-eyes above a threshold (as in production).
+	PayoutControls ledgerdomain.PayoutControls
 }
 
 func parseDevConfig(args []string, stderr io.Writer, getenv func(string) string) (devConfig, error) {
@@ -79,9 +87,18 @@ Flags (environment variable in brackets):
 	fs.BoolVar(&cfg.LogJSON, "log-json", getenv("FURROW_LOG_JSON") == "1", "log as JSON [FURROW_LOG_JSON=1]")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight work may take on shutdown")
 	fs.BoolVar(&cfg.Demo, "demo", getenv("FURROW_DEMO") == "1", "load the demo data set (idempotent: loading twice changes nothing) [FURROW_DEMO=1]")
+	coolingOff := fs.String(ledger.FlagCoolingOff, envOr(getenv, "FURROW_PAYOUT_COOLING_OFF", "0"),
+		"after a change of payout account, payouts are refused this long, e.g. 1m (production: 24h); 0: none [FURROW_PAYOUT_COOLING_OFF]")
+	approvalAbove := fs.String(ledger.FlagApprovalAboveFen, envOr(getenv, "FURROW_PAYOUT_APPROVAL_ABOVE_FEN", strconv.Itoa(ledgerdomain.DefaultApprovalAboveFen)),
+		"payouts of more than this many fen wait for a second approver (four-eyes; the approver is the x-furrow-actor header here); 0: none do [FURROW_PAYOUT_APPROVAL_ABOVE_FEN]")
 	if err := fs.Parse(args); err != nil {
 		return devConfig{}, err
 	}
+	controls, err := ledger.ParsePayoutControls(*coolingOff, *approvalAbove)
+	if err != nil {
+		return devConfig{}, err
+	}
+	cfg.PayoutControls = controls
 	if fs.NArg() > 0 {
 		return devConfig{}, fmt.Errorf("furrow dev takes no arguments, got %q", strings.Join(fs.Args(), " "))
 	}
@@ -140,7 +157,8 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 		_ = shutdownTracing(sctx)
 	}()
 
-	st, err := stack.Start(ctx, stack.Config{DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, NATSAddr: cfg.NATSAddr, HTTPAddr: cfg.HTTPAddr, OpsAddr: cfg.OpsAddr, Log: log})
+	st, err := stack.Start(ctx, stack.Config{DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, NATSAddr: cfg.NATSAddr, HTTPAddr: cfg.HTTPAddr, OpsAddr: cfg.OpsAddr, Log: log,
+		PayoutControls: cfg.PayoutControls})
 	if err != nil {
 		if ctx.Err() != nil {
 			// Ctrl-C during start-up: stopping is what was asked for.

@@ -15,10 +15,14 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/furrow/furrow/proto/furrow/admin/v1"
+	typesv1 "github.com/furrow/furrow/proto/furrow/types/v1"
 
 	"github.com/furrow/furrow/pkg/deadletter"
 	"github.com/furrow/furrow/pkg/eventstore"
@@ -366,6 +370,16 @@ func eventProto(stream string, seq uint64, subject string, stored time.Time, h n
 		ev.PayloadError = err.Error()
 		return ev
 	}
+	if maskPersonal(msg.ProtoReflect()) {
+		// The raw payload too: it is what a client could decode itself.
+		masked, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+		if err != nil {
+			ev.PayloadError = err.Error()
+			ev.Payload = nil
+			return ev
+		}
+		ev.Payload = masked
+	}
 	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(msg)
 	if err != nil {
 		ev.PayloadError = err.Error()
@@ -373,6 +387,47 @@ func eventProto(stream string, seq uint64, subject string, stored time.Time, h n
 	}
 	ev.PayloadJson = string(js)
 	return ev
+}
+
+// maskPersonal masks, in place, every string field of m (and of the
+// messages it holds) that is marked (furrow.types.v1.personal): personal
+// data an event written before the ledger sealed it holds in clear. It
+// reports whether it changed anything.
+func maskPersonal(m protoreflect.Message) bool {
+	changed := false
+	var personal []protoreflect.FieldDescriptor // set after Range: no changes while it runs
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Kind() == protoreflect.StringKind && !fd.IsList() && !fd.IsMap() && isPersonal(fd):
+			personal = append(personal, fd)
+		case fd.Kind() == protoreflect.MessageKind && fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				changed = maskPersonal(l.Get(i).Message()) || changed
+			}
+		case fd.Kind() == protoreflect.MessageKind && !fd.IsMap():
+			changed = maskPersonal(v.Message()) || changed
+		}
+		return true
+	})
+	for _, fd := range personal {
+		m.Set(fd, protoreflect.ValueOfString(mask(m.Get(fd).String())))
+	}
+	return changed || len(personal) > 0
+}
+
+func isPersonal(fd protoreflect.FieldDescriptor) bool {
+	opts, ok := fd.Options().(*descriptorpb.FieldOptions)
+	return ok && opts != nil && proto.GetExtension(opts, typesv1.E_Personal).(bool)
+}
+
+// mask keeps a value's last four characters ("••••0201").
+func mask(v string) string {
+	r := []rune(v)
+	if len(r) <= 4 {
+		return "••••"
+	}
+	return "••••" + string(r[len(r)-4:])
 }
 
 func streamProto(info *jetstream.StreamInfo) *adminv1.Stream {

@@ -2,6 +2,8 @@ package grpcx
 
 import (
 	"context"
+	"slices"
+	"strings"
 
 	"google.golang.org/grpc/metadata"
 
@@ -18,7 +20,33 @@ const (
 	// MDActor names the caller (a platform backend, an operator). Production
 	// mode takes the actor from the client certificate instead.
 	MDActor = "x-furrow-actor"
+	// MDRoles carries the caller's Furrow roles (platform, finance,
+	// operator; comma-separated or repeated), which decide what a service
+	// shows in full rather than masked. Production mode sets it from the
+	// client certificate, replacing whatever the client sent; without mTLS
+	// (furrow dev) a client's own value is taken, the documented way to see
+	// unmasked values in development.
+	MDRoles = "x-furrow-roles"
 )
+
+// CallerRoles returns the roles the incoming call carries (MDRoles).
+func CallerRoles(ctx context.Context) []string {
+	in, _ := metadata.FromIncomingContext(ctx)
+	var roles []string
+	for _, v := range in.Get(MDRoles) {
+		for r := range strings.SplitSeq(v, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				roles = append(roles, r)
+			}
+		}
+	}
+	return roles
+}
+
+// CallerHasRole reports whether the incoming call carries role.
+func CallerHasRole(ctx context.Context, role string) bool {
+	return slices.Contains(CallerRoles(ctx), role)
+}
 
 // CommandMeta builds the event metadata for a command from the incoming
 // gRPC metadata.

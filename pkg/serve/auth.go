@@ -156,6 +156,19 @@ var methodRoles = map[string]access{
 	ledgerv1.LedgerService_GetTrialBalance_FullMethodName:     financeOnly,
 	ledgerv1.LedgerService_ReconcilePayouts_FullMethodName:    financeOnly,
 	ledgerv1.LedgerService_ResolvePayoutBreak_FullMethodName:  financeOnly,
+	// Erasure is finance's: it is irreversible, and it decides about
+	// money accounts (an erased farmer can no longer be paid out, and a
+	// payout in flight blocks it), which finance owns. Operators run the
+	// streams and projections and see no personal data; a platform
+	// backend's certificate, used for every routine call, should not be
+	// able to erase every farmer if it leaks.
+	ledgerv1.LedgerService_EraseFarmer_FullMethodName: financeOnly,
+	// Four-eyes: a payout above the threshold waits for a second
+	// approver, who must hold the finance role (a platform backend, which
+	// may request payouts, cannot release them) and be someone other than
+	// the requester (the ledger checks the certificates' names).
+	ledgerv1.LedgerService_ApprovePayout_FullMethodName: financeOnly,
+	ledgerv1.LedgerService_RejectPayout_FullMethodName:  financeOnly,
 
 	// Operators: the whole AdminService, and only they.
 	adminv1.AdminService_ListStreams_FullMethodName:        operatorOnly,
@@ -206,7 +219,7 @@ func authorize(ctx context.Context, method string) (context.Context, error) {
 	roles := RolesOf(cert)
 	for _, r := range roles {
 		if slices.Contains(acc.roles, r) {
-			return withActor(ctx, identity(cert)), nil
+			return withActor(ctx, identity(cert), roles), nil
 		}
 	}
 	have := "no Furrow role"
@@ -243,10 +256,18 @@ func peerCert(ctx context.Context) *x509.Certificate {
 // limit uses too).
 func identity(cert *x509.Certificate) string { return grpcx.CertIdentity(cert) }
 
-func withActor(ctx context.Context, actor string) context.Context {
+// withActor names the caller (grpcx.MDActor) and its roles (grpcx.MDRoles,
+// which decide what services show unmasked) from its certificate,
+// replacing whatever the client sent.
+func withActor(ctx context.Context, actor string, roles []Role) context.Context {
 	md, _ := metadata.FromIncomingContext(ctx)
 	md = md.Copy()
 	md.Set(grpcx.MDActor, actor)
+	names := make([]string, len(roles))
+	for i, r := range roles {
+		names[i] = string(r)
+	}
+	md.Set(grpcx.MDRoles, strings.Join(names, ","))
 	return metadata.NewIncomingContext(ctx, md)
 }
 

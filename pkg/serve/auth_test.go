@@ -38,12 +38,14 @@ type fakeLedger struct {
 	ledgerv1.UnimplementedLedgerServiceServer
 	mu     sync.Mutex
 	actors []string
+	roles  []string
 }
 
 func (f *fakeLedger) RegisterFarmer(ctx context.Context, _ *ledgerv1.RegisterFarmerRequest) (*ledgerv1.RegisterFarmerResponse, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	f.mu.Lock()
 	f.actors = append(f.actors, strings.Join(md.Get(grpcx.MDActor), ","))
+	f.roles = append(f.roles, strings.Join(grpcx.CallerRoles(ctx), ","))
 	f.mu.Unlock()
 	return &ledgerv1.RegisterFarmerResponse{}, nil
 }
@@ -280,6 +282,26 @@ func TestActorComesFromTheCertificate(t *testing.T) {
 	defer ledger.mu.Unlock()
 	if len(ledger.actors) != 1 || ledger.actors[0] != "shop-backend" {
 		t.Errorf("actors = %q, want [shop-backend]", ledger.actors)
+	}
+}
+
+// TestRolesComeFromTheCertificate: the roles a service sees (which decide
+// whether it shows payout accounts unmasked) are the certificate's,
+// whatever the client claims in its metadata.
+func TestRolesComeFromTheCertificate(t *testing.T) {
+	t.Parallel()
+	p, addr, ledger := startAuthServer(t)
+	conn := p.client(t, addr, "shop-backend", RolePlatform)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, grpcx.MDRoles, "finance")
+	if _, err := ledgerv1.NewLedgerServiceClient(conn).RegisterFarmer(ctx, &ledgerv1.RegisterFarmerRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	ledger.mu.Lock()
+	defer ledger.mu.Unlock()
+	if len(ledger.roles) != 1 || ledger.roles[0] != "platform" {
+		t.Errorf("roles = %q, want [platform]", ledger.roles)
 	}
 }
 

@@ -48,7 +48,7 @@ func TestReplicasOnACluster(t *testing.T) {
 	common := []string{"--allow-plaintext-grpc", "--allow-no-nats-auth", "--nats-url", strings.Join(cluster.URLs, ","), "--stream-replicas", "3"}
 	env := []string{"FURROW_POSTGRES_DSN=" + dsn}
 	procurement := start(t, "procurement", binaries["procurement"], env, common...)
-	ledgerArgs := append(common[:len(common):len(common)], "--payment-provider", "simulated", "--allow-simulated-provider")
+	ledgerArgs := append(common[:len(common):len(common)], "--payment-provider", "simulated", "--allow-simulated-provider", "--allow-dev-pii-key")
 	ledgerA := start(t, "farmer-ledger-a", binaries["farmer-ledger"], env, ledgerArgs...)
 	ledgerB := start(t, "farmer-ledger-b", binaries["farmer-ledger"], env, ledgerArgs...)
 

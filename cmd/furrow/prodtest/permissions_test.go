@@ -314,7 +314,8 @@ func TestEventLog(t *testing.T) {
 		if err != nil {
 			t.Fatalf("second furrow admin streams apply: %v\n%s%s", err, out, errOut)
 		}
-		if n := strings.Count(out, ": unchanged\n"); n != 4+len(durables) || strings.Contains(out, "created") || strings.Contains(out, "updated") {
+		// 4 streams, the ledger's key bucket, the durables.
+		if n := strings.Count(out, ": unchanged\n"); n != 4+1+len(durables) || strings.Contains(out, "created") || strings.Contains(out, "updated") {
 			t.Errorf("second run: want every stream and consumer unchanged, got:\n%s", out)
 		}
 		out, errOut, err = furrowCLI(t, applyEnv, "admin", "streams", "apply", "--replicas", "1")
@@ -538,7 +539,8 @@ func probeLog(ctx context.Context, t *testing.T, cluster *deployCluster, admin j
 	seed := map[string][]string{
 		"procurement": {"procurement.P1.D1.delivery_recorded"},
 		"brand":       {"brand.report.R1.premium_earned", "brand.rule.R1.premium_rule_revised", "brand.report.R2.sales_reported"},
-		"ledger":      {"ledger.farmer.F1.farmer_registered", "ledger.farmer.F1.payout_account_updated", "ledger.farmer.F1.payout_requested"},
+		"ledger": {"ledger.farmer.F1.farmer_registered", "ledger.farmer.F1.payout_account_updated", "ledger.farmer.F1.payout_requested",
+			"$KV.LEDGER_KEYS.farmer.F1"},
 	}
 	for user, subjects := range seed {
 		js, err := jetstream.New(ids[user].nc)
@@ -660,6 +662,20 @@ func probeLog(ctx context.Context, t *testing.T, cluster *deployCluster, admin j
 			raw(mustJSON(map[string]any{"stream_name": "LEDGER", "config": jetstream.ConsumerConfig{
 				Name: "probe", FilterSubjects: []string{"ledger.farmer.*.payout_account_updated"}, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute}}))},
 	)
+	// The ledger's key bucket (farmers' data keys, wrapped): only the
+	// ledger reads or writes its keys; nobody deletes or purges it.
+	notLedger := func(u string) bool { return u != "ledger" }
+	probes = append(probes,
+		probe{"read a data key (direct get KV_LEDGER_KEYS)", whoOf(notLedger),
+			fixed("$JS.API.DIRECT.GET.KV_LEDGER_KEYS.$KV.LEDGER_KEYS.farmer.F1"), raw(nil)},
+		probe{"get message KV_LEDGER_KEYS:1 (STREAM.MSG.GET)", whoOf(notLedger), fixed("$JS.API.STREAM.MSG.GET.KV_LEDGER_KEYS"), raw([]byte(`{"seq":1}`))},
+		probe{"consumer on KV_LEDGER_KEYS", whoOf(notLedger), fixed("$JS.API.CONSUMER.CREATE.KV_LEDGER_KEYS.probe"),
+			raw(mustJSON(map[string]any{"stream_name": "KV_LEDGER_KEYS", "config": jetstream.ConsumerConfig{
+				Name: "probe", AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute}}))},
+		probe{"write a data key ($KV.LEDGER_KEYS.farmer.F9)", whoOf(notLedger), fixed("$KV.LEDGER_KEYS.farmer.F9"), raw([]byte("forged"))},
+		probe{"delete stream KV_LEDGER_KEYS", users, fixed("$JS.API.STREAM.DELETE.KV_LEDGER_KEYS"), raw(nil)},
+		probe{"purge KV_LEDGER_KEYS", users, fixed("$JS.API.STREAM.PURGE.KV_LEDGER_KEYS"), raw([]byte(`{}`))},
+	)
 	for owner, stream := range map[string]string{"procurement": "PROCUREMENT", "brand": "BRAND", "ledger": "LEDGER"} {
 		subject := map[string]string{
 			"procurement": "procurement.P1.D9.delivery_recorded",
@@ -740,6 +756,7 @@ func probeLog(ctx context.Context, t *testing.T, cluster *deployCluster, admin j
 		{"direct get LEDGER:1", "procurement", "$JS.API.DIRECT.GET.LEDGER", []byte(`{"seq":1}`)},
 		{"direct get LEDGER:1", "ledger", "$JS.API.DIRECT.GET.LEDGER", []byte(`{"seq":1}`)},
 		{"direct get LEDGER:1", "operator", "$JS.API.DIRECT.GET.LEDGER", []byte(`{"seq":1}`)},
+		{"read a data key (direct get KV_LEDGER_KEYS)", "ledger", "$JS.API.DIRECT.GET.KV_LEDGER_KEYS.$KV.LEDGER_KEYS.farmer.F1", nil},
 		{"consumer on LEDGER, filter farmer_registered", "procurement", "$JS.API.CONSUMER.CREATE.LEDGER.control.ledger.farmer.*.farmer_registered",
 			mustJSON(map[string]any{"stream_name": "LEDGER", "config": jetstream.ConsumerConfig{
 				Name: "control", FilterSubject: "ledger.farmer.*.farmer_registered", AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute}})},

@@ -100,7 +100,7 @@ func TestSecureSettings(t *testing.T) {
 	}
 	procurement := service("procurement", "procurement")
 	brand := service("brand-incubation", "brand")
-	ledger := service("farmer-ledger", "ledger", "--payment-provider", "simulated", "--allow-simulated-provider")
+	ledger := service("farmer-ledger", "ledger", "--payment-provider", "simulated", "--allow-simulated-provider", "--allow-dev-pii-key")
 	procs := []*proc{procurement, brand, ledger}
 	// Each override in effect is a WARN line saying what it weakens; the
 	// deprecated --insecure-dev is not in use.

@@ -16,7 +16,10 @@ import (
 )
 
 // BalancesProjection keeps farmers, their journal lines and their balances
-// in SQL, fed by the LEDGER stream.
+// in SQL, fed by the LEDGER stream. A farmer's name, phone and payout
+// account are kept as the events hold them: sealed under the farmer's data
+// key (domain.SealedText), never decrypted here; FarmerErased replaces
+// them with domain.Erased.
 type BalancesProjection struct{}
 
 var _ projection.Versioned = BalancesProjection{}
@@ -86,14 +89,24 @@ func (BalancesProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.
 			(farmer_id, name, county, cooperative, phone, payout_account, version)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (farmer_id) DO NOTHING`,
-			e.GetFarmerId(), e.GetName(), e.GetCounty(), e.GetCooperative(), e.GetPhone(), e.GetPayoutAccount(), rec.Sequence)
+			e.GetFarmerId(), domain.PersonalText(e.GetName(), e.GetSealedName()), e.GetCounty(), e.GetCooperative(),
+			domain.PersonalText(e.GetPhone(), e.GetSealedPhone()), domain.PersonalText(e.GetPayoutAccount(), e.GetSealedPayoutAccount()), rec.Sequence)
 		if err == nil {
 			_, err = tx.ExecContext(ctx, `INSERT INTO `+projection.Table(ctx, "ledger_balances")+` (farmer_id, seq) VALUES ($1, $2)
 				ON CONFLICT (farmer_id) DO NOTHING`, e.GetFarmerId(), rec.Sequence)
 		}
 	case *ledgerevents.PayoutAccountUpdated:
 		_, err = tx.ExecContext(ctx, `UPDATE `+projection.Table(ctx, "ledger_farmers")+` SET payout_account = $1, version = $2 WHERE farmer_id = $3`,
-			e.GetPayoutAccount(), rec.Sequence, e.GetFarmerId())
+			domain.PersonalText(e.GetPayoutAccount(), e.GetSealedPayoutAccount()), rec.Sequence, e.GetFarmerId())
+	case *ledgerevents.FarmerErased:
+		// Sealed values are unreadable without the key already; values of
+		// events written before encryption were kept in clear: both go.
+		_, err = tx.ExecContext(ctx, `UPDATE `+projection.Table(ctx, "ledger_farmers")+`
+			SET name = $1, version = $2,
+				phone = CASE WHEN phone = '' THEN '' ELSE $1 END,
+				payout_account = CASE WHEN payout_account = '' THEN '' ELSE $1 END
+			WHERE farmer_id = $3`,
+			domain.Erased, rec.Sequence, e.GetFarmerId())
 	case *ledgerevents.EntryPosted:
 		err = applyEntry(ctx, tx, rec, e)
 	}

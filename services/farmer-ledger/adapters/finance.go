@@ -27,6 +27,10 @@ import (
 // GetFarmerBalance (a running total) come from two read models with their
 // own checkpoints, so either can be rebuilt without the other.
 //
+// A payout's account is kept as its event holds it: sealed under the
+// farmer's data key, never decrypted here; FarmerErased replaces it with
+// domain.Erased.
+//
 // It records an entry that does not balance as it is, rather than refuse
 // it: the stream is the truth, and the trial balance is where such an
 // entry must show (refusing would stop the read model at it instead).
@@ -138,12 +142,27 @@ func (FinanceProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.R
 	case *ledgerevents.EntryPosted:
 		err = applyFinanceEntry(ctx, tx, t, rec, e)
 	case *ledgerevents.PayoutRequested:
+		status := domain.PayoutStatusRequested
+		if e.GetApprovalRequired() {
+			status = domain.PayoutStatusPendingApproval
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO `+t(tablePayouts)+`
 			(payout_id, farmer_id, request_id, amount_fen, currency, payout_account, status,
 			 provider_reference, failure_reason, requested_seq, requested_at, completed_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, '', '', $8, $9, 0)`,
-			e.GetPayoutId(), e.GetFarmerId(), e.GetRequestId(), e.GetAmountFen(), e.GetCurrency(), e.GetPayoutAccount(),
-			domain.PayoutStatusRequested.String(), rec.Sequence, rec.Time.UnixNano())
+			e.GetPayoutId(), e.GetFarmerId(), e.GetRequestId(), e.GetAmountFen(), e.GetCurrency(),
+			domain.PersonalText(e.GetPayoutAccount(), e.GetSealedPayoutAccount()),
+			status.String(), rec.Sequence, rec.Time.UnixNano())
+	case *ledgerevents.PayoutApproved:
+		err = updatePayout(ctx, tx, t, `status = $1`, e.GetPayoutId(), domain.PayoutStatusRequested.String())
+	case *ledgerevents.PayoutRejected:
+		err = updatePayout(ctx, tx, t, `status = $1, completed_at = $2, failure_reason = $3`, e.GetPayoutId(),
+			domain.PayoutStatusRejected.String(), rec.Time.UnixNano(), e.GetReason())
+	case *ledgerevents.FarmerErased:
+		// The accounts of the farmer's payouts, sealed or (before
+		// encryption) clear, go.
+		_, err = tx.ExecContext(ctx, `UPDATE `+t(tablePayouts)+` SET payout_account = $1 WHERE farmer_id = $2`,
+			domain.Erased, e.GetFarmerId())
 	case *ledgerevents.PayoutSent:
 		err = updatePayout(ctx, tx, t, `status = $1, provider_reference = $2`, e.GetPayoutId(),
 			domain.PayoutStatusSent.String(), e.GetProviderReference())

@@ -90,9 +90,13 @@ type SimulatedProvider struct {
 
 var _ app.PaymentProvider = (*SimulatedProvider)(nil)
 
-// simPayment is one payout as the provider records it.
+// simPayment is one payout as the provider records it: the instruction
+// with its account masked (domain.Mask), and the behaviour the account
+// asked for. The simulator's files sit in the ledger's data directory, so
+// they keep no account number (a real provider keeps its own records).
 type simPayment struct {
 	Instruction domain.PayoutInstruction `json:"instruction"`
+	Behaviour   simBehaviour             `json:"behaviour"`
 	Reference   string                   `json:"reference"`
 	Status      string                   `json:"status"` // accepted, settled, failed
 	At          time.Time                `json:"at"`
@@ -137,6 +141,10 @@ func NewSimulatedProvider(cfg SimulatedProviderConfig) (*SimulatedProvider, erro
 			// damage; the payment it described is retried by the ledger.
 			continue
 		}
+		if !strings.HasPrefix(p.Instruction.Account, "••••") {
+			// Written by a simulator that kept the number: forget it.
+			p.Behaviour, p.Instruction = behaviourOf(p.Instruction.Account), masked(p.Instruction)
+		}
 		s.payments[p.Instruction.PayoutID] = &p
 	}
 	return s, sc.Err()
@@ -152,18 +160,28 @@ func (s *SimulatedProvider) SettlementPath() string {
 }
 
 // simBehaviour is what the payout account asks the simulator to do.
-type simBehaviour struct{ fail, timeout, late bool }
+type simBehaviour struct {
+	Fail    bool `json:"fail,omitempty"`
+	Timeout bool `json:"timeout,omitempty"`
+	Late    bool `json:"late,omitempty"`
+}
+
+// masked is the instruction as the simulator records it.
+func masked(in domain.PayoutInstruction) domain.PayoutInstruction {
+	in.Account = domain.Mask(in.Account)
+	return in
+}
 
 func behaviourOf(account string) simBehaviour {
 	var b simBehaviour
 	for _, tok := range strings.FieldsFunc(strings.ToUpper(account), func(r rune) bool { return r == '-' || r == '_' }) {
 		switch tok {
 		case "FAIL":
-			b.fail = true
+			b.Fail = true
 		case "TIMEOUT":
-			b.timeout = true
+			b.Timeout = true
 		case "LATE":
-			b.late = true
+			b.Late = true
 		}
 	}
 	return b
@@ -183,7 +201,7 @@ func (s *SimulatedProvider) Send(ctx context.Context, in domain.PayoutInstructio
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p, ok := s.payments[in.PayoutID]; ok {
-		if p.Instruction != in {
+		if p.Instruction != masked(in) {
 			return domain.ProviderReceipt{}, fmt.Errorf("%w: %s", ErrInstructionMismatch, in.PayoutID)
 		}
 		p.Sends++
@@ -193,13 +211,13 @@ func (s *SimulatedProvider) Send(ctx context.Context, in domain.PayoutInstructio
 		return p.receipt(), nil
 	}
 	b := behaviourOf(in.Account)
-	p := &simPayment{Instruction: in, Reference: reference(in.PayoutID), Sends: 1, Seq: len(s.payments) + 1}
+	p := &simPayment{Instruction: masked(in), Behaviour: b, Reference: reference(in.PayoutID), Sends: 1, Seq: len(s.payments) + 1}
 	switch {
 	case in.PayoutID == "" || in.AmountFen <= 0 || in.Currency != domain.Currency || in.Account == "":
 		p.Status, p.At, p.Reason = domain.SettlementFailed, s.now().UTC(), "invalid instruction"
-	case b.late:
+	case b.Late:
 		p.Status = "accepted"
-	case b.fail:
+	case b.Fail:
 		p.Status, p.At, p.Reason = domain.SettlementFailed, s.now().UTC(), "account rejected by the receiving bank"
 	default:
 		p.Status, p.At = domain.SettlementSettled, s.now().UTC()
@@ -208,7 +226,7 @@ func (s *SimulatedProvider) Send(ctx context.Context, in domain.PayoutInstructio
 	if err := s.record(p); err != nil {
 		return domain.ProviderReceipt{}, err
 	}
-	if b.timeout && p.Sends == 1 {
+	if b.Timeout && p.Sends == 1 {
 		return domain.ProviderReceipt{}, ErrProviderTimeout
 	}
 	return p.receipt(), nil
@@ -229,7 +247,7 @@ func (s *SimulatedProvider) Status(ctx context.Context, payoutID string) (domain
 		p.Polls++
 		if p.Polls >= s.lateAfter {
 			p.Status, p.At = domain.SettlementSettled, s.now().UTC()
-			if behaviourOf(p.Instruction.Account).fail {
+			if p.Behaviour.Fail {
 				p.Status, p.Reason = domain.SettlementFailed, "returned by the receiving bank"
 			}
 		}

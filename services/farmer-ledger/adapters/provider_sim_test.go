@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,4 +139,56 @@ func ref(t *testing.T, sim *adapters.SimulatedProvider, payoutID string) string 
 		t.Fatal(err)
 	}
 	return r.Reference
+}
+
+// TestSimulatedProviderKeepsNoAccountNumber: the simulator's files live in
+// the data directory, beside the ledger's: they hold the payout reference
+// and a masked account, never the account number, and a restarted
+// simulator still behaves as the account asked (late, then failed).
+func TestSimulatedProviderKeepsNoAccountNumber(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	sim, err := adapters.NewSimulatedProvider(adapters.SimulatedProviderConfig{Dir: dir, Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const paid, late = "6222020000000101", "SIM-LATE-FAIL-6222020000000102"
+	if _, err := sim.Send(ctx, instruction("PO-F1-1", paid, 1_000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.Send(ctx, instruction("PO-F1-2", late, 500)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := adapters.NewSimulatedProvider(adapters.SimulatedProviderConfig{Dir: dir, Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r domain.ProviderReceipt
+	for range adapters.DefaultLateAfterPolls {
+		if r, err = again.Status(ctx, "PO-F1-2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r.Status != domain.ProviderFailed {
+		t.Errorf("late failing payout after restart: %v, want failed", r.Status)
+	}
+	if _, err := again.Send(ctx, instruction("PO-F1-1", paid, 1_000)); err != nil {
+		t.Errorf("retry after restart: %v", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, number := range []string{paid, "6222020000000102"} {
+			if strings.Contains(string(data), number) {
+				t.Errorf("%s holds the account number %s", e.Name(), number)
+			}
+		}
+	}
 }

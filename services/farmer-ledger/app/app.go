@@ -70,6 +70,10 @@ type Ledger struct {
 	breaks           Breaks
 	provider         PaymentProvider
 	now              func() time.Time
+	keys             Keys
+	controls         domain.PayoutControls
+	notifier         Notifier
+	notices          Notices
 
 	// locks serialises this process's appends to one farmer.
 	locks farmerLocks
@@ -89,7 +93,18 @@ type Deps struct {
 	FinancePositions Positions
 	Breaks           Breaks
 	Provider         PaymentProvider
-	Log              *slog.Logger
+	// Keys holds the farmers' data keys (personal data is sealed under
+	// them: pii.go).
+	Keys Keys
+	// PayoutControls: cooling-off after an account change, four-eyes
+	// above a threshold (payoutcontrol.go); the zero value has neither.
+	PayoutControls domain.PayoutControls
+	// Notifier tells farmers about changes to their accounts; nil: nobody
+	// is told (the notice is still recorded).
+	Notifier Notifier
+	// Notices records the notices sent (FarmerNotified).
+	Notices Notices
+	Log     *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -105,7 +120,8 @@ func New(d Deps) *Ledger {
 	return &Ledger{
 		farmers: d.Farmers, balances: d.Balances, positions: d.Positions, log: d.Log,
 		directory: d.Directory, finance: d.Finance, financePositions: d.FinancePositions,
-		breaks: d.Breaks, provider: d.Provider, now: d.Now,
+		breaks: d.Breaks, provider: d.Provider, now: d.Now, keys: d.Keys,
+		controls: d.PayoutControls, notifier: d.Notifier, notices: d.Notices,
 	}
 }
 
@@ -135,14 +151,34 @@ func (l *Ledger) RegisterFarmer(ctx context.Context, cmd RegisterFarmer) (events
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	if res, ok, err := seen.Check(key, cmd.Fingerprint); ok || err != nil {
-		return res, err
+	if f.Erased() {
+		return eventstore.AppendResult{}, failure.FailedPrecondition("farmer %s was erased", f.ID())
+	}
+	if f.Registered() {
+		// A retry is recognised by its fingerprint, which is keyed with
+		// the farmer's data key (pii.go: keyedFingerprint).
+		dk, err := l.keys.Get(ctx, f.ID())
+		if err != nil && !errors.Is(err, ErrNoKey) { // no key: registered before encryption
+			return eventstore.AppendResult{}, fmt.Errorf("register farmer %s: data key: %w", f.ID(), err)
+		}
+		if err == nil {
+			if res, ok, err := seen.Check(key, keyedFingerprint(dk, cmd.Fingerprint)); ok || err != nil {
+				return res, err
+			}
+		}
 	}
 	ev, err := f.Register(cmd.Farmer)
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	res, err := l.farmers.Append(ctx, f, key, cmd.Fingerprint, cmd.Meta, domain.Change{Kind: domain.KindRegistered, Event: ev})
+	dk, err := l.keys.Create(ctx, f.ID())
+	if err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("register farmer %s: data key: %w", f.ID(), err)
+	}
+	if err := sealRegistration(dk, ev); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	res, err := l.farmers.Append(ctx, f, key, keyedFingerprint(dk, cmd.Fingerprint), cmd.Meta, domain.Change{Kind: domain.KindRegistered, Event: ev})
 	if errors.Is(err, eventstore.ErrConflict) {
 		// Someone registered the farmer between our load and append.
 		return eventstore.AppendResult{}, failure.AlreadyExists("farmer_id", "farmer %s is already registered", f.ID())
@@ -179,7 +215,20 @@ func (l *Ledger) UpdatePayoutAccount(ctx context.Context, cmd UpdatePayoutAccoun
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	if res, ok, err := seen.Check(key, cmd.Fingerprint); ok || err != nil {
+	if !f.Registered() || f.Erased() {
+		_, err := f.UpdatePayoutAccount(cmd.PayoutAccount) // says which
+		return eventstore.AppendResult{}, err
+	}
+	// Create, not Get: a farmer registered before encryption has no key
+	// yet. EraseFarmer destroys the key before it records the erasure and
+	// retries when this append wins the race, so a key made here meanwhile
+	// does not survive it.
+	dk, err := l.keys.Create(ctx, f.ID())
+	if err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("update payout account of %s: data key: %w", f.ID(), err)
+	}
+	fingerprint := keyedFingerprint(dk, cmd.Fingerprint)
+	if res, ok, err := seen.Check(key, fingerprint); ok || err != nil {
 		return res, err
 	}
 	if cmd.ExpectedVersion != nil && *cmd.ExpectedVersion != f.Version() {
@@ -190,7 +239,12 @@ func (l *Ledger) UpdatePayoutAccount(ctx context.Context, cmd UpdatePayoutAccoun
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	return l.farmers.Append(ctx, f, key, cmd.Fingerprint, cmd.Meta, domain.Change{Kind: domain.KindPayoutAccountUpdated, Event: ev})
+	if ev.SealedPayoutAccount, err = seal(dk, f.ID(), domain.FieldPayoutAccount, ev.GetPayoutAccount()); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	ev.PayoutAccount = ""
+	domain.StartCoolingOff(ev, l.now(), l.controls)
+	return l.farmers.Append(ctx, f, key, fingerprint, cmd.Meta, domain.Change{Kind: domain.KindPayoutAccountUpdated, Event: ev})
 }
 
 // Farmer returns a registered farmer.

@@ -33,7 +33,7 @@ func TestRetriesAfterTheDedupWindowFromTheCache(t *testing.T) {
 	}
 	store := eventstore.New(js)
 	repo := adapters.NewFarmerRepository(store)
-	l := app.New(app.Deps{Farmers: repo, Log: slog.New(slog.DiscardHandler)})
+	l := app.New(app.Deps{Farmers: repo, Keys: testKeys(t, js), Log: slog.New(slog.DiscardHandler)})
 
 	register := app.RegisterFarmer{RequestID: "reg-1", Fingerprint: "reg-1",
 		Farmer: &ledgerevents.FarmerRegistered{FarmerId: "F1", Name: "Wang Fang", County: "Xunwu", PayoutAccount: "6222"}}

@@ -104,6 +104,7 @@ func (l *Ledger) requestPayoutOnce(ctx context.Context, cmd RequestPayout, key s
 	}
 	p, changes, err := f.RequestPayout(domain.PayoutRequest{
 		RequestID: cmd.RequestID, AmountFen: cmd.AmountFen, AllAvailable: cmd.AllAvailable,
+		Now: l.now(), RequestedBy: cmd.Meta.Actor, ApprovalAboveFen: l.controls.ApprovalAboveFen,
 	}, eventIDs(key))
 	if err != nil {
 		return domain.Payout{}, eventstore.AppendResult{}, err
@@ -169,26 +170,39 @@ func sleepJitter(ctx context.Context, attempt int) error {
 // requested payout to the payment provider and records what the provider
 // answered. The payout id is the provider's idempotency key, so a retry
 // after a timeout or a crash (the handler is redelivered) never pays twice.
-// A payout the ledger already sent is left alone.
+// A payout the ledger already sent is left alone, and so is one waiting
+// for a second approver (SendPayoutOnPayoutApproved sends it).
 func (l *Ledger) SendPayoutOnPayoutRequested(ctx context.Context, src eventstore.Recorded, ev *ledgerevents.PayoutRequested) error {
-	f, _, err := l.farmers.Load(ctx, ev.GetFarmerId())
+	return l.sendPayout(ctx, src, ev.GetFarmerId(), ev.GetPayoutId(), "farmer-ledger/send-payout-on-payout-requested")
+}
+
+// sendPayout sends a payout in status requested to the provider.
+func (l *Ledger) sendPayout(ctx context.Context, src eventstore.Recorded, farmerID, payoutID, actor string) error {
+	f, _, err := l.farmers.Load(ctx, farmerID)
 	if err != nil {
 		return err
 	}
-	p, ok := f.Payout(ev.GetPayoutId())
+	p, ok := f.Payout(payoutID)
 	if !ok {
-		return fmt.Errorf("send payout: farmer %s has no payout %s", ev.GetFarmerId(), ev.GetPayoutId())
+		return fmt.Errorf("send payout: farmer %s has no payout %s", farmerID, payoutID)
 	}
 	if p.Status != domain.PayoutStatusRequested {
 		return nil
 	}
+	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: actor}
+	in, unsendable, err := l.instructionFor(ctx, p)
+	if err != nil {
+		return err
+	}
+	if unsendable != nil {
+		return l.recordOutcome(ctx, p.FarmerID, p.ID, *unsendable, md)
+	}
 	pctx, cancel := context.WithTimeout(ctx, providerTimeout)
-	receipt, err := l.provider.Send(pctx, p.Instruction())
+	receipt, err := l.provider.Send(pctx, in)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("send payout %s to the provider: %w", p.ID, err)
 	}
-	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: "farmer-ledger/send-payout-on-payout-requested"}
 	return l.recordOutcome(ctx, p.FarmerID, p.ID, receipt, md)
 }
 

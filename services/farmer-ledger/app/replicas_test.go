@@ -68,7 +68,7 @@ func testPayoutsFromTwoReplicas(t *testing.T, cache aggregate.Options) {
 	replica := func() *app.Ledger {
 		repo := countingFarmers{adapters.NewFarmerRepositoryWith(eventstore.New(js), cache), &conflicts}
 		repos = append(repos, repo.FarmerRepository)
-		return app.New(app.Deps{Farmers: repo, Log: slog.New(slog.DiscardHandler)})
+		return app.New(app.Deps{Farmers: repo, Keys: testKeys(t, js), Log: slog.New(slog.DiscardHandler)})
 	}
 	replicas := []*app.Ledger{replica(), replica()}
 

@@ -8,6 +8,7 @@ package domain
 
 import (
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -60,6 +61,11 @@ type Farmer struct {
 	phone         string
 	payoutAccount string
 	version       uint64
+	// erased: FarmerErased was applied. name, phone and payoutAccount are
+	// personal texts (pii.go): sealed, clear in old events, or Erased.
+	erased bool
+	// coolingOffUntil: payouts are refused before it (payoutcontrol.go).
+	coolingOffUntil time.Time
 	// posted holds the source event ids that already have an entry: an
 	// entry is posted once per source event. It grows with every entry,
 	// so it is a cowmap: a loaded farmer is a copy of a cached one.
@@ -90,10 +96,17 @@ func (f *Farmer) Apply(seq uint64, ev proto.Message) {
 	switch e := ev.(type) {
 	case *ledgerevents.FarmerRegistered:
 		f.registered = true
-		f.name, f.county, f.cooperative = e.GetName(), e.GetCounty(), e.GetCooperative()
-		f.phone, f.payoutAccount = e.GetPhone(), e.GetPayoutAccount()
+		f.name, f.county, f.cooperative = PersonalText(e.GetName(), e.GetSealedName()), e.GetCounty(), e.GetCooperative()
+		f.phone = PersonalText(e.GetPhone(), e.GetSealedPhone())
+		f.payoutAccount = PersonalText(e.GetPayoutAccount(), e.GetSealedPayoutAccount())
 	case *ledgerevents.PayoutAccountUpdated:
-		f.payoutAccount = e.GetPayoutAccount()
+		f.payoutAccount = PersonalText(e.GetPayoutAccount(), e.GetSealedPayoutAccount())
+		f.coolingOffUntil = time.Time{}
+		if e.GetCoolingOffUntil() != nil {
+			f.coolingOffUntil = e.GetCoolingOffUntil().AsTime()
+		}
+	case *ledgerevents.FarmerErased:
+		f.applyErased()
 	case *ledgerevents.EntryPosted:
 		f.posted.Set(e.GetSource().GetEventId(), struct{}{})
 		if f.overflow != nil {
@@ -110,11 +123,20 @@ func (f *Farmer) Apply(seq uint64, ev proto.Message) {
 		}
 		f.balance = next
 	case *ledgerevents.PayoutRequested:
+		status := PayoutStatusRequested
+		if e.GetApprovalRequired() {
+			status = PayoutStatusPendingApproval
+		}
 		f.payouts.Set(e.GetPayoutId(), Payout{
 			ID: e.GetPayoutId(), FarmerID: f.id, RequestID: e.GetRequestId(), AmountFen: e.GetAmountFen(),
-			Currency: e.GetCurrency(), Account: e.GetPayoutAccount(), Status: PayoutStatusRequested,
+			Currency: e.GetCurrency(), Account: PersonalText(e.GetPayoutAccount(), e.GetSealedPayoutAccount()),
+			Status: status, RequestedBy: e.GetRequestedBy(),
 		})
 		f.byRequest.Set(e.GetRequestId(), e.GetPayoutId())
+	case *ledgerevents.PayoutApproved:
+		f.updatePayout(e.GetPayoutId(), func(p *Payout) { p.Status = PayoutStatusRequested })
+	case *ledgerevents.PayoutRejected:
+		f.updatePayout(e.GetPayoutId(), func(p *Payout) { p.Status, p.Reason = PayoutStatusRejected, e.GetReason() })
 	case *ledgerevents.PayoutSent:
 		f.updatePayout(e.GetPayoutId(), func(p *Payout) {
 			p.Status, p.ProviderRef = PayoutStatusSent, e.GetProviderReference()
@@ -159,7 +181,8 @@ func (f *Farmer) Registered() bool { return f.registered }
 // Version is the stream sequence of the farmer's last event (0: none).
 func (f *Farmer) Version() uint64 { return f.version }
 
-// Snapshot returns the account details.
+// Snapshot returns the account details. Name, phone and payout account are
+// personal texts (sealed, clear in old events, or Erased): see pii.go.
 func (f *Farmer) Snapshot() ledgerevents.FarmerRegistered {
 	return ledgerevents.FarmerRegistered{
 		FarmerId: f.id, Name: f.name, County: f.county, Cooperative: f.cooperative,
@@ -211,10 +234,14 @@ func (f *Farmer) Register(r *ledgerevents.FarmerRegistered) (*ledgerevents.Farme
 	return proto.CloneOf(r), nil
 }
 
-// UpdatePayoutAccount returns the event changing the payout account.
+// UpdatePayoutAccount returns the event changing the payout account; the
+// caller seals the account before appending it.
 func (f *Farmer) UpdatePayoutAccount(account string) (*ledgerevents.PayoutAccountUpdated, error) {
 	if !f.registered {
 		return nil, failure.NotFound("farmer_id", "farmer %s is not registered", f.id)
+	}
+	if f.erased {
+		return nil, failure.FailedPrecondition("farmer %s was erased: it takes no new payout account", f.id)
 	}
 	if account == "" {
 		return nil, failure.Invalid("payout_account", "is required")

@@ -40,16 +40,24 @@ func (s PayoutStatus) String() string {
 		return "settled"
 	case PayoutStatusFailed:
 		return "failed"
+	case PayoutStatusPendingApproval:
+		return "pending_approval"
+	case PayoutStatusRejected:
+		return "rejected"
 	}
 	return "unknown"
 }
 
-// Final reports whether the provider has settled or failed the payout.
-func (s PayoutStatus) Final() bool { return s == PayoutStatusSettled || s == PayoutStatusFailed }
+// Final reports whether the provider has settled or failed the payout, or
+// it was rejected before it was sent.
+func (s PayoutStatus) Final() bool {
+	return s == PayoutStatusSettled || s == PayoutStatusFailed || s == PayoutStatusRejected
+}
 
 // ParsePayoutStatus is the inverse of PayoutStatus.String.
 func ParsePayoutStatus(s string) (PayoutStatus, bool) {
-	for _, st := range []PayoutStatus{PayoutStatusRequested, PayoutStatusSent, PayoutStatusSettled, PayoutStatusFailed} {
+	for _, st := range []PayoutStatus{PayoutStatusRequested, PayoutStatusSent, PayoutStatusSettled, PayoutStatusFailed,
+		PayoutStatusPendingApproval, PayoutStatusRejected} {
 		if st.String() == s {
 			return st, true
 		}
@@ -68,6 +76,8 @@ type Payout struct {
 	Status      PayoutStatus
 	ProviderRef string
 	Reason      string
+	// RequestedBy is who requested it (four-eyes: not its approver).
+	RequestedBy string
 }
 
 // EventIDs names the events of one append by their index in it. The ledger
@@ -87,6 +97,12 @@ type PayoutRequest struct {
 	AmountFen int64
 	// AllAvailable asks for everything available.
 	AllAvailable bool
+	// Now is the time of the request (cooling-off); RequestedBy its actor
+	// (four-eyes); ApprovalAboveFen the four-eyes threshold
+	// (PayoutControls).
+	Now              time.Time
+	RequestedBy      string
+	ApprovalAboveFen int64
 }
 
 // RequestPayout decides a payout: it returns the payout and the events to
@@ -121,8 +137,14 @@ func (f *Farmer) RequestPayout(r PayoutRequest, ids EventIDs) (Payout, []Change,
 	case amount > available:
 		return Payout{}, nil, failure.FailedPrecondition("payout of %d fen exceeds farmer %s's available %d fen", amount, f.id, available)
 	}
+	if f.erased {
+		return Payout{}, nil, failure.FailedPrecondition("farmer %s was erased: it has no payout account", f.id)
+	}
 	if f.payoutAccount == "" {
 		return Payout{}, nil, failure.FailedPrecondition("farmer %s has no payout account", f.id)
+	}
+	if err := f.checkCoolingOff(r.Now); err != nil {
+		return Payout{}, nil, err
 	}
 	// Settling moves the amount twice in one entry (held to paid, payout
 	// clearing to the provider), so that entry's debits are twice the
@@ -138,11 +160,16 @@ func (f *Farmer) RequestPayout(r PayoutRequest, ids EventIDs) (Payout, []Change,
 	p := Payout{
 		ID: "PO-" + f.id + "-" + strconv.Itoa(f.payouts.Len()+1), FarmerID: f.id, RequestID: r.RequestID,
 		AmountFen: amount, Currency: Currency, Account: f.payoutAccount, Status: PayoutStatusRequested,
+		RequestedBy: r.RequestedBy,
 	}
 	req := &ledgerevents.PayoutRequested{
 		PayoutId: p.ID, FarmerId: f.id, AmountFen: amount, Currency: Currency,
-		PayoutAccount: p.Account, RequestId: r.RequestID, AllAvailable: r.AllAvailable,
+		RequestId: r.RequestID, AllAvailable: r.AllAvailable, RequestedBy: r.RequestedBy,
 	}
+	if needsApproval(amount, r.ApprovalAboveFen) {
+		req.ApprovalRequired, p.Status = true, PayoutStatusPendingApproval
+	}
+	req.PayoutAccount, req.SealedPayoutAccount = splitPersonal(p.Account)
 	hold, err := payoutEntry(ids(0), req, p.ID, fmt.Sprintf("payout %s requested: hold %d fen", p.ID, amount),
 		&ledgerevents.EntryLine{Account: FarmerAccount(f.id, FarmerHeld), DebitFen: amount},
 		&ledgerevents.EntryLine{Account: AccountPayoutClearing, CreditFen: amount},

@@ -36,6 +36,9 @@ func (s *GRPCServer) RegisterFarmer(ctx context.Context, req *ledgerv1.RegisterF
 		limits.Text("cooperative", req.GetCooperative(), limits.MaxNameLen),
 		limits.Text("phone", req.GetPhone(), limits.MaxCodeLen),
 		limits.Text("payout_account", req.GetPayoutAccount(), limits.MaxCodeLen),
+		domain.CheckPersonalInput("name", req.GetName()),
+		domain.CheckPersonalInput("phone", req.GetPhone()),
+		domain.CheckPersonalInput("payout_account", req.GetPayoutAccount()),
 	); err != nil {
 		return nil, err
 	}
@@ -56,7 +59,10 @@ func (s *GRPCServer) RegisterFarmer(ctx context.Context, req *ledgerv1.RegisterF
 
 // UpdatePayoutAccount implements LedgerService.
 func (s *GRPCServer) UpdatePayoutAccount(ctx context.Context, req *ledgerv1.UpdatePayoutAccountRequest) (*ledgerv1.UpdatePayoutAccountResponse, error) {
-	if err := limits.Text("payout_account", req.GetPayoutAccount(), limits.MaxCodeLen); err != nil {
+	if err := firstErr(
+		limits.Text("payout_account", req.GetPayoutAccount(), limits.MaxCodeLen),
+		domain.CheckPersonalInput("payout_account", req.GetPayoutAccount()),
+	); err != nil {
 		return nil, err
 	}
 	res, err := s.app.UpdatePayoutAccount(ctx, app.UpdatePayoutAccount{
@@ -79,11 +85,11 @@ func (s *GRPCServer) GetFarmer(ctx context.Context, req *ledgerv1.GetFarmerReque
 	if err != nil {
 		return nil, err
 	}
-	d := f.Snapshot()
-	return &ledgerv1.GetFarmerResponse{Farmer: &ledgerv1.Farmer{
-		FarmerId: d.GetFarmerId(), Name: d.GetName(), County: d.GetCounty(), Cooperative: d.GetCooperative(),
-		Phone: d.GetPhone(), PayoutAccount: d.GetPayoutAccount(), Version: f.Version(),
-	}}, nil
+	out, err := s.farmerOf(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return &ledgerv1.GetFarmerResponse{Farmer: out}, nil
 }
 
 // GetFarmerBalance implements LedgerService.

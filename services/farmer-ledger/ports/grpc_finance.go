@@ -36,10 +36,11 @@ func (s *GRPCServer) ListFarmers(ctx context.Context, req *ledgerv1.ListFarmersR
 	}
 	resp := &ledgerv1.ListFarmersResponse{NextPageToken: next, AsOf: grpcx.ToPosition(asOf)}
 	for _, r := range rows {
-		resp.Farmers = append(resp.Farmers, &ledgerv1.Farmer{
-			FarmerId: r.FarmerID, Name: r.Name, County: r.County, Cooperative: r.Cooperative,
-			Phone: r.Phone, PayoutAccount: r.PayoutAccount,
-		})
+		f, err := s.farmerMessage(ctx, r.FarmerID, r.Name, r.County, r.Cooperative, r.Phone, r.PayoutAccount, 0)
+		if err != nil {
+			return nil, err
+		}
+		resp.Farmers = append(resp.Farmers, f)
 	}
 	return resp, nil
 }
@@ -89,8 +90,12 @@ func (s *GRPCServer) RequestPayout(ctx context.Context, req *ledgerv1.RequestPay
 	if err != nil {
 		return nil, err
 	}
+	out, err := s.payoutOf(ctx, app.PayoutView{Payout: p})
+	if err != nil {
+		return nil, err
+	}
 	return &ledgerv1.RequestPayoutResponse{
-		Payout: payoutMessage(app.PayoutView{Payout: p}), Position: grpcx.ToPosition(res.Position()), Version: res.Last,
+		Payout: out, Position: grpcx.ToPosition(res.Position()), Version: res.Last,
 	}, nil
 }
 
@@ -100,7 +105,11 @@ func (s *GRPCServer) GetPayout(ctx context.Context, req *ledgerv1.GetPayoutReque
 	if err != nil {
 		return nil, err
 	}
-	return &ledgerv1.GetPayoutResponse{Payout: payoutMessage(p), AsOf: grpcx.ToPosition(asOf)}, nil
+	out, err := s.payoutOf(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return &ledgerv1.GetPayoutResponse{Payout: out, AsOf: grpcx.ToPosition(asOf)}, nil
 }
 
 // ListPayouts implements LedgerService.
@@ -116,7 +125,11 @@ func (s *GRPCServer) ListPayouts(ctx context.Context, req *ledgerv1.ListPayoutsR
 	}
 	resp := &ledgerv1.ListPayoutsResponse{NextPageToken: next, AsOf: grpcx.ToPosition(asOf)}
 	for _, p := range rows {
-		resp.Payouts = append(resp.Payouts, payoutMessage(p))
+		out, err := s.payoutOf(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		resp.Payouts = append(resp.Payouts, out)
 	}
 	return resp, nil
 }
@@ -131,7 +144,10 @@ func (s *GRPCServer) GetFarmerStatement(ctx context.Context, req *ledgerv1.GetFa
 	if err != nil {
 		return nil, err
 	}
-	d := f.Snapshot()
+	farmer, err := s.farmerOf(ctx, f)
+	if err != nil {
+		return nil, err
+	}
 	opening, err := farmerBalance(st.Opening)
 	if err != nil {
 		return nil, err
@@ -141,10 +157,7 @@ func (s *GRPCServer) GetFarmerStatement(ctx context.Context, req *ledgerv1.GetFa
 		return nil, err
 	}
 	resp := &ledgerv1.GetFarmerStatementResponse{
-		Farmer: &ledgerv1.Farmer{
-			FarmerId: d.GetFarmerId(), Name: d.GetName(), County: d.GetCounty(), Cooperative: d.GetCooperative(),
-			Phone: d.GetPhone(), PayoutAccount: d.GetPayoutAccount(), Version: f.Version(),
-		},
+		Farmer:  farmer,
 		To:      timestamppb.New(st.To),
 		Opening: opening,
 		Closing: closing,
@@ -303,10 +316,12 @@ func payoutMessage(p app.PayoutView) *ledgerv1.Payout {
 }
 
 var payoutStatuses = map[domain.PayoutStatus]ledgerv1.PayoutStatus{
-	domain.PayoutStatusRequested: ledgerv1.PayoutStatus_PAYOUT_STATUS_REQUESTED,
-	domain.PayoutStatusSent:      ledgerv1.PayoutStatus_PAYOUT_STATUS_SENT,
-	domain.PayoutStatusSettled:   ledgerv1.PayoutStatus_PAYOUT_STATUS_SETTLED,
-	domain.PayoutStatusFailed:    ledgerv1.PayoutStatus_PAYOUT_STATUS_FAILED,
+	domain.PayoutStatusRequested:       ledgerv1.PayoutStatus_PAYOUT_STATUS_REQUESTED,
+	domain.PayoutStatusSent:            ledgerv1.PayoutStatus_PAYOUT_STATUS_SENT,
+	domain.PayoutStatusSettled:         ledgerv1.PayoutStatus_PAYOUT_STATUS_SETTLED,
+	domain.PayoutStatusFailed:          ledgerv1.PayoutStatus_PAYOUT_STATUS_FAILED,
+	domain.PayoutStatusPendingApproval: ledgerv1.PayoutStatus_PAYOUT_STATUS_PENDING_APPROVAL,
+	domain.PayoutStatusRejected:        ledgerv1.PayoutStatus_PAYOUT_STATUS_REJECTED,
 }
 
 func payoutStatus(s domain.PayoutStatus) ledgerv1.PayoutStatus { return payoutStatuses[s] }

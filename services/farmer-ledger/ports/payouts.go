@@ -11,11 +11,12 @@ import (
 )
 
 // DurableSendPayouts is the durable consumer of the payout saga: it reads
-// the ledger's own PayoutRequested events.
+// the ledger's own PayoutRequested events, and PayoutApproved for payouts
+// that waited for a second approver.
 const DurableSendPayouts = "ledger-send-payouts"
 
 // PayoutRequestedSubjects are the subjects the payout saga consumes.
-var PayoutRequestedSubjects = []string{"ledger.farmer.*.payout_requested"}
+var PayoutRequestedSubjects = []string{"ledger.farmer.*.payout_requested", "ledger.farmer.*.payout_approved"}
 
 // SendPayouts returns the Watermill handler of the payout saga: it sends
 // each requested payout to the payment provider. A failing call is retried
@@ -26,8 +27,11 @@ func SendPayouts(a *app.Ledger) message.NoPublishHandlerFunc {
 		if err != nil {
 			return err
 		}
-		if e, ok := ev.(*ledgerevents.PayoutRequested); ok {
+		switch e := ev.(type) {
+		case *ledgerevents.PayoutRequested:
 			return a.SendPayoutOnPayoutRequested(msg.Context(), rec, e)
+		case *ledgerevents.PayoutApproved:
+			return a.SendPayoutOnPayoutApproved(msg.Context(), rec, e)
 		}
 		return unexpected(rec)
 	}

@@ -52,6 +52,14 @@ type Deps struct {
 	// SettlementPoll is how often late settlements are asked for; default
 	// DefaultSettlementPoll.
 	SettlementPoll time.Duration
+	// Keys holds the farmers' data keys (KeyStore); required.
+	Keys app.Keys
+	// PayoutControls: cooling-off after a change of payout account and
+	// four-eyes above a threshold; the zero value has neither.
+	PayoutControls domain.PayoutControls
+	// Notifier tells farmers about changes of their payout account; nil:
+	// adapters.LogNotifier on Log.
+	Notifier app.Notifier
 	// BindConsumers makes the handlers bind to their durable consumers
 	// (Consumers), which an admin created, instead of creating them: a
 	// production process's NATS user may not (wmjs.Config.Bind).
@@ -59,13 +67,15 @@ type Deps struct {
 }
 
 // Consumers are the durable consumers of the ledger's handlers: entries
-// for procurement's and brand incubation's events, and the payout saga.
+// for procurement's and brand incubation's events, the payout saga, and
+// the notices of payout account changes.
 // `furrow admin streams apply` creates them; New's handlers consume them.
 func Consumers() []wmjs.Config {
 	return []wmjs.Config{
 		{Stream: upstreamProcurement, Durable: ports.DurableProcurementEntries, FilterSubjects: ports.ProcurementEntrySubjects},
 		{Stream: upstreamBrand, Durable: ports.DurableBrandEntries, FilterSubjects: ports.BrandEntrySubjects},
 		{Stream: domain.Stream, Durable: ports.DurableSendPayouts, FilterSubjects: ports.PayoutRequestedSubjects},
+		{Stream: domain.Stream, Durable: ports.DurableNotifyAccountChanges, FilterSubjects: ports.AccountChangeSubjects},
 	}
 }
 
@@ -93,6 +103,9 @@ type Service struct {
 // its projections. The streams must exist.
 func New(deps Deps) (*Service, error) {
 	log := deps.Log.With("service", Name)
+	if deps.Keys == nil {
+		return nil, fmt.Errorf("%s: no key store for personal data (service.KeyStore)", Name)
+	}
 	balances, err := projection.NewRunner(deps.DB, deps.JS, adapters.BalancesProjection{}, projection.Options{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
@@ -110,7 +123,8 @@ func New(deps Deps) (*Service, error) {
 	ledger := app.New(app.Deps{
 		Farmers: adapters.NewFarmerRepository(store), Balances: adapters.NewBalanceReader(deps.DB), Positions: waiter,
 		Directory: adapters.NewFarmerDirectory(deps.DB), Finance: fin.reader, FinancePositions: fin.waiter,
-		Breaks: adapters.NewBreakRepository(store), Provider: fin.provider, Log: log,
+		Breaks: adapters.NewBreakRepository(store), Provider: fin.provider, Log: log, Keys: deps.Keys,
+		PayoutControls: deps.PayoutControls, Notifier: notifier(deps, log), Notices: adapters.NewNoticeRepository(store),
 	})
 
 	for _, h := range []struct {
@@ -119,6 +133,7 @@ func New(deps Deps) (*Service, error) {
 	}{
 		{ports.DurableProcurementEntries, ports.PostProcurementEntries(ledger)},
 		{ports.DurableBrandEntries, ports.PostBrandEntries(ledger)},
+		{ports.DurableNotifyAccountChanges, ports.NotifyAccountChanges(ledger)},
 	} {
 		sub, stream, err := subscriber(deps, h.durable, log)
 		if err != nil {
@@ -139,4 +154,12 @@ func (s *Service) Register(srv *grpc.Server) { ledgerv1.RegisterLedgerServiceSer
 // Projections returns the ledger's projection runners.
 func (s *Service) Projections() []*projection.Runner {
 	return []*projection.Runner{s.balances, s.finance}
+}
+
+// notifier is deps.Notifier, or the log notifier.
+func notifier(deps Deps, log *slog.Logger) app.Notifier {
+	if deps.Notifier != nil {
+		return deps.Notifier
+	}
+	return adapters.LogNotifier{Log: log}
 }

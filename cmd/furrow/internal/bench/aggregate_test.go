@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
@@ -58,7 +59,7 @@ func BenchmarkLongLivedFarmer(b *testing.B) {
 		b.Run("post/"+c.name, func(b *testing.B) {
 			farmerID := "F-post-" + c.name
 			repo := adapters.NewFarmerRepositoryWith(store, c.opts)
-			ledger := app.New(app.Deps{Farmers: repo, Log: slog.New(slog.DiscardHandler)})
+			ledger := app.New(app.Deps{Farmers: repo, Keys: benchKeys(b, js), Log: slog.New(slog.DiscardHandler)})
 			seedFarmer(b, ctx, store, ledger, farmerID, longLivedEntries)
 			if _, _, err := repo.Load(ctx, farmerID); err != nil { // warm the cache, as a running ledger has it
 				b.Fatal(err)
@@ -84,7 +85,7 @@ func BenchmarkLongLivedFarmer(b *testing.B) {
 		b.Run("load/"+c.name, func(b *testing.B) {
 			farmerID := "F-load-" + c.name
 			repo := adapters.NewFarmerRepositoryWith(store, c.opts)
-			seedFarmer(b, ctx, store, app.New(app.Deps{Farmers: repo, Log: slog.New(slog.DiscardHandler)}), farmerID, longLivedEntries)
+			seedFarmer(b, ctx, store, app.New(app.Deps{Farmers: repo, Keys: benchKeys(b, js), Log: slog.New(slog.DiscardHandler)}), farmerID, longLivedEntries)
 			if _, _, err := repo.Load(ctx, farmerID); err != nil {
 				b.Fatal(err)
 			}
@@ -216,4 +217,22 @@ func seedFarmer(b *testing.B, ctx context.Context, store *eventstore.Store, ledg
 	if b.Failed() {
 		b.FailNow()
 	}
+}
+
+// benchKeys returns a key store over js's key bucket (made if missing).
+func benchKeys(b *testing.B, js jetstream.JetStream) *adapters.KVKeys {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := adapters.EnsureKeyBucket(ctx, js, 1); err != nil {
+		b.Fatal(err)
+	}
+	kek, err := adapters.DevKEK(ctx, js)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := adapters.OpenKVKeys(ctx, js, kek, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return keys
 }

@@ -1,5 +1,5 @@
-// Package provision is the admin side of Furrow's event log: the streams
-// and durable consumers a deployment needs, and the one place that creates
+// Package provision is the admin side of Furrow's event log: the streams,
+// the ledger's key bucket and the durable consumers a deployment needs, and the one place that creates
 // or changes them. `furrow admin streams apply` runs it as the NATS admin
 // user before the services start (they only verify what it made, and their
 // NATS users may not change it); `furrow dev` runs it against its embedded
@@ -18,6 +18,7 @@ import (
 	"github.com/furrow/furrow/pkg/wmjs"
 
 	brand "github.com/furrow/furrow/services/brand-incubation/service"
+	ledgeradapters "github.com/furrow/furrow/services/farmer-ledger/adapters"
 	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
 	procurement "github.com/furrow/furrow/services/procurement/service"
 )
@@ -99,6 +100,18 @@ func Apply(ctx context.Context, js jetstream.JetStream, opts Options) ([]Result,
 			continue
 		}
 		results = append(results, Result{Kind: "stream", ApplyResult: res})
+	}
+	// The ledger's key bucket (the farmers' data keys its personal data
+	// is sealed under): made once, never changed (its purges are the
+	// ledger's erasures).
+	if created, err := ledgeradapters.EnsureKeyBucket(ctx, js, opts.Replicas); err != nil {
+		errs = append(errs, err)
+	} else {
+		change := eventstore.Unchanged
+		if created {
+			change = eventstore.Created
+		}
+		results = append(results, Result{Kind: "key bucket", ApplyResult: eventstore.ApplyResult{Name: ledgeradapters.KeyBucket, Change: change}})
 	}
 	for _, c := range Consumers() {
 		if failed[c.Stream] {

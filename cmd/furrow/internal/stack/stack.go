@@ -38,6 +38,7 @@ import (
 	"github.com/furrow/furrow/cmd/furrow/internal/provision"
 
 	brand "github.com/furrow/furrow/services/brand-incubation/service"
+	ledgerdomain "github.com/furrow/furrow/services/farmer-ledger/domain"
 	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
 	procurement "github.com/furrow/furrow/services/procurement/service"
 )
@@ -60,6 +61,9 @@ type Config struct {
 	// binaries' ops listener does (ops.go); empty: none.
 	OpsAddr string
 	Log     *slog.Logger
+	// PayoutControls are the ledger's cooling-off and four-eyes rules; the
+	// zero value has neither.
+	PayoutControls ledgerdomain.PayoutControls
 }
 
 // Stack is a running Furrow.
@@ -163,6 +167,13 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if _, err := provision.Apply(ctx, s.js, provision.Options{Replicas: 1}); err != nil {
 		return nil, fmt.Errorf("stack: provision streams: %w", err)
 	}
+	// The ledger's key store (farmers' data keys: personal data is sealed
+	// under them), with the development key-encryption key kept in its
+	// bucket.
+	ledgerKeys, err := ledger.KeyStore(ctx, s.js, "", cfg.Log)
+	if err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -181,7 +192,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.runners = append(s.runners, proc.Projections()...)
-	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log, DataDir: cfg.DataDir})
+	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log, DataDir: cfg.DataDir, Keys: ledgerKeys,
+		PayoutControls: cfg.PayoutControls})
 	if err != nil {
 		return nil, err
 	}

@@ -181,7 +181,7 @@ func TestConcurrencyConflictIsAborted(t *testing.T) {
 	if status.Code(err) != codes.Aborted {
 		t.Fatalf("stale expected_version: %v, want Aborted", err)
 	}
-	f, err := c.ledger.GetFarmer(ctx, &ledgerv1.GetFarmerRequest{FarmerId: "F1"})
+	f, err := c.ledger.GetFarmer(asFinance(ctx), &ledgerv1.GetFarmerRequest{FarmerId: "F1"})
 	if err != nil {
 		t.Fatal(err)
 	}

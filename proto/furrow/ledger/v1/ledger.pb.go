@@ -37,6 +37,11 @@ const (
 	PayoutStatus_PAYOUT_STATUS_SETTLED PayoutStatus = 3
 	// Rejected or returned: the hold was released.
 	PayoutStatus_PAYOUT_STATUS_FAILED PayoutStatus = 4
+	// Held, above the four-eyes threshold: waits for ApprovePayout by
+	// someone other than its requester.
+	PayoutStatus_PAYOUT_STATUS_PENDING_APPROVAL PayoutStatus = 5
+	// Rejected before it was sent (RejectPayout): the hold was released.
+	PayoutStatus_PAYOUT_STATUS_REJECTED PayoutStatus = 6
 )
 
 // Enum value maps for PayoutStatus.
@@ -47,13 +52,17 @@ var (
 		2: "PAYOUT_STATUS_SENT",
 		3: "PAYOUT_STATUS_SETTLED",
 		4: "PAYOUT_STATUS_FAILED",
+		5: "PAYOUT_STATUS_PENDING_APPROVAL",
+		6: "PAYOUT_STATUS_REJECTED",
 	}
 	PayoutStatus_value = map[string]int32{
-		"PAYOUT_STATUS_UNSPECIFIED": 0,
-		"PAYOUT_STATUS_REQUESTED":   1,
-		"PAYOUT_STATUS_SENT":        2,
-		"PAYOUT_STATUS_SETTLED":     3,
-		"PAYOUT_STATUS_FAILED":      4,
+		"PAYOUT_STATUS_UNSPECIFIED":      0,
+		"PAYOUT_STATUS_REQUESTED":        1,
+		"PAYOUT_STATUS_SENT":             2,
+		"PAYOUT_STATUS_SETTLED":          3,
+		"PAYOUT_STATUS_FAILED":           4,
+		"PAYOUT_STATUS_PENDING_APPROVAL": 5,
+		"PAYOUT_STATUS_REJECTED":         6,
 	}
 )
 
@@ -504,6 +513,115 @@ func (x *UpdatePayoutAccountResponse) GetVersion() uint64 {
 	return 0
 }
 
+// EraseFarmerRequest names the farmer to erase.
+type EraseFarmerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client-chosen id of this request; a retry with the same id returns the
+	// first answer.
+	RequestId     string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	FarmerId      string `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseFarmerRequest) Reset() {
+	*x = EraseFarmerRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseFarmerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseFarmerRequest) ProtoMessage() {}
+
+func (x *EraseFarmerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseFarmerRequest.ProtoReflect.Descriptor instead.
+func (*EraseFarmerRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EraseFarmerRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *EraseFarmerRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+// EraseFarmerResponse says where FarmerErased was written.
+type EraseFarmerResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Position *v1.Position           `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	// Version of the farmer aggregate after the erasure.
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseFarmerResponse) Reset() {
+	*x = EraseFarmerResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseFarmerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseFarmerResponse) ProtoMessage() {}
+
+func (x *EraseFarmerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseFarmerResponse.ProtoReflect.Descriptor instead.
+func (*EraseFarmerResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *EraseFarmerResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *EraseFarmerResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 // GetFarmerRequest names a farmer.
 type GetFarmerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -514,7 +632,7 @@ type GetFarmerRequest struct {
 
 func (x *GetFarmerRequest) Reset() {
 	*x = GetFarmerRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[4]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +644,7 @@ func (x *GetFarmerRequest) String() string {
 func (*GetFarmerRequest) ProtoMessage() {}
 
 func (x *GetFarmerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[4]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +657,7 @@ func (x *GetFarmerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFarmerRequest.ProtoReflect.Descriptor instead.
 func (*GetFarmerRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{4}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetFarmerRequest) GetFarmerId() string {
@@ -559,7 +677,7 @@ type GetFarmerResponse struct {
 
 func (x *GetFarmerResponse) Reset() {
 	*x = GetFarmerResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[5]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +689,7 @@ func (x *GetFarmerResponse) String() string {
 func (*GetFarmerResponse) ProtoMessage() {}
 
 func (x *GetFarmerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[5]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +702,7 @@ func (x *GetFarmerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFarmerResponse.ProtoReflect.Descriptor instead.
 func (*GetFarmerResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{5}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetFarmerResponse) GetFarmer() *Farmer {
@@ -594,24 +712,30 @@ func (x *GetFarmerResponse) GetFarmer() *Farmer {
 	return nil
 }
 
-// Farmer is a farmer's account details.
+// Farmer is a farmer's account details. Name, phone and payout_account
+// read "[erased]" once the farmer was erased.
 type Farmer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FarmerId      string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	County        string                 `protobuf:"bytes,3,opt,name=county,proto3" json:"county,omitempty"`
-	Cooperative   string                 `protobuf:"bytes,4,opt,name=cooperative,proto3" json:"cooperative,omitempty"`
-	Phone         string                 `protobuf:"bytes,5,opt,name=phone,proto3" json:"phone,omitempty"`
-	PayoutAccount string                 `protobuf:"bytes,6,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId    string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	County      string                 `protobuf:"bytes,3,opt,name=county,proto3" json:"county,omitempty"`
+	Cooperative string                 `protobuf:"bytes,4,opt,name=cooperative,proto3" json:"cooperative,omitempty"`
+	// Masked to its last four characters ("••••0101") for every caller.
+	Phone string `protobuf:"bytes,5,opt,name=phone,proto3" json:"phone,omitempty"`
+	// In full for the finance role; masked to its last four characters
+	// ("••••0101") for everyone else.
+	PayoutAccount string `protobuf:"bytes,6,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
 	// Version is the stream sequence of the farmer's last event.
-	Version       uint64 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	Version uint64 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	// True once EraseFarmer erased the farmer's personal data.
+	Erased        bool `protobuf:"varint,8,opt,name=erased,proto3" json:"erased,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Farmer) Reset() {
 	*x = Farmer{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[6]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +747,7 @@ func (x *Farmer) String() string {
 func (*Farmer) ProtoMessage() {}
 
 func (x *Farmer) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[6]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +760,7 @@ func (x *Farmer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Farmer.ProtoReflect.Descriptor instead.
 func (*Farmer) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{6}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Farmer) GetFarmerId() string {
@@ -688,6 +812,13 @@ func (x *Farmer) GetVersion() uint64 {
 	return 0
 }
 
+func (x *Farmer) GetErased() bool {
+	if x != nil {
+		return x.Erased
+	}
+	return false
+}
+
 // GetFarmerBalanceRequest names a farmer and, optionally, a position the
 // balance must reflect.
 type GetFarmerBalanceRequest struct {
@@ -702,7 +833,7 @@ type GetFarmerBalanceRequest struct {
 
 func (x *GetFarmerBalanceRequest) Reset() {
 	*x = GetFarmerBalanceRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[7]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +845,7 @@ func (x *GetFarmerBalanceRequest) String() string {
 func (*GetFarmerBalanceRequest) ProtoMessage() {}
 
 func (x *GetFarmerBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[7]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +858,7 @@ func (x *GetFarmerBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFarmerBalanceRequest.ProtoReflect.Descriptor instead.
 func (*GetFarmerBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{7}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetFarmerBalanceRequest) GetFarmerId() string {
@@ -766,7 +897,7 @@ type GetFarmerBalanceResponse struct {
 
 func (x *GetFarmerBalanceResponse) Reset() {
 	*x = GetFarmerBalanceResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[8]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +909,7 @@ func (x *GetFarmerBalanceResponse) String() string {
 func (*GetFarmerBalanceResponse) ProtoMessage() {}
 
 func (x *GetFarmerBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[8]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +922,7 @@ func (x *GetFarmerBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFarmerBalanceResponse.ProtoReflect.Descriptor instead.
 func (*GetFarmerBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{8}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetFarmerBalanceResponse) GetFarmerId() string {
@@ -863,7 +994,7 @@ type FarmerBalance struct {
 
 func (x *FarmerBalance) Reset() {
 	*x = FarmerBalance{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[9]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1006,7 @@ func (x *FarmerBalance) String() string {
 func (*FarmerBalance) ProtoMessage() {}
 
 func (x *FarmerBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[9]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1019,7 @@ func (x *FarmerBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FarmerBalance.ProtoReflect.Descriptor instead.
 func (*FarmerBalance) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{9}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FarmerBalance) GetPurchasesFen() int64 {
@@ -947,7 +1078,7 @@ type ListFarmersRequest struct {
 
 func (x *ListFarmersRequest) Reset() {
 	*x = ListFarmersRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[10]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1090,7 @@ func (x *ListFarmersRequest) String() string {
 func (*ListFarmersRequest) ProtoMessage() {}
 
 func (x *ListFarmersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[10]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1103,7 @@ func (x *ListFarmersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFarmersRequest.ProtoReflect.Descriptor instead.
 func (*ListFarmersRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{10}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListFarmersRequest) GetCounty() string {
@@ -1024,7 +1155,7 @@ type ListFarmersResponse struct {
 
 func (x *ListFarmersResponse) Reset() {
 	*x = ListFarmersResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[11]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1167,7 @@ func (x *ListFarmersResponse) String() string {
 func (*ListFarmersResponse) ProtoMessage() {}
 
 func (x *ListFarmersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[11]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1180,7 @@ func (x *ListFarmersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFarmersResponse.ProtoReflect.Descriptor instead.
 func (*ListFarmersResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{11}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListFarmersResponse) GetFarmers() []*Farmer {
@@ -1088,7 +1219,7 @@ type GetFarmerBalanceAtRequest struct {
 
 func (x *GetFarmerBalanceAtRequest) Reset() {
 	*x = GetFarmerBalanceAtRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[12]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1231,7 @@ func (x *GetFarmerBalanceAtRequest) String() string {
 func (*GetFarmerBalanceAtRequest) ProtoMessage() {}
 
 func (x *GetFarmerBalanceAtRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[12]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1244,7 @@ func (x *GetFarmerBalanceAtRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFarmerBalanceAtRequest.ProtoReflect.Descriptor instead.
 func (*GetFarmerBalanceAtRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{12}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetFarmerBalanceAtRequest) GetFarmerId() string {
@@ -1183,7 +1314,7 @@ type GetFarmerBalanceAtResponse struct {
 
 func (x *GetFarmerBalanceAtResponse) Reset() {
 	*x = GetFarmerBalanceAtResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[13]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1326,7 @@ func (x *GetFarmerBalanceAtResponse) String() string {
 func (*GetFarmerBalanceAtResponse) ProtoMessage() {}
 
 func (x *GetFarmerBalanceAtResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[13]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1339,7 @@ func (x *GetFarmerBalanceAtResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFarmerBalanceAtResponse.ProtoReflect.Descriptor instead.
 func (*GetFarmerBalanceAtResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{13}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetFarmerBalanceAtResponse) GetFarmerId() string {
@@ -1241,14 +1372,17 @@ func (x *GetFarmerBalanceAtResponse) GetAsOf() *v1.Position {
 
 // Payout is one payout to a farmer.
 type Payout struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	PayoutId          string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
-	FarmerId          string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
-	AmountFen         int64                  `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
-	Currency          string                 `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
-	PayoutAccount     string                 `protobuf:"bytes,5,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
-	Status            PayoutStatus           `protobuf:"varint,6,opt,name=status,proto3,enum=furrow.ledger.v1.PayoutStatus" json:"status,omitempty"`
-	ProviderReference string                 `protobuf:"bytes,7,opt,name=provider_reference,json=providerReference,proto3" json:"provider_reference,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId  string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	FarmerId  string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	AmountFen int64                  `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	Currency  string                 `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	// The account paid into: in full for the finance role, masked to its
+	// last four characters ("••••0101") for everyone else; "[erased]" once
+	// the farmer was erased.
+	PayoutAccount     string       `protobuf:"bytes,5,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
+	Status            PayoutStatus `protobuf:"varint,6,opt,name=status,proto3,enum=furrow.ledger.v1.PayoutStatus" json:"status,omitempty"`
+	ProviderReference string       `protobuf:"bytes,7,opt,name=provider_reference,json=providerReference,proto3" json:"provider_reference,omitempty"`
 	// Why the provider failed it.
 	FailureReason string                 `protobuf:"bytes,8,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
 	RequestId     string                 `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1261,7 +1395,7 @@ type Payout struct {
 
 func (x *Payout) Reset() {
 	*x = Payout{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[14]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1407,7 @@ func (x *Payout) String() string {
 func (*Payout) ProtoMessage() {}
 
 func (x *Payout) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[14]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1420,7 @@ func (x *Payout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Payout.ProtoReflect.Descriptor instead.
 func (*Payout) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{14}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Payout) GetPayoutId() string {
@@ -1384,7 +1518,7 @@ type RequestPayoutRequest struct {
 
 func (x *RequestPayoutRequest) Reset() {
 	*x = RequestPayoutRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[15]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1530,7 @@ func (x *RequestPayoutRequest) String() string {
 func (*RequestPayoutRequest) ProtoMessage() {}
 
 func (x *RequestPayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[15]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1543,7 @@ func (x *RequestPayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestPayoutRequest.ProtoReflect.Descriptor instead.
 func (*RequestPayoutRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{15}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RequestPayoutRequest) GetRequestId() string {
@@ -1484,7 +1618,7 @@ type RequestPayoutResponse struct {
 
 func (x *RequestPayoutResponse) Reset() {
 	*x = RequestPayoutResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[16]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1630,7 @@ func (x *RequestPayoutResponse) String() string {
 func (*RequestPayoutResponse) ProtoMessage() {}
 
 func (x *RequestPayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[16]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1643,7 @@ func (x *RequestPayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestPayoutResponse.ProtoReflect.Descriptor instead.
 func (*RequestPayoutResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{16}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RequestPayoutResponse) GetPayout() *Payout {
@@ -1533,6 +1667,228 @@ func (x *RequestPayoutResponse) GetVersion() uint64 {
 	return 0
 }
 
+// ApprovePayoutRequest approves a payout waiting for a second approver.
+type ApprovePayoutRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// "PO-<farmer_id>-<n>", as RequestPayout named it.
+	PayoutId      string `protobuf:"bytes,2,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovePayoutRequest) Reset() {
+	*x = ApprovePayoutRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovePayoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovePayoutRequest) ProtoMessage() {}
+
+func (x *ApprovePayoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovePayoutRequest.ProtoReflect.Descriptor instead.
+func (*ApprovePayoutRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ApprovePayoutRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ApprovePayoutRequest) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+// ApprovePayoutResponse says where the approval was written.
+type ApprovePayoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payout        *Payout                `protobuf:"bytes,1,opt,name=payout,proto3" json:"payout,omitempty"`
+	Position      *v1.Position           `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovePayoutResponse) Reset() {
+	*x = ApprovePayoutResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovePayoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovePayoutResponse) ProtoMessage() {}
+
+func (x *ApprovePayoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovePayoutResponse.ProtoReflect.Descriptor instead.
+func (*ApprovePayoutResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ApprovePayoutResponse) GetPayout() *Payout {
+	if x != nil {
+		return x.Payout
+	}
+	return nil
+}
+
+func (x *ApprovePayoutResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// RejectPayoutRequest rejects a payout waiting for approval.
+type RejectPayoutRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	PayoutId  string                 `protobuf:"bytes,2,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	// Why; required, at most 1000 characters.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectPayoutRequest) Reset() {
+	*x = RejectPayoutRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectPayoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectPayoutRequest) ProtoMessage() {}
+
+func (x *RejectPayoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectPayoutRequest.ProtoReflect.Descriptor instead.
+func (*RejectPayoutRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RejectPayoutRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RejectPayoutRequest) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *RejectPayoutRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RejectPayoutResponse says where the rejection was written.
+type RejectPayoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payout        *Payout                `protobuf:"bytes,1,opt,name=payout,proto3" json:"payout,omitempty"`
+	Position      *v1.Position           `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectPayoutResponse) Reset() {
+	*x = RejectPayoutResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectPayoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectPayoutResponse) ProtoMessage() {}
+
+func (x *RejectPayoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectPayoutResponse.ProtoReflect.Descriptor instead.
+func (*RejectPayoutResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RejectPayoutResponse) GetPayout() *Payout {
+	if x != nil {
+		return x.Payout
+	}
+	return nil
+}
+
+func (x *RejectPayoutResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
 // GetPayoutRequest names a payout.
 type GetPayoutRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1544,7 +1900,7 @@ type GetPayoutRequest struct {
 
 func (x *GetPayoutRequest) Reset() {
 	*x = GetPayoutRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[17]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1912,7 @@ func (x *GetPayoutRequest) String() string {
 func (*GetPayoutRequest) ProtoMessage() {}
 
 func (x *GetPayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[17]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1925,7 @@ func (x *GetPayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPayoutRequest.ProtoReflect.Descriptor instead.
 func (*GetPayoutRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{17}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetPayoutRequest) GetPayoutId() string {
@@ -1597,7 +1953,7 @@ type GetPayoutResponse struct {
 
 func (x *GetPayoutResponse) Reset() {
 	*x = GetPayoutResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[18]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1965,7 @@ func (x *GetPayoutResponse) String() string {
 func (*GetPayoutResponse) ProtoMessage() {}
 
 func (x *GetPayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[18]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1978,7 @@ func (x *GetPayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPayoutResponse.ProtoReflect.Descriptor instead.
 func (*GetPayoutResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{18}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetPayoutResponse) GetPayout() *Payout {
@@ -1656,7 +2012,7 @@ type ListPayoutsRequest struct {
 
 func (x *ListPayoutsRequest) Reset() {
 	*x = ListPayoutsRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[19]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +2024,7 @@ func (x *ListPayoutsRequest) String() string {
 func (*ListPayoutsRequest) ProtoMessage() {}
 
 func (x *ListPayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[19]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +2037,7 @@ func (x *ListPayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPayoutsRequest.ProtoReflect.Descriptor instead.
 func (*ListPayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{19}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListPayoutsRequest) GetFarmerId() string {
@@ -1731,7 +2087,7 @@ type ListPayoutsResponse struct {
 
 func (x *ListPayoutsResponse) Reset() {
 	*x = ListPayoutsResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[20]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +2099,7 @@ func (x *ListPayoutsResponse) String() string {
 func (*ListPayoutsResponse) ProtoMessage() {}
 
 func (x *ListPayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[20]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +2112,7 @@ func (x *ListPayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPayoutsResponse.ProtoReflect.Descriptor instead.
 func (*ListPayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{20}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListPayoutsResponse) GetPayouts() []*Payout {
@@ -1796,7 +2152,7 @@ type GetFarmerStatementRequest struct {
 
 func (x *GetFarmerStatementRequest) Reset() {
 	*x = GetFarmerStatementRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[21]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2164,7 @@ func (x *GetFarmerStatementRequest) String() string {
 func (*GetFarmerStatementRequest) ProtoMessage() {}
 
 func (x *GetFarmerStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[21]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2177,7 @@ func (x *GetFarmerStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFarmerStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetFarmerStatementRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{21}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetFarmerStatementRequest) GetFarmerId() string {
@@ -1871,7 +2227,7 @@ type GetFarmerStatementResponse struct {
 
 func (x *GetFarmerStatementResponse) Reset() {
 	*x = GetFarmerStatementResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[22]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2239,7 @@ func (x *GetFarmerStatementResponse) String() string {
 func (*GetFarmerStatementResponse) ProtoMessage() {}
 
 func (x *GetFarmerStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[22]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2252,7 @@ func (x *GetFarmerStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFarmerStatementResponse.ProtoReflect.Descriptor instead.
 func (*GetFarmerStatementResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{22}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetFarmerStatementResponse) GetFarmer() *Farmer {
@@ -1972,7 +2328,7 @@ type StatementEntry struct {
 
 func (x *StatementEntry) Reset() {
 	*x = StatementEntry{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[23]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2340,7 @@ func (x *StatementEntry) String() string {
 func (*StatementEntry) ProtoMessage() {}
 
 func (x *StatementEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[23]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2353,7 @@ func (x *StatementEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementEntry.ProtoReflect.Descriptor instead.
 func (*StatementEntry) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{23}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StatementEntry) GetEntryId() string {
@@ -2076,7 +2432,7 @@ type SourceEvent struct {
 
 func (x *SourceEvent) Reset() {
 	*x = SourceEvent{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[24]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2444,7 @@ func (x *SourceEvent) String() string {
 func (*SourceEvent) ProtoMessage() {}
 
 func (x *SourceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[24]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2457,7 @@ func (x *SourceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceEvent.ProtoReflect.Descriptor instead.
 func (*SourceEvent) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{24}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SourceEvent) GetStream() string {
@@ -2144,7 +2500,7 @@ type JournalLine struct {
 
 func (x *JournalLine) Reset() {
 	*x = JournalLine{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[25]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2156,7 +2512,7 @@ func (x *JournalLine) String() string {
 func (*JournalLine) ProtoMessage() {}
 
 func (x *JournalLine) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[25]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2169,7 +2525,7 @@ func (x *JournalLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalLine.ProtoReflect.Descriptor instead.
 func (*JournalLine) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{25}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JournalLine) GetAccount() string {
@@ -2206,7 +2562,7 @@ type GetTrialBalanceRequest struct {
 
 func (x *GetTrialBalanceRequest) Reset() {
 	*x = GetTrialBalanceRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[26]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2574,7 @@ func (x *GetTrialBalanceRequest) String() string {
 func (*GetTrialBalanceRequest) ProtoMessage() {}
 
 func (x *GetTrialBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[26]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2587,7 @@ func (x *GetTrialBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrialBalanceRequest.ProtoReflect.Descriptor instead.
 func (*GetTrialBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{26}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetTrialBalanceRequest) GetByFarmer() bool {
@@ -2265,7 +2621,7 @@ type GetTrialBalanceResponse struct {
 
 func (x *GetTrialBalanceResponse) Reset() {
 	*x = GetTrialBalanceResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[27]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2633,7 @@ func (x *GetTrialBalanceResponse) String() string {
 func (*GetTrialBalanceResponse) ProtoMessage() {}
 
 func (x *GetTrialBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[27]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2646,7 @@ func (x *GetTrialBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrialBalanceResponse.ProtoReflect.Descriptor instead.
 func (*GetTrialBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{27}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetTrialBalanceResponse) GetAccounts() []*AccountTotal {
@@ -2349,7 +2705,7 @@ type AccountTotal struct {
 
 func (x *AccountTotal) Reset() {
 	*x = AccountTotal{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[28]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2361,7 +2717,7 @@ func (x *AccountTotal) String() string {
 func (*AccountTotal) ProtoMessage() {}
 
 func (x *AccountTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[28]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2374,7 +2730,7 @@ func (x *AccountTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountTotal.ProtoReflect.Descriptor instead.
 func (*AccountTotal) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{28}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AccountTotal) GetAccount() string {
@@ -2423,7 +2779,7 @@ type ReconcilePayoutsRequest struct {
 
 func (x *ReconcilePayoutsRequest) Reset() {
 	*x = ReconcilePayoutsRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[29]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2791,7 @@ func (x *ReconcilePayoutsRequest) String() string {
 func (*ReconcilePayoutsRequest) ProtoMessage() {}
 
 func (x *ReconcilePayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[29]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2804,7 @@ func (x *ReconcilePayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcilePayoutsRequest.ProtoReflect.Descriptor instead.
 func (*ReconcilePayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{29}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReconcilePayoutsRequest) GetSettlementCsv() []byte {
@@ -2504,7 +2860,7 @@ type ReconciliationItem struct {
 
 func (x *ReconciliationItem) Reset() {
 	*x = ReconciliationItem{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[30]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2872,7 @@ func (x *ReconciliationItem) String() string {
 func (*ReconciliationItem) ProtoMessage() {}
 
 func (x *ReconciliationItem) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[30]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2885,7 @@ func (x *ReconciliationItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconciliationItem.ProtoReflect.Descriptor instead.
 func (*ReconciliationItem) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{30}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReconciliationItem) GetResult() ReconciliationResult {
@@ -2631,7 +2987,7 @@ type BreakResolution struct {
 
 func (x *BreakResolution) Reset() {
 	*x = BreakResolution{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[31]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2643,7 +2999,7 @@ func (x *BreakResolution) String() string {
 func (*BreakResolution) ProtoMessage() {}
 
 func (x *BreakResolution) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[31]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2656,7 +3012,7 @@ func (x *BreakResolution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakResolution.ProtoReflect.Descriptor instead.
 func (*BreakResolution) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{31}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BreakResolution) GetDecision() BreakDecision {
@@ -2707,7 +3063,7 @@ type ResultTotal struct {
 
 func (x *ResultTotal) Reset() {
 	*x = ResultTotal{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[32]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +3075,7 @@ func (x *ResultTotal) String() string {
 func (*ResultTotal) ProtoMessage() {}
 
 func (x *ResultTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[32]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +3088,7 @@ func (x *ResultTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultTotal.ProtoReflect.Descriptor instead.
 func (*ResultTotal) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{32}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ResultTotal) GetResult() ReconciliationResult {
@@ -2774,7 +3130,7 @@ type ReconciliationTotals struct {
 
 func (x *ReconciliationTotals) Reset() {
 	*x = ReconciliationTotals{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[33]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +3142,7 @@ func (x *ReconciliationTotals) String() string {
 func (*ReconciliationTotals) ProtoMessage() {}
 
 func (x *ReconciliationTotals) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[33]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +3155,7 @@ func (x *ReconciliationTotals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconciliationTotals.ProtoReflect.Descriptor instead.
 func (*ReconciliationTotals) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{33}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReconciliationTotals) GetSettlementLines() int32 {
@@ -2864,7 +3220,7 @@ type ReconcilePayoutsResponse struct {
 
 func (x *ReconcilePayoutsResponse) Reset() {
 	*x = ReconcilePayoutsResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[34]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +3232,7 @@ func (x *ReconcilePayoutsResponse) String() string {
 func (*ReconcilePayoutsResponse) ProtoMessage() {}
 
 func (x *ReconcilePayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[34]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +3245,7 @@ func (x *ReconcilePayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcilePayoutsResponse.ProtoReflect.Descriptor instead.
 func (*ReconcilePayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{34}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReconcilePayoutsResponse) GetItems() []*ReconciliationItem {
@@ -2929,7 +3285,7 @@ type ResolvePayoutBreakRequest struct {
 
 func (x *ResolvePayoutBreakRequest) Reset() {
 	*x = ResolvePayoutBreakRequest{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[35]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2941,7 +3297,7 @@ func (x *ResolvePayoutBreakRequest) String() string {
 func (*ResolvePayoutBreakRequest) ProtoMessage() {}
 
 func (x *ResolvePayoutBreakRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[35]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2954,7 +3310,7 @@ func (x *ResolvePayoutBreakRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvePayoutBreakRequest.ProtoReflect.Descriptor instead.
 func (*ResolvePayoutBreakRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{35}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ResolvePayoutBreakRequest) GetRequestId() string {
@@ -2995,7 +3351,7 @@ type ResolvePayoutBreakResponse struct {
 
 func (x *ResolvePayoutBreakResponse) Reset() {
 	*x = ResolvePayoutBreakResponse{}
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[36]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3363,7 @@ func (x *ResolvePayoutBreakResponse) String() string {
 func (*ResolvePayoutBreakResponse) ProtoMessage() {}
 
 func (x *ResolvePayoutBreakResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[36]
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3376,7 @@ func (x *ResolvePayoutBreakResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvePayoutBreakResponse.ProtoReflect.Descriptor instead.
 func (*ResolvePayoutBreakResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{36}
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ResolvePayoutBreakResponse) GetPosition() *v1.Position {
@@ -3057,11 +3413,18 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x11_expected_version\"n\n" +
 	"\x1bUpdatePayoutAccountResponse\x125\n" +
 	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"P\n" +
+	"\x12EraseFarmerRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\"f\n" +
+	"\x13EraseFarmerResponse\x125\n" +
+	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"/\n" +
 	"\x10GetFarmerRequest\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\"E\n" +
 	"\x11GetFarmerResponse\x120\n" +
-	"\x06farmer\x18\x01 \x01(\v2\x18.furrow.ledger.v1.FarmerR\x06farmer\"\xca\x01\n" +
+	"\x06farmer\x18\x01 \x01(\v2\x18.furrow.ledger.v1.FarmerR\x06farmer\"\xe2\x01\n" +
 	"\x06Farmer\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -3069,7 +3432,8 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\vcooperative\x18\x04 \x01(\tR\vcooperative\x12\x14\n" +
 	"\x05phone\x18\x05 \x01(\tR\x05phone\x12%\n" +
 	"\x0epayout_account\x18\x06 \x01(\tR\rpayoutAccount\x12\x18\n" +
-	"\aversion\x18\a \x01(\x04R\aversion\"t\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\x12\x16\n" +
+	"\x06erased\x18\b \x01(\bR\x06erased\"t\n" +
 	"\x17GetFarmerBalanceRequest\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12<\n" +
 	"\fmin_position\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\x8a\x02\n" +
@@ -3134,7 +3498,22 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x15RequestPayoutResponse\x120\n" +
 	"\x06payout\x18\x01 \x01(\v2\x18.furrow.ledger.v1.PayoutR\x06payout\x125\n" +
 	"\bposition\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x04R\aversion\"m\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"R\n" +
+	"\x14ApprovePayoutRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tpayout_id\x18\x02 \x01(\tR\bpayoutId\"\x80\x01\n" +
+	"\x15ApprovePayoutResponse\x120\n" +
+	"\x06payout\x18\x01 \x01(\v2\x18.furrow.ledger.v1.PayoutR\x06payout\x125\n" +
+	"\bposition\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"i\n" +
+	"\x13RejectPayoutRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tpayout_id\x18\x02 \x01(\tR\bpayoutId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x7f\n" +
+	"\x14RejectPayoutResponse\x120\n" +
+	"\x06payout\x18\x01 \x01(\v2\x18.furrow.ledger.v1.PayoutR\x06payout\x125\n" +
+	"\bposition\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"m\n" +
 	"\x10GetPayoutRequest\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12<\n" +
 	"\fmin_position\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"u\n" +
@@ -3257,13 +3636,15 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\bdecision\x18\x03 \x01(\x0e2\x1f.furrow.ledger.v1.BreakDecisionR\bdecision\x12\x12\n" +
 	"\x04note\x18\x04 \x01(\tR\x04note\"S\n" +
 	"\x1aResolvePayoutBreakResponse\x125\n" +
-	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition*\x97\x01\n" +
+	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition*\xd7\x01\n" +
 	"\fPayoutStatus\x12\x1d\n" +
 	"\x19PAYOUT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYOUT_STATUS_REQUESTED\x10\x01\x12\x16\n" +
 	"\x12PAYOUT_STATUS_SENT\x10\x02\x12\x19\n" +
 	"\x15PAYOUT_STATUS_SETTLED\x10\x03\x12\x18\n" +
-	"\x14PAYOUT_STATUS_FAILED\x10\x04*\xe4\x02\n" +
+	"\x14PAYOUT_STATUS_FAILED\x10\x04\x12\"\n" +
+	"\x1ePAYOUT_STATUS_PENDING_APPROVAL\x10\x05\x12\x1a\n" +
+	"\x16PAYOUT_STATUS_REJECTED\x10\x06*\xe4\x02\n" +
 	"\x14ReconciliationResult\x12%\n" +
 	"!RECONCILIATION_RESULT_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dRECONCILIATION_RESULT_MATCHED\x10\x01\x12+\n" +
@@ -3278,15 +3659,18 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x17BREAK_DECISION_ACCEPTED\x10\x01\x12&\n" +
 	"\"BREAK_DECISION_PROVIDER_TO_CORRECT\x10\x02\x12$\n" +
 	" BREAK_DECISION_LEDGER_TO_CORRECT\x10\x03\x12\x1e\n" +
-	"\x1aBREAK_DECISION_WRITTEN_OFF\x10\x042\xa9\x0e\n" +
+	"\x1aBREAK_DECISION_WRITTEN_OFF\x10\x042\xca\x11\n" +
 	"\rLedgerService\x12{\n" +
 	"\x0eRegisterFarmer\x12'.furrow.ledger.v1.RegisterFarmerRequest\x1a(.furrow.ledger.v1.RegisterFarmerResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/farmers\x12\xaa\x01\n" +
-	"\x13UpdatePayoutAccount\x12,.furrow.ledger.v1.UpdatePayoutAccountRequest\x1a-.furrow.ledger.v1.UpdatePayoutAccountResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/v1/farmers/{farmer_id}:updatePayoutAccount\x12u\n" +
+	"\x13UpdatePayoutAccount\x12,.furrow.ledger.v1.UpdatePayoutAccountRequest\x1a-.furrow.ledger.v1.UpdatePayoutAccountResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/v1/farmers/{farmer_id}:updatePayoutAccount\x12\x84\x01\n" +
+	"\vEraseFarmer\x12$.furrow.ledger.v1.EraseFarmerRequest\x1a%.furrow.ledger.v1.EraseFarmerResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/farmers/{farmer_id}:erase\x12u\n" +
 	"\tGetFarmer\x12\".furrow.ledger.v1.GetFarmerRequest\x1a#.furrow.ledger.v1.GetFarmerResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/farmers/{farmer_id}\x12\x92\x01\n" +
 	"\x10GetFarmerBalance\x12).furrow.ledger.v1.GetFarmerBalanceRequest\x1a*.furrow.ledger.v1.GetFarmerBalanceResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/farmers/{farmer_id}/balance\x12o\n" +
 	"\vListFarmers\x12$.furrow.ledger.v1.ListFarmersRequest\x1a%.furrow.ledger.v1.ListFarmersResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/farmers\x12\x9b\x01\n" +
 	"\x12GetFarmerBalanceAt\x12+.furrow.ledger.v1.GetFarmerBalanceAtRequest\x1a,.furrow.ledger.v1.GetFarmerBalanceAtResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/farmers/{farmer_id}/balance:at\x12\x8c\x01\n" +
-	"\rRequestPayout\x12&.furrow.ledger.v1.RequestPayoutRequest\x1a'.furrow.ledger.v1.RequestPayoutResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/farmers/{farmer_id}/payouts\x12u\n" +
+	"\rRequestPayout\x12&.furrow.ledger.v1.RequestPayoutRequest\x1a'.furrow.ledger.v1.RequestPayoutResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/farmers/{farmer_id}/payouts\x12\x8c\x01\n" +
+	"\rApprovePayout\x12&.furrow.ledger.v1.ApprovePayoutRequest\x1a'.furrow.ledger.v1.ApprovePayoutResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/payouts/{payout_id}:approve\x12\x88\x01\n" +
+	"\fRejectPayout\x12%.furrow.ledger.v1.RejectPayoutRequest\x1a&.furrow.ledger.v1.RejectPayoutResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/payouts/{payout_id}:reject\x12u\n" +
 	"\tGetPayout\x12\".furrow.ledger.v1.GetPayoutRequest\x1a#.furrow.ledger.v1.GetPayoutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/payouts/{payout_id}\x12o\n" +
 	"\vListPayouts\x12$.furrow.ledger.v1.ListPayoutsRequest\x1a%.furrow.ledger.v1.ListPayoutsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/payouts\x12\x9a\x01\n" +
 	"\x12GetFarmerStatement\x12+.furrow.ledger.v1.GetFarmerStatementRequest\x1a,.furrow.ledger.v1.GetFarmerStatementResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/farmers/{farmer_id}/statement\x12\x88\x01\n" +
@@ -3307,7 +3691,7 @@ func file_furrow_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_furrow_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_furrow_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_furrow_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_furrow_ledger_v1_ledger_proto_goTypes = []any{
 	(PayoutStatus)(0),                   // 0: furrow.ledger.v1.PayoutStatus
 	(ReconciliationResult)(0),           // 1: furrow.ledger.v1.ReconciliationResult
@@ -3316,129 +3700,146 @@ var file_furrow_ledger_v1_ledger_proto_goTypes = []any{
 	(*RegisterFarmerResponse)(nil),      // 4: furrow.ledger.v1.RegisterFarmerResponse
 	(*UpdatePayoutAccountRequest)(nil),  // 5: furrow.ledger.v1.UpdatePayoutAccountRequest
 	(*UpdatePayoutAccountResponse)(nil), // 6: furrow.ledger.v1.UpdatePayoutAccountResponse
-	(*GetFarmerRequest)(nil),            // 7: furrow.ledger.v1.GetFarmerRequest
-	(*GetFarmerResponse)(nil),           // 8: furrow.ledger.v1.GetFarmerResponse
-	(*Farmer)(nil),                      // 9: furrow.ledger.v1.Farmer
-	(*GetFarmerBalanceRequest)(nil),     // 10: furrow.ledger.v1.GetFarmerBalanceRequest
-	(*GetFarmerBalanceResponse)(nil),    // 11: furrow.ledger.v1.GetFarmerBalanceResponse
-	(*FarmerBalance)(nil),               // 12: furrow.ledger.v1.FarmerBalance
-	(*ListFarmersRequest)(nil),          // 13: furrow.ledger.v1.ListFarmersRequest
-	(*ListFarmersResponse)(nil),         // 14: furrow.ledger.v1.ListFarmersResponse
-	(*GetFarmerBalanceAtRequest)(nil),   // 15: furrow.ledger.v1.GetFarmerBalanceAtRequest
-	(*GetFarmerBalanceAtResponse)(nil),  // 16: furrow.ledger.v1.GetFarmerBalanceAtResponse
-	(*Payout)(nil),                      // 17: furrow.ledger.v1.Payout
-	(*RequestPayoutRequest)(nil),        // 18: furrow.ledger.v1.RequestPayoutRequest
-	(*RequestPayoutResponse)(nil),       // 19: furrow.ledger.v1.RequestPayoutResponse
-	(*GetPayoutRequest)(nil),            // 20: furrow.ledger.v1.GetPayoutRequest
-	(*GetPayoutResponse)(nil),           // 21: furrow.ledger.v1.GetPayoutResponse
-	(*ListPayoutsRequest)(nil),          // 22: furrow.ledger.v1.ListPayoutsRequest
-	(*ListPayoutsResponse)(nil),         // 23: furrow.ledger.v1.ListPayoutsResponse
-	(*GetFarmerStatementRequest)(nil),   // 24: furrow.ledger.v1.GetFarmerStatementRequest
-	(*GetFarmerStatementResponse)(nil),  // 25: furrow.ledger.v1.GetFarmerStatementResponse
-	(*StatementEntry)(nil),              // 26: furrow.ledger.v1.StatementEntry
-	(*SourceEvent)(nil),                 // 27: furrow.ledger.v1.SourceEvent
-	(*JournalLine)(nil),                 // 28: furrow.ledger.v1.JournalLine
-	(*GetTrialBalanceRequest)(nil),      // 29: furrow.ledger.v1.GetTrialBalanceRequest
-	(*GetTrialBalanceResponse)(nil),     // 30: furrow.ledger.v1.GetTrialBalanceResponse
-	(*AccountTotal)(nil),                // 31: furrow.ledger.v1.AccountTotal
-	(*ReconcilePayoutsRequest)(nil),     // 32: furrow.ledger.v1.ReconcilePayoutsRequest
-	(*ReconciliationItem)(nil),          // 33: furrow.ledger.v1.ReconciliationItem
-	(*BreakResolution)(nil),             // 34: furrow.ledger.v1.BreakResolution
-	(*ResultTotal)(nil),                 // 35: furrow.ledger.v1.ResultTotal
-	(*ReconciliationTotals)(nil),        // 36: furrow.ledger.v1.ReconciliationTotals
-	(*ReconcilePayoutsResponse)(nil),    // 37: furrow.ledger.v1.ReconcilePayoutsResponse
-	(*ResolvePayoutBreakRequest)(nil),   // 38: furrow.ledger.v1.ResolvePayoutBreakRequest
-	(*ResolvePayoutBreakResponse)(nil),  // 39: furrow.ledger.v1.ResolvePayoutBreakResponse
-	(*v1.Position)(nil),                 // 40: furrow.types.v1.Position
-	(*timestamppb.Timestamp)(nil),       // 41: google.protobuf.Timestamp
+	(*EraseFarmerRequest)(nil),          // 7: furrow.ledger.v1.EraseFarmerRequest
+	(*EraseFarmerResponse)(nil),         // 8: furrow.ledger.v1.EraseFarmerResponse
+	(*GetFarmerRequest)(nil),            // 9: furrow.ledger.v1.GetFarmerRequest
+	(*GetFarmerResponse)(nil),           // 10: furrow.ledger.v1.GetFarmerResponse
+	(*Farmer)(nil),                      // 11: furrow.ledger.v1.Farmer
+	(*GetFarmerBalanceRequest)(nil),     // 12: furrow.ledger.v1.GetFarmerBalanceRequest
+	(*GetFarmerBalanceResponse)(nil),    // 13: furrow.ledger.v1.GetFarmerBalanceResponse
+	(*FarmerBalance)(nil),               // 14: furrow.ledger.v1.FarmerBalance
+	(*ListFarmersRequest)(nil),          // 15: furrow.ledger.v1.ListFarmersRequest
+	(*ListFarmersResponse)(nil),         // 16: furrow.ledger.v1.ListFarmersResponse
+	(*GetFarmerBalanceAtRequest)(nil),   // 17: furrow.ledger.v1.GetFarmerBalanceAtRequest
+	(*GetFarmerBalanceAtResponse)(nil),  // 18: furrow.ledger.v1.GetFarmerBalanceAtResponse
+	(*Payout)(nil),                      // 19: furrow.ledger.v1.Payout
+	(*RequestPayoutRequest)(nil),        // 20: furrow.ledger.v1.RequestPayoutRequest
+	(*RequestPayoutResponse)(nil),       // 21: furrow.ledger.v1.RequestPayoutResponse
+	(*ApprovePayoutRequest)(nil),        // 22: furrow.ledger.v1.ApprovePayoutRequest
+	(*ApprovePayoutResponse)(nil),       // 23: furrow.ledger.v1.ApprovePayoutResponse
+	(*RejectPayoutRequest)(nil),         // 24: furrow.ledger.v1.RejectPayoutRequest
+	(*RejectPayoutResponse)(nil),        // 25: furrow.ledger.v1.RejectPayoutResponse
+	(*GetPayoutRequest)(nil),            // 26: furrow.ledger.v1.GetPayoutRequest
+	(*GetPayoutResponse)(nil),           // 27: furrow.ledger.v1.GetPayoutResponse
+	(*ListPayoutsRequest)(nil),          // 28: furrow.ledger.v1.ListPayoutsRequest
+	(*ListPayoutsResponse)(nil),         // 29: furrow.ledger.v1.ListPayoutsResponse
+	(*GetFarmerStatementRequest)(nil),   // 30: furrow.ledger.v1.GetFarmerStatementRequest
+	(*GetFarmerStatementResponse)(nil),  // 31: furrow.ledger.v1.GetFarmerStatementResponse
+	(*StatementEntry)(nil),              // 32: furrow.ledger.v1.StatementEntry
+	(*SourceEvent)(nil),                 // 33: furrow.ledger.v1.SourceEvent
+	(*JournalLine)(nil),                 // 34: furrow.ledger.v1.JournalLine
+	(*GetTrialBalanceRequest)(nil),      // 35: furrow.ledger.v1.GetTrialBalanceRequest
+	(*GetTrialBalanceResponse)(nil),     // 36: furrow.ledger.v1.GetTrialBalanceResponse
+	(*AccountTotal)(nil),                // 37: furrow.ledger.v1.AccountTotal
+	(*ReconcilePayoutsRequest)(nil),     // 38: furrow.ledger.v1.ReconcilePayoutsRequest
+	(*ReconciliationItem)(nil),          // 39: furrow.ledger.v1.ReconciliationItem
+	(*BreakResolution)(nil),             // 40: furrow.ledger.v1.BreakResolution
+	(*ResultTotal)(nil),                 // 41: furrow.ledger.v1.ResultTotal
+	(*ReconciliationTotals)(nil),        // 42: furrow.ledger.v1.ReconciliationTotals
+	(*ReconcilePayoutsResponse)(nil),    // 43: furrow.ledger.v1.ReconcilePayoutsResponse
+	(*ResolvePayoutBreakRequest)(nil),   // 44: furrow.ledger.v1.ResolvePayoutBreakRequest
+	(*ResolvePayoutBreakResponse)(nil),  // 45: furrow.ledger.v1.ResolvePayoutBreakResponse
+	(*v1.Position)(nil),                 // 46: furrow.types.v1.Position
+	(*timestamppb.Timestamp)(nil),       // 47: google.protobuf.Timestamp
 }
 var file_furrow_ledger_v1_ledger_proto_depIdxs = []int32{
-	40, // 0: furrow.ledger.v1.RegisterFarmerResponse.position:type_name -> furrow.types.v1.Position
-	40, // 1: furrow.ledger.v1.UpdatePayoutAccountResponse.position:type_name -> furrow.types.v1.Position
-	9,  // 2: furrow.ledger.v1.GetFarmerResponse.farmer:type_name -> furrow.ledger.v1.Farmer
-	40, // 3: furrow.ledger.v1.GetFarmerBalanceRequest.min_position:type_name -> furrow.types.v1.Position
-	40, // 4: furrow.ledger.v1.GetFarmerBalanceResponse.as_of:type_name -> furrow.types.v1.Position
-	40, // 5: furrow.ledger.v1.ListFarmersRequest.min_position:type_name -> furrow.types.v1.Position
-	9,  // 6: furrow.ledger.v1.ListFarmersResponse.farmers:type_name -> furrow.ledger.v1.Farmer
-	40, // 7: furrow.ledger.v1.ListFarmersResponse.as_of:type_name -> furrow.types.v1.Position
-	41, // 8: furrow.ledger.v1.GetFarmerBalanceAtRequest.time:type_name -> google.protobuf.Timestamp
-	12, // 9: furrow.ledger.v1.GetFarmerBalanceAtResponse.balance:type_name -> furrow.ledger.v1.FarmerBalance
-	40, // 10: furrow.ledger.v1.GetFarmerBalanceAtResponse.as_of:type_name -> furrow.types.v1.Position
-	0,  // 11: furrow.ledger.v1.Payout.status:type_name -> furrow.ledger.v1.PayoutStatus
-	41, // 12: furrow.ledger.v1.Payout.requested_at:type_name -> google.protobuf.Timestamp
-	41, // 13: furrow.ledger.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
-	17, // 14: furrow.ledger.v1.RequestPayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
-	40, // 15: furrow.ledger.v1.RequestPayoutResponse.position:type_name -> furrow.types.v1.Position
-	40, // 16: furrow.ledger.v1.GetPayoutRequest.min_position:type_name -> furrow.types.v1.Position
-	17, // 17: furrow.ledger.v1.GetPayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
-	40, // 18: furrow.ledger.v1.GetPayoutResponse.as_of:type_name -> furrow.types.v1.Position
-	0,  // 19: furrow.ledger.v1.ListPayoutsRequest.status:type_name -> furrow.ledger.v1.PayoutStatus
-	40, // 20: furrow.ledger.v1.ListPayoutsRequest.min_position:type_name -> furrow.types.v1.Position
-	17, // 21: furrow.ledger.v1.ListPayoutsResponse.payouts:type_name -> furrow.ledger.v1.Payout
-	40, // 22: furrow.ledger.v1.ListPayoutsResponse.as_of:type_name -> furrow.types.v1.Position
-	41, // 23: furrow.ledger.v1.GetFarmerStatementRequest.from:type_name -> google.protobuf.Timestamp
-	41, // 24: furrow.ledger.v1.GetFarmerStatementRequest.to:type_name -> google.protobuf.Timestamp
-	40, // 25: furrow.ledger.v1.GetFarmerStatementRequest.min_position:type_name -> furrow.types.v1.Position
-	9,  // 26: furrow.ledger.v1.GetFarmerStatementResponse.farmer:type_name -> furrow.ledger.v1.Farmer
-	41, // 27: furrow.ledger.v1.GetFarmerStatementResponse.from:type_name -> google.protobuf.Timestamp
-	41, // 28: furrow.ledger.v1.GetFarmerStatementResponse.to:type_name -> google.protobuf.Timestamp
-	12, // 29: furrow.ledger.v1.GetFarmerStatementResponse.opening:type_name -> furrow.ledger.v1.FarmerBalance
-	26, // 30: furrow.ledger.v1.GetFarmerStatementResponse.entries:type_name -> furrow.ledger.v1.StatementEntry
-	12, // 31: furrow.ledger.v1.GetFarmerStatementResponse.closing:type_name -> furrow.ledger.v1.FarmerBalance
-	40, // 32: furrow.ledger.v1.GetFarmerStatementResponse.as_of:type_name -> furrow.types.v1.Position
-	41, // 33: furrow.ledger.v1.StatementEntry.posted_at:type_name -> google.protobuf.Timestamp
-	27, // 34: furrow.ledger.v1.StatementEntry.source:type_name -> furrow.ledger.v1.SourceEvent
-	12, // 35: furrow.ledger.v1.StatementEntry.change:type_name -> furrow.ledger.v1.FarmerBalance
-	28, // 36: furrow.ledger.v1.StatementEntry.lines:type_name -> furrow.ledger.v1.JournalLine
-	40, // 37: furrow.ledger.v1.GetTrialBalanceRequest.min_position:type_name -> furrow.types.v1.Position
-	31, // 38: furrow.ledger.v1.GetTrialBalanceResponse.accounts:type_name -> furrow.ledger.v1.AccountTotal
-	40, // 39: furrow.ledger.v1.GetTrialBalanceResponse.as_of:type_name -> furrow.types.v1.Position
-	41, // 40: furrow.ledger.v1.ReconcilePayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	41, // 41: furrow.ledger.v1.ReconcilePayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	40, // 42: furrow.ledger.v1.ReconcilePayoutsRequest.min_position:type_name -> furrow.types.v1.Position
-	1,  // 43: furrow.ledger.v1.ReconciliationItem.result:type_name -> furrow.ledger.v1.ReconciliationResult
-	34, // 44: furrow.ledger.v1.ReconciliationItem.resolution:type_name -> furrow.ledger.v1.BreakResolution
-	2,  // 45: furrow.ledger.v1.BreakResolution.decision:type_name -> furrow.ledger.v1.BreakDecision
-	41, // 46: furrow.ledger.v1.BreakResolution.resolved_at:type_name -> google.protobuf.Timestamp
-	40, // 47: furrow.ledger.v1.BreakResolution.position:type_name -> furrow.types.v1.Position
-	1,  // 48: furrow.ledger.v1.ResultTotal.result:type_name -> furrow.ledger.v1.ReconciliationResult
-	35, // 49: furrow.ledger.v1.ReconciliationTotals.by_result:type_name -> furrow.ledger.v1.ResultTotal
-	33, // 50: furrow.ledger.v1.ReconcilePayoutsResponse.items:type_name -> furrow.ledger.v1.ReconciliationItem
-	36, // 51: furrow.ledger.v1.ReconcilePayoutsResponse.totals:type_name -> furrow.ledger.v1.ReconciliationTotals
-	40, // 52: furrow.ledger.v1.ReconcilePayoutsResponse.as_of:type_name -> furrow.types.v1.Position
-	2,  // 53: furrow.ledger.v1.ResolvePayoutBreakRequest.decision:type_name -> furrow.ledger.v1.BreakDecision
-	40, // 54: furrow.ledger.v1.ResolvePayoutBreakResponse.position:type_name -> furrow.types.v1.Position
-	3,  // 55: furrow.ledger.v1.LedgerService.RegisterFarmer:input_type -> furrow.ledger.v1.RegisterFarmerRequest
-	5,  // 56: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:input_type -> furrow.ledger.v1.UpdatePayoutAccountRequest
-	7,  // 57: furrow.ledger.v1.LedgerService.GetFarmer:input_type -> furrow.ledger.v1.GetFarmerRequest
-	10, // 58: furrow.ledger.v1.LedgerService.GetFarmerBalance:input_type -> furrow.ledger.v1.GetFarmerBalanceRequest
-	13, // 59: furrow.ledger.v1.LedgerService.ListFarmers:input_type -> furrow.ledger.v1.ListFarmersRequest
-	15, // 60: furrow.ledger.v1.LedgerService.GetFarmerBalanceAt:input_type -> furrow.ledger.v1.GetFarmerBalanceAtRequest
-	18, // 61: furrow.ledger.v1.LedgerService.RequestPayout:input_type -> furrow.ledger.v1.RequestPayoutRequest
-	20, // 62: furrow.ledger.v1.LedgerService.GetPayout:input_type -> furrow.ledger.v1.GetPayoutRequest
-	22, // 63: furrow.ledger.v1.LedgerService.ListPayouts:input_type -> furrow.ledger.v1.ListPayoutsRequest
-	24, // 64: furrow.ledger.v1.LedgerService.GetFarmerStatement:input_type -> furrow.ledger.v1.GetFarmerStatementRequest
-	29, // 65: furrow.ledger.v1.LedgerService.GetTrialBalance:input_type -> furrow.ledger.v1.GetTrialBalanceRequest
-	32, // 66: furrow.ledger.v1.LedgerService.ReconcilePayouts:input_type -> furrow.ledger.v1.ReconcilePayoutsRequest
-	38, // 67: furrow.ledger.v1.LedgerService.ResolvePayoutBreak:input_type -> furrow.ledger.v1.ResolvePayoutBreakRequest
-	4,  // 68: furrow.ledger.v1.LedgerService.RegisterFarmer:output_type -> furrow.ledger.v1.RegisterFarmerResponse
-	6,  // 69: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:output_type -> furrow.ledger.v1.UpdatePayoutAccountResponse
-	8,  // 70: furrow.ledger.v1.LedgerService.GetFarmer:output_type -> furrow.ledger.v1.GetFarmerResponse
-	11, // 71: furrow.ledger.v1.LedgerService.GetFarmerBalance:output_type -> furrow.ledger.v1.GetFarmerBalanceResponse
-	14, // 72: furrow.ledger.v1.LedgerService.ListFarmers:output_type -> furrow.ledger.v1.ListFarmersResponse
-	16, // 73: furrow.ledger.v1.LedgerService.GetFarmerBalanceAt:output_type -> furrow.ledger.v1.GetFarmerBalanceAtResponse
-	19, // 74: furrow.ledger.v1.LedgerService.RequestPayout:output_type -> furrow.ledger.v1.RequestPayoutResponse
-	21, // 75: furrow.ledger.v1.LedgerService.GetPayout:output_type -> furrow.ledger.v1.GetPayoutResponse
-	23, // 76: furrow.ledger.v1.LedgerService.ListPayouts:output_type -> furrow.ledger.v1.ListPayoutsResponse
-	25, // 77: furrow.ledger.v1.LedgerService.GetFarmerStatement:output_type -> furrow.ledger.v1.GetFarmerStatementResponse
-	30, // 78: furrow.ledger.v1.LedgerService.GetTrialBalance:output_type -> furrow.ledger.v1.GetTrialBalanceResponse
-	37, // 79: furrow.ledger.v1.LedgerService.ReconcilePayouts:output_type -> furrow.ledger.v1.ReconcilePayoutsResponse
-	39, // 80: furrow.ledger.v1.LedgerService.ResolvePayoutBreak:output_type -> furrow.ledger.v1.ResolvePayoutBreakResponse
-	68, // [68:81] is the sub-list for method output_type
-	55, // [55:68] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	46, // 0: furrow.ledger.v1.RegisterFarmerResponse.position:type_name -> furrow.types.v1.Position
+	46, // 1: furrow.ledger.v1.UpdatePayoutAccountResponse.position:type_name -> furrow.types.v1.Position
+	46, // 2: furrow.ledger.v1.EraseFarmerResponse.position:type_name -> furrow.types.v1.Position
+	11, // 3: furrow.ledger.v1.GetFarmerResponse.farmer:type_name -> furrow.ledger.v1.Farmer
+	46, // 4: furrow.ledger.v1.GetFarmerBalanceRequest.min_position:type_name -> furrow.types.v1.Position
+	46, // 5: furrow.ledger.v1.GetFarmerBalanceResponse.as_of:type_name -> furrow.types.v1.Position
+	46, // 6: furrow.ledger.v1.ListFarmersRequest.min_position:type_name -> furrow.types.v1.Position
+	11, // 7: furrow.ledger.v1.ListFarmersResponse.farmers:type_name -> furrow.ledger.v1.Farmer
+	46, // 8: furrow.ledger.v1.ListFarmersResponse.as_of:type_name -> furrow.types.v1.Position
+	47, // 9: furrow.ledger.v1.GetFarmerBalanceAtRequest.time:type_name -> google.protobuf.Timestamp
+	14, // 10: furrow.ledger.v1.GetFarmerBalanceAtResponse.balance:type_name -> furrow.ledger.v1.FarmerBalance
+	46, // 11: furrow.ledger.v1.GetFarmerBalanceAtResponse.as_of:type_name -> furrow.types.v1.Position
+	0,  // 12: furrow.ledger.v1.Payout.status:type_name -> furrow.ledger.v1.PayoutStatus
+	47, // 13: furrow.ledger.v1.Payout.requested_at:type_name -> google.protobuf.Timestamp
+	47, // 14: furrow.ledger.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
+	19, // 15: furrow.ledger.v1.RequestPayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
+	46, // 16: furrow.ledger.v1.RequestPayoutResponse.position:type_name -> furrow.types.v1.Position
+	19, // 17: furrow.ledger.v1.ApprovePayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
+	46, // 18: furrow.ledger.v1.ApprovePayoutResponse.position:type_name -> furrow.types.v1.Position
+	19, // 19: furrow.ledger.v1.RejectPayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
+	46, // 20: furrow.ledger.v1.RejectPayoutResponse.position:type_name -> furrow.types.v1.Position
+	46, // 21: furrow.ledger.v1.GetPayoutRequest.min_position:type_name -> furrow.types.v1.Position
+	19, // 22: furrow.ledger.v1.GetPayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
+	46, // 23: furrow.ledger.v1.GetPayoutResponse.as_of:type_name -> furrow.types.v1.Position
+	0,  // 24: furrow.ledger.v1.ListPayoutsRequest.status:type_name -> furrow.ledger.v1.PayoutStatus
+	46, // 25: furrow.ledger.v1.ListPayoutsRequest.min_position:type_name -> furrow.types.v1.Position
+	19, // 26: furrow.ledger.v1.ListPayoutsResponse.payouts:type_name -> furrow.ledger.v1.Payout
+	46, // 27: furrow.ledger.v1.ListPayoutsResponse.as_of:type_name -> furrow.types.v1.Position
+	47, // 28: furrow.ledger.v1.GetFarmerStatementRequest.from:type_name -> google.protobuf.Timestamp
+	47, // 29: furrow.ledger.v1.GetFarmerStatementRequest.to:type_name -> google.protobuf.Timestamp
+	46, // 30: furrow.ledger.v1.GetFarmerStatementRequest.min_position:type_name -> furrow.types.v1.Position
+	11, // 31: furrow.ledger.v1.GetFarmerStatementResponse.farmer:type_name -> furrow.ledger.v1.Farmer
+	47, // 32: furrow.ledger.v1.GetFarmerStatementResponse.from:type_name -> google.protobuf.Timestamp
+	47, // 33: furrow.ledger.v1.GetFarmerStatementResponse.to:type_name -> google.protobuf.Timestamp
+	14, // 34: furrow.ledger.v1.GetFarmerStatementResponse.opening:type_name -> furrow.ledger.v1.FarmerBalance
+	32, // 35: furrow.ledger.v1.GetFarmerStatementResponse.entries:type_name -> furrow.ledger.v1.StatementEntry
+	14, // 36: furrow.ledger.v1.GetFarmerStatementResponse.closing:type_name -> furrow.ledger.v1.FarmerBalance
+	46, // 37: furrow.ledger.v1.GetFarmerStatementResponse.as_of:type_name -> furrow.types.v1.Position
+	47, // 38: furrow.ledger.v1.StatementEntry.posted_at:type_name -> google.protobuf.Timestamp
+	33, // 39: furrow.ledger.v1.StatementEntry.source:type_name -> furrow.ledger.v1.SourceEvent
+	14, // 40: furrow.ledger.v1.StatementEntry.change:type_name -> furrow.ledger.v1.FarmerBalance
+	34, // 41: furrow.ledger.v1.StatementEntry.lines:type_name -> furrow.ledger.v1.JournalLine
+	46, // 42: furrow.ledger.v1.GetTrialBalanceRequest.min_position:type_name -> furrow.types.v1.Position
+	37, // 43: furrow.ledger.v1.GetTrialBalanceResponse.accounts:type_name -> furrow.ledger.v1.AccountTotal
+	46, // 44: furrow.ledger.v1.GetTrialBalanceResponse.as_of:type_name -> furrow.types.v1.Position
+	47, // 45: furrow.ledger.v1.ReconcilePayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	47, // 46: furrow.ledger.v1.ReconcilePayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	46, // 47: furrow.ledger.v1.ReconcilePayoutsRequest.min_position:type_name -> furrow.types.v1.Position
+	1,  // 48: furrow.ledger.v1.ReconciliationItem.result:type_name -> furrow.ledger.v1.ReconciliationResult
+	40, // 49: furrow.ledger.v1.ReconciliationItem.resolution:type_name -> furrow.ledger.v1.BreakResolution
+	2,  // 50: furrow.ledger.v1.BreakResolution.decision:type_name -> furrow.ledger.v1.BreakDecision
+	47, // 51: furrow.ledger.v1.BreakResolution.resolved_at:type_name -> google.protobuf.Timestamp
+	46, // 52: furrow.ledger.v1.BreakResolution.position:type_name -> furrow.types.v1.Position
+	1,  // 53: furrow.ledger.v1.ResultTotal.result:type_name -> furrow.ledger.v1.ReconciliationResult
+	41, // 54: furrow.ledger.v1.ReconciliationTotals.by_result:type_name -> furrow.ledger.v1.ResultTotal
+	39, // 55: furrow.ledger.v1.ReconcilePayoutsResponse.items:type_name -> furrow.ledger.v1.ReconciliationItem
+	42, // 56: furrow.ledger.v1.ReconcilePayoutsResponse.totals:type_name -> furrow.ledger.v1.ReconciliationTotals
+	46, // 57: furrow.ledger.v1.ReconcilePayoutsResponse.as_of:type_name -> furrow.types.v1.Position
+	2,  // 58: furrow.ledger.v1.ResolvePayoutBreakRequest.decision:type_name -> furrow.ledger.v1.BreakDecision
+	46, // 59: furrow.ledger.v1.ResolvePayoutBreakResponse.position:type_name -> furrow.types.v1.Position
+	3,  // 60: furrow.ledger.v1.LedgerService.RegisterFarmer:input_type -> furrow.ledger.v1.RegisterFarmerRequest
+	5,  // 61: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:input_type -> furrow.ledger.v1.UpdatePayoutAccountRequest
+	7,  // 62: furrow.ledger.v1.LedgerService.EraseFarmer:input_type -> furrow.ledger.v1.EraseFarmerRequest
+	9,  // 63: furrow.ledger.v1.LedgerService.GetFarmer:input_type -> furrow.ledger.v1.GetFarmerRequest
+	12, // 64: furrow.ledger.v1.LedgerService.GetFarmerBalance:input_type -> furrow.ledger.v1.GetFarmerBalanceRequest
+	15, // 65: furrow.ledger.v1.LedgerService.ListFarmers:input_type -> furrow.ledger.v1.ListFarmersRequest
+	17, // 66: furrow.ledger.v1.LedgerService.GetFarmerBalanceAt:input_type -> furrow.ledger.v1.GetFarmerBalanceAtRequest
+	20, // 67: furrow.ledger.v1.LedgerService.RequestPayout:input_type -> furrow.ledger.v1.RequestPayoutRequest
+	22, // 68: furrow.ledger.v1.LedgerService.ApprovePayout:input_type -> furrow.ledger.v1.ApprovePayoutRequest
+	24, // 69: furrow.ledger.v1.LedgerService.RejectPayout:input_type -> furrow.ledger.v1.RejectPayoutRequest
+	26, // 70: furrow.ledger.v1.LedgerService.GetPayout:input_type -> furrow.ledger.v1.GetPayoutRequest
+	28, // 71: furrow.ledger.v1.LedgerService.ListPayouts:input_type -> furrow.ledger.v1.ListPayoutsRequest
+	30, // 72: furrow.ledger.v1.LedgerService.GetFarmerStatement:input_type -> furrow.ledger.v1.GetFarmerStatementRequest
+	35, // 73: furrow.ledger.v1.LedgerService.GetTrialBalance:input_type -> furrow.ledger.v1.GetTrialBalanceRequest
+	38, // 74: furrow.ledger.v1.LedgerService.ReconcilePayouts:input_type -> furrow.ledger.v1.ReconcilePayoutsRequest
+	44, // 75: furrow.ledger.v1.LedgerService.ResolvePayoutBreak:input_type -> furrow.ledger.v1.ResolvePayoutBreakRequest
+	4,  // 76: furrow.ledger.v1.LedgerService.RegisterFarmer:output_type -> furrow.ledger.v1.RegisterFarmerResponse
+	6,  // 77: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:output_type -> furrow.ledger.v1.UpdatePayoutAccountResponse
+	8,  // 78: furrow.ledger.v1.LedgerService.EraseFarmer:output_type -> furrow.ledger.v1.EraseFarmerResponse
+	10, // 79: furrow.ledger.v1.LedgerService.GetFarmer:output_type -> furrow.ledger.v1.GetFarmerResponse
+	13, // 80: furrow.ledger.v1.LedgerService.GetFarmerBalance:output_type -> furrow.ledger.v1.GetFarmerBalanceResponse
+	16, // 81: furrow.ledger.v1.LedgerService.ListFarmers:output_type -> furrow.ledger.v1.ListFarmersResponse
+	18, // 82: furrow.ledger.v1.LedgerService.GetFarmerBalanceAt:output_type -> furrow.ledger.v1.GetFarmerBalanceAtResponse
+	21, // 83: furrow.ledger.v1.LedgerService.RequestPayout:output_type -> furrow.ledger.v1.RequestPayoutResponse
+	23, // 84: furrow.ledger.v1.LedgerService.ApprovePayout:output_type -> furrow.ledger.v1.ApprovePayoutResponse
+	25, // 85: furrow.ledger.v1.LedgerService.RejectPayout:output_type -> furrow.ledger.v1.RejectPayoutResponse
+	27, // 86: furrow.ledger.v1.LedgerService.GetPayout:output_type -> furrow.ledger.v1.GetPayoutResponse
+	29, // 87: furrow.ledger.v1.LedgerService.ListPayouts:output_type -> furrow.ledger.v1.ListPayoutsResponse
+	31, // 88: furrow.ledger.v1.LedgerService.GetFarmerStatement:output_type -> furrow.ledger.v1.GetFarmerStatementResponse
+	36, // 89: furrow.ledger.v1.LedgerService.GetTrialBalance:output_type -> furrow.ledger.v1.GetTrialBalanceResponse
+	43, // 90: furrow.ledger.v1.LedgerService.ReconcilePayouts:output_type -> furrow.ledger.v1.ReconcilePayoutsResponse
+	45, // 91: furrow.ledger.v1.LedgerService.ResolvePayoutBreak:output_type -> furrow.ledger.v1.ResolvePayoutBreakResponse
+	76, // [76:92] is the sub-list for method output_type
+	60, // [60:76] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_furrow_ledger_v1_ledger_proto_init() }
@@ -3447,11 +3848,11 @@ func file_furrow_ledger_v1_ledger_proto_init() {
 		return
 	}
 	file_furrow_ledger_v1_ledger_proto_msgTypes[2].OneofWrappers = []any{}
-	file_furrow_ledger_v1_ledger_proto_msgTypes[12].OneofWrappers = []any{
+	file_furrow_ledger_v1_ledger_proto_msgTypes[14].OneofWrappers = []any{
 		(*GetFarmerBalanceAtRequest_Time)(nil),
 		(*GetFarmerBalanceAtRequest_LedgerSequence)(nil),
 	}
-	file_furrow_ledger_v1_ledger_proto_msgTypes[15].OneofWrappers = []any{
+	file_furrow_ledger_v1_ledger_proto_msgTypes[17].OneofWrappers = []any{
 		(*RequestPayoutRequest_AmountFen)(nil),
 		(*RequestPayoutRequest_AllAvailable)(nil),
 	}
@@ -3461,7 +3862,7 @@ func file_furrow_ledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_ledger_v1_ledger_proto_rawDesc), len(file_furrow_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,11 +21,14 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	LedgerService_RegisterFarmer_FullMethodName      = "/furrow.ledger.v1.LedgerService/RegisterFarmer"
 	LedgerService_UpdatePayoutAccount_FullMethodName = "/furrow.ledger.v1.LedgerService/UpdatePayoutAccount"
+	LedgerService_EraseFarmer_FullMethodName         = "/furrow.ledger.v1.LedgerService/EraseFarmer"
 	LedgerService_GetFarmer_FullMethodName           = "/furrow.ledger.v1.LedgerService/GetFarmer"
 	LedgerService_GetFarmerBalance_FullMethodName    = "/furrow.ledger.v1.LedgerService/GetFarmerBalance"
 	LedgerService_ListFarmers_FullMethodName         = "/furrow.ledger.v1.LedgerService/ListFarmers"
 	LedgerService_GetFarmerBalanceAt_FullMethodName  = "/furrow.ledger.v1.LedgerService/GetFarmerBalanceAt"
 	LedgerService_RequestPayout_FullMethodName       = "/furrow.ledger.v1.LedgerService/RequestPayout"
+	LedgerService_ApprovePayout_FullMethodName       = "/furrow.ledger.v1.LedgerService/ApprovePayout"
+	LedgerService_RejectPayout_FullMethodName        = "/furrow.ledger.v1.LedgerService/RejectPayout"
 	LedgerService_GetPayout_FullMethodName           = "/furrow.ledger.v1.LedgerService/GetPayout"
 	LedgerService_ListPayouts_FullMethodName         = "/furrow.ledger.v1.LedgerService/ListPayouts"
 	LedgerService_GetFarmerStatement_FullMethodName  = "/furrow.ledger.v1.LedgerService/GetFarmerStatement"
@@ -45,12 +48,47 @@ const (
 // must be valid (nanos 0 to 999,999,999) and lie in the years 2000 to 2099.
 // A value beyond its limit is INVALID_ARGUMENT naming the field and the
 // limit.
+//
+// Personal data. A farmer's name, phone number and payout account number
+// are kept encrypted under a data key of that farmer (see the ledger's
+// events) and are decrypted only to answer a call. Answers mask the
+// numbers to their last four characters ("••••0101"): payout accounts are
+// shown in full only to callers with the finance role, who pay and
+// reconcile; phone numbers are always masked (nobody's work through this
+// API needs them in full). A caller's roles come from its client
+// certificate; `furrow dev` has no certificates, so there every caller
+// sees masked values unless it sends the metadata header
+// `x-furrow-roles: finance` (development only: production ignores what a
+// client sends and uses its certificate). After EraseFarmer the farmer's
+// name, phone and payout account read "[erased]" everywhere.
 type LedgerServiceClient interface {
 	// RegisterFarmer opens a farmer's account. Idempotent by request_id.
 	RegisterFarmer(ctx context.Context, in *RegisterFarmerRequest, opts ...grpc.CallOption) (*RegisterFarmerResponse, error)
 	// UpdatePayoutAccount changes where a farmer is paid. With
 	// expected_version it refuses (ABORTED) if the farmer changed meanwhile.
+	//
+	// A change starts a cooling-off period (the ledger's
+	// --payout-cooling-off: 24 hours by default in production, none in
+	// furrow dev unless given): RequestPayout refuses payouts until it ends,
+	// and the farmer's registered phone and cooperative are notified at
+	// once, so that a change the farmer did not ask for can be undone before
+	// any money goes to the new account. A payout already requested keeps
+	// the account it was requested with.
 	UpdatePayoutAccount(ctx context.Context, in *UpdatePayoutAccountRequest, opts ...grpc.CallOption) (*UpdatePayoutAccountResponse, error)
+	// EraseFarmer erases a farmer's personal data (the right to erasure of
+	// China's PIPL and the EU's GDPR) by crypto-shredding: it destroys the
+	// farmer's data key, so the name, phone and payout account in every
+	// event, read model and backup become unreadable, and records a
+	// FarmerErased event (which holds no personal data). The farmer's
+	// account, journal entries and balances stay as they were, so the trial
+	// balance does not change; what the farmer is owed stays owed, but an
+	// erased farmer takes no new payout account and no payout. Finance
+	// role. FAILED_PRECONDITION while a payout of the farmer is in flight
+	// (requested or sent: its account must stay readable until it
+	// completes), and for a farmer already erased. Idempotent by
+	// request_id: a retry also finishes an erasure that failed after the key
+	// was destroyed.
+	EraseFarmer(ctx context.Context, in *EraseFarmerRequest, opts ...grpc.CallOption) (*EraseFarmerResponse, error)
 	// GetFarmer returns a farmer's account details.
 	GetFarmer(ctx context.Context, in *GetFarmerRequest, opts ...grpc.CallOption) (*GetFarmerResponse, error)
 	// GetFarmerBalance returns what the farmer has accrued and is owed.
@@ -64,8 +102,30 @@ type LedgerServiceClient interface {
 	// RequestPayout pays a farmer out: an amount, or everything available. It
 	// places a hold at once (available never goes below zero); the payment
 	// provider is called asynchronously. Idempotent by request_id.
-	// FAILED_PRECONDITION when the amount exceeds what is available.
+	// FAILED_PRECONDITION when the amount exceeds what is available, and
+	// while the farmer's payout account is cooling off after a change: the
+	// message names when the cooling-off ends. Refused rather than accepted
+	// and held: nothing waits in the ledger on a timer, no hold ties up the
+	// farmer's balance, and the farmer, told of the change, has the whole
+	// period to stop it; a request after it is a fresh decision.
+	//
+	// Four-eyes: a payout above the ledger's threshold
+	// (--payout-approval-above-fen, 1,000,000 fen = 10,000 yuan by default)
+	// is held with status PENDING_APPROVAL and sent only once someone other
+	// than its requester approves it (ApprovePayout), or released by
+	// RejectPayout.
 	RequestPayout(ctx context.Context, in *RequestPayoutRequest, opts ...grpc.CallOption) (*RequestPayoutResponse, error)
+	// ApprovePayout releases a payout waiting for a second approver
+	// (PENDING_APPROVAL) to the payment provider. Finance role. The approver
+	// is the caller's identity (its client certificate's name; in furrow dev
+	// the x-furrow-actor header): FAILED_PRECONDITION when it is the payout's
+	// requester (four-eyes) or the payout is not waiting for approval.
+	// Idempotent by request_id.
+	ApprovePayout(ctx context.Context, in *ApprovePayoutRequest, opts ...grpc.CallOption) (*ApprovePayoutResponse, error)
+	// RejectPayout rejects a payout waiting for approval: it is never sent,
+	// and its hold is released. Finance role. FAILED_PRECONDITION when the
+	// payout is not waiting for approval. Idempotent by request_id.
+	RejectPayout(ctx context.Context, in *RejectPayoutRequest, opts ...grpc.CallOption) (*RejectPayoutResponse, error)
 	// GetPayout returns a payout and where it stands.
 	GetPayout(ctx context.Context, in *GetPayoutRequest, opts ...grpc.CallOption) (*GetPayoutResponse, error)
 	// ListPayouts lists payouts, optionally of one farmer or status.
@@ -119,6 +179,16 @@ func (c *ledgerServiceClient) UpdatePayoutAccount(ctx context.Context, in *Updat
 	return out, nil
 }
 
+func (c *ledgerServiceClient) EraseFarmer(ctx context.Context, in *EraseFarmerRequest, opts ...grpc.CallOption) (*EraseFarmerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseFarmerResponse)
+	err := c.cc.Invoke(ctx, LedgerService_EraseFarmer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *ledgerServiceClient) GetFarmer(ctx context.Context, in *GetFarmerRequest, opts ...grpc.CallOption) (*GetFarmerResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetFarmerResponse)
@@ -163,6 +233,26 @@ func (c *ledgerServiceClient) RequestPayout(ctx context.Context, in *RequestPayo
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RequestPayoutResponse)
 	err := c.cc.Invoke(ctx, LedgerService_RequestPayout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) ApprovePayout(ctx context.Context, in *ApprovePayoutRequest, opts ...grpc.CallOption) (*ApprovePayoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApprovePayoutResponse)
+	err := c.cc.Invoke(ctx, LedgerService_ApprovePayout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) RejectPayout(ctx context.Context, in *RejectPayoutRequest, opts ...grpc.CallOption) (*RejectPayoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectPayoutResponse)
+	err := c.cc.Invoke(ctx, LedgerService_RejectPayout_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -240,12 +330,47 @@ func (c *ledgerServiceClient) ResolvePayoutBreak(ctx context.Context, in *Resolv
 // must be valid (nanos 0 to 999,999,999) and lie in the years 2000 to 2099.
 // A value beyond its limit is INVALID_ARGUMENT naming the field and the
 // limit.
+//
+// Personal data. A farmer's name, phone number and payout account number
+// are kept encrypted under a data key of that farmer (see the ledger's
+// events) and are decrypted only to answer a call. Answers mask the
+// numbers to their last four characters ("••••0101"): payout accounts are
+// shown in full only to callers with the finance role, who pay and
+// reconcile; phone numbers are always masked (nobody's work through this
+// API needs them in full). A caller's roles come from its client
+// certificate; `furrow dev` has no certificates, so there every caller
+// sees masked values unless it sends the metadata header
+// `x-furrow-roles: finance` (development only: production ignores what a
+// client sends and uses its certificate). After EraseFarmer the farmer's
+// name, phone and payout account read "[erased]" everywhere.
 type LedgerServiceServer interface {
 	// RegisterFarmer opens a farmer's account. Idempotent by request_id.
 	RegisterFarmer(context.Context, *RegisterFarmerRequest) (*RegisterFarmerResponse, error)
 	// UpdatePayoutAccount changes where a farmer is paid. With
 	// expected_version it refuses (ABORTED) if the farmer changed meanwhile.
+	//
+	// A change starts a cooling-off period (the ledger's
+	// --payout-cooling-off: 24 hours by default in production, none in
+	// furrow dev unless given): RequestPayout refuses payouts until it ends,
+	// and the farmer's registered phone and cooperative are notified at
+	// once, so that a change the farmer did not ask for can be undone before
+	// any money goes to the new account. A payout already requested keeps
+	// the account it was requested with.
 	UpdatePayoutAccount(context.Context, *UpdatePayoutAccountRequest) (*UpdatePayoutAccountResponse, error)
+	// EraseFarmer erases a farmer's personal data (the right to erasure of
+	// China's PIPL and the EU's GDPR) by crypto-shredding: it destroys the
+	// farmer's data key, so the name, phone and payout account in every
+	// event, read model and backup become unreadable, and records a
+	// FarmerErased event (which holds no personal data). The farmer's
+	// account, journal entries and balances stay as they were, so the trial
+	// balance does not change; what the farmer is owed stays owed, but an
+	// erased farmer takes no new payout account and no payout. Finance
+	// role. FAILED_PRECONDITION while a payout of the farmer is in flight
+	// (requested or sent: its account must stay readable until it
+	// completes), and for a farmer already erased. Idempotent by
+	// request_id: a retry also finishes an erasure that failed after the key
+	// was destroyed.
+	EraseFarmer(context.Context, *EraseFarmerRequest) (*EraseFarmerResponse, error)
 	// GetFarmer returns a farmer's account details.
 	GetFarmer(context.Context, *GetFarmerRequest) (*GetFarmerResponse, error)
 	// GetFarmerBalance returns what the farmer has accrued and is owed.
@@ -259,8 +384,30 @@ type LedgerServiceServer interface {
 	// RequestPayout pays a farmer out: an amount, or everything available. It
 	// places a hold at once (available never goes below zero); the payment
 	// provider is called asynchronously. Idempotent by request_id.
-	// FAILED_PRECONDITION when the amount exceeds what is available.
+	// FAILED_PRECONDITION when the amount exceeds what is available, and
+	// while the farmer's payout account is cooling off after a change: the
+	// message names when the cooling-off ends. Refused rather than accepted
+	// and held: nothing waits in the ledger on a timer, no hold ties up the
+	// farmer's balance, and the farmer, told of the change, has the whole
+	// period to stop it; a request after it is a fresh decision.
+	//
+	// Four-eyes: a payout above the ledger's threshold
+	// (--payout-approval-above-fen, 1,000,000 fen = 10,000 yuan by default)
+	// is held with status PENDING_APPROVAL and sent only once someone other
+	// than its requester approves it (ApprovePayout), or released by
+	// RejectPayout.
 	RequestPayout(context.Context, *RequestPayoutRequest) (*RequestPayoutResponse, error)
+	// ApprovePayout releases a payout waiting for a second approver
+	// (PENDING_APPROVAL) to the payment provider. Finance role. The approver
+	// is the caller's identity (its client certificate's name; in furrow dev
+	// the x-furrow-actor header): FAILED_PRECONDITION when it is the payout's
+	// requester (four-eyes) or the payout is not waiting for approval.
+	// Idempotent by request_id.
+	ApprovePayout(context.Context, *ApprovePayoutRequest) (*ApprovePayoutResponse, error)
+	// RejectPayout rejects a payout waiting for approval: it is never sent,
+	// and its hold is released. Finance role. FAILED_PRECONDITION when the
+	// payout is not waiting for approval. Idempotent by request_id.
+	RejectPayout(context.Context, *RejectPayoutRequest) (*RejectPayoutResponse, error)
 	// GetPayout returns a payout and where it stands.
 	GetPayout(context.Context, *GetPayoutRequest) (*GetPayoutResponse, error)
 	// ListPayouts lists payouts, optionally of one farmer or status.
@@ -300,6 +447,9 @@ func (UnimplementedLedgerServiceServer) RegisterFarmer(context.Context, *Registe
 func (UnimplementedLedgerServiceServer) UpdatePayoutAccount(context.Context, *UpdatePayoutAccountRequest) (*UpdatePayoutAccountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdatePayoutAccount not implemented")
 }
+func (UnimplementedLedgerServiceServer) EraseFarmer(context.Context, *EraseFarmerRequest) (*EraseFarmerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseFarmer not implemented")
+}
 func (UnimplementedLedgerServiceServer) GetFarmer(context.Context, *GetFarmerRequest) (*GetFarmerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetFarmer not implemented")
 }
@@ -314,6 +464,12 @@ func (UnimplementedLedgerServiceServer) GetFarmerBalanceAt(context.Context, *Get
 }
 func (UnimplementedLedgerServiceServer) RequestPayout(context.Context, *RequestPayoutRequest) (*RequestPayoutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RequestPayout not implemented")
+}
+func (UnimplementedLedgerServiceServer) ApprovePayout(context.Context, *ApprovePayoutRequest) (*ApprovePayoutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApprovePayout not implemented")
+}
+func (UnimplementedLedgerServiceServer) RejectPayout(context.Context, *RejectPayoutRequest) (*RejectPayoutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectPayout not implemented")
 }
 func (UnimplementedLedgerServiceServer) GetPayout(context.Context, *GetPayoutRequest) (*GetPayoutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPayout not implemented")
@@ -386,6 +542,24 @@ func _LedgerService_UpdatePayoutAccount_Handler(srv interface{}, ctx context.Con
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(LedgerServiceServer).UpdatePayoutAccount(ctx, req.(*UpdatePayoutAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_EraseFarmer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseFarmerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).EraseFarmer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_EraseFarmer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).EraseFarmer(ctx, req.(*EraseFarmerRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -476,6 +650,42 @@ func _LedgerService_RequestPayout_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(LedgerServiceServer).RequestPayout(ctx, req.(*RequestPayoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_ApprovePayout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApprovePayoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).ApprovePayout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_ApprovePayout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).ApprovePayout(ctx, req.(*ApprovePayoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_RejectPayout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectPayoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).RejectPayout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_RejectPayout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).RejectPayout(ctx, req.(*RejectPayoutRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -604,6 +814,10 @@ var LedgerService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _LedgerService_UpdatePayoutAccount_Handler,
 		},
 		{
+			MethodName: "EraseFarmer",
+			Handler:    _LedgerService_EraseFarmer_Handler,
+		},
+		{
 			MethodName: "GetFarmer",
 			Handler:    _LedgerService_GetFarmer_Handler,
 		},
@@ -622,6 +836,14 @@ var LedgerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RequestPayout",
 			Handler:    _LedgerService_RequestPayout_Handler,
+		},
+		{
+			MethodName: "ApprovePayout",
+			Handler:    _LedgerService_ApprovePayout_Handler,
+		},
+		{
+			MethodName: "RejectPayout",
+			Handler:    _LedgerService_RejectPayout_Handler,
 		},
 		{
 			MethodName: "GetPayout",

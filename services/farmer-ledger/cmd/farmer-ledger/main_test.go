@@ -18,7 +18,7 @@ func TestPaymentProviderMustBeChosen(t *testing.T) {
 	dev := []string{"--postgres-dsn", "postgres://db/furrow", "--nats-user", "ledger", "--allow-plaintext-grpc", "--allow-simulated-provider"}
 	// Otherwise safe production settings: only the provider is in question.
 	production := []string{"--postgres-dsn", "postgres://db/furrow", "--nats-user", "ledger",
-		"--tls-cert", "s.crt", "--tls-key", "s.key", "--tls-client-ca", "ca.crt"}
+		"--tls-cert", "s.crt", "--tls-key", "s.key", "--tls-client-ca", "ca.crt", "--pii-kek-file", "kek"}
 	env := func(k string) string {
 		if k == "FURROW_NATS_PASSWORD" {
 			return "pw"
@@ -38,6 +38,7 @@ func TestPaymentProviderMustBeChosen(t *testing.T) {
 		{"simulated with the other overrides", append(production, "--payment-provider", "simulated", "--allow-plaintext-grpc", "--allow-few-replicas", "--allow-no-nats-auth"),
 			"pays nobody; it needs --allow-simulated-provider", true},
 		{"unknown provider", append(dev, "--payment-provider", "bank-of-nowhere"), "unknown provider", false},
+		{"no key-encryption key", production[:len(production)-2], "--pii-kek-file is required", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(context.Background(), tc.args, env, io.Discard)

@@ -7,6 +7,7 @@
 package ledgerevents
 
 import (
+	_ "github.com/furrow/furrow/proto/furrow/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -22,23 +23,93 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// FarmerRegistered: a farmer's account was opened.
-// Subject: ledger.farmer.<farmer_id>.farmer_registered
-type FarmerRegistered struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FarmerId      string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	County        string                 `protobuf:"bytes,3,opt,name=county,proto3" json:"county,omitempty"`
-	Cooperative   string                 `protobuf:"bytes,4,opt,name=cooperative,proto3" json:"cooperative,omitempty"`
-	Phone         string                 `protobuf:"bytes,5,opt,name=phone,proto3" json:"phone,omitempty"`
-	PayoutAccount string                 `protobuf:"bytes,6,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
+// Sealed is a personal value encrypted under its farmer's data key
+// (envelope encryption): AES-256-GCM, with the farmer id and the field's
+// name ("name", "phone", "payout_account") as additional data, so a
+// ciphertext cannot be moved to another farmer or field. The data key
+// itself is kept only wrapped by a key-encryption key, in the ledger's key
+// store, never in an event.
+type Sealed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The data key's id, as the key store names it ("dk-…"). A value whose
+	// key is gone (the farmer was erased) cannot be read.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The 12-byte nonce, then the ciphertext and its 16-byte tag.
+	Ciphertext    []byte `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
+func (x *Sealed) Reset() {
+	*x = Sealed{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sealed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sealed) ProtoMessage() {}
+
+func (x *Sealed) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sealed.ProtoReflect.Descriptor instead.
+func (*Sealed) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Sealed) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *Sealed) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// FarmerRegistered: a farmer's account was opened.
+// Subject: ledger.farmer.<farmer_id>.farmer_registered
+type FarmerRegistered struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Clear name: only in events written before encryption (sealed_name).
+	Name        string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	County      string `protobuf:"bytes,3,opt,name=county,proto3" json:"county,omitempty"`
+	Cooperative string `protobuf:"bytes,4,opt,name=cooperative,proto3" json:"cooperative,omitempty"`
+	// Clear phone: only in events written before encryption (sealed_phone).
+	Phone string `protobuf:"bytes,5,opt,name=phone,proto3" json:"phone,omitempty"`
+	// Clear payout account: only in events written before encryption
+	// (sealed_payout_account).
+	PayoutAccount string  `protobuf:"bytes,6,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
+	SealedName    *Sealed `protobuf:"bytes,7,opt,name=sealed_name,json=sealedName,proto3" json:"sealed_name,omitempty"`
+	// Unset when the farmer gave no phone.
+	SealedPhone *Sealed `protobuf:"bytes,8,opt,name=sealed_phone,json=sealedPhone,proto3" json:"sealed_phone,omitempty"`
+	// Unset when the farmer gave no payout account.
+	SealedPayoutAccount *Sealed `protobuf:"bytes,9,opt,name=sealed_payout_account,json=sealedPayoutAccount,proto3" json:"sealed_payout_account,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
 func (x *FarmerRegistered) Reset() {
 	*x = FarmerRegistered{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[0]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +121,7 @@ func (x *FarmerRegistered) String() string {
 func (*FarmerRegistered) ProtoMessage() {}
 
 func (x *FarmerRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[0]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +134,7 @@ func (x *FarmerRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FarmerRegistered.ProtoReflect.Descriptor instead.
 func (*FarmerRegistered) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{0}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *FarmerRegistered) GetFarmerId() string {
@@ -108,19 +179,47 @@ func (x *FarmerRegistered) GetPayoutAccount() string {
 	return ""
 }
 
+func (x *FarmerRegistered) GetSealedName() *Sealed {
+	if x != nil {
+		return x.SealedName
+	}
+	return nil
+}
+
+func (x *FarmerRegistered) GetSealedPhone() *Sealed {
+	if x != nil {
+		return x.SealedPhone
+	}
+	return nil
+}
+
+func (x *FarmerRegistered) GetSealedPayoutAccount() *Sealed {
+	if x != nil {
+		return x.SealedPayoutAccount
+	}
+	return nil
+}
+
 // PayoutAccountUpdated: a farmer's payout account changed.
 // Subject: ledger.farmer.<farmer_id>.payout_account_updated
 type PayoutAccountUpdated struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FarmerId      string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
-	PayoutAccount string                 `protobuf:"bytes,2,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Clear account: only in events written before encryption.
+	PayoutAccount       string  `protobuf:"bytes,2,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
+	SealedPayoutAccount *Sealed `protobuf:"bytes,3,opt,name=sealed_payout_account,json=sealedPayoutAccount,proto3" json:"sealed_payout_account,omitempty"`
+	// Payouts to the new account are refused until this time (the
+	// cooling-off period the ledger was configured with at the change);
+	// unset: no cooling-off. The farmer's phone and cooperative are told
+	// (FarmerNotified), so a change nobody asked for can be stopped first.
+	CoolingOffUntil *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=cooling_off_until,json=coolingOffUntil,proto3" json:"cooling_off_until,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PayoutAccountUpdated) Reset() {
 	*x = PayoutAccountUpdated{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[1]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -132,7 +231,7 @@ func (x *PayoutAccountUpdated) String() string {
 func (*PayoutAccountUpdated) ProtoMessage() {}
 
 func (x *PayoutAccountUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[1]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -145,7 +244,7 @@ func (x *PayoutAccountUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutAccountUpdated.ProtoReflect.Descriptor instead.
 func (*PayoutAccountUpdated) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{1}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PayoutAccountUpdated) GetFarmerId() string {
@@ -158,6 +257,168 @@ func (x *PayoutAccountUpdated) GetFarmerId() string {
 func (x *PayoutAccountUpdated) GetPayoutAccount() string {
 	if x != nil {
 		return x.PayoutAccount
+	}
+	return ""
+}
+
+func (x *PayoutAccountUpdated) GetSealedPayoutAccount() *Sealed {
+	if x != nil {
+		return x.SealedPayoutAccount
+	}
+	return nil
+}
+
+func (x *PayoutAccountUpdated) GetCoolingOffUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CoolingOffUntil
+	}
+	return nil
+}
+
+// FarmerNotified: the ledger told a farmer (at its registered phone) and
+// its cooperative about something done to its account, through its
+// notifier. It holds no personal data: which channels were reached, not
+// the numbers. Notices are an aggregate of their own, so that recording
+// one does not move the farmer's version.
+// Subject: ledger.notice.<farmer_id>.farmer_notified
+type FarmerNotified struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// What the notice was about: "payout_account_changed".
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The id of the event the notice was about.
+	AboutEventId string `protobuf:"bytes,3,opt,name=about_event_id,json=aboutEventId,proto3" json:"about_event_id,omitempty"`
+	// Whether the farmer's registered phone was sent the notice (false: no
+	// phone registered, or erased).
+	Phone bool `protobuf:"varint,4,opt,name=phone,proto3" json:"phone,omitempty"`
+	// The cooperative sent the notice (empty: none registered).
+	Cooperative   string `protobuf:"bytes,5,opt,name=cooperative,proto3" json:"cooperative,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FarmerNotified) Reset() {
+	*x = FarmerNotified{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FarmerNotified) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FarmerNotified) ProtoMessage() {}
+
+func (x *FarmerNotified) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FarmerNotified.ProtoReflect.Descriptor instead.
+func (*FarmerNotified) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *FarmerNotified) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *FarmerNotified) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FarmerNotified) GetAboutEventId() string {
+	if x != nil {
+		return x.AboutEventId
+	}
+	return ""
+}
+
+func (x *FarmerNotified) GetPhone() bool {
+	if x != nil {
+		return x.Phone
+	}
+	return false
+}
+
+func (x *FarmerNotified) GetCooperative() string {
+	if x != nil {
+		return x.Cooperative
+	}
+	return ""
+}
+
+// FarmerErased: a farmer's personal data was erased (crypto-shredding):
+// the farmer's data key was destroyed, so the name, phone and payout
+// account in every earlier event, read model and backup can no longer be
+// read. It carries no personal data itself. The farmer's account, journal
+// and balances stay as they were; an erased farmer takes no new payout
+// account and no payout. The actor who erased is in the event's headers.
+// Subject: ledger.farmer.<farmer_id>.farmer_erased
+type FarmerErased struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// The data key destroyed (empty when the farmer's events predate
+	// encryption and it had none).
+	KeyId         string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FarmerErased) Reset() {
+	*x = FarmerErased{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FarmerErased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FarmerErased) ProtoMessage() {}
+
+func (x *FarmerErased) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FarmerErased.ProtoReflect.Descriptor instead.
+func (*FarmerErased) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FarmerErased) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *FarmerErased) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
 	}
 	return ""
 }
@@ -182,7 +443,7 @@ type EntryPosted struct {
 
 func (x *EntryPosted) Reset() {
 	*x = EntryPosted{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[2]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +455,7 @@ func (x *EntryPosted) String() string {
 func (*EntryPosted) ProtoMessage() {}
 
 func (x *EntryPosted) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[2]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +468,7 @@ func (x *EntryPosted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryPosted.ProtoReflect.Descriptor instead.
 func (*EntryPosted) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EntryPosted) GetEntryId() string {
@@ -270,7 +531,7 @@ type SourceRef struct {
 
 func (x *SourceRef) Reset() {
 	*x = SourceRef{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[3]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +543,7 @@ func (x *SourceRef) String() string {
 func (*SourceRef) ProtoMessage() {}
 
 func (x *SourceRef) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[3]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +556,7 @@ func (x *SourceRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceRef.ProtoReflect.Descriptor instead.
 func (*SourceRef) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SourceRef) GetStream() string {
@@ -339,7 +600,7 @@ type EntryLine struct {
 
 func (x *EntryLine) Reset() {
 	*x = EntryLine{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[4]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +612,7 @@ func (x *EntryLine) String() string {
 func (*EntryLine) ProtoMessage() {}
 
 func (x *EntryLine) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[4]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +625,7 @@ func (x *EntryLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryLine.ProtoReflect.Descriptor instead.
 func (*EntryLine) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EntryLine) GetAccount() string {
@@ -402,19 +663,31 @@ type PayoutRequested struct {
 	// ISO 4217; always "CNY" today.
 	Currency string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
 	// The account paid into, fixed at request time: a later change of the
-	// farmer's payout account does not redirect a payout in flight.
+	// farmer's payout account does not redirect a payout in flight. Clear
+	// only in events written before encryption; sealed_payout_account
+	// otherwise.
 	PayoutAccount string `protobuf:"bytes,5,opt,name=payout_account,json=payoutAccount,proto3" json:"payout_account,omitempty"`
 	// The client's request id.
 	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// True when the client asked for everything available.
-	AllAvailable  bool `protobuf:"varint,7,opt,name=all_available,json=allAvailable,proto3" json:"all_available,omitempty"`
+	AllAvailable bool `protobuf:"varint,7,opt,name=all_available,json=allAvailable,proto3" json:"all_available,omitempty"`
+	// The account paid into, sealed under the farmer's data key (see Sealed).
+	SealedPayoutAccount *Sealed `protobuf:"bytes,8,opt,name=sealed_payout_account,json=sealedPayoutAccount,proto3" json:"sealed_payout_account,omitempty"`
+	// True when the amount was above the ledger's four-eyes threshold: the
+	// payout is held (its hold placed) but not sent until someone other than
+	// requested_by approves it (PayoutApproved), or it is rejected
+	// (PayoutRejected).
+	ApprovalRequired bool `protobuf:"varint,9,opt,name=approval_required,json=approvalRequired,proto3" json:"approval_required,omitempty"`
+	// Who requested it (the command's actor: in production the client
+	// certificate's name).
+	RequestedBy   string `protobuf:"bytes,10,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PayoutRequested) Reset() {
 	*x = PayoutRequested{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[5]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +699,7 @@ func (x *PayoutRequested) String() string {
 func (*PayoutRequested) ProtoMessage() {}
 
 func (x *PayoutRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[5]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +712,7 @@ func (x *PayoutRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutRequested.ProtoReflect.Descriptor instead.
 func (*PayoutRequested) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PayoutRequested) GetPayoutId() string {
@@ -491,6 +764,171 @@ func (x *PayoutRequested) GetAllAvailable() bool {
 	return false
 }
 
+func (x *PayoutRequested) GetSealedPayoutAccount() *Sealed {
+	if x != nil {
+		return x.SealedPayoutAccount
+	}
+	return nil
+}
+
+func (x *PayoutRequested) GetApprovalRequired() bool {
+	if x != nil {
+		return x.ApprovalRequired
+	}
+	return false
+}
+
+func (x *PayoutRequested) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+// PayoutApproved: a second person (finance) approved a payout that needed
+// it; the saga sends it to the provider now.
+// Subject: ledger.farmer.<farmer_id>.payout_approved
+type PayoutApproved struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	FarmerId string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// Who approved it (never the one who requested it).
+	ApprovedBy    string `protobuf:"bytes,3,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutApproved) Reset() {
+	*x = PayoutApproved{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutApproved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutApproved) ProtoMessage() {}
+
+func (x *PayoutApproved) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutApproved.ProtoReflect.Descriptor instead.
+func (*PayoutApproved) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PayoutApproved) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *PayoutApproved) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PayoutApproved) GetApprovedBy() string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return ""
+}
+
+// PayoutRejected: a payout waiting for approval was rejected; it is never
+// sent. Its entry releases the hold.
+// Subject: ledger.farmer.<farmer_id>.payout_rejected
+type PayoutRejected struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId   string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	FarmerId   string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	AmountFen  int64                  `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	RejectedBy string                 `protobuf:"bytes,4,opt,name=rejected_by,json=rejectedBy,proto3" json:"rejected_by,omitempty"`
+	// Why; at most 1000 characters.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutRejected) Reset() {
+	*x = PayoutRejected{}
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutRejected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutRejected) ProtoMessage() {}
+
+func (x *PayoutRejected) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutRejected.ProtoReflect.Descriptor instead.
+func (*PayoutRejected) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PayoutRejected) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *PayoutRejected) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *PayoutRejected) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *PayoutRejected) GetRejectedBy() string {
+	if x != nil {
+		return x.RejectedBy
+	}
+	return ""
+}
+
+func (x *PayoutRejected) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // PayoutSent: the payment provider accepted the payout instruction and
 // named it; settlement follows (at once or later).
 // Subject: ledger.farmer.<farmer_id>.payout_sent
@@ -505,7 +943,7 @@ type PayoutSent struct {
 
 func (x *PayoutSent) Reset() {
 	*x = PayoutSent{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[6]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +955,7 @@ func (x *PayoutSent) String() string {
 func (*PayoutSent) ProtoMessage() {}
 
 func (x *PayoutSent) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[6]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +968,7 @@ func (x *PayoutSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSent.ProtoReflect.Descriptor instead.
 func (*PayoutSent) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PayoutSent) GetPayoutId() string {
@@ -571,7 +1009,7 @@ type PayoutSettled struct {
 
 func (x *PayoutSettled) Reset() {
 	*x = PayoutSettled{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[7]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +1021,7 @@ func (x *PayoutSettled) String() string {
 func (*PayoutSettled) ProtoMessage() {}
 
 func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[7]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +1034,7 @@ func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSettled.ProtoReflect.Descriptor instead.
 func (*PayoutSettled) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PayoutSettled) GetPayoutId() string {
@@ -652,7 +1090,7 @@ type PayoutFailed struct {
 
 func (x *PayoutFailed) Reset() {
 	*x = PayoutFailed{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[8]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +1102,7 @@ func (x *PayoutFailed) String() string {
 func (*PayoutFailed) ProtoMessage() {}
 
 func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[8]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +1115,7 @@ func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutFailed.ProtoReflect.Descriptor instead.
 func (*PayoutFailed) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PayoutFailed) GetPayoutId() string {
@@ -751,7 +1189,7 @@ type PayoutBreakFound struct {
 
 func (x *PayoutBreakFound) Reset() {
 	*x = PayoutBreakFound{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +1201,7 @@ func (x *PayoutBreakFound) String() string {
 func (*PayoutBreakFound) ProtoMessage() {}
 
 func (x *PayoutBreakFound) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[9]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +1214,7 @@ func (x *PayoutBreakFound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutBreakFound.ProtoReflect.Descriptor instead.
 func (*PayoutBreakFound) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PayoutBreakFound) GetBreakId() string {
@@ -874,7 +1312,7 @@ type PayoutBreakResolved struct {
 
 func (x *PayoutBreakResolved) Reset() {
 	*x = PayoutBreakResolved{}
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[10]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1324,7 @@ func (x *PayoutBreakResolved) String() string {
 func (*PayoutBreakResolved) ProtoMessage() {}
 
 func (x *PayoutBreakResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[10]
+	mi := &file_furrow_ledger_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1337,7 @@ func (x *PayoutBreakResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutBreakResolved.ProtoReflect.Descriptor instead.
 func (*PayoutBreakResolved) Descriptor() ([]byte, []int) {
-	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_furrow_ledger_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PayoutBreakResolved) GetBreakId() string {
@@ -927,17 +1365,37 @@ var File_furrow_ledger_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_furrow_ledger_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"$furrow/ledger/events/v1/events.proto\x12\x17furrow.ledger.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x01\n" +
+	"$furrow/ledger/events/v1/events.proto\x12\x17furrow.ledger.events.v1\x1a\x1efurrow/types/v1/personal.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n" +
+	"\x06Sealed\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x02 \x01(\fR\n" +
+	"ciphertext\"\xa7\x03\n" +
 	"\x10FarmerRegistered\x12\x1b\n" +
-	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x18\n" +
+	"\x04name\x18\x02 \x01(\tB\x04\xa8\xbb\x18\x01R\x04name\x12\x16\n" +
 	"\x06county\x18\x03 \x01(\tR\x06county\x12 \n" +
-	"\vcooperative\x18\x04 \x01(\tR\vcooperative\x12\x14\n" +
-	"\x05phone\x18\x05 \x01(\tR\x05phone\x12%\n" +
-	"\x0epayout_account\x18\x06 \x01(\tR\rpayoutAccount\"Z\n" +
+	"\vcooperative\x18\x04 \x01(\tR\vcooperative\x12\x1a\n" +
+	"\x05phone\x18\x05 \x01(\tB\x04\xa8\xbb\x18\x01R\x05phone\x12+\n" +
+	"\x0epayout_account\x18\x06 \x01(\tB\x04\xa8\xbb\x18\x01R\rpayoutAccount\x12@\n" +
+	"\vsealed_name\x18\a \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\n" +
+	"sealedName\x12B\n" +
+	"\fsealed_phone\x18\b \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\vsealedPhone\x12S\n" +
+	"\x15sealed_payout_account\x18\t \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\x13sealedPayoutAccount\"\xfd\x01\n" +
 	"\x14PayoutAccountUpdated\x12\x1b\n" +
-	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12%\n" +
-	"\x0epayout_account\x18\x02 \x01(\tR\rpayoutAccount\"\xfa\x01\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12+\n" +
+	"\x0epayout_account\x18\x02 \x01(\tB\x04\xa8\xbb\x18\x01R\rpayoutAccount\x12S\n" +
+	"\x15sealed_payout_account\x18\x03 \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\x13sealedPayoutAccount\x12F\n" +
+	"\x11cooling_off_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0fcoolingOffUntil\"\xa3\x01\n" +
+	"\x0eFarmerNotified\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12$\n" +
+	"\x0eabout_event_id\x18\x03 \x01(\tR\faboutEventId\x12\x14\n" +
+	"\x05phone\x18\x04 \x01(\bR\x05phone\x12 \n" +
+	"\vcooperative\x18\x05 \x01(\tR\vcooperative\"B\n" +
+	"\fFarmerErased\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\"\xfa\x01\n" +
 	"\vEntryPosted\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x1b\n" +
 	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12:\n" +
@@ -955,17 +1413,34 @@ const file_furrow_ledger_events_v1_events_proto_rawDesc = "" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x1b\n" +
 	"\tdebit_fen\x18\x02 \x01(\x03R\bdebitFen\x12\x1d\n" +
 	"\n" +
-	"credit_fen\x18\x03 \x01(\x03R\tcreditFen\"\xf1\x01\n" +
+	"credit_fen\x18\x03 \x01(\x03R\tcreditFen\"\x9c\x03\n" +
 	"\x0fPayoutRequested\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
 	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x1d\n" +
 	"\n" +
 	"amount_fen\x18\x03 \x01(\x03R\tamountFen\x12\x1a\n" +
-	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12%\n" +
-	"\x0epayout_account\x18\x05 \x01(\tR\rpayoutAccount\x12\x1d\n" +
+	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12+\n" +
+	"\x0epayout_account\x18\x05 \x01(\tB\x04\xa8\xbb\x18\x01R\rpayoutAccount\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12#\n" +
-	"\rall_available\x18\a \x01(\bR\fallAvailable\"u\n" +
+	"\rall_available\x18\a \x01(\bR\fallAvailable\x12S\n" +
+	"\x15sealed_payout_account\x18\b \x01(\v2\x1f.furrow.ledger.events.v1.SealedR\x13sealedPayoutAccount\x12+\n" +
+	"\x11approval_required\x18\t \x01(\bR\x10approvalRequired\x12!\n" +
+	"\frequested_by\x18\n" +
+	" \x01(\tR\vrequestedBy\"k\n" +
+	"\x0ePayoutApproved\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x1f\n" +
+	"\vapproved_by\x18\x03 \x01(\tR\n" +
+	"approvedBy\"\xa2\x01\n" +
+	"\x0ePayoutRejected\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x03 \x01(\x03R\tamountFen\x12\x1f\n" +
+	"\vrejected_by\x18\x04 \x01(\tR\n" +
+	"rejectedBy\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"u\n" +
 	"\n" +
 	"PayoutSent\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
@@ -1017,31 +1492,42 @@ func file_furrow_ledger_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_ledger_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_ledger_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_furrow_ledger_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_furrow_ledger_events_v1_events_proto_goTypes = []any{
-	(*FarmerRegistered)(nil),      // 0: furrow.ledger.events.v1.FarmerRegistered
-	(*PayoutAccountUpdated)(nil),  // 1: furrow.ledger.events.v1.PayoutAccountUpdated
-	(*EntryPosted)(nil),           // 2: furrow.ledger.events.v1.EntryPosted
-	(*SourceRef)(nil),             // 3: furrow.ledger.events.v1.SourceRef
-	(*EntryLine)(nil),             // 4: furrow.ledger.events.v1.EntryLine
-	(*PayoutRequested)(nil),       // 5: furrow.ledger.events.v1.PayoutRequested
-	(*PayoutSent)(nil),            // 6: furrow.ledger.events.v1.PayoutSent
-	(*PayoutSettled)(nil),         // 7: furrow.ledger.events.v1.PayoutSettled
-	(*PayoutFailed)(nil),          // 8: furrow.ledger.events.v1.PayoutFailed
-	(*PayoutBreakFound)(nil),      // 9: furrow.ledger.events.v1.PayoutBreakFound
-	(*PayoutBreakResolved)(nil),   // 10: furrow.ledger.events.v1.PayoutBreakResolved
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*Sealed)(nil),                // 0: furrow.ledger.events.v1.Sealed
+	(*FarmerRegistered)(nil),      // 1: furrow.ledger.events.v1.FarmerRegistered
+	(*PayoutAccountUpdated)(nil),  // 2: furrow.ledger.events.v1.PayoutAccountUpdated
+	(*FarmerNotified)(nil),        // 3: furrow.ledger.events.v1.FarmerNotified
+	(*FarmerErased)(nil),          // 4: furrow.ledger.events.v1.FarmerErased
+	(*EntryPosted)(nil),           // 5: furrow.ledger.events.v1.EntryPosted
+	(*SourceRef)(nil),             // 6: furrow.ledger.events.v1.SourceRef
+	(*EntryLine)(nil),             // 7: furrow.ledger.events.v1.EntryLine
+	(*PayoutRequested)(nil),       // 8: furrow.ledger.events.v1.PayoutRequested
+	(*PayoutApproved)(nil),        // 9: furrow.ledger.events.v1.PayoutApproved
+	(*PayoutRejected)(nil),        // 10: furrow.ledger.events.v1.PayoutRejected
+	(*PayoutSent)(nil),            // 11: furrow.ledger.events.v1.PayoutSent
+	(*PayoutSettled)(nil),         // 12: furrow.ledger.events.v1.PayoutSettled
+	(*PayoutFailed)(nil),          // 13: furrow.ledger.events.v1.PayoutFailed
+	(*PayoutBreakFound)(nil),      // 14: furrow.ledger.events.v1.PayoutBreakFound
+	(*PayoutBreakResolved)(nil),   // 15: furrow.ledger.events.v1.PayoutBreakResolved
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_furrow_ledger_events_v1_events_proto_depIdxs = []int32{
-	3,  // 0: furrow.ledger.events.v1.EntryPosted.source:type_name -> furrow.ledger.events.v1.SourceRef
-	4,  // 1: furrow.ledger.events.v1.EntryPosted.lines:type_name -> furrow.ledger.events.v1.EntryLine
-	11, // 2: furrow.ledger.events.v1.PayoutSettled.settled_at:type_name -> google.protobuf.Timestamp
-	11, // 3: furrow.ledger.events.v1.PayoutFailed.failed_at:type_name -> google.protobuf.Timestamp
-	4,  // [4:4] is the sub-list for method output_type
-	4,  // [4:4] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	0,  // 0: furrow.ledger.events.v1.FarmerRegistered.sealed_name:type_name -> furrow.ledger.events.v1.Sealed
+	0,  // 1: furrow.ledger.events.v1.FarmerRegistered.sealed_phone:type_name -> furrow.ledger.events.v1.Sealed
+	0,  // 2: furrow.ledger.events.v1.FarmerRegistered.sealed_payout_account:type_name -> furrow.ledger.events.v1.Sealed
+	0,  // 3: furrow.ledger.events.v1.PayoutAccountUpdated.sealed_payout_account:type_name -> furrow.ledger.events.v1.Sealed
+	16, // 4: furrow.ledger.events.v1.PayoutAccountUpdated.cooling_off_until:type_name -> google.protobuf.Timestamp
+	6,  // 5: furrow.ledger.events.v1.EntryPosted.source:type_name -> furrow.ledger.events.v1.SourceRef
+	7,  // 6: furrow.ledger.events.v1.EntryPosted.lines:type_name -> furrow.ledger.events.v1.EntryLine
+	0,  // 7: furrow.ledger.events.v1.PayoutRequested.sealed_payout_account:type_name -> furrow.ledger.events.v1.Sealed
+	16, // 8: furrow.ledger.events.v1.PayoutSettled.settled_at:type_name -> google.protobuf.Timestamp
+	16, // 9: furrow.ledger.events.v1.PayoutFailed.failed_at:type_name -> google.protobuf.Timestamp
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_furrow_ledger_events_v1_events_proto_init() }
@@ -1055,7 +1541,7 @@ func file_furrow_ledger_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_ledger_events_v1_events_proto_rawDesc), len(file_furrow_ledger_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -38,7 +38,8 @@ func TestPaymentProviderMustBeChosen(t *testing.T) {
 		{"simulated with the other overrides", append(production, "--payment-provider", "simulated", "--allow-plaintext-grpc", "--allow-few-replicas", "--allow-no-nats-auth"),
 			"pays nobody; it needs --allow-simulated-provider", true},
 		{"unknown provider", append(dev, "--payment-provider", "bank-of-nowhere"), "unknown provider", false},
-		{"no key-encryption key", production[:len(production)-2], "--pii-kek-file is required", true},
+		{"no key-encryption key", append(production[:len(production)-2:len(production)-2], "--payment-provider", "simulated", "--allow-simulated-provider"),
+			"--pii-kek-file is required", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(context.Background(), tc.args, env, io.Discard)
@@ -56,7 +57,7 @@ func TestSimulatedProviderOverride(t *testing.T) {
 	t.Parallel()
 	base := []string{"--postgres-dsn", "postgres://db/furrow", "--nats-url", "nats://127.0.0.1:1", "--nats-user", "ledger",
 		"--tls-cert", "s.crt", "--tls-key", "s.key", "--tls-client-ca", "ca.crt",
-		"--ops-addr", "", "--log-format", "text", "--payment-provider", "simulated"}
+		"--ops-addr", "", "--log-format", "text", "--payment-provider", "simulated", "--pii-kek-file", "kek"}
 	env := func(k string) string {
 		if k == "FURROW_NATS_PASSWORD" {
 			return "pw"

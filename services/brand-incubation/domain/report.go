@@ -31,6 +31,7 @@ const (
 const (
 	CauseRuleRevised    int32 = 1
 	CauseReportRestated int32 = 2
+	CauseRuleEnded      int32 = 3
 )
 
 // Limits of a sales report.
@@ -253,7 +254,7 @@ func (r *Report) Apply(seq uint64, ev proto.Message) {
 		if s.Withheld == 0 {
 			s.Rate, s.Detail = Rate{RuleID: e.GetRuleId(), Version: e.GetRuleVersion(), FenPerKg: e.GetFenPerKg()}, ""
 		}
-		if e.GetCause() == CauseRuleRevised && s.Withheld == 0 {
+		if (e.GetCause() == CauseRuleRevised && s.Withheld == 0) || e.GetCause() == CauseRuleEnded {
 			k := ruleVersion{e.GetBrandId(), e.GetRuleId(), e.GetRuleVersion()}
 			eff, err := r.rerated[k].Plus(RevisionEffect{Sales: 1, DeltaFen: e.GetDeltaFen(), Last: seq})
 			if err != nil {
@@ -591,20 +592,32 @@ func (r *Report) Rerate(ruleSets map[string]*RuleSet) ([]Change, error) {
 		if err != nil {
 			return nil, fmt.Errorf("re-rate sale %s: %w", s.SaleID, err)
 		}
-		if !changed {
+		if !changed || got.DeltaFen == 0 {
+			// A re-rating that leaves the premium as it is writes nothing
+			// (the ledger would post a zero entry): the sale keeps the rate
+			// it was last rated at.
 			continue
 		}
 		next := s
 		next.Rate, next.PremiumFen = got.Rate, got.PremiumFen
-		reason := got.Rate.Reason
+		reason, cause := got.Rate.Reason, CauseRuleRevised
 		if !got.Covered {
+			// The sale's rule was ended before its day: the adjustment
+			// names the rule and the version that ended it.
+			cause = CauseRuleEnded
 			next.Withheld = WithheldNoRule
 			next.Detail = fmt.Sprintf("no premium rule of brand %s at channel %s is in force on %s", s.BrandID, r.channel, DateOf(s.SoldAt))
 			reason = next.Detail
+			if rule := rs.Rule(s.Rate.RuleID); rule != nil {
+				next.Rate = Rate{RuleID: rule.ID, Version: rule.Version}
+				if rule.EndReason != "" {
+					reason = fmt.Sprintf("rule %s ended after %s: %s", rule.ID, rule.To, rule.EndReason)
+				}
+			}
 		} else if reason == "" {
 			reason = fmt.Sprintf("rule %s version %d", got.Rate.RuleID, got.Rate.Version)
 		}
-		if c, ok := r.change(&s, &next, r.channel, r.revision, CauseRuleRevised, reason); ok {
+		if c, ok := r.change(&s, &next, r.channel, r.revision, cause, reason); ok {
 			out = append(out, c)
 		}
 	}
@@ -643,8 +656,8 @@ func PreviewDeltas(after *RuleSet, sales []SaleView) ([]FarmerDelta, error) {
 		if err != nil {
 			return nil, fmt.Errorf("preview sale %s: %w", s.SaleID, err)
 		}
-		if !changed {
-			continue
+		if !changed || got.DeltaFen == 0 {
+			continue // as Report.Rerate: nothing would be written
 		}
 		d := by[s.FarmerID]
 		if d == nil {

@@ -32,6 +32,7 @@ const (
 	KindFarmerSuspended    = "farmer_suspended"
 	KindPremiumRuleSet     = "premium_rule_set"
 	KindPremiumRuleRevised = "premium_rule_revised"
+	KindPremiumRuleEnded   = "premium_rule_ended"
 	KindSalesReported      = "sales_reported"
 	KindPremiumEarned      = "premium_earned"
 	KindPremiumAdjusted    = "premium_adjusted"

@@ -88,6 +88,7 @@ func New(deps Deps) (*Service, error) {
 	}{
 		{ports.DurableRerateOnPremiumRuleRevised, ports.SubjectsPremiumRuleRevised, ports.RerateOnPremiumRuleRevised(a)},
 		{ports.DurableRerateOnSalesReported, ports.SubjectsSalesReported, ports.RerateOnSalesReported(a)},
+		{ports.DurableRerateOnPremiumRuleEnded, ports.SubjectsPremiumRuleEnded, ports.RerateOnPremiumRuleEnded(a)},
 	} {
 		sub, err := wmjs.NewSubscriber(deps.JS, wmjs.Config{
 			Stream: domain.Stream, Durable: h.durable, FilterSubjects: []string{h.subject}, Logger: log,

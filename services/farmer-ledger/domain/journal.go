@@ -191,8 +191,13 @@ func (f *Farmer) PostCorrection(src *ledgerevents.SourceRef, reversedFen, replac
 
 // PostPremium returns the entry for a premium earned (deltaFen > 0) or
 // adjusted by deltaFen (either sign): the platform's premium expense against
-// the farmer's premium account.
+// the farmer's premium account. A zero delta (a restated sale whose
+// premium did not change) needs no entry: it returns no entry and already
+// true, so the journal never holds a zero posting.
 func (f *Farmer) PostPremium(src *ledgerevents.SourceRef, deltaFen int64, description string) (entry *ledgerevents.EntryPosted, already bool, err error) {
+	if deltaFen == 0 {
+		return nil, true, nil
+	}
 	premium := FarmerAccount(f.id, FarmerPremium)
 	if deltaFen >= 0 {
 		return f.post(src, description,

@@ -124,3 +124,15 @@ func TestCheckBalanced(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroPremiumAdjustmentPostsNothing: an adjustment whose delta is 0
+// (a restatement that changed a sale's grams but not its premium) is no
+// entry: the journal holds no zero postings.
+func TestZeroPremiumAdjustmentPostsNothing(t *testing.T) {
+	t.Parallel()
+	f := registered(t)
+	e, already, err := f.PostPremium(&ledgerevents.SourceRef{EventId: "p0"}, 0, "")
+	if err != nil || e != nil || !already {
+		t.Fatalf("zero adjustment: entry %v, nothing to post %v, err %v; want no entry", e, already, err)
+	}
+}

@@ -19,8 +19,9 @@ import (
 
 // Procurement's stream and the event kind brand incubation follows there.
 const (
-	procurementStream          = "PROCUREMENT"
-	procurementDeliveryRecords = "procurement.*.*.delivery_recorded"
+	procurementStream              = "PROCUREMENT"
+	procurementDeliveryRecords     = "procurement.*.*.delivery_recorded"
+	procurementDeliveryCorrections = "procurement.*.*.delivery_corrected"
 )
 
 // DeliveriesProjection keeps, from procurement's DeliveryRecorded events,
@@ -78,12 +79,79 @@ func (DeliveriesProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstor
 	return nil
 }
 
+// LotsProjection keeps, from procurement's DeliveryRecorded and
+// DeliveryCorrected events, each delivered lot's farmer, product and grams
+// as the latest correction left them: what a sales line naming the
+// delivery may claim. It supersedes DeliveriesProjection (kept so that
+// its table stays current for readers of earlier versions) and, like it,
+// follows the event contract, not procurement's ids or tables.
+type LotsProjection struct{}
+
+var _ projection.Versioned = LotsProjection{}
+
+const tableLots = "brand_lots"
+
+// Name implements projection.Projection.
+func (LotsProjection) Name() string { return "brand_lots" }
+
+// Stream implements projection.Projection.
+func (LotsProjection) Stream() string { return procurementStream }
+
+// Subjects implements projection.Projection.
+func (LotsProjection) Subjects() []string {
+	return []string{procurementDeliveryRecords, procurementDeliveryCorrections}
+}
+
+// Tables implements projection.Versioned.
+func (LotsProjection) Tables() []string { return []string{tableLots} }
+
+// Migrate implements projection.Projection.
+func (LotsProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+projection.Table(ctx, tableLots)+` (
+		delivery_id TEXT PRIMARY KEY,
+		farmer_id TEXT NOT NULL,
+		product TEXT NOT NULL,
+		net_grams BIGINT NOT NULL,
+		correction_number INTEGER NOT NULL,
+		seq BIGINT NOT NULL)`)
+	if err != nil {
+		return fmt.Errorf("migrate brand_lots: %w", err)
+	}
+	return nil
+}
+
+// Apply implements projection.Projection. A correction replaces the grams
+// only when it is later than the one applied (corrections of a delivery
+// are numbered 1, 2, …).
+func (LotsProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Recorded) error {
+	msg, err := eventstore.Decode(rec)
+	if err != nil {
+		return err
+	}
+	t := projection.Table(ctx, tableLots)
+	switch d := msg.(type) {
+	case *procurementevents.DeliveryRecorded:
+		_, err = tx.ExecContext(ctx, `INSERT INTO `+t+` (delivery_id, farmer_id, product, net_grams, correction_number, seq)
+			VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (delivery_id) DO NOTHING`,
+			d.GetDeliveryId(), d.GetFarmerId(), d.GetProduct(), d.GetNetGrams(), rec.Sequence)
+	case *procurementevents.DeliveryCorrected:
+		_, err = tx.ExecContext(ctx, `UPDATE `+t+` SET net_grams = $1, correction_number = $2, seq = $3
+			WHERE delivery_id = $4 AND correction_number < $2`,
+			d.GetNetGrams(), d.GetCorrectionNumber(), rec.Sequence, d.GetDeliveryId())
+	}
+	if err != nil {
+		return fmt.Errorf("apply %s seq %d: %w", rec.Type, rec.Sequence, err)
+	}
+	return nil
+}
+
 // Waiter is the part of a projection runner DeliveryDirectory needs.
 type Waiter interface {
 	WaitFor(ctx context.Context, seq uint64) error
 }
 
-// DeliveryDirectory answers which farmer a delivery came from.
+// DeliveryDirectory answers which farmer a delivery came from and how many
+// grams it delivered, from the lots projection.
 type DeliveryDirectory struct {
 	db     *projection.DB
 	store  *eventstore.Store
@@ -92,22 +160,22 @@ type DeliveryDirectory struct {
 
 var _ app.Deliveries = (*DeliveryDirectory)(nil)
 
-// NewDeliveryDirectory returns a directory over the deliveries projection
+// NewDeliveryDirectory returns a directory over the lots projection
 // (runner) in db; store reads procurement's stream head.
 func NewDeliveryDirectory(db *projection.DB, store *eventstore.Store, runner Waiter) *DeliveryDirectory {
 	return &DeliveryDirectory{db: db, store: store, runner: runner}
 }
 
-// FarmerOf implements app.Deliveries. It first waits until the projection
-// reflects procurement's stream as it is now, so a delivery recorded
-// before the call is always found.
-func (d *DeliveryDirectory) FarmerOf(ctx context.Context, deliveryID string) (string, bool, error) {
+// Lot implements app.Deliveries. It first waits until the projection
+// reflects procurement's stream as it is now, so a delivery recorded (or
+// corrected) before the call is always seen as it is.
+func (d *DeliveryDirectory) Lot(ctx context.Context, deliveryID string) (app.Lot, bool, error) {
 	head, err := streamHead(ctx, d.store, procurementStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return "", false, nil // no procurement here: no deliveries
+		return app.Lot{}, false, nil // no procurement here: no deliveries
 	}
 	if err != nil {
-		return "", false, err
+		return app.Lot{}, false, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -115,15 +183,16 @@ func (d *DeliveryDirectory) FarmerOf(ctx context.Context, deliveryID string) (st
 		defer cancel()
 	}
 	if err := d.runner.WaitFor(ctx, head); err != nil {
-		return "", false, fmt.Errorf("delivery %s: %w", deliveryID, err)
+		return app.Lot{}, false, fmt.Errorf("delivery %s: %w", deliveryID, err)
 	}
-	var farmer string
-	err = d.db.QueryRowContext(ctx, `SELECT farmer_id FROM `+tableDeliveries+` WHERE delivery_id = $1`, deliveryID).Scan(&farmer)
+	lot := app.Lot{DeliveryID: deliveryID}
+	err = d.db.QueryRowContext(ctx, `SELECT farmer_id, product, net_grams FROM `+tableLots+` WHERE delivery_id = $1`, deliveryID).
+		Scan(&lot.FarmerID, &lot.Product, &lot.Grams)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
+		return app.Lot{}, false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("delivery %s: %w", deliveryID, err)
+		return app.Lot{}, false, fmt.Errorf("delivery %s: %w", deliveryID, err)
 	}
-	return farmer, true, nil
+	return lot, true, nil
 }

@@ -42,13 +42,24 @@ func (e *Events) Load(ctx context.Context, agg domain.Aggregate) (*eventstore.Re
 }
 
 // Append implements app.Events: the changes are one atomic batch,
-// appended only if agg is still at the version it was loaded at.
+// appended only if agg is still at the version it was loaded at, and every
+// other aggregate a change names (Change.Aggregate) too.
 func (e *Events) Append(ctx context.Context, agg domain.Aggregate, key, fingerprint string, md eventstore.Metadata, changes ...domain.Change) (eventstore.AppendResult, error) {
 	evs := make([]eventstore.Event, len(changes))
 	for i, c := range changes {
-		ev, err := eventstore.NewEvent(agg.Subject(c.Kind), c.Event, md)
+		owner := agg
+		if c.Aggregate != nil {
+			owner = c.Aggregate
+		}
+		ev, err := eventstore.NewEvent(owner.Subject(c.Kind), c.Event, md)
 		if err != nil {
 			return eventstore.AppendResult{}, err
+		}
+		if c.Aggregate != nil {
+			if i == 0 {
+				return eventstore.AppendResult{}, fmt.Errorf("append to %s: the first event must be the aggregate's own", agg.Filter())
+			}
+			ev.Guard = &eventstore.Guard{Filter: c.Aggregate.Filter(), Version: c.Aggregate.Version()}
 		}
 		evs[i] = ev
 	}

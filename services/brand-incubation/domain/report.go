@@ -369,6 +369,11 @@ type SaleFacts struct {
 	// Deliveries maps the procurement deliveries the lines name to their
 	// farmers; a missing delivery is unknown.
 	Deliveries map[string]string
+	// LotGrams maps the same deliveries to the grams they delivered, as
+	// corrected; Lots holds the claims on them (and on the lots the
+	// report claimed before), by delivery id.
+	LotGrams map[string]int64
+	Lots     map[string]*Lot
 }
 
 // FarmerOf returns the farmer a line names: its farmer_id, or the farmer
@@ -388,7 +393,9 @@ func FarmerOf(i int, l SaleLine, deliveries map[string]string) (string, error) {
 }
 
 // Record rates a report (or a restatement) and returns its events: a
-// SalesReported header, then, line by line, what changed: PremiumEarned
+// SalesReported header, a LotClaimed for each lot whose claim by the
+// report changed (Change.Aggregate is the lot), then, line by line, what
+// changed: PremiumEarned
 // for a sale that earns for the first time, PremiumWithheld for one that
 // earns nothing and never did, PremiumAdjusted for one that earned before.
 // Lines left out of a restatement are withdrawn. Lines whose outcome is
@@ -400,7 +407,9 @@ func FarmerOf(i int, l SaleLine, deliveries map[string]string) (string, error) {
 // with the reason. Everything else refuses the whole report, nothing
 // recorded: unknown channel, brand, farmer or delivery, a sale dated
 // before its farmer's enrolment (the enrolment or the line is wrong), a
-// line that changes brand or farmer in a restatement.
+// line that changes brand or farmer in a restatement, lines that would
+// claim more of a lot than it delivered (as corrected) beside every other
+// report's claims.
 func (r *Report) Record(in SalesReport, f SaleFacts) ([]Change, error) {
 	if err := CheckSalesReport(in, f.Now); err != nil {
 		return nil, err
@@ -450,6 +459,11 @@ func (r *Report) Record(in SalesReport, f SaleFacts) ([]Change, error) {
 		}
 	}
 
+	claims, err := r.lotClaims(in, f)
+	if err != nil {
+		return nil, err
+	}
+
 	head := &brandevents.SalesReported{
 		ReportId: r.id, Revision: in.Revision, Channel: in.Channel,
 		LineCount: int32(len(in.Lines)), WithdrawnLines: int32(withdrawn),
@@ -462,7 +476,8 @@ func (r *Report) Record(in SalesReport, f SaleFacts) ([]Change, error) {
 	for _, b := range ids {
 		head.RuleSets = append(head.RuleSets, &brandevents.RuleSetVersion{BrandId: b, Version: f.RuleSets[b].Version()})
 	}
-	return append([]Change{{Kind: KindSalesReported, Event: head}}, lines...), nil
+	out := append([]Change{{Kind: KindSalesReported, Event: head}}, claims...)
+	return append(out, lines...), nil
 }
 
 // rate works out what line i earns.

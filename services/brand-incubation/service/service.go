@@ -69,11 +69,15 @@ func New(deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
+	lots, err := projection.NewRunner(deps.DB, deps.JS, adapters.LotsProjection{}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
 	store := eventstore.New(deps.JS)
 	a := app.New(app.Deps{
 		Events:     adapters.NewEvents(store),
 		Farmers:    adapters.NewLedgerFarmers(store),
-		Deliveries: adapters.NewDeliveryDirectory(deps.DB, store, deliveries),
+		Deliveries: adapters.NewDeliveryDirectory(deps.DB, store, lots),
 		Catalog:    adapters.NewCatalogReader(deps.DB),
 		Premiums:   adapters.NewPremiumsReader(deps.DB),
 		CatalogAt:  consistency.NewWaiter(deps.JS, catalog, nil),
@@ -98,7 +102,7 @@ func New(deps Deps) (*Service, error) {
 		}
 		deps.Router.AddConsumerHandler(h.durable, domain.Stream, sub, h.handler)
 	}
-	return &Service{grpc: ports.NewGRPCServer(a), runners: []*projection.Runner{catalog, premiums, deliveries}}, nil
+	return &Service{grpc: ports.NewGRPCServer(a), runners: []*projection.Runner{catalog, premiums, deliveries, lots}}, nil
 }
 
 // Register adds the brand API to srv.

@@ -1341,6 +1341,195 @@ func (x *PremiumWithheld) GetDetail() string {
 	return ""
 }
 
+// LotClaimed: a sales report's claim on a delivered lot (a procurement
+// delivery its lines name) changed: the report, at report_revision, now
+// claims claimed_grams of it in all (0 when a restatement left out every
+// line naming it). The claims of all reports on a lot never exceed what it
+// delivered (as corrected) when they were made: each is appended in the
+// report's atomic batch, expecting the lot's last event to be the one the
+// check read.
+// Subject: brand.lot.<delivery_id>.lot_claimed
+type LotClaimed struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	DeliveryId     string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	ReportId       string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	ReportRevision uint32                 `protobuf:"varint,3,opt,name=report_revision,json=reportRevision,proto3" json:"report_revision,omitempty"`
+	Channel        string                 `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	// The report's claim on the lot after this revision, and before it.
+	ClaimedGrams  int64 `protobuf:"varint,5,opt,name=claimed_grams,json=claimedGrams,proto3" json:"claimed_grams,omitempty"`
+	PreviousGrams int64 `protobuf:"varint,6,opt,name=previous_grams,json=previousGrams,proto3" json:"previous_grams,omitempty"`
+	// The lot's grams (delivered, as corrected) the claim was checked
+	// against, and every report's claims on it after this one.
+	LotGrams        int64 `protobuf:"varint,7,opt,name=lot_grams,json=lotGrams,proto3" json:"lot_grams,omitempty"`
+	LotClaimedGrams int64 `protobuf:"varint,8,opt,name=lot_claimed_grams,json=lotClaimedGrams,proto3" json:"lot_claimed_grams,omitempty"`
+	// The report's lines that name the lot, as this revision states them.
+	Lines         []*LotClaimLine `protobuf:"bytes,9,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LotClaimed) Reset() {
+	*x = LotClaimed{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LotClaimed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LotClaimed) ProtoMessage() {}
+
+func (x *LotClaimed) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LotClaimed.ProtoReflect.Descriptor instead.
+func (*LotClaimed) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LotClaimed) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *LotClaimed) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *LotClaimed) GetReportRevision() uint32 {
+	if x != nil {
+		return x.ReportRevision
+	}
+	return 0
+}
+
+func (x *LotClaimed) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *LotClaimed) GetClaimedGrams() int64 {
+	if x != nil {
+		return x.ClaimedGrams
+	}
+	return 0
+}
+
+func (x *LotClaimed) GetPreviousGrams() int64 {
+	if x != nil {
+		return x.PreviousGrams
+	}
+	return 0
+}
+
+func (x *LotClaimed) GetLotGrams() int64 {
+	if x != nil {
+		return x.LotGrams
+	}
+	return 0
+}
+
+func (x *LotClaimed) GetLotClaimedGrams() int64 {
+	if x != nil {
+		return x.LotClaimedGrams
+	}
+	return 0
+}
+
+func (x *LotClaimed) GetLines() []*LotClaimLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+// LotClaimLine is one sales line's grams of a lot.
+type LotClaimLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SaleId        string                 `protobuf:"bytes,1,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
+	LineId        string                 `protobuf:"bytes,2,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	BrandId       string                 `protobuf:"bytes,3,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Grams         int64                  `protobuf:"varint,4,opt,name=grams,proto3" json:"grams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LotClaimLine) Reset() {
+	*x = LotClaimLine{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LotClaimLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LotClaimLine) ProtoMessage() {}
+
+func (x *LotClaimLine) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LotClaimLine.ProtoReflect.Descriptor instead.
+func (*LotClaimLine) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LotClaimLine) GetSaleId() string {
+	if x != nil {
+		return x.SaleId
+	}
+	return ""
+}
+
+func (x *LotClaimLine) GetLineId() string {
+	if x != nil {
+		return x.LineId
+	}
+	return ""
+}
+
+func (x *LotClaimLine) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *LotClaimLine) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
 var File_furrow_brand_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
@@ -1468,7 +1657,24 @@ const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"deliveryId\x12\x16\n" +
 	"\x06reason\x18\v \x01(\x05R\x06reason\x12\x16\n" +
-	"\x06detail\x18\f \x01(\tR\x06detailBCZAgithub.com/furrow/furrow/proto/furrow/brand/events/v1;brandeventsb\x06proto3"
+	"\x06detail\x18\f \x01(\tR\x06detail\"\xde\x02\n" +
+	"\n" +
+	"LotClaimed\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12'\n" +
+	"\x0freport_revision\x18\x03 \x01(\rR\x0ereportRevision\x12\x18\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12#\n" +
+	"\rclaimed_grams\x18\x05 \x01(\x03R\fclaimedGrams\x12%\n" +
+	"\x0eprevious_grams\x18\x06 \x01(\x03R\rpreviousGrams\x12\x1b\n" +
+	"\tlot_grams\x18\a \x01(\x03R\blotGrams\x12*\n" +
+	"\x11lot_claimed_grams\x18\b \x01(\x03R\x0flotClaimedGrams\x12:\n" +
+	"\x05lines\x18\t \x03(\v2$.furrow.brand.events.v1.LotClaimLineR\x05lines\"q\n" +
+	"\fLotClaimLine\x12\x17\n" +
+	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x17\n" +
+	"\aline_id\x18\x02 \x01(\tR\x06lineId\x12\x19\n" +
+	"\bbrand_id\x18\x03 \x01(\tR\abrandId\x12\x14\n" +
+	"\x05grams\x18\x04 \x01(\x03R\x05gramsBCZAgithub.com/furrow/furrow/proto/furrow/brand/events/v1;brandeventsb\x06proto3"
 
 var (
 	file_furrow_brand_events_v1_events_proto_rawDescOnce sync.Once
@@ -1482,7 +1688,7 @@ func file_furrow_brand_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_brand_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_brand_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_furrow_brand_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_furrow_brand_events_v1_events_proto_goTypes = []any{
 	(*BrandRegistered)(nil),       // 0: furrow.brand.events.v1.BrandRegistered
 	(*BrandStageChanged)(nil),     // 1: furrow.brand.events.v1.BrandStageChanged
@@ -1497,18 +1703,21 @@ var file_furrow_brand_events_v1_events_proto_goTypes = []any{
 	(*PremiumEarned)(nil),         // 10: furrow.brand.events.v1.PremiumEarned
 	(*PremiumAdjusted)(nil),       // 11: furrow.brand.events.v1.PremiumAdjusted
 	(*PremiumWithheld)(nil),       // 12: furrow.brand.events.v1.PremiumWithheld
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*LotClaimed)(nil),            // 13: furrow.brand.events.v1.LotClaimed
+	(*LotClaimLine)(nil),          // 14: furrow.brand.events.v1.LotClaimLine
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_furrow_brand_events_v1_events_proto_depIdxs = []int32{
 	9,  // 0: furrow.brand.events.v1.SalesReported.rule_sets:type_name -> furrow.brand.events.v1.RuleSetVersion
-	13, // 1: furrow.brand.events.v1.PremiumEarned.sold_at:type_name -> google.protobuf.Timestamp
-	13, // 2: furrow.brand.events.v1.PremiumAdjusted.sold_at:type_name -> google.protobuf.Timestamp
-	13, // 3: furrow.brand.events.v1.PremiumWithheld.sold_at:type_name -> google.protobuf.Timestamp
-	4,  // [4:4] is the sub-list for method output_type
-	4,  // [4:4] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	15, // 1: furrow.brand.events.v1.PremiumEarned.sold_at:type_name -> google.protobuf.Timestamp
+	15, // 2: furrow.brand.events.v1.PremiumAdjusted.sold_at:type_name -> google.protobuf.Timestamp
+	15, // 3: furrow.brand.events.v1.PremiumWithheld.sold_at:type_name -> google.protobuf.Timestamp
+	14, // 4: furrow.brand.events.v1.LotClaimed.lines:type_name -> furrow.brand.events.v1.LotClaimLine
+	5,  // [5:5] is the sub-list for method output_type
+	5,  // [5:5] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_furrow_brand_events_v1_events_proto_init() }
@@ -1522,7 +1731,7 @@ func file_furrow_brand_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_brand_events_v1_events_proto_rawDesc), len(file_furrow_brand_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -80,6 +80,7 @@ func TestPremiumEarnedAndAdjusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.Apply(2, earned)
 	down, _, err := f.PostPremium(&ledgerevents.SourceRef{EventId: "p2"}, -457, "")
 	if err != nil {
 		t.Fatal(err)

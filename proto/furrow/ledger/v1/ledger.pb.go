@@ -755,10 +755,17 @@ type GetFarmerBalanceResponse struct {
 	HeldFen int64 `protobuf:"varint,4,opt,name=held_fen,json=heldFen,proto3" json:"held_fen,omitempty"`
 	// Paid out, in fen.
 	PaidFen int64 `protobuf:"varint,5,opt,name=paid_fen,json=paidFen,proto3" json:"paid_fen,omitempty"`
-	// Available to pay out: purchases + premiums - held - paid.
+	// Available to pay out: purchases + premiums - held - paid, plus the
+	// receivable (never negative: see receivable_fen).
 	AvailableFen int64 `protobuf:"varint,6,opt,name=available_fen,json=availableFen,proto3" json:"available_fen,omitempty"`
 	// The ledger position the balance reflects.
-	AsOf          *v1.Position `protobuf:"bytes,7,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	AsOf *v1.Position `protobuf:"bytes,7,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// What the farmer owes back (account farmer:<id>:receivable): the part
+	// of a premium or payable lowered after it was paid out that later
+	// accruals have not yet covered. Later payables, premiums and released
+	// holds net against it first; while it is open, a payout must leave it
+	// covered (FAILED_PRECONDITION).
+	ReceivableFen int64 `protobuf:"varint,8,opt,name=receivable_fen,json=receivableFen,proto3" json:"receivable_fen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -842,6 +849,13 @@ func (x *GetFarmerBalanceResponse) GetAsOf() *v1.Position {
 	return nil
 }
 
+func (x *GetFarmerBalanceResponse) GetReceivableFen() int64 {
+	if x != nil {
+		return x.ReceivableFen
+	}
+	return 0
+}
+
 // FarmerBalance is a farmer's accounts in fen.
 type FarmerBalance struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -853,9 +867,14 @@ type FarmerBalance struct {
 	HeldFen int64 `protobuf:"varint,3,opt,name=held_fen,json=heldFen,proto3" json:"held_fen,omitempty"`
 	// Paid out.
 	PaidFen int64 `protobuf:"varint,4,opt,name=paid_fen,json=paidFen,proto3" json:"paid_fen,omitempty"`
-	// purchases + premiums - held - paid. Negative only when a correction or
-	// premium adjustment lowered an amount that had already been paid out.
-	AvailableFen  int64 `protobuf:"varint,5,opt,name=available_fen,json=availableFen,proto3" json:"available_fen,omitempty"`
+	// purchases + premiums - held - paid + receivable. A correction or premium
+	// adjustment that lowers an amount already paid out books the shortfall
+	// as a receivable instead, so this is negative only for entries written
+	// before receivables existed.
+	AvailableFen int64 `protobuf:"varint,5,opt,name=available_fen,json=availableFen,proto3" json:"available_fen,omitempty"`
+	// What the farmer owes back (farmer:<id>:receivable); see
+	// GetFarmerBalanceResponse.
+	ReceivableFen int64 `protobuf:"varint,6,opt,name=receivable_fen,json=receivableFen,proto3" json:"receivable_fen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -921,6 +940,13 @@ func (x *FarmerBalance) GetPaidFen() int64 {
 func (x *FarmerBalance) GetAvailableFen() int64 {
 	if x != nil {
 		return x.AvailableFen
+	}
+	return 0
+}
+
+func (x *FarmerBalance) GetReceivableFen() int64 {
+	if x != nil {
+		return x.ReceivableFen
 	}
 	return 0
 }
@@ -3071,7 +3097,7 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\aversion\x18\a \x01(\x04R\aversion\"t\n" +
 	"\x17GetFarmerBalanceRequest\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12<\n" +
-	"\fmin_position\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\x8a\x02\n" +
+	"\fmin_position\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xb1\x02\n" +
 	"\x18GetFarmerBalanceResponse\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12#\n" +
 	"\rpurchases_fen\x18\x02 \x01(\x03R\fpurchasesFen\x12!\n" +
@@ -3079,13 +3105,15 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\bheld_fen\x18\x04 \x01(\x03R\aheldFen\x12\x19\n" +
 	"\bpaid_fen\x18\x05 \x01(\x03R\apaidFen\x12#\n" +
 	"\ravailable_fen\x18\x06 \x01(\x03R\favailableFen\x12.\n" +
-	"\x05as_of\x18\a \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xb2\x01\n" +
+	"\x05as_of\x18\a \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\x12%\n" +
+	"\x0ereceivable_fen\x18\b \x01(\x03R\rreceivableFen\"\xd9\x01\n" +
 	"\rFarmerBalance\x12#\n" +
 	"\rpurchases_fen\x18\x01 \x01(\x03R\fpurchasesFen\x12!\n" +
 	"\fpremiums_fen\x18\x02 \x01(\x03R\vpremiumsFen\x12\x19\n" +
 	"\bheld_fen\x18\x03 \x01(\x03R\aheldFen\x12\x19\n" +
 	"\bpaid_fen\x18\x04 \x01(\x03R\apaidFen\x12#\n" +
-	"\ravailable_fen\x18\x05 \x01(\x03R\favailableFen\"\xc8\x01\n" +
+	"\ravailable_fen\x18\x05 \x01(\x03R\favailableFen\x12%\n" +
+	"\x0ereceivable_fen\x18\x06 \x01(\x03R\rreceivableFen\"\xc8\x01\n" +
 	"\x12ListFarmersRequest\x12\x16\n" +
 	"\x06county\x18\x01 \x01(\tR\x06county\x12 \n" +
 	"\vcooperative\x18\x02 \x01(\tR\vcooperative\x12\x1b\n" +

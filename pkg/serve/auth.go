@@ -159,6 +159,8 @@ var methodRoles = map[string]access{
 	ledgerv1.LedgerService_GetTrialBalance_FullMethodName:     financeOnly,
 	ledgerv1.LedgerService_ReconcilePayouts_FullMethodName:    financeOnly,
 	ledgerv1.LedgerService_ResolvePayoutBreak_FullMethodName:  financeOnly,
+	ledgerv1.LedgerService_TraceLot_FullMethodName:            platformReads,
+	ledgerv1.LedgerService_TraceFarmer_FullMethodName:         platformReads,
 
 	// Operators: the whole AdminService, and only they.
 	adminv1.AdminService_ListStreams_FullMethodName:        operatorOnly,

@@ -71,6 +71,10 @@ type Ledger struct {
 	provider         PaymentProvider
 	now              func() time.Time
 
+	traces       Traces
+	traceLotsAt  Positions
+	traceSalesAt Positions
+
 	// locks serialises this process's appends to one farmer.
 	locks farmerLocks
 }
@@ -89,7 +93,12 @@ type Deps struct {
 	FinancePositions Positions
 	Breaks           Breaks
 	Provider         PaymentProvider
-	Log              *slog.Logger
+	// Traces and the waiters of its two upstream read models (deliveries
+	// on PROCUREMENT, premium events on BRAND); nil without tracing.
+	Traces       Traces
+	TraceLotsAt  Positions
+	TraceSalesAt Positions
+	Log          *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -106,6 +115,7 @@ func New(d Deps) *Ledger {
 		farmers: d.Farmers, balances: d.Balances, positions: d.Positions, log: d.Log,
 		directory: d.Directory, finance: d.Finance, financePositions: d.FinancePositions,
 		breaks: d.Breaks, provider: d.Provider, now: d.Now,
+		traces: d.Traces, traceLotsAt: d.TraceLotsAt, traceSalesAt: d.TraceSalesAt,
 	}
 }
 

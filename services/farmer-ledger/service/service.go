@@ -59,6 +59,8 @@ type Service struct {
 	grpc     *ports.GRPCServer
 	balances *projection.Runner
 	finance  *projection.Runner
+	// traces are the trace read models (TraceLot, TraceFarmer).
+	traces []*projection.Runner
 }
 
 // New wires the ledger: it adds its handlers to deps.Router and prepares
@@ -79,10 +81,20 @@ func New(deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
+	traceLots, err := projection.NewRunner(deps.DB, deps.JS, adapters.TraceLotsProjection{}, projection.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	traceSales, err := projection.NewRunner(deps.DB, deps.JS, adapters.TraceSalesProjection{}, projection.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
 	ledger := app.New(app.Deps{
 		Farmers: adapters.NewFarmerRepository(store), Balances: adapters.NewBalanceReader(deps.DB), Positions: waiter,
 		Directory: adapters.NewFarmerDirectory(deps.DB), Finance: fin.reader, FinancePositions: fin.waiter,
 		Breaks: adapters.NewBreakRepository(store), Provider: fin.provider, Log: log,
+		Traces:      adapters.NewTraceReader(deps.DB),
+		TraceLotsAt: consistency.NewWaiter(deps.JS, traceLots, nil), TraceSalesAt: consistency.NewWaiter(deps.JS, traceSales, nil),
 	})
 
 	for _, h := range []struct {
@@ -105,7 +117,7 @@ func New(deps Deps) (*Service, error) {
 	if err := fin.addHandlers(deps, ledger, log); err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
-	return &Service{grpc: ports.NewGRPCServer(ledger), balances: balances, finance: fin.runner}, nil
+	return &Service{grpc: ports.NewGRPCServer(ledger), balances: balances, finance: fin.runner, traces: []*projection.Runner{traceLots, traceSales}}, nil
 }
 
 // Register adds the ledger's gRPC API to srv.
@@ -113,5 +125,5 @@ func (s *Service) Register(srv *grpc.Server) { ledgerv1.RegisterLedgerServiceSer
 
 // Projections returns the ledger's projection runners.
 func (s *Service) Projections() []*projection.Runner {
-	return []*projection.Runner{s.balances, s.finance}
+	return append([]*projection.Runner{s.balances, s.finance}, s.traces...)
 }

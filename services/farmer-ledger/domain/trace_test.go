@@ -29,8 +29,8 @@ func TestAllocateFirstInFirstOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]*domain.Allocated{
-		"d1": {Parts: []domain.Part{{Kind: "payout", Fen: 500_000, PayoutID: "PO-1"}}},
-		"p1": {Parts: []domain.Part{{Kind: "payout", Fen: 40_000, PayoutID: "PO-1"}, {Kind: "reduction", Fen: 20_000, EntryID: "cut"}}},
+		"d1":  {Parts: []domain.Part{{Kind: "payout", Fen: 500_000, PayoutID: "PO-1"}}},
+		"p1":  {Parts: []domain.Part{{Kind: "payout", Fen: 40_000, PayoutID: "PO-1"}, {Kind: "reduction", Fen: 20_000, EntryID: "cut"}}},
 		"cut": {Parts: []domain.Part{{Kind: "unpaid", Fen: 20_000, EntryID: "p1"}, {Kind: "receivable", Fen: 52_000}}},
 		"d2":  {Parts: []domain.Part{{Kind: "receivable", Fen: 50_000, EntryID: "cut"}}},
 		"p2":  {Parts: []domain.Part{{Kind: "receivable", Fen: 2_000, EntryID: "cut"}, {Kind: "payout", Fen: 28_000, PayoutID: "PO-2"}}},

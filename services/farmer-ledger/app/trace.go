@@ -118,9 +118,10 @@ type LotTrace struct {
 // ErrNoTracing means the ledger was wired without trace read models.
 var ErrNoTracing = errors.New("tracing is not configured")
 
-// waitTraces waits until the trace read models and the finance read model
-// reflect their streams as they are now, and minPos if given: a BRAND or
-// PROCUREMENT position also waits until the ledger has posted its entries.
+// waitTraces waits until the trace read models reflect PROCUREMENT and
+// BRAND as they are now, the ledger's handlers have posted the entries for
+// them, and the finance read model reflects LEDGER as it then is (and
+// minPos, if given): a trace is never older than the call.
 func (l *Ledger) waitTraces(ctx context.Context, minPos *eventstore.Position) ([]eventstore.Position, error) {
 	if l.traces == nil {
 		return nil, ErrNoTracing
@@ -139,7 +140,7 @@ func (l *Ledger) waitTraces(ctx context.Context, minPos *eventstore.Position) ([
 		}
 	}
 	var asOf []eventstore.Position
-	for _, w := range []Positions{l.traceLotsAt, l.traceSalesAt, l.financePositions} {
+	for _, w := range []Positions{l.traceLotsAt, l.traceSalesAt} {
 		head, err := w.Head(ctx)
 		if err != nil {
 			return nil, err
@@ -148,9 +149,21 @@ func (l *Ledger) waitTraces(ctx context.Context, minPos *eventstore.Position) ([
 		if err != nil {
 			return nil, err
 		}
+		// The ledger's entries for everything upstream so far, too.
+		if _, err := l.financePositions.WaitFor(ctx, head); err != nil {
+			return nil, err
+		}
 		asOf = append(asOf, at)
 	}
-	return asOf, nil
+	head, err := l.financePositions.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	at, err := l.financePositions.WaitFor(ctx, head)
+	if err != nil {
+		return nil, err
+	}
+	return append(asOf, at), nil
 }
 
 // TraceLot returns a lot's life: its delivery and corrections, its sales
@@ -261,11 +274,15 @@ func (l *Ledger) TraceLot(ctx context.Context, deliveryID string, minPos *events
 	}
 	slices.SortFunc(t.Payouts, func(a, b LotPayout) int { return int(a.Settled) - int(b.Settled) })
 	t.Totals.DeliveredGrams = t.Deliveries[len(t.Deliveries)-1].NetGrams
+	var errs []error
 	for _, s := range t.Current {
-		t.Totals.SoldGrams += s.Grams // bounded by the lot's grams (brand incubation's claims)
+		errs = append(errs, sum(&t.Totals.SoldGrams, s.Grams))
 		if s.Withheld == 0 && s.Kind != "withheld" {
-			t.Totals.EarningGrams += s.Grams
+			errs = append(errs, sum(&t.Totals.EarningGrams, s.Grams))
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return LotTrace{}, fmt.Errorf("trace of lot %s: %w", deliveryID, err)
 	}
 	return t, nil
 }

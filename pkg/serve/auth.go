@@ -122,6 +122,7 @@ var methodRoles = map[string]access{
 	procurementv1.ProcurementService_GetDelivery_FullMethodName:          platformReads,
 	procurementv1.ProcurementService_ListFarmerDeliveries_FullMethodName: platformReads,
 	procurementv1.ProcurementService_ListCountyTotals_FullMethodName:     platformReads,
+	procurementv1.ProcurementService_ListCentreIntake_FullMethodName:     platformReads,
 
 	// Brand incubation: platform writes, platform and finance read.
 	brandv1.BrandService_RegisterBrand_FullMethodName:      platformOnly,

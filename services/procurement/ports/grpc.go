@@ -30,6 +30,8 @@ type GRPCServer struct {
 	procurementv1.UnimplementedProcurementServiceServer
 	app *app.Procurement
 	log *slog.Logger
+	// centres answers ListCentreIntake (UNIMPLEMENTED without it).
+	centres *app.Centres
 }
 
 var _ procurementv1.ProcurementServiceServer = (*GRPCServer)(nil)
@@ -37,6 +39,12 @@ var _ procurementv1.ProcurementServiceServer = (*GRPCServer)(nil)
 // NewGRPCServer returns the gRPC face of a.
 func NewGRPCServer(a *app.Procurement, log *slog.Logger) *GRPCServer {
 	return &GRPCServer{app: a, log: log}
+}
+
+// WithCentres makes s answer ListCentreIntake from c, and returns s.
+func (s *GRPCServer) WithCentres(c *app.Centres) *GRPCServer {
+	s.centres = c
+	return s
 }
 
 // OpenProgram implements ProcurementService.
@@ -245,7 +253,7 @@ func recordCommand(ctx context.Context, req *procurementv1.RecordDeliveryRequest
 		WeighIn: domain.WeighIn{
 			FarmerID: req.GetFarmerId(), Product: req.GetProduct(), Grade: req.GetGrade(),
 			NetGrams: req.GetNetGrams(), PriceFenPerKg: req.GetPriceFenPerKg(),
-			WeighedAt: at, Warehouse: req.GetWarehouse(),
+			WeighedAt: at, Warehouse: req.GetWarehouse(), DistributionCentre: req.GetDistributionCentre(),
 		},
 	}, nil
 }
@@ -378,6 +386,7 @@ func toDelivery(d domain.DeliveryView) *procurementv1.Delivery {
 		PriceFenPerKg: d.PriceFenPerKg, Grade: d.Grade, AmountFen: d.AmountFen, WeighedAt: timestamppb.New(d.WeighedAt),
 		Position: grpcx.ToPosition(eventstore.Position{Stream: domain.Stream, Sequence: d.Version}),
 		OrderId:  d.OrderID, ProgramId: d.ProgramID, Warehouse: d.Warehouse, County: d.County, Corrections: d.Corrections,
+		DistributionCentre: d.DistributionCentre,
 	}
 }
 

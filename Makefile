@@ -11,6 +11,7 @@ export PATH := $(BIN):$(PATH)
 BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GRPC_GATEWAY_VERSION       := v2.34.0
 GRPCURL_VERSION            := v1.9.4
 NATSCLI_VERSION            := v0.5.0
 
@@ -18,7 +19,7 @@ MODULES   = $(shell go list -f '{{.Dir}}' -m)
 PKGS      = $(addsuffix /...,$(MODULES))
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help run build build-services test postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
+.PHONY: help run build build-services test chromium postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -33,11 +34,23 @@ build-services: ## build the three production service binaries into ./bin (deplo
 	go build -o $(BIN)/ ./services/procurement/cmd/procurement \
 		./services/brand-incubation/cmd/brand-incubation ./services/farmer-ledger/cmd/farmer-ledger
 
-test: proto-check vet ## run every module's tests (component, system) and contract checks
+test: proto-check vet cli-tools ## run every module's tests (component, system, docs, browser) and contract checks
+	@# cmd/furrow/doctest runs the shell blocks of README.md and docs/*.md with the
+	@# grpcurl and nats that cli-tools installs into ./bin (docs/ENGINEERING.md).
 	@# The projection stores' contract suite runs on SQLite and on PostgreSQL:
 	@# use FURROW_TEST_POSTGRES_DSN if set, else start (installing if needed) a local one.
+	@# The operators walkthrough inspects a read model with the sqlite3 shell.
+	@# The console's browser test drives Chromium: FURROW_CHROMIUM if set, else
+	@# scripts/chromium.sh finds (installing if needed) Debian's chromium. Its
+	@# screenshots go to FURROW_ARTEFACTS (default .artefacts/, not committed).
+	command -v sqlite3 >/dev/null || { apt-get update -qq && apt-get install -y -qq sqlite3; }
 	dsn="$${FURROW_TEST_POSTGRES_DSN:-}"; if [ -z "$$dsn" ]; then dsn="$$(scripts/postgres.sh)"; fi; \
-	FURROW_TEST_POSTGRES_DSN="$$dsn" GO_TEST_FLAGS="$(GO_TEST_FLAGS)" scripts/gotest.sh
+	chromium="$${FURROW_CHROMIUM:-}"; if [ -z "$$chromium" ]; then chromium="$$(scripts/chromium.sh)"; fi; \
+	FURROW_TEST_POSTGRES_DSN="$$dsn" FURROW_CHROMIUM="$$chromium" FURROW_ARTEFACTS="$${FURROW_ARTEFACTS:-$(CURDIR)/.artefacts}" \
+	GO_TEST_FLAGS="$(GO_TEST_FLAGS)" scripts/gotest.sh
+
+chromium: ## find (installing it if missing) Chromium for the browser tests and print its path
+	@scripts/chromium.sh
 
 postgres: ## start the local test PostgreSQL (installing it if missing) and print its DSN
 	@scripts/postgres.sh
@@ -54,16 +67,18 @@ $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(BIN)/protoc-gen-openapiv2:
+	GOBIN=$(BIN) go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
 $(BIN)/grpcurl:
 	GOBIN=$(BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 $(BIN)/nats:
 	GOBIN=$(BIN) go install github.com/nats-io/natscli/nats@$(NATSCLI_VERSION)
 
-tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## install the pinned code generators into ./bin
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-openapiv2 ## install the pinned code generators into ./bin
 
 cli-tools: $(BIN)/grpcurl $(BIN)/nats ## install grpcurl and the nats CLI into ./bin
 
-proto: tools ## regenerate the Go code from proto/
+proto: tools ## regenerate the Go code and the OpenAPI document from proto/
 	cd proto && buf lint && buf generate
 
 proto-check: tools ## fail when buf lint fails or the committed generated code is stale
@@ -84,4 +99,4 @@ down: ## stop what `make up` started (data kept; docker compose down -v deletes 
 	docker compose down
 
 clean:
-	rm -rf $(BIN) .furrow
+	rm -rf $(BIN) .furrow .artefacts

@@ -194,20 +194,30 @@ func ago(t *timestamppb.Timestamp) string {
 	return human(time.Since(t.AsTime())) + " ago"
 }
 
-// human renders a duration for people: 850ms, 12s, 4m10s, 3h20m, 2d4h.
+// human renders a duration for people: 850ms, 12s, 4m10s, 4m, 3h20m, 3h,
+// 2d4h. It rounds to the unit it shows last, before it picks the units, so
+// that 59.6s is "1m", not "60s".
 func human(d time.Duration) string {
-	switch {
-	case d < 0:
-		d = 0
-		fallthrough
-	case d < time.Second:
+	d = max(d, 0)
+	if d < time.Second {
 		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return d.Round(time.Second).String()
-	case d < time.Hour:
-		return strings.TrimSuffix(d.Round(time.Second).String(), "0s")
-	case d < 48*time.Hour:
-		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+	}
+	if s := d.Round(time.Second); s < time.Hour {
+		m, sec := s/time.Minute, (s%time.Minute)/time.Second
+		switch {
+		case m == 0:
+			return fmt.Sprintf("%ds", sec)
+		case sec == 0:
+			return fmt.Sprintf("%dm", m)
+		}
+		return fmt.Sprintf("%dm%ds", m, sec)
+	}
+	if m := d.Round(time.Minute); m < 48*time.Hour {
+		h, mins := m/time.Hour, (m%time.Hour)/time.Minute
+		if mins == 0 {
+			return fmt.Sprintf("%dh", h)
+		}
+		return fmt.Sprintf("%dh%dm", h, mins)
 	}
 	days := d / (24 * time.Hour)
 	return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)

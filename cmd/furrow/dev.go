@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/furrow/furrow/pkg/dirlock"
 	"github.com/furrow/furrow/pkg/telemetry"
 
 	"github.com/furrow/furrow/cmd/furrow/internal/demo"
@@ -21,12 +23,16 @@ import (
 
 // devConfig is everything `furrow dev` is told, from flags and environment.
 type devConfig struct {
-	DataDir   string
-	GRPCAddr  string
-	NATSAddr  string
-	LogLevel  slog.Level
-	LogJSON   bool
-	Telemetry telemetry.Config
+	DataDir  string
+	GRPCAddr string
+	NATSAddr string
+	// HTTPAddr serves the console and the HTTP/JSON API ("" for none);
+	// loopback only unless HTTPAllowRemote.
+	HTTPAddr        string
+	HTTPAllowRemote bool
+	LogLevel        slog.Level
+	LogJSON         bool
+	Telemetry       telemetry.Config
 	// ShutdownTimeout bounds how long in-flight work may take to finish.
 	ShutdownTimeout time.Duration
 	// Demo loads the demo data set through the gRPC API after start.
@@ -44,6 +50,11 @@ procurement, brand-incubation and farmer-ledger services on one gRPC address
 (with health checking and reflection), and SQLite read models in the data
 directory. Ctrl-C shuts down gracefully; nothing acknowledged is lost.
 
+The data directory belongs to one process: a second furrow dev on it exits,
+naming the first one's pid. Outside NATS clients (--nats-addr) without
+credentials only read; the user "admin", whose password furrow dev makes
+once into <data-dir>/nats-admin-password, may change streams.
+
 Tracing is off unless OTEL_TRACES_EXPORTER is "otlp" (OTEL_EXPORTER_OTLP_*
 say where) or "console"; metrics (appends, handler outcomes, projection lag)
 likewise with OTEL_METRICS_EXPORTER.
@@ -56,6 +67,8 @@ Flags (environment variable in brackets):
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr(getenv, "FURROW_DATA_DIR", ".furrow"), "data directory [FURROW_DATA_DIR]")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", envOr(getenv, "FURROW_GRPC_ADDR", "127.0.0.1:7070"), "gRPC listen address [FURROW_GRPC_ADDR]")
 	fs.StringVar(&cfg.NATSAddr, "nats-addr", envOr(getenv, "FURROW_NATS_ADDR", "127.0.0.1:4222"), `NATS listen address for outside tools; "" for none [FURROW_NATS_ADDR]`)
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", envOr(getenv, "FURROW_HTTP_ADDR", "127.0.0.1:7080"), `console and HTTP/JSON API listen address, loopback only (no login); "" for none [FURROW_HTTP_ADDR]`)
+	fs.BoolVar(&cfg.HTTPAllowRemote, "http-allow-remote", getenv("FURROW_HTTP_ALLOW_REMOTE") == "1", "allow a non-loopback --http-addr: anyone who reaches it may do everything [FURROW_HTTP_ALLOW_REMOTE=1]")
 	level := fs.String("log-level", envOr(getenv, "FURROW_LOG_LEVEL", "info"), "log level: debug, info, warn, error [FURROW_LOG_LEVEL]")
 	fs.BoolVar(&cfg.LogJSON, "log-json", getenv("FURROW_LOG_JSON") == "1", "log as JSON [FURROW_LOG_JSON=1]")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight work may take on shutdown")
@@ -68,6 +81,11 @@ Flags (environment variable in brackets):
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return devConfig{}, fmt.Errorf("-log-level: %w", err)
+	}
+	if cfg.HTTPAddr != "" && !cfg.HTTPAllowRemote {
+		if err := stack.CheckLoopback(cfg.HTTPAddr); err != nil {
+			return devConfig{}, fmt.Errorf("--http-addr: %w", err)
+		}
 	}
 	cfg.Telemetry = telemetry.ConfigFromEnv(getenv)
 	cfg.Telemetry.ServiceName = "furrow-dev"
@@ -116,8 +134,16 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 		_ = shutdownTracing(sctx)
 	}()
 
-	st, err := stack.Start(ctx, stack.Config{DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, NATSAddr: cfg.NATSAddr, Log: log})
+	st, err := stack.Start(ctx, stack.Config{DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, NATSAddr: cfg.NATSAddr, HTTPAddr: cfg.HTTPAddr, Log: log})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Ctrl-C during start-up: stopping is what was asked for.
+			log.Info("start-up interrupted; furrow dev stopped", "cause", err)
+			return nil
+		}
+		if errors.Is(err, dirlock.ErrLocked) {
+			return fmt.Errorf("%w; stop that process or give this one another --data-dir", err)
+		}
 		return err
 	}
 	if cfg.Demo {
@@ -125,14 +151,26 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 			defer cancel()
 			st.Shutdown(sctx)
+			if ctx.Err() != nil {
+				log.Info("demo loading interrupted; furrow dev stopped", "cause", err)
+				return nil
+			}
 			return err
 		}
 		log.Info("demo data loaded", "program", demo.ProgramID)
 	}
 	abs, _ := filepath.Abs(cfg.DataDir)
-	natsURL := st.NATSURL()
+	natsURL, natsAdmin := st.NATSURL(), ""
 	if natsURL == "" {
 		natsURL = "(no listener)"
+	} else {
+		natsURL += "  (JetStream, sync: always; streams PROCUREMENT, LEDGER, BRAND; read-only without credentials)"
+		natsAdmin = fmt.Sprintf("  admin     %s  (NATS user that may change streams: nats --server URL …; password in %s)\n",
+			st.NATSAdminURL(), filepath.Join(abs, stack.NATSAdminPasswordFile))
+	}
+	console := "(off)"
+	if a := st.HTTPAddr(); a != "" {
+		console = "http://" + a + "/  (HTTP/JSON API under /v1, OpenAPI at /openapi.json)"
 	}
 	tracing, metrics := cfg.Telemetry.Exporter, cfg.Telemetry.MetricsExporter
 	if tracing == "" {
@@ -143,13 +181,14 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, `Furrow dev is running.
   gRPC      %s  (ProcurementService, BrandService, LedgerService, AdminService, health, reflection)
-  NATS      %s  (JetStream, sync: always; streams PROCUREMENT, LEDGER, BRAND)
+  NATS      %s
+%s  console   %s
   data      %s
   tracing   %s, metrics %s
 Try:  grpcurl -plaintext %s list
 Stop with Ctrl-C.
-`, st.GRPCAddr(), natsURL, abs, tracing, metrics, st.GRPCAddr())
-	log.Info("furrow dev started", "grpc", st.GRPCAddr(), "nats", natsURL, "data_dir", abs)
+`, st.GRPCAddr(), natsURL, natsAdmin, console, abs, tracing, metrics, st.GRPCAddr())
+	log.Info("furrow dev started", "grpc", st.GRPCAddr(), "nats", st.NATSURL(), "http", st.HTTPAddr(), "data_dir", abs)
 
 	var runErr error
 	select {

@@ -2,7 +2,7 @@
 // tools.
 //
 //	furrow dev      run everything in one process (what `make run` runs)
-//	furrow version  print the version
+//	furrow version  print the version, VCS revision and Go version (also --version)
 package main
 
 import (
@@ -16,7 +16,8 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; left
+// at "dev", `furrow version` reports the module's version instead.
 var version = "dev"
 
 const usage = `furrow — the event-sourced backbone for agricultural direct purchasing
@@ -31,6 +32,8 @@ Commands:
   reconcile  match payouts against a provider settlement file; resolve breaks
   trace      lot ID | farmer ID: a lot from weigh-in to payout; a farmer in kg
   certs      write a development CA and certificates for mTLS (roles)
+  console    the web console and HTTP/JSON API of a production deployment
+             (a gateway in front of the services; OIDC sign-in required)
 
 Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070;
 --tls-ca/--tls-cert/--tls-key for a production deployment's mTLS):
@@ -38,7 +41,7 @@ Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070;
   events       list | get | tail    events, decoded (--aggregate ID)
   projections  ls | status | rebuild | diff | swap | drop | pause | resume
   dlq          ls | show | redrive  dead letters
-  version    print the version
+  version    print the version, VCS revision and Go version (also --version)
 
 Run 'furrow <command> -h' for a command's flags.
 `
@@ -85,8 +88,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runDLQ(ctx, args[1:], stdout, stderr, getenv)
 	case "certs":
 		return runCerts(ctx, args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "furrow", version)
+	case "console":
+		cfg, err := parseConsoleConfig(args[1:], stderr, getenv)
+		if err != nil {
+			return err
+		}
+		return runConsole(ctx, cfg, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, versionText(buildInfo()))
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

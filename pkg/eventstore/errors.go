@@ -13,4 +13,7 @@ var (
 	ErrNotAnEvent = errors.New("eventstore: message is not a Furrow event")
 	// ErrInvalidAppend means the append request itself is malformed.
 	ErrInvalidAppend = errors.New("eventstore: invalid append")
+	// ErrTooManySubjects means a Lasts request matched more subjects than
+	// one answer carries.
+	ErrTooManySubjects = errors.New("eventstore: filters match too many subjects")
 )

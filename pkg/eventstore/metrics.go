@@ -20,6 +20,10 @@ var (
 		metric.WithDescription("Events newly written by stream")))
 	appendSeconds = instrument(meter.Float64Histogram("furrow.eventstore.append.duration",
 		metric.WithUnit("s"), metric.WithDescription("Append latency, including the server's fsync")))
+	groupAppends = instrument(meter.Int64Histogram("furrow.eventstore.group.appends",
+		metric.WithDescription("Appends per atomic batch of a group commit")))
+	groupMessages = instrument(meter.Int64Histogram("furrow.eventstore.group.messages",
+		metric.WithDescription("Messages per atomic batch of a group commit")))
 )
 
 // instrument drops the creation error: the SDK reports an invalid
@@ -49,4 +53,11 @@ func recordAppend(ctx context.Context, req AppendRequest, res AppendResult, err 
 	if err == nil && !res.Duplicate {
 		appendEvents.Add(ctx, int64(len(req.Events)), metric.WithAttributes(stream))
 	}
+}
+
+// recordGroup records one group commit's size.
+func recordGroup(appends, msgs int) {
+	ctx := context.Background()
+	groupAppends.Record(ctx, int64(appends))
+	groupMessages.Record(ctx, int64(msgs))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -109,8 +110,9 @@ func (r AppendResult) Position() Position { return Position{Stream: r.Stream, Se
 // Store appends to and reads from JetStream streams. It is safe for
 // concurrent use.
 type Store struct {
-	js  jetstream.JetStream
-	now func() time.Time
+	js   jetstream.JetStream
+	now  func() time.Time
+	opts Options
 	// batch is how many messages a direct-get request asks for: all of a
 	// batch's answers must fit the connection's sync queue, or the client
 	// drops them as a slow consumer.
@@ -118,16 +120,25 @@ type Store struct {
 	// streams caches stream handles by name: looking one up costs a
 	// STREAM.INFO round trip, and the handle itself stays valid.
 	streams sync.Map
+	// committers holds each stream's *committer (group commit).
+	committers sync.Map
+	stats      counters
 }
 
-// New returns a Store over js.
-func New(js jetstream.JetStream) *Store {
+// New returns a Store over js with group commit on (see Options).
+func New(js jetstream.JetStream) *Store { return NewWithOptions(js, Options{}) }
+
+// NewWithOptions returns a Store over js tuned by opts.
+func NewWithOptions(js jetstream.JetStream, opts Options) *Store {
 	batch := loadBatch
 	if nc := js.Conn(); nc != nil {
 		// Room for the batch and the end-of-batch status.
 		batch = max(1, min(batch, nc.Opts.SubChanLen-1))
 	}
-	return &Store{js: js, now: time.Now, batch: batch}
+	if opts.MinBatch <= 0 {
+		opts.MinBatch = DefaultMinBatch
+	}
+	return &Store{js: js, now: time.Now, opts: opts, batch: batch}
 }
 
 // JetStream returns the underlying JetStream context.
@@ -135,31 +146,131 @@ func (s *Store) JetStream() jetstream.JetStream { return s.js }
 
 // Append writes req.Events atomically, or returns the result of an earlier
 // append with the same idempotency key. A failed expectation is ErrConflict.
+//
+// With group commit (the default) the append joins whatever other appends
+// to the same stream are waiting, and they go out together as one atomic
+// batch, each with its own expectation; Append returns once that batch is
+// stored. See Options.
 func (s *Store) Append(ctx context.Context, req AppendRequest) (res AppendResult, err error) {
 	start := time.Now()
 	defer func() { recordAppend(ctx, req, res, err, time.Since(start)) }()
-	return s.append(ctx, req)
-}
-
-func (s *Store) append(ctx context.Context, req AppendRequest) (AppendResult, error) {
-	msgs, ids, err := s.messages(ctx, req)
+	s.stats.appends.Add(1)
+	p, err := s.prepare(ctx, req)
 	if err != nil {
 		return AppendResult{}, err
 	}
-	var res AppendResult
-	if len(msgs) == 1 {
-		res, err = s.publishOne(ctx, req, msgs[0])
+	if s.opts.NoGroupCommit {
+		s.publishAlone(ctx, p)
+	} else if err := s.committer(req.Stream).submit(ctx, p); err != nil {
+		return AppendResult{}, err
+	}
+	return s.settle(ctx, p)
+}
+
+// AppendOutcome is the result of one request of AppendMany.
+type AppendOutcome struct {
+	Result AppendResult
+	Err    error
+}
+
+// AppendMany appends each request as Append would and returns their
+// outcomes in order: each request succeeds or fails on its own (its own
+// expectation, idempotency key and errors). They are submitted together,
+// so they share atomic batches, up to MaxBatch messages each.
+//
+// Requests on the same aggregate where either carries an expectation never
+// share a batch: they are written one after the other in the order given.
+// (Requests without one, ExpectAny, may share a batch and then land in any
+// order among themselves, as concurrent appends always could.) Each
+// request's expectation is fixed when it is made, so two requests
+// expecting the same version of one aggregate cannot both succeed; a caller
+// that appends several times to one aggregate decides the later ones after
+// the earlier ones' results.
+func (s *Store) AppendMany(ctx context.Context, reqs []AppendRequest) []AppendOutcome {
+	out := make([]AppendOutcome, len(reqs))
+	start := time.Now()
+	defer func() {
+		took := time.Since(start)
+		for i, o := range out {
+			recordAppend(ctx, reqs[i], o.Result, o.Err, took)
+		}
+	}()
+	s.stats.appends.Add(uint64(len(reqs)))
+	ps := make([]*pending, 0, len(reqs))
+	at := make([]int, 0, len(reqs)) // ps[k] is reqs[at[k]]
+	for i, req := range reqs {
+		p, err := s.prepare(ctx, req)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		ps, at = append(ps, p), append(at, i)
+	}
+	if s.opts.NoGroupCommit {
+		for _, p := range ps {
+			s.publishAlone(ctx, p)
+		}
 	} else {
-		res, err = s.publishBatch(ctx, req, msgs)
+		// One submission per stream, so each stream's requests queue together.
+		byStream := map[string][]*pending{}
+		var streams []string
+		for _, p := range ps {
+			if _, ok := byStream[p.req.Stream]; !ok {
+				streams = append(streams, p.req.Stream)
+			}
+			byStream[p.req.Stream] = append(byStream[p.req.Stream], p)
+		}
+		for _, name := range streams {
+			if err := s.committer(name).submit(ctx, byStream[name]...); err != nil {
+				for k, p := range ps {
+					if p.req.Stream == name {
+						out[at[k]].Err = err
+					}
+				}
+			}
+		}
 	}
-	if err != nil {
-		return s.resolve(ctx, req, err)
+	for k, p := range ps {
+		if out[at[k]].Err != nil {
+			continue
+		}
+		out[at[k]].Result, out[at[k]].Err = s.settle(ctx, p)
 	}
-	res.EventIDs = ids
+	return out
+}
+
+// settle turns a published request's raw outcome into Append's answer: a
+// failed publish may be an earlier attempt's retry, and a duplicate ack
+// must belong to the same command.
+func (s *Store) settle(ctx context.Context, p *pending) (AppendResult, error) {
+	if p.err != nil {
+		return s.resolve(ctx, p.req, p.err)
+	}
+	res := p.res
+	res.EventIDs = p.ids
 	if res.Duplicate {
-		return s.checkDuplicate(ctx, req, res)
+		return s.checkDuplicate(ctx, p.req, res)
 	}
 	return res, nil
+}
+
+// publishAlone publishes one request on its own (no group commit).
+func (s *Store) publishAlone(ctx context.Context, p *pending) {
+	s.stats.publishes.Add(1)
+	if len(p.msgs) == 1 {
+		p.res, p.err = s.publishOne(ctx, p.msgs[0])
+	} else {
+		p.res, p.err = s.publishBatch(ctx, p.msgs)
+	}
+}
+
+// prepare validates req and makes its messages.
+func (s *Store) prepare(ctx context.Context, req AppendRequest) (*pending, error) {
+	msgs, ids, err := s.messages(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &pending{ctx: ctx, req: req, msgs: msgs, ids: ids, scope: scopeOf(req), check: req.Expect.check}, nil
 }
 
 func (s *Store) messages(ctx context.Context, req AppendRequest) ([]*nats.Msg, []string, error) {
@@ -193,6 +304,15 @@ func (s *Store) messages(ctx context.Context, req AppendRequest) ([]*nats.Msg, [
 		msgs[i] = m
 		ids[i] = e.ID
 	}
+	// The expectation travels on the request's first message, whether it
+	// goes out alone, as its own batch or inside a group's batch: the server
+	// checks it against the stream before any message of the batch is stored.
+	first := msgs[0]
+	first.Header.Set(jetstream.ExpectedStreamHeader, req.Stream)
+	if req.Expect.check {
+		first.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(req.Expect.seq, 10))
+		first.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, req.Aggregate)
+	}
 	return msgs, ids, nil
 }
 
@@ -212,27 +332,26 @@ func (s *Store) msgID(req AppendRequest, i int) string {
 	}
 }
 
-func (s *Store) publishOne(ctx context.Context, req AppendRequest, m *nats.Msg) (AppendResult, error) {
-	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(req.Stream)}
-	if req.Expect.check {
-		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(req.Expect.seq, req.Aggregate))
-	}
-	ack, err := s.js.PublishMsg(ctx, m, opts...)
+// publishOne publishes a message whose headers already carry its
+// expectation (see messages).
+func (s *Store) publishOne(ctx context.Context, m *nats.Msg) (AppendResult, error) {
+	clearBatchHeaders(m)
+	ack, err := s.js.PublishMsg(ctx, m)
 	if err != nil {
 		return AppendResult{}, err
 	}
 	return AppendResult{Stream: ack.Stream, First: ack.Sequence, Last: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 
-func (s *Store) publishBatch(ctx context.Context, req AppendRequest, msgs []*nats.Msg) (AppendResult, error) {
-	first := msgs[0]
-	first.Header.Set(jetstream.ExpectedStreamHeader, req.Stream)
-	if req.Expect.check {
-		first.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(req.Expect.seq, 10))
-		first.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, req.Aggregate)
+// publishBatch publishes msgs as one atomic batch, waiting its turn while
+// the stream has too many batches open.
+func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg) (AppendResult, error) {
+	for _, m := range msgs {
+		m.Reply = "" // a request from an earlier attempt
 	}
 	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs)
 	for attempt := 0; isAPIError(err, errCodeBatchTooManyInflight) && attempt < busyRetries; attempt++ {
+		s.stats.busy.Add(1)
 		// Back off with jitter: the open batches commit within milliseconds.
 		wait := time.Duration(1+rand.IntN(2<<min(attempt, 6))) * time.Millisecond
 		if !sleepCtx(ctx, wait) {
@@ -248,6 +367,18 @@ func (s *Store) publishBatch(ctx context.Context, req AppendRequest, msgs []*nat
 		First:  ack.Sequence - ack.BatchSize + 1,
 		Last:   ack.Sequence,
 	}, nil
+}
+
+// clearBatchHeaders removes what an earlier batch attempt left on m, so it
+// can be published on its own.
+func clearBatchHeaders(m *nats.Msg) {
+	m.Reply = ""
+	if m.Header == nil {
+		return
+	}
+	m.Header.Del(jetstreamext.BatchIDHeader)
+	m.Header.Del(jetstreamext.BatchSeqHeader)
+	m.Header.Del(jetstreamext.BatchCommitHeader)
 }
 
 func isAPIError(err error, code jetstream.ErrorCode) bool {
@@ -428,4 +559,43 @@ func (s *Store) Load(ctx context.Context, stream, filter string, after uint64) (
 			return out, nil
 		}
 	}
+}
+
+// lastsPerRequest is how many filters one Lasts request names: few enough
+// that their answers fit a batch (see SyncQueueLen) when each matches a
+// few subjects.
+const lastsPerRequest = 128
+
+// Lasts returns the last event on each subject matching one of filters,
+// in a few batched direct gets rather than a request per filter: what a
+// bulk command needs to tell which of many aggregates exist at all. It
+// fails with ErrTooManySubjects when one request's filters match more
+// subjects than an answer carries; the caller then loads them one by one.
+func (s *Store) Lasts(ctx context.Context, stream string, filters []string) ([]Recorded, error) {
+	var out []Recorded
+	for chunk := range slices.Chunk(filters, max(1, min(lastsPerRequest, s.batch/4))) {
+		it, err := jetstreamext.GetLastMsgsFor(ctx, s.js, stream, chunk, jetstreamext.GetLastMsgsBatchSize(s.batch))
+		if err != nil {
+			return nil, fmt.Errorf("last events of %d filters: %w", len(chunk), err)
+		}
+		got := 0
+		for raw, err := range it {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("last events of %d filters: %w", len(chunk), err)
+			}
+			rec, err := FromMsg(stream, raw.Sequence, raw.Subject, raw.Time, raw.Header, raw.Data)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rec)
+			got++
+		}
+		if got >= s.batch {
+			return nil, fmt.Errorf("last events of %d filters: %w", len(chunk), ErrTooManySubjects)
+		}
+	}
+	return out, nil
 }

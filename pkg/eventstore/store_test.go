@@ -70,6 +70,15 @@ func TestContract(t *testing.T) {
 				{"retries are idempotent", testRetryIdempotent},
 				{"concurrent appends have one winner", testConcurrentOneWinner},
 				{"load many events", testLoadMany},
+				{"group commit coalesces concurrent appends", testGroupCommitCoalesces},
+				{"a conflict in a group fails alone", testGroupConflictFailsAlone},
+				{"retries in a group resolve as duplicates", testGroupIdempotentRetry},
+				{"multi-event appends in a group stay atomic", testGroupMultiEventAtomic},
+				{"appends to one aggregate never share a batch", testGroupSameAggregate},
+				{"unchecked appends to one aggregate share a batch", testGroupUncheckedShareABatch},
+				{"a held-back append holds back what follows it", testGroupKeepsOrder},
+				{"last events of many filters", testLasts},
+				{"a group waits for a batch slot", testGroupWaitsForBatchSlot},
 			} {
 				t.Run(c.name, func(t *testing.T) { c.run(t, srv) })
 			}
@@ -333,5 +342,19 @@ func TestLoadFitsTheConnectionsSyncQueue(t *testing.T) {
 		if string(r.Data) != strconv.Itoa(i) || r.Sequence != uint64(i+1) {
 			t.Fatalf("event %d is %q at seq %d", i, r.Data, r.Sequence)
 		}
+	}
+	// Lasts sizes its requests to the queue too, and says so when a
+	// request's filters match more subjects than fit.
+	for i := range 10 {
+		subj := fmt.Sprintf("shortq.b.B1.s%d", i)
+		if _, err := s.Append(ctx, eventstore.AppendRequest{Stream: "SHORTQ", Aggregate: subj, Events: []eventstore.Event{ev(subj, "")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lasts, err := s.Lasts(ctx, "SHORTQ", []string{"shortq.a.A1.>", "shortq.a.A2.>"}); err != nil || len(lasts) != 1 {
+		t.Fatalf("Lasts = %d events, %v; want 1", len(lasts), err)
+	}
+	if _, err := s.Lasts(ctx, "SHORTQ", []string{"shortq.b.B1.>"}); !errors.Is(err, eventstore.ErrTooManySubjects) {
+		t.Fatalf("Lasts of 10 subjects over a queue of 8: err = %v, want ErrTooManySubjects", err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the pure-Go "sqlite" driver
+
+	"github.com/furrow/furrow/pkg/dirlock"
 )
 
 // DB is the SQL handle shared by several projections and the queries that
@@ -33,6 +35,18 @@ type DB struct {
 	// hold several pooled connections waiting for the write lock, which
 	// would starve the queries that read beside them.
 	writer chan struct{}
+	// lock, for a SQLite file, keeps other processes out (OpenSQLite).
+	lock *dirlock.Lock
+}
+
+// Close closes the database and gives up its SQLite file's lock.
+func (db *DB) Close() error {
+	err := db.DB.Close()
+	if db.lock != nil {
+		err = errors.Join(err, db.lock.Release())
+		db.lock = nil
+	}
+	return err
 }
 
 // beginWrite begins a read-write transaction for a runner. Call release
@@ -90,9 +104,17 @@ const sqliteParams = "_pragma=busy_timeout(10000)" +
 	"&_pragma=foreign_keys(1)" +
 	"&_txlock=immediate"
 
+// SQLiteLockSuffix names the lock file beside a SQLite database (path +
+// suffix) that OpenSQLite holds until Close.
+const SQLiteLockSuffix = ".lock"
+
 // OpenSQLite opens (creating if needed) the SQLite database file at path
-// and its parent directory.
-func OpenSQLite(path string) (*DB, error) {
+// and its parent directory. The file belongs to this process until Close:
+// OpenSQLite fails with dirlock.ErrLocked, naming the holder's pid, while
+// another process has it open, since two processes each running the
+// projections would both apply every event. Handles opened in one process
+// share the file (and the lock), as SQLite allows.
+func OpenSQLite(path string) (_ *DB, err error) {
 	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") || strings.HasPrefix(path, ":memory:") {
 		// A query string or URI in path would be parsed as DSN parameters;
 		// an in-memory database would be private to each pooled connection.
@@ -101,6 +123,21 @@ func OpenSQLite(path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	// A lock file beside the database, not the database itself: SQLite's
+	// own POSIX locks would be dropped when any descriptor of the file
+	// closes.
+	lock, err := dirlock.Share(path + SQLiteLockSuffix)
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, fmt.Errorf("open sqlite %s: in use: %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = lock.Release()
+		}
+	}()
 	db, err := sql.Open("sqlite", path+"?"+sqliteParams)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -114,7 +151,7 @@ func OpenSQLite(path string) (*DB, error) {
 	if err := db.PingContext(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("open sqlite %s: %w", path, err), db.Close())
 	}
-	return &DB{DB: db, dialect: sqliteDialect{}, writer: make(chan struct{}, 1)}, nil
+	return &DB{DB: db, dialect: sqliteDialect{}, writer: make(chan struct{}, 1), lock: lock}, nil
 }
 
 // postgresConns bounds the pool per process; each runner holds at most one

@@ -52,6 +52,32 @@ func (l *LedgerFarmers) Lookup(ctx context.Context, farmerID string) (domain.Far
 	return domain.Farmer{ID: r.GetFarmerId(), Name: r.GetName(), County: r.GetCounty(), Cooperative: r.GetCooperative()}, true, nil
 }
 
+// LookupMany returns those of farmerIDs that are registered, reading their
+// registrations in a few batched requests.
+func (l *LedgerFarmers) LookupMany(ctx context.Context, farmerIDs []string) (map[string]domain.Farmer, error) {
+	subjects := make([]string, len(farmerIDs))
+	for i, id := range farmerIDs {
+		subjects[i] = "ledger.farmer." + id + ".farmer_registered"
+	}
+	evs, err := l.store.Lasts(ctx, LedgerStream, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("look up %d farmers: %w", len(farmerIDs), err)
+	}
+	out := make(map[string]domain.Farmer, len(evs))
+	for _, ev := range evs {
+		msg, err := eventstore.Decode(ev)
+		if err != nil {
+			return nil, fmt.Errorf("look up farmers: %w", err)
+		}
+		r, ok := msg.(*ledgerevents.FarmerRegistered)
+		if !ok {
+			return nil, fmt.Errorf("look up farmers: %s is a %s", ev.Subject, ev.Type)
+		}
+		out[r.GetFarmerId()] = domain.Farmer{ID: r.GetFarmerId(), Name: r.GetName(), County: r.GetCounty(), Cooperative: r.GetCooperative()}
+	}
+	return out, nil
+}
+
 // FarmersProjection keeps procurement's own list of the farmers registered
 // with the ledger (name, county, cooperative), fed by the ledger's
 // FarmerRegistered events: procurement never reads the ledger's tables.

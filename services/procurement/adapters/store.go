@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -106,33 +107,100 @@ func (s *EventStore) LoadDelivery(ctx context.Context, id string) (*domain.Deliv
 	return d, seen, err
 }
 
+// LoadDeliveries rebuilds many ad-hoc deliveries: one Lasts request per
+// few hundred tells which have any event, and only those are loaded.
+func (s *EventStore) LoadDeliveries(ctx context.Context, ids []string) ([]*domain.Delivery, []*eventstore.Requests, error) {
+	filters := make([]string, len(ids))
+	for i, id := range ids {
+		filters[i] = domain.DeliveryAggregate(id)
+	}
+	lasts, err := s.store.Lasts(ctx, domain.Stream, filters)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load %d deliveries: %w", len(ids), err)
+	}
+	exists := map[string]bool{}
+	for _, r := range lasts {
+		// procurement.delivery.<id>.<kind>
+		if parts := strings.Split(r.Subject, "."); len(parts) == 4 {
+			exists[parts[2]] = true
+		}
+	}
+	ds := make([]*domain.Delivery, len(ids))
+	seen := make([]*eventstore.Requests, len(ids))
+	for i, id := range ids {
+		if exists[id] {
+			if ds[i], seen[i], err = s.LoadDelivery(ctx, id); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		ds[i], seen[i] = domain.NewDelivery(id), eventstore.NewRequests(domain.Stream)
+	}
+	return ds, seen, nil
+}
+
 // Append writes changes as one atomic batch. The expectation is on expect's
 // subjects, which must be those of the first change: JetStream checks a
 // batch's expectation on its first message.
 func (s *EventStore) Append(ctx context.Context, expect app.Aggregate, key, fingerprint string, md eventstore.Metadata, changes ...domain.Change) (eventstore.AppendResult, error) {
-	evs := make([]eventstore.Event, len(changes))
-	for i, c := range changes {
-		ev, err := eventstore.NewEvent(c.Subject, c.Event, md)
+	req, err := request(app.Append{Expect: expect, Key: key, Fingerprint: fingerprint, Meta: md, Changes: changes})
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	res, err := s.store.Append(ctx, req)
+	s.conflicted(expect, err)
+	return res, err
+}
+
+// AppendMany makes each append as Append would, sharing atomic batches.
+func (s *EventStore) AppendMany(ctx context.Context, appends []app.Append) []eventstore.AppendOutcome {
+	out := make([]eventstore.AppendOutcome, len(appends))
+	reqs := make([]eventstore.AppendRequest, 0, len(appends))
+	at := make([]int, 0, len(appends)) // reqs[k] is appends[at[k]]
+	for i, a := range appends {
+		req, err := request(a)
 		if err != nil {
-			return eventstore.AppendResult{}, err
+			out[i].Err = err
+			continue
+		}
+		reqs, at = append(reqs, req), append(at, i)
+	}
+	for k, o := range s.store.AppendMany(ctx, reqs) {
+		out[at[k]] = o
+		s.conflicted(appends[at[k]].Expect, o.Err)
+	}
+	return out
+}
+
+func request(a app.Append) (eventstore.AppendRequest, error) {
+	evs := make([]eventstore.Event, len(a.Changes))
+	for i, c := range a.Changes {
+		ev, err := eventstore.NewEvent(c.Subject, c.Event, a.Meta)
+		if err != nil {
+			return eventstore.AppendRequest{}, err
 		}
 		evs[i] = ev
 	}
-	res, err := s.store.Append(ctx, eventstore.AppendRequest{
+	return eventstore.AppendRequest{
 		Stream:         domain.Stream,
-		Aggregate:      expect.Filter(),
-		Expect:         eventstore.ExpectVersion(expect.Version()),
-		IdempotencyKey: key,
-		Fingerprint:    fingerprint,
+		Aggregate:      a.Expect.Filter(),
+		Expect:         eventstore.ExpectVersion(a.Expect.Version()),
+		IdempotencyKey: a.Key,
+		Fingerprint:    a.Fingerprint,
 		Events:         evs,
-	})
-	if errors.Is(err, eventstore.ErrConflict) {
-		switch agg := expect.(type) {
-		case *domain.Program:
-			s.programs.Conflicted(agg.ID(), agg.Version())
-		case *domain.Order:
-			s.orders.Conflicted(agg.ID(), agg.Version())
-		}
+	}, nil
+}
+
+// conflicted tells the caches that an aggregate lost a race, so its next
+// load reads the stream.
+func (s *EventStore) conflicted(expect app.Aggregate, err error) {
+	if !errors.Is(err, eventstore.ErrConflict) {
+		return
 	}
-	return res, err
+	switch agg := expect.(type) {
+	case *domain.Program:
+		s.programs.Conflicted(agg.ID(), agg.Version())
+	case *domain.Order:
+		s.orders.Conflicted(agg.ID(), agg.Version())
+	}
 }

@@ -29,16 +29,36 @@ type Events interface {
 	LoadProgram(ctx context.Context, id string) (*domain.Program, *eventstore.Requests, error)
 	LoadOrder(ctx context.Context, id string) (*domain.Order, *eventstore.Requests, error)
 	LoadDelivery(ctx context.Context, id string) (*domain.Delivery, *eventstore.Requests, error)
+	// LoadDeliveries loads many ad-hoc deliveries at once, in order: bulk
+	// ingest, where nearly all are new, asks which exist in a few requests
+	// rather than one each.
+	LoadDeliveries(ctx context.Context, ids []string) ([]*domain.Delivery, []*eventstore.Requests, error)
 	// Append writes changes as one atomic batch, expecting expect (the
 	// aggregate of the first change) to be still at its version. A lost
 	// race is eventstore.ErrConflict.
 	Append(ctx context.Context, expect Aggregate, key, fingerprint string, md eventstore.Metadata, changes ...domain.Change) (eventstore.AppendResult, error)
+	// AppendMany makes each append as Append would, together, so they
+	// share the event store's atomic batches; each succeeds or fails on
+	// its own. Outcomes are in the order given.
+	AppendMany(ctx context.Context, appends []Append) []eventstore.AppendOutcome
+}
+
+// Append is one append of Events.AppendMany: Append's arguments.
+type Append struct {
+	Expect      Aggregate
+	Key         string
+	Fingerprint string
+	Meta        eventstore.Metadata
+	Changes     []domain.Change
 }
 
 // Farmers finds farmers registered with the ledger.
 type Farmers interface {
 	// Lookup returns the farmer, or false when it was never registered.
 	Lookup(ctx context.Context, farmerID string) (domain.Farmer, bool, error)
+	// LookupMany returns those of farmerIDs that are registered, in a few
+	// requests rather than one each.
+	LookupMany(ctx context.Context, farmerIDs []string) (map[string]domain.Farmer, error)
 }
 
 // Positions waits until the read models reflect a position (a nil one:

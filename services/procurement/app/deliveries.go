@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	procurementevents "github.com/furrow/furrow/proto/furrow/procurement/events/v1"
@@ -134,8 +136,8 @@ func (p *Procurement) recordAdHoc(ctx context.Context, cmd RecordDelivery) (Reco
 // MaxLines is the most weigh-ins one RecordDeliveries call may carry.
 const MaxLines = 1000
 
-// lineWorkers bounds how many aggregates a RecordDeliveries call writes to
-// at once.
+// lineWorkers bounds how many aggregates a RecordDeliveries call loads, or
+// writes to line by line, at once.
 const lineWorkers = 8
 
 // CheckLines fails unless a RecordDeliveries call of n lines has 1 to
@@ -157,42 +159,293 @@ type LineResult struct {
 }
 
 // RecordDeliveries records a batch of weigh-ins, each as its own
-// RecordDelivery: its own request id, idempotency and result. Lines are
-// grouped by the aggregate they write to; groups run concurrently, and
-// the lines of one group (one order) run in the order given, so which of
-// two lines exceeds an order's quantity does not depend on scheduling.
+// RecordDelivery: its own request id, idempotency and result, decided by
+// the same rules.
+//
+// It is written for a warehouse's day, so it appends in bulk: lines are
+// grouped by the aggregate they write to (an order, or an ad-hoc
+// delivery), every aggregate is loaded once, and the calls proceed in
+// rounds: each round decides the next line of every aggregate and appends
+// them all together (Events.AppendMany: large atomic batches, each line
+// with its own expectation and idempotency key), then folds each written
+// event into its aggregate for the next round. The lines of one order are
+// thus decided in the order given, on the order as the earlier lines left
+// it, so which of two lines exceeds an order's quantity does not depend on
+// scheduling. An aggregate that changed behind the call's back (a lost
+// race) finishes its remaining lines one RecordDelivery at a time, which
+// reloads and retries.
 func (p *Procurement) RecordDeliveries(ctx context.Context, lines []RecordDelivery) ([]LineResult, error) {
 	if err := CheckLines(len(lines)); err != nil {
 		return nil, err
 	}
-	groups := map[string][]int{}
-	var order []string
-	for i, l := range lines {
-		g := "order:" + l.OrderID
-		if l.OrderID == "" {
-			g = "request:" + l.RequestID
-		}
-		if _, ok := groups[g]; !ok {
-			order = append(order, g)
-		}
-		groups[g] = append(groups[g], i)
-	}
 	results := make([]LineResult, len(lines))
+	cmds := slices.Clone(lines)
+	var groups []*lineGroup
+	byKey := map[string]*lineGroup{}
+	for i := range cmds {
+		c := &cmds[i]
+		if err := ident.CheckRequestID(c.RequestID); err != nil {
+			results[i].Err = err
+			continue
+		}
+		if c.WeighIn.WeighedAt.IsZero() {
+			c.WeighIn.WeighedAt = p.now()
+		}
+		key := "request:" + c.RequestID
+		if c.OrderID != "" {
+			if err := ident.Check("order_id", c.OrderID); err != nil {
+				results[i].Err = err
+				continue
+			}
+			key = "order:" + c.OrderID
+		}
+		g, ok := byKey[key]
+		if !ok {
+			g = &lineGroup{orderID: c.OrderID}
+			if c.OrderID == "" {
+				g.deliveryID = domain.DeliveryIDFor(c.RequestID)
+			}
+			byKey[key] = g
+			groups = append(groups, g)
+		}
+		g.lines = append(g.lines, i)
+	}
+	farmers := p.loadGroups(ctx, cmds, groups)
+	for {
+		var (
+			batch []lineAppend
+			of    []*lineGroup
+		)
+		for _, g := range groups {
+			if a, ok := p.nextAppend(g, cmds, farmers, results); ok {
+				batch, of = append(batch, a), append(of, g)
+			}
+		}
+		if len(batch) == 0 {
+			break
+		}
+		appends := make([]Append, len(batch))
+		for k, a := range batch {
+			appends[k] = a.Append
+		}
+		for k, o := range p.events.AppendMany(ctx, appends) {
+			g, a := of[k], batch[k]
+			i := g.lines[g.next]
+			switch {
+			case o.Err == nil && !o.Result.Duplicate:
+				results[i] = LineResult{Recorded: Recorded{Delivery: a.event, Result: o.Result}}
+				g.written(a, o.Result)
+				g.next++
+			case o.Err == nil || errors.Is(o.Err, eventstore.ErrConflict):
+				// The aggregate changed since it was loaded (or a
+				// concurrent retry of this very line landed first):
+				// reload and decide again, line by line.
+				g.lineByLine = true
+			default:
+				results[i].Err = reused(cmds[i].RequestID, o.Err)
+				g.next++
+				g.lineByLine = true // its state is unknown now
+			}
+		}
+	}
+	p.finishLineByLine(ctx, cmds, groups, results)
+	return results, nil
+}
+
+// lineGroup is the lines of one RecordDeliveries call that write to one
+// aggregate, in the order given, and that aggregate as loaded and then
+// written by the call. Only the calling goroutine touches it, except
+// while loadGroups fills it in.
+type lineGroup struct {
+	orderID    string // an order's lines, or
+	deliveryID string // an ad-hoc delivery's (lines sharing a request id)
+	lines      []int  // indexes of the call's lines
+	next       int    // lines[next] is the next line to decide
+
+	order    *domain.Order
+	delivery *domain.Delivery
+	seen     *eventstore.Requests
+	// lineByLine: finish lines[next:] one RecordDelivery at a time (a
+	// failed load, a lost race).
+	lineByLine bool
+}
+
+// lineAppend is one line's append and the event it carries.
+type lineAppend struct {
+	Append
+	event *procurementevents.DeliveryRecorded
+}
+
+// farmerLookup is the outcome of one farmer lookup of an ad-hoc line.
+type farmerLookup struct {
+	farmer domain.Farmer
+	known  bool
+	err    error
+}
+
+// loadGroups loads every group's aggregate and looks up the farmers of the
+// ad-hoc lines. Ad-hoc deliveries (nearly all new) and farmers are read in
+// bulk; orders, and whatever the bulk reads could not answer, one by one,
+// lineWorkers at a time. A group whose load fails goes line by line (each
+// line loads again and reports its own error).
+func (p *Procurement) loadGroups(ctx context.Context, cmds []RecordDelivery, groups []*lineGroup) map[string]farmerLookup {
+	var (
+		ids    []string
+		adHoc  []*lineGroup
+		single []func()
+	)
+	farmers := map[string]farmerLookup{}
+	for _, g := range groups {
+		if g.orderID != "" {
+			single = append(single, func() {
+				var err error
+				g.order, g.seen, err = p.events.LoadOrder(ctx, g.orderID)
+				g.lineByLine = err != nil
+			})
+			continue
+		}
+		adHoc = append(adHoc, g)
+		for _, i := range g.lines {
+			id := cmds[i].WeighIn.FarmerID
+			if _, ok := farmers[id]; !ok && ident.Check("farmer_id", id) == nil {
+				farmers[id] = farmerLookup{}
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(adHoc) > 0 {
+		dids := make([]string, len(adHoc))
+		for k, g := range adHoc {
+			dids[k] = g.deliveryID
+		}
+		ds, seen, err := p.events.LoadDeliveries(ctx, dids)
+		for k, g := range adHoc {
+			if err == nil {
+				g.delivery, g.seen = ds[k], seen[k]
+				continue
+			}
+			p.log.DebugContext(ctx, "bulk load of deliveries failed; loading one by one", "error", err)
+			single = append(single, func() {
+				var err error
+				g.delivery, g.seen, err = p.events.LoadDelivery(ctx, g.deliveryID)
+				g.lineByLine = err != nil
+			})
+		}
+	}
+	var mu sync.Mutex // guards farmers while the workers run
+	if len(ids) > 0 {
+		known, err := p.farmers.LookupMany(ctx, ids)
+		for _, id := range ids {
+			if err == nil {
+				f, ok := known[id]
+				farmers[id] = farmerLookup{farmer: f, known: ok}
+				continue
+			}
+			single = append(single, func() {
+				farmer, known, err := p.farmers.Lookup(ctx, id)
+				mu.Lock()
+				farmers[id] = farmerLookup{farmer: farmer, known: known, err: err}
+				mu.Unlock()
+			})
+		}
+	}
+	tasks := make(chan func())
+	var wg sync.WaitGroup
+	for range min(lineWorkers, len(single)) {
+		wg.Go(func() {
+			for task := range tasks {
+				task()
+			}
+		})
+	}
+	for _, task := range single {
+		tasks <- task
+	}
+	close(tasks)
+	wg.Wait()
+	return farmers
+}
+
+// nextAppend decides g's lines until one needs an append, which it
+// returns; lines answered without one (a retry of a recorded line, a
+// refused weigh-in) get their results on the way.
+func (p *Procurement) nextAppend(g *lineGroup, cmds []RecordDelivery, farmers map[string]farmerLookup, results []LineResult) (lineAppend, bool) {
+	for ; g.next < len(g.lines) && !g.lineByLine; g.next++ {
+		i := g.lines[g.next]
+		c := cmds[i]
+		key := "procurement.RecordDelivery:" + c.RequestID
+		res, seen, err := g.seen.Check(key, c.Fingerprint)
+		err = reused(c.RequestID, err)
+		if g.order != nil {
+			deliveryID := domain.OrderDeliveryID(g.orderID, c.RequestID)
+			if seen || err != nil {
+				if err == nil {
+					results[i].Recorded, err = recordedAgain(g.order, deliveryID, res)
+				}
+				results[i].Err = err
+				continue
+			}
+			ev, err := g.order.RecordDelivery(deliveryID, c.WeighIn)
+			if err != nil {
+				results[i].Err = err
+				continue
+			}
+			return lineAppend{event: ev, Append: Append{Expect: g.order, Key: key, Fingerprint: c.Fingerprint, Meta: c.Meta,
+				Changes: []domain.Change{{Subject: domain.OrderSubject(g.orderID, domain.KindDeliveryRecorded), Event: ev}}}}, true
+		}
+		d := g.delivery
+		if seen || err != nil {
+			results[i] = LineResult{Recorded: Recorded{Delivery: d.Recorded(), Result: res}, Err: err}
+			continue
+		}
+		f := farmers[c.WeighIn.FarmerID]
+		if f.err != nil {
+			results[i].Err = f.err
+			continue
+		}
+		ev, err := d.Record(c.WeighIn, f.farmer, f.known)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		return lineAppend{event: ev, Append: Append{Expect: d, Key: key, Fingerprint: c.Fingerprint, Meta: c.Meta,
+			Changes: []domain.Change{{Subject: domain.DeliverySubject(d.ID(), domain.KindDeliveryRecorded), Event: ev}}}}, true
+	}
+	return lineAppend{}, false
+}
+
+// written folds a line's appended event into the group's aggregate and
+// notes its idempotency key, as loading it again would.
+func (g *lineGroup) written(a lineAppend, res eventstore.AppendResult) {
+	if g.order != nil {
+		g.order.Apply(res.Last, a.event)
+	} else {
+		g.delivery.Apply(res.Last, a.event)
+	}
+	g.seen.Record(eventstore.Recorded{Stream: res.Stream, Sequence: res.Last, ID: res.EventIDs[0],
+		IdempotencyKey: a.Key, Fingerprint: a.Fingerprint})
+}
+
+// finishLineByLine records the lines the rounds left, one RecordDelivery
+// at a time per group, groups running concurrently.
+func (p *Procurement) finishLineByLine(ctx context.Context, cmds []RecordDelivery, groups []*lineGroup, results []LineResult) {
 	sem := make(chan struct{}, lineWorkers)
 	var wg sync.WaitGroup
-	for _, g := range order {
+	for _, g := range groups {
+		if g.next >= len(g.lines) {
+			continue
+		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			// Each index is written by exactly one goroutine.
-			for _, i := range groups[g] {
-				rec, err := p.RecordDelivery(ctx, lines[i])
+			for _, i := range g.lines[g.next:] {
+				rec, err := p.RecordDelivery(ctx, cmds[i])
 				results[i] = LineResult{Recorded: rec, Err: err}
 			}
 		})
 	}
 	wg.Wait()
-	return results, nil
 }
 
 // CorrectDelivery is the command to correct a recorded delivery.

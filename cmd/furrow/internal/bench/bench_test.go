@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -73,24 +74,29 @@ func printRatios() {
 		}
 		fmt.Fprintf(&sb, "  %-44s %10.1f %s\n", n, get(n), unit)
 	}
-	for _, mode := range []string{"serial", "parallel"} {
-		raw, e2e := get("raw-publish/"+mode), get("record-delivery/"+mode)
-		if raw > 0 && e2e > 0 {
-			fmt.Fprintf(&sb, "  ratio record-delivery/%s : raw-publish/%s = %.2f\n", mode, mode, e2e/raw)
+	// Ratios, one a line as "ratio NAME = X.XX" so a script can read them.
+	ratio := func(name string, num, den float64) {
+		if num > 0 && den > 0 {
+			fmt.Fprintf(&sb, "  ratio %s = %.2f\n", name, num/den)
 		}
 	}
-	for _, what := range []string{"post", "load"} {
-		cached, uncached := get("long-lived-farmer/"+what+"/cached"), get("long-lived-farmer/"+what+"/uncached")
-		if cached > 0 && uncached > 0 {
-			fmt.Fprintf(&sb, "  ratio long-lived-farmer/%s cached : uncached = %.1f\n", what, cached/uncached)
+	for _, mode := range []string{"serial", "parallel"} {
+		ratio(fmt.Sprintf("record-delivery/%s : raw-publish/%s", mode, mode), get("record-delivery/"+mode), get("raw-publish/"+mode))
+	}
+	for _, par := range []string{parallelName(clients), parallelName(4 * clients)} {
+		for _, mode := range []string{"group-commit", "alone"} {
+			ratio(fmt.Sprintf("append/%s/%s : raw-publish/%s", par, mode, par), get("append/"+par+"/"+mode), get("raw-publish/"+par))
 		}
+	}
+	ratio("append-many/1000 : raw-batch-1000", get("append-many/1000"), get("raw-batch-1000"))
+	ratio("record-deliveries/bulk-events : raw-batch-1000", get("record-deliveries/bulk-events"), get("raw-batch-1000"))
+	for _, what := range []string{"post", "load"} {
+		ratio(fmt.Sprintf("long-lived-farmer/%s cached : uncached", what), get("long-lived-farmer/"+what+"/cached"), get("long-lived-farmer/"+what+"/uncached"))
 	}
 	for _, c := range []string{"cached", "uncached"} {
-		raw, post := get("raw-publish/serial"), get("long-lived-farmer/post/"+c)
-		if raw > 0 && post > 0 {
-			fmt.Fprintf(&sb, "  ratio long-lived-farmer/post/%s : raw-publish/serial = %.2f\n", c, post/raw)
-		}
+		ratio(fmt.Sprintf("long-lived-farmer/post/%s : raw-publish/serial", c), get("long-lived-farmer/post/"+c), get("raw-publish/serial"))
 	}
+	printLatencies(&sb)
 	fmt.Print(sb.String())
 }
 
@@ -144,16 +150,119 @@ func BenchmarkRawPublish(b *testing.B) {
 		}
 		record(b, "raw-publish/serial", b.N, time.Since(start))
 	})
-	b.Run("parallel", func(b *testing.B) {
-		b.SetParallelism(clients / max(1, runtimeProcs()))
-		start := time.Now()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				publish()
-			}
+	for _, callers := range []int{clients, 4 * clients} {
+		name := "raw-publish/" + parallelName(callers)
+		b.Run(strings.TrimPrefix(name, "raw-publish/"), func(b *testing.B) {
+			b.SetParallelism(max(1, callers/runtimeProcs()))
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					publish()
+				}
+			})
+			record(b, name, b.N, time.Since(start))
 		})
-		record(b, "raw-publish/parallel", b.N, time.Since(start))
+	}
+	// The ceiling of bulk ingest: atomic batches of 1,000 such messages,
+	// one after the other (one op = one message).
+	b.Run("batch-1000", func(b *testing.B) {
+		const size = eventstore.MaxBatch
+		start := time.Now()
+		msgs := 0
+		for b.Loop() {
+			batch := make([]*nats.Msg, size)
+			for k := range batch {
+				i := n.Add(1)
+				m := nats.NewMsg(fmt.Sprintf("raw.delivery.D%d.delivery_recorded", i))
+				m.Header = nats.Header{}
+				for k, v := range hdr {
+					m.Header[k] = v
+				}
+				m.Header.Set(jetstream.MsgIDHeader, fmt.Sprint("m", i))
+				m.Data = data
+				batch[k] = m
+			}
+			if _, err := jetstreamext.PublishMsgBatch(ctx, js, batch); err != nil {
+				b.Fatal(err)
+			}
+			msgs += size
+		}
+		record(b, "raw-batch-1000", msgs, time.Since(start))
 	})
+}
+
+// BenchmarkAppend is the event store's Append alone (no gRPC, no domain,
+// nothing running in the background): clients (and 4×clients) callers
+// appending one event each to distinct aggregates, with group commit and
+// without (every append its own publish, as before group commit); and
+// many-1000, AppendMany of 1,000 such appends at once (one op = one
+// append), the store's share of bulk ingest.
+func BenchmarkAppend(b *testing.B) {
+	js := natstest.Embedded(b).JetStream(b)
+	ctx := context.Background()
+	if err := eventstore.EnsureStreams(ctx, js, eventstore.StreamSpec{Name: "APPEND", Subjects: []string{"append.>"}}); err != nil {
+		b.Fatal(err)
+	}
+	data, _ := payload(b)
+	var n atomic.Int64
+	request := func() eventstore.AppendRequest {
+		i := n.Add(1)
+		agg := fmt.Sprintf("append.delivery.D%d", i)
+		return eventstore.AppendRequest{Stream: "APPEND", Aggregate: agg + ".>",
+			Expect: eventstore.ExpectNew(), IdempotencyKey: fmt.Sprint("k", i), Fingerprint: "f",
+			Events: []eventstore.Event{{Subject: agg + ".delivery_recorded", Type: "furrow.procurement.events.v1.DeliveryRecorded", Data: data}},
+		}
+	}
+	for _, callers := range []int{clients, 4 * clients} {
+		for _, mode := range []struct {
+			name string
+			opts eventstore.Options
+		}{{"group-commit", eventstore.Options{}}, {"alone", eventstore.Options{NoGroupCommit: true}}} {
+			name := fmt.Sprintf("append/%s/%s", parallelName(callers), mode.name)
+			b.Run(fmt.Sprintf("%s/callers=%d", mode.name, callers), func(b *testing.B) {
+				store := eventstore.NewWithOptions(js, mode.opts)
+				b.SetParallelism(max(1, callers/runtimeProcs()))
+				start := time.Now()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := store.Append(ctx, request()); err != nil {
+							b.Error(err)
+						}
+					}
+				})
+				record(b, name, b.N, time.Since(start))
+				st := store.Stats()
+				b.ReportMetric(float64(st.Appends)/float64(max(1, st.Publishes)), "appends/publish")
+			})
+		}
+	}
+	b.Run("many-1000", func(b *testing.B) {
+		store := eventstore.New(js)
+		start := time.Now()
+		appends := 0
+		for b.Loop() {
+			reqs := make([]eventstore.AppendRequest, eventstore.MaxBatch)
+			for k := range reqs {
+				reqs[k] = request()
+			}
+			for _, o := range store.AppendMany(ctx, reqs) {
+				if o.Err != nil {
+					b.Fatal(o.Err)
+				}
+			}
+			appends += len(reqs)
+		}
+		record(b, "append-many/1000", appends, time.Since(start))
+	})
+}
+
+// parallelName names a parallel figure: "parallel" for clients callers,
+// "parallel-64" for 64.
+func parallelName(callers int) string {
+	if callers == clients {
+		return "parallel"
+	}
+	return fmt.Sprintf("parallel-%d", callers)
 }
 
 // BenchmarkRecordDelivery is the end-to-end command: a gRPC RecordDelivery
@@ -210,6 +319,55 @@ func BenchmarkRecordDelivery(b *testing.B) {
 			}
 		})
 		record(b, "record-delivery/parallel", b.N, time.Since(start))
+	})
+}
+
+// BenchmarkRecordDeliveries is bulk ingest end to end: RecordDeliveries
+// calls of 1,000 ad-hoc weigh-ins each (a warehouse's day arriving in one
+// burst) over gRPC against the whole stack; one op is one line recorded.
+func BenchmarkRecordDeliveries(b *testing.B) {
+	ctx := context.Background()
+	st, err := stack.Start(ctx, stack.Config{DataDir: b.TempDir(), GRPCAddr: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Shutdown(ctx)
+	conn, err := grpc.NewClient(st.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	led, proc := ledgerv1.NewLedgerServiceClient(conn), procurementv1.NewProcurementServiceClient(conn)
+	const farmers, lines = 64, 1000
+	for i := range farmers {
+		id := fmt.Sprintf("F%06d", i)
+		if _, err := led.RegisterFarmer(ctx, &ledgerv1.RegisterFarmerRequest{RequestId: "reg-" + id, FarmerId: id, Name: "n", County: "Xunwu"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var n atomic.Int64
+	b.Run("bulk", func(b *testing.B) {
+		recorded := 0
+		start := time.Now()
+		for b.Loop() {
+			day := &procurementv1.RecordDeliveriesRequest{Lines: make([]*procurementv1.RecordDeliveryRequest, lines)}
+			for k := range day.Lines {
+				i := n.Add(1)
+				day.Lines[k] = &procurementv1.RecordDeliveryRequest{
+					RequestId: fmt.Sprintf("bulk-%d", i), FarmerId: fmt.Sprintf("F%06d", i%farmers),
+					Product: "xunwu-navel-orange", Grade: "A", NetGrams: 12_345, PriceFenPerKg: 680,
+				}
+			}
+			res, err := proc.RecordDeliveries(ctx, day)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.GetRecorded() != lines {
+				b.Fatalf("recorded %d of %d lines", res.GetRecorded(), lines)
+			}
+			recorded += lines
+		}
+		record(b, "record-deliveries/bulk-events", recorded, time.Since(start))
 	})
 }
 

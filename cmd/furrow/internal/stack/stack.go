@@ -6,12 +6,15 @@ package stack
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 	adminv1 "github.com/furrow/furrow/proto/furrow/admin/v1"
 
 	"github.com/furrow/furrow/pkg/admin"
+	"github.com/furrow/furrow/pkg/dirlock"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/lifecycle"
@@ -47,21 +51,32 @@ type Config struct {
 	NATSAddr string
 	// LazySync turns off fsync-per-write (benchmarks comparing only).
 	LazySync bool
+	// HTTPAddr serves the console and the HTTP/JSON API (http.go); empty:
+	// none. It must be a loopback address (CheckLoopback) unless the
+	// caller allowed otherwise.
+	HTTPAddr string
 	Log      *slog.Logger
 }
 
 // Stack is a running Furrow.
 type Stack struct {
-	cfg     Config
-	nats    *natsembed.Server
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	db      *projection.DB
-	router  *message.Router
-	grpc    *grpc.Server
-	health  *health.Server
-	lis     net.Listener
+	cfg    Config
+	nats   *natsembed.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	db     *projection.DB
+	router *message.Router
+	grpc   *grpc.Server
+	health *health.Server
+	lis    net.Listener
+	// lock is the data directory's (LockFile), released last on shutdown.
+	lock    *dirlock.Lock
 	runners []*projection.Runner
+	// routerDone is made when the router's Run is called and closed when
+	// it returns: closing a router that never ran waits for its close
+	// timeout.
+	routerDone chan struct{}
+	http       *httpPart
 	// lagMetrics reports the runners' lag while metrics are on.
 	lagMetrics metric.Registration
 
@@ -70,7 +85,20 @@ type Stack struct {
 	errs   chan error
 }
 
-// Start starts everything and returns once the gRPC server is serving.
+// LockFile is the lock a running stack holds in its data directory: one
+// process per data directory (two would both append at the same positions
+// and lose acknowledged writes).
+const LockFile = "furrow.lock"
+
+// NATSAdminPasswordFile, in the data directory, holds the password of the
+// NATS admin user (natsembed.AdminUser) on the outside listener. Start
+// makes it once, mode 0600, and keeps it across restarts.
+const NATSAdminPasswordFile = "nats-admin-password"
+
+// Start starts everything and returns once the gRPC server is serving. It
+// fails at once with the cause when the data directory is in use by another
+// process or cannot be written, or a listen address is in use; when ctx is
+// done first (Ctrl-C) it stops what it started and returns ctx's error.
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -78,19 +106,42 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("stack: a data directory is required")
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("stack: start interrupted: %w", err)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("stack: data directory: %w", err)
 	}
 	s := &Stack{cfg: cfg, errs: make(chan error, 8)}
+	s.lock, err = dirlock.Acquire(filepath.Join(cfg.DataDir, LockFile))
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, fmt.Errorf("stack: data directory %s is in use: %w", cfg.DataDir, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stack: data directory: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			s.Shutdown(context.Background())
+			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+				err = fmt.Errorf("stack: start interrupted: %w (%w)", ctx.Err(), err)
+			}
 		}
 	}()
+	// Listen first: a taken address fails before anything else started.
+	if s.lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("stack: gRPC address: %w", err)
+	}
+	var adminPassword string
+	if cfg.NATSAddr != "" {
+		if adminPassword, err = natsAdminPassword(filepath.Join(cfg.DataDir, NATSAdminPasswordFile)); err != nil {
+			return nil, err
+		}
+	}
 
-	s.nats, err = natsembed.Start(natsembed.Options{
+	s.nats, err = natsembed.StartContext(ctx, natsembed.Options{
 		StoreDir: filepath.Join(cfg.DataDir, "jetstream"), ListenAddr: cfg.NATSAddr,
-		LazySync: cfg.LazySync, ServerName: "furrow-dev",
+		AdminPassword: adminPassword, LazySync: cfg.LazySync, ServerName: "furrow-dev",
 	})
 	if err != nil {
 		return nil, err
@@ -104,7 +155,13 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err := eventstore.EnsureStreams(ctx, s.js, procurement.Stream(1), ledger.Stream(1), brand.Stream(1)); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if s.db, err = projection.OpenSQLite(filepath.Join(cfg.DataDir, "projections.db")); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if s.router, err = wmjs.NewRouter(cfg.Log, wmjs.DeadLetterConfig{JS: s.js, Subject: "deadletter.handlers"}); err != nil {
@@ -138,10 +195,6 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	led.Register(s.grpc)
 	br.Register(s.grpc)
 
-	if s.lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("stack: gRPC listen on %s: %w", cfg.GRPCAddr, err)
-	}
-
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	if s.lagMetrics, err = projection.ObserveLag(nil, s.runners); err != nil {
@@ -150,17 +203,52 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	for _, r := range s.runners {
 		s.goRun("projection "+r.Name(), func() error { return r.Run(runCtx) })
 	}
-	s.goRun("event handlers", func() error { return s.router.Run(runCtx) })
+	s.routerDone = make(chan struct{})
+	s.goRun("event handlers", func() error {
+		defer close(s.routerDone)
+		return s.router.Run(runCtx)
+	})
 	select {
 	case <-s.router.Running():
 	case err := <-s.errs:
 		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	case <-time.After(30 * time.Second):
 		return nil, errors.New("stack: event handlers did not start within 30s")
 	}
 	s.goRun("gRPC server", func() error { return s.grpc.Serve(s.lis) })
 	grpcx.MarkServing(s.grpc, s.health)
+	if err := s.startHTTP(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// natsAdminPassword reads the NATS admin password from path, making it
+// (0600) the first time.
+func natsAdminPassword(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		pw := rand.Text()
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return "", fmt.Errorf("stack: NATS admin password: %w", err)
+		}
+		_, err = f.WriteString(pw + "\n")
+		if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+			return "", fmt.Errorf("stack: NATS admin password: %w", err)
+		}
+		return pw, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("stack: NATS admin password: %w", err)
+	}
+	pw := strings.TrimSpace(string(b))
+	if pw == "" {
+		return "", fmt.Errorf("stack: NATS admin password: %s is empty (delete it and a new one is made)", path)
+	}
+	return pw, nil
 }
 
 // registerAdmin serves furrow.admin.v1.AdminService on srv over the given
@@ -199,8 +287,13 @@ func (s *Stack) Err() <-chan error { return s.errs }
 // GRPCAddr is the address the gRPC server listens on.
 func (s *Stack) GRPCAddr() string { return s.lis.Addr().String() }
 
-// NATSURL is the URL outside NATS clients connect to ("" without listener).
+// NATSURL is the URL outside NATS clients connect to ("" without listener);
+// without credentials they can only read.
 func (s *Stack) NATSURL() string { return s.nats.ClientURL() }
+
+// NATSAdminURL is NATSURL with the admin user's credentials, who may do
+// anything ("" without listener).
+func (s *Stack) NATSAdminURL() string { return s.nats.AdminURL() }
 
 // JetStream returns the stack's JetStream context.
 func (s *Stack) JetStream() jetstream.JetStream { return s.js }
@@ -213,8 +306,9 @@ func (s *Stack) Projections() []*projection.Runner { return s.runners }
 // Nothing acknowledged is lost: events are on disk before they are
 // acknowledged, and read models resume from their checkpoints.
 func (s *Stack) Shutdown(ctx context.Context) {
+	s.stopHTTP(ctx)
 	parts := lifecycle.Parts{
-		GRPC: s.grpc, LagMetrics: s.lagMetrics, Router: s.router, NATS: s.nc,
+		GRPC: s.grpc, LagMetrics: s.lagMetrics, NATS: s.nc,
 		StopWorkers: func() {
 			if s.cancel != nil {
 				s.cancel()
@@ -229,8 +323,23 @@ func (s *Stack) Shutdown(ctx context.Context) {
 	if s.db != nil {
 		parts.DB = s.db
 	}
+	if s.routerDone != nil {
+		// Closing a router that is still starting also waits for its close
+		// timeout (Close holds a lock Run needs): let it finish starting.
+		select {
+		case <-s.router.Running():
+		case <-s.routerDone:
+		case <-time.After(5 * time.Second):
+		}
+		parts.Router = s.router
+	}
 	lifecycle.Stop(ctx, parts)
+	if s.lis != nil {
+		// Closed already if the gRPC server served; not if Start failed.
+		_ = s.lis.Close()
+	}
 	if s.nats != nil {
 		s.nats.Shutdown()
 	}
+	_ = s.lock.Release()
 }

@@ -7,6 +7,7 @@
 package adminv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -3034,7 +3035,7 @@ var File_furrow_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_furrow_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1bfurrow/admin/v1/admin.proto\x12\x0ffurrow.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x05\n" +
+	"\x1bfurrow/admin/v1/admin.proto\x12\x0ffurrow.admin.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x05\n" +
 	"\x06Stream\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bsubjects\x18\x02 \x03(\tR\bsubjects\x12\x1a\n" +
@@ -3304,26 +3305,26 @@ const file_furrow_admin_v1_admin_proto_rawDesc = "" +
 	"\x18PROJECTION_STATE_BLOCKED\x10\x04\x12\x1c\n" +
 	"\x18PROJECTION_STATE_STALLED\x10\x05\x12\x1b\n" +
 	"\x17PROJECTION_STATE_PAUSED\x10\x06\x12\x1c\n" +
-	"\x18PROJECTION_STATE_STOPPED\x10\a2\xa5\f\n" +
-	"\fAdminService\x12X\n" +
-	"\vListStreams\x12#.furrow.admin.v1.ListStreamsRequest\x1a$.furrow.admin.v1.ListStreamsResponse\x12R\n" +
-	"\tGetStream\x12!.furrow.admin.v1.GetStreamRequest\x1a\".furrow.admin.v1.GetStreamResponse\x12O\n" +
-	"\bGetEvent\x12 .furrow.admin.v1.GetEventRequest\x1a!.furrow.admin.v1.GetEventResponse\x12U\n" +
+	"\x18PROJECTION_STATE_STOPPED\x10\a2\xd7\x11\n" +
+	"\fAdminService\x12s\n" +
+	"\vListStreams\x12#.furrow.admin.v1.ListStreamsRequest\x1a$.furrow.admin.v1.ListStreamsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/admin/streams\x12v\n" +
+	"\tGetStream\x12!.furrow.admin.v1.GetStreamRequest\x1a\".furrow.admin.v1.GetStreamResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/admin/streams/{stream}\x12\x85\x01\n" +
+	"\bGetEvent\x12 .furrow.admin.v1.GetEventRequest\x1a!.furrow.admin.v1.GetEventResponse\"4\x82\xd3\xe4\x93\x02.\x12,/v1/admin/streams/{stream}/events/{sequence}\x12o\n" +
 	"\n" +
-	"ListEvents\x12\".furrow.admin.v1.ListEventsRequest\x1a#.furrow.admin.v1.ListEventsResponse\x12W\n" +
+	"ListEvents\x12\".furrow.admin.v1.ListEventsRequest\x1a#.furrow.admin.v1.ListEventsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/admin/events\x12\x87\x01\n" +
 	"\n" +
-	"TailEvents\x12\".furrow.admin.v1.TailEventsRequest\x1a#.furrow.admin.v1.TailEventsResponse0\x01\x12d\n" +
-	"\x0fListProjections\x12'.furrow.admin.v1.ListProjectionsRequest\x1a(.furrow.admin.v1.ListProjectionsResponse\x12^\n" +
-	"\rGetProjection\x12%.furrow.admin.v1.GetProjectionRequest\x1a&.furrow.admin.v1.GetProjectionResponse\x12j\n" +
-	"\x11RebuildProjection\x12).furrow.admin.v1.RebuildProjectionRequest\x1a*.furrow.admin.v1.RebuildProjectionResponse\x12a\n" +
-	"\x0eDiffProjection\x12&.furrow.admin.v1.DiffProjectionRequest\x1a'.furrow.admin.v1.DiffProjectionResponse\x12a\n" +
-	"\x0eSwapProjection\x12&.furrow.admin.v1.SwapProjectionRequest\x1a'.furrow.admin.v1.SwapProjectionResponse\x12m\n" +
-	"\x12DropProjectionCopy\x12*.furrow.admin.v1.DropProjectionCopyRequest\x1a+.furrow.admin.v1.DropProjectionCopyResponse\x12d\n" +
-	"\x0fPauseProjection\x12'.furrow.admin.v1.PauseProjectionRequest\x1a(.furrow.admin.v1.PauseProjectionResponse\x12g\n" +
-	"\x10ResumeProjection\x12(.furrow.admin.v1.ResumeProjectionRequest\x1a).furrow.admin.v1.ResumeProjectionResponse\x12d\n" +
-	"\x0fListDeadLetters\x12'.furrow.admin.v1.ListDeadLettersRequest\x1a(.furrow.admin.v1.ListDeadLettersResponse\x12^\n" +
-	"\rGetDeadLetter\x12%.furrow.admin.v1.GetDeadLetterRequest\x1a&.furrow.admin.v1.GetDeadLetterResponse\x12j\n" +
-	"\x11RedriveDeadLetter\x12).furrow.admin.v1.RedriveDeadLetterRequest\x1a*.furrow.admin.v1.RedriveDeadLetterResponseB8Z6github.com/furrow/furrow/proto/furrow/admin/v1;adminv1b\x06proto3"
+	"TailEvents\x12\".furrow.admin.v1.TailEventsRequest\x1a#.furrow.admin.v1.TailEventsResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/admin/streams/{stream}/events:tail0\x01\x12\x83\x01\n" +
+	"\x0fListProjections\x12'.furrow.admin.v1.ListProjectionsRequest\x1a(.furrow.admin.v1.ListProjectionsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/admin/projections\x12\x84\x01\n" +
+	"\rGetProjection\x12%.furrow.admin.v1.GetProjectionRequest\x1a&.furrow.admin.v1.GetProjectionResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/admin/projections/{name}\x12\x9b\x01\n" +
+	"\x11RebuildProjection\x12).furrow.admin.v1.RebuildProjectionRequest\x1a*.furrow.admin.v1.RebuildProjectionResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/admin/projections/{name}:rebuild\x12\x8c\x01\n" +
+	"\x0eDiffProjection\x12&.furrow.admin.v1.DiffProjectionRequest\x1a'.furrow.admin.v1.DiffProjectionResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/admin/projections/{name}/diff\x12\x8f\x01\n" +
+	"\x0eSwapProjection\x12&.furrow.admin.v1.SwapProjectionRequest\x1a'.furrow.admin.v1.SwapProjectionResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/admin/projections/{name}:swap\x12\xa4\x01\n" +
+	"\x12DropProjectionCopy\x12*.furrow.admin.v1.DropProjectionCopyRequest\x1a+.furrow.admin.v1.DropProjectionCopyResponse\"5\x82\xd3\xe4\x93\x02/*-/v1/admin/projections/{name}/copies/{version}\x12\x93\x01\n" +
+	"\x0fPauseProjection\x12'.furrow.admin.v1.PauseProjectionRequest\x1a(.furrow.admin.v1.PauseProjectionResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/admin/projections/{name}:pause\x12\x97\x01\n" +
+	"\x10ResumeProjection\x12(.furrow.admin.v1.ResumeProjectionRequest\x1a).furrow.admin.v1.ResumeProjectionResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v1/admin/projections/{name}:resume\x12\x84\x01\n" +
+	"\x0fListDeadLetters\x12'.furrow.admin.v1.ListDeadLettersRequest\x1a(.furrow.admin.v1.ListDeadLettersResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/admin/dead-letters\x12\x89\x01\n" +
+	"\rGetDeadLetter\x12%.furrow.admin.v1.GetDeadLetterRequest\x1a&.furrow.admin.v1.GetDeadLetterResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/admin/dead-letters/{sequence}\x12\xa0\x01\n" +
+	"\x11RedriveDeadLetter\x12).furrow.admin.v1.RedriveDeadLetterRequest\x1a*.furrow.admin.v1.RedriveDeadLetterResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/admin/dead-letters/{sequence}:redriveB8Z6github.com/furrow/furrow/proto/furrow/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_furrow_admin_v1_admin_proto_rawDescOnce sync.Once

@@ -8,6 +8,7 @@ package brandv1
 
 import (
 	v1 "github.com/furrow/furrow/proto/furrow/types/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -4049,7 +4050,7 @@ var File_furrow_brand_v1_brand_proto protoreflect.FileDescriptor
 
 const file_furrow_brand_v1_brand_proto_rawDesc = "" +
 	"\n" +
-	"\x1bfurrow/brand/v1/brand.proto\x12\x0ffurrow.brand.v1\x1a\x1efurrow/types/v1/position.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x01\n" +
+	"\x1bfurrow/brand/v1/brand.proto\x12\x0ffurrow.brand.v1\x1a\x1efurrow/types/v1/position.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x01\n" +
 	"\x14RegisterBrandRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -4386,29 +4387,31 @@ const file_furrow_brand_v1_brand_proto_rawDesc = "" +
 	"\x1cADJUSTMENT_CAUSE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dADJUSTMENT_CAUSE_RULE_REVISED\x10\x01\x12$\n" +
 	" ADJUSTMENT_CAUSE_REPORT_RESTATED\x10\x02\x12\x1f\n" +
-	"\x1bADJUSTMENT_CAUSE_RULE_ENDED\x10\x032\xb7\x0e\n" +
-	"\fBrandService\x12^\n" +
-	"\rRegisterBrand\x12%.furrow.brand.v1.RegisterBrandRequest\x1a&.furrow.brand.v1.RegisterBrandResponse\x12O\n" +
-	"\bGetBrand\x12 .furrow.brand.v1.GetBrandRequest\x1a!.furrow.brand.v1.GetBrandResponse\x12g\n" +
-	"\x10ChangeBrandStage\x12(.furrow.brand.v1.ChangeBrandStageRequest\x1a).furrow.brand.v1.ChangeBrandStageResponse\x12U\n" +
+	"\x1bADJUSTMENT_CAUSE_RULE_ENDED\x10\x032\xa5\x15\n" +
+	"\fBrandService\x12u\n" +
+	"\rRegisterBrand\x12%.furrow.brand.v1.RegisterBrandRequest\x1a&.furrow.brand.v1.RegisterBrandResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/v1/brands\x12n\n" +
+	"\bGetBrand\x12 .furrow.brand.v1.GetBrandRequest\x1a!.furrow.brand.v1.GetBrandResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/brands/{brand_id}\x12\x95\x01\n" +
+	"\x10ChangeBrandStage\x12(.furrow.brand.v1.ChangeBrandStageRequest\x1a).furrow.brand.v1.ChangeBrandStageResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/brands/{brand_id}:changeStage\x12i\n" +
 	"\n" +
-	"ListBrands\x12\".furrow.brand.v1.ListBrandsRequest\x1a#.furrow.brand.v1.ListBrandsResponse\x12d\n" +
-	"\x0fRegisterChannel\x12'.furrow.brand.v1.RegisterChannelRequest\x1a(.furrow.brand.v1.RegisterChannelResponse\x12[\n" +
-	"\fListChannels\x12$.furrow.brand.v1.ListChannelsRequest\x1a%.furrow.brand.v1.ListChannelsResponse\x12X\n" +
-	"\vEnrolFarmer\x12#.furrow.brand.v1.EnrolFarmerRequest\x1a$.furrow.brand.v1.EnrolFarmerResponse\x12^\n" +
-	"\rSuspendFarmer\x12%.furrow.brand.v1.SuspendFarmerRequest\x1a&.furrow.brand.v1.SuspendFarmerResponse\x12g\n" +
-	"\x10ListBrandFarmers\x12(.furrow.brand.v1.ListBrandFarmersRequest\x1a).furrow.brand.v1.ListBrandFarmersResponse\x12a\n" +
-	"\x0eSetPremiumRule\x12&.furrow.brand.v1.SetPremiumRuleRequest\x1a'.furrow.brand.v1.SetPremiumRuleResponse\x12U\n" +
+	"ListBrands\x12\".furrow.brand.v1.ListBrandsRequest\x1a#.furrow.brand.v1.ListBrandsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/brands\x12}\n" +
+	"\x0fRegisterChannel\x12'.furrow.brand.v1.RegisterChannelRequest\x1a(.furrow.brand.v1.RegisterChannelResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/channels\x12q\n" +
+	"\fListChannels\x12$.furrow.brand.v1.ListChannelsRequest\x1a%.furrow.brand.v1.ListChannelsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/channels\x12\x82\x01\n" +
+	"\vEnrolFarmer\x12#.furrow.brand.v1.EnrolFarmerRequest\x1a$.furrow.brand.v1.EnrolFarmerResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/brands/{brand_id}/farmers\x12\x9c\x01\n" +
+	"\rSuspendFarmer\x12%.furrow.brand.v1.SuspendFarmerRequest\x1a&.furrow.brand.v1.SuspendFarmerResponse\"<\x82\xd3\xe4\x93\x026:\x01*\"1/v1/brands/{brand_id}/farmers/{farmer_id}:suspend\x12\x8e\x01\n" +
+	"\x10ListBrandFarmers\x12(.furrow.brand.v1.ListBrandFarmersRequest\x1a).furrow.brand.v1.ListBrandFarmersResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/brands/{brand_id}/farmers\x12\x9c\x01\n" +
+	"\x0eSetPremiumRule\x12&.furrow.brand.v1.SetPremiumRuleRequest\x1a'.furrow.brand.v1.SetPremiumRuleResponse\"9\x82\xd3\xe4\x93\x023:\x01*\"./v1/brands/{brand_id}/channels/{channel}/rules\x12\xa1\x01\n" +
 	"\n" +
-	"ReviseRule\x12\".furrow.brand.v1.ReviseRuleRequest\x1a#.furrow.brand.v1.ReviseRuleResponse\x12d\n" +
-	"\x0fPreviewRevision\x12'.furrow.brand.v1.PreviewRevisionRequest\x1a(.furrow.brand.v1.PreviewRevisionResponse\x12L\n" +
-	"\aEndRule\x12\x1f.furrow.brand.v1.EndRuleRequest\x1a .furrow.brand.v1.EndRuleResponse\x12a\n" +
-	"\x0ePreviewEndRule\x12&.furrow.brand.v1.PreviewEndRuleRequest\x1a'.furrow.brand.v1.PreviewEndRuleResponse\x12g\n" +
-	"\x10ListPremiumRules\x12(.furrow.brand.v1.ListPremiumRulesRequest\x1a).furrow.brand.v1.ListPremiumRulesResponse\x12X\n" +
-	"\vReportSales\x12#.furrow.brand.v1.ReportSalesRequest\x1a$.furrow.brand.v1.ReportSalesResponse\x12a\n" +
-	"\x0eGetSalesReport\x12&.furrow.brand.v1.GetSalesReportRequest\x1a'.furrow.brand.v1.GetSalesReportResponse\x12m\n" +
-	"\x12ListFarmerPremiums\x12*.furrow.brand.v1.ListFarmerPremiumsRequest\x1a+.furrow.brand.v1.ListFarmerPremiumsResponse\x12j\n" +
-	"\x11GetBrandDashboard\x12).furrow.brand.v1.GetBrandDashboardRequest\x1a*.furrow.brand.v1.GetBrandDashboardResponseB8Z6github.com/furrow/furrow/proto/furrow/brand/v1;brandv1b\x06proto3"
+	"ReviseRule\x12\".furrow.brand.v1.ReviseRuleRequest\x1a#.furrow.brand.v1.ReviseRuleResponse\"J\x82\xd3\xe4\x93\x02D:\x01*\"?/v1/brands/{brand_id}/channels/{channel}/rules/{rule_id}:revise\x12\xb6\x01\n" +
+	"\x0fPreviewRevision\x12'.furrow.brand.v1.PreviewRevisionRequest\x1a(.furrow.brand.v1.PreviewRevisionResponse\"P\x82\xd3\xe4\x93\x02J\x12H/v1/brands/{brand_id}/channels/{channel}/rules/{rule_id}:previewRevision\x12\x95\x01\n" +
+	"\aEndRule\x12\x1f.furrow.brand.v1.EndRuleRequest\x1a .furrow.brand.v1.EndRuleResponse\"G\x82\xd3\xe4\x93\x02A:\x01*\"</v1/brands/{brand_id}/channels/{channel}/rules/{rule_id}:end\x12\xae\x01\n" +
+	"\x0ePreviewEndRule\x12&.furrow.brand.v1.PreviewEndRuleRequest\x1a'.furrow.brand.v1.PreviewEndRuleResponse\"K\x82\xd3\xe4\x93\x02E\x12C/v1/brands/{brand_id}/channels/{channel}/rules/{rule_id}:previewEnd\x12\x9f\x01\n" +
+	"\x10ListPremiumRules\x12(.furrow.brand.v1.ListPremiumRulesRequest\x1a).furrow.brand.v1.ListPremiumRulesResponse\"6\x82\xd3\xe4\x93\x020\x12./v1/brands/{brand_id}/channels/{channel}/rules\x12v\n" +
+	"\vReportSales\x12#.furrow.brand.v1.ReportSalesRequest\x1a$.furrow.brand.v1.ReportSalesResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/sales-reports\x12\x88\x01\n" +
+	"\x0eGetSalesReport\x12&.furrow.brand.v1.GetSalesReportRequest\x1a'.furrow.brand.v1.GetSalesReportResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/sales-reports/{report_id}\x12\x83\x01\n" +
+	"\x12ListFarmerPremiums\x12*.furrow.brand.v1.ListFarmerPremiumsRequest\x1a+.furrow.brand.v1.ListFarmerPremiumsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/premiums\x12\x93\x01\n" +
+	"\x11GetBrandDashboard\x12).furrow.brand.v1.GetBrandDashboardRequest\x1a*.furrow.brand.v1.GetBrandDashboardResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/brands/{brand_id}/dashboardB8Z6github.com/furrow/furrow/proto/furrow/brand/v1;brandv1b\x06proto3"
 
 var (
 	file_furrow_brand_v1_brand_proto_rawDescOnce sync.Once

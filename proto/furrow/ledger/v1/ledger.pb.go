@@ -8,6 +8,7 @@ package ledgerv1
 
 import (
 	v1 "github.com/furrow/furrow/proto/furrow/types/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -4272,7 +4273,7 @@ var File_furrow_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\n" +
-	"\x1dfurrow/ledger/v1/ledger.proto\x12\x10furrow.ledger.v1\x1a\x1efurrow/types/v1/position.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n" +
+	"\x1dfurrow/ledger/v1/ledger.proto\x12\x10furrow.ledger.v1\x1a\x1efurrow/types/v1/position.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n" +
 	"\x15RegisterFarmerRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
@@ -4647,23 +4648,23 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x17BREAK_DECISION_ACCEPTED\x10\x01\x12&\n" +
 	"\"BREAK_DECISION_PROVIDER_TO_CORRECT\x10\x02\x12$\n" +
 	" BREAK_DECISION_LEDGER_TO_CORRECT\x10\x03\x12\x1e\n" +
-	"\x1aBREAK_DECISION_WRITTEN_OFF\x10\x042\xee\v\n" +
-	"\rLedgerService\x12c\n" +
-	"\x0eRegisterFarmer\x12'.furrow.ledger.v1.RegisterFarmerRequest\x1a(.furrow.ledger.v1.RegisterFarmerResponse\x12r\n" +
-	"\x13UpdatePayoutAccount\x12,.furrow.ledger.v1.UpdatePayoutAccountRequest\x1a-.furrow.ledger.v1.UpdatePayoutAccountResponse\x12T\n" +
-	"\tGetFarmer\x12\".furrow.ledger.v1.GetFarmerRequest\x1a#.furrow.ledger.v1.GetFarmerResponse\x12i\n" +
-	"\x10GetFarmerBalance\x12).furrow.ledger.v1.GetFarmerBalanceRequest\x1a*.furrow.ledger.v1.GetFarmerBalanceResponse\x12Z\n" +
-	"\vListFarmers\x12$.furrow.ledger.v1.ListFarmersRequest\x1a%.furrow.ledger.v1.ListFarmersResponse\x12o\n" +
-	"\x12GetFarmerBalanceAt\x12+.furrow.ledger.v1.GetFarmerBalanceAtRequest\x1a,.furrow.ledger.v1.GetFarmerBalanceAtResponse\x12`\n" +
-	"\rRequestPayout\x12&.furrow.ledger.v1.RequestPayoutRequest\x1a'.furrow.ledger.v1.RequestPayoutResponse\x12T\n" +
-	"\tGetPayout\x12\".furrow.ledger.v1.GetPayoutRequest\x1a#.furrow.ledger.v1.GetPayoutResponse\x12Z\n" +
-	"\vListPayouts\x12$.furrow.ledger.v1.ListPayoutsRequest\x1a%.furrow.ledger.v1.ListPayoutsResponse\x12o\n" +
-	"\x12GetFarmerStatement\x12+.furrow.ledger.v1.GetFarmerStatementRequest\x1a,.furrow.ledger.v1.GetFarmerStatementResponse\x12f\n" +
-	"\x0fGetTrialBalance\x12(.furrow.ledger.v1.GetTrialBalanceRequest\x1a).furrow.ledger.v1.GetTrialBalanceResponse\x12i\n" +
-	"\x10ReconcilePayouts\x12).furrow.ledger.v1.ReconcilePayoutsRequest\x1a*.furrow.ledger.v1.ReconcilePayoutsResponse\x12o\n" +
-	"\x12ResolvePayoutBreak\x12+.furrow.ledger.v1.ResolvePayoutBreakRequest\x1a,.furrow.ledger.v1.ResolvePayoutBreakResponse\x12Q\n" +
-	"\bTraceLot\x12!.furrow.ledger.v1.TraceLotRequest\x1a\".furrow.ledger.v1.TraceLotResponse\x12Z\n" +
-	"\vTraceFarmer\x12$.furrow.ledger.v1.TraceFarmerRequest\x1a%.furrow.ledger.v1.TraceFarmerResponseB:Z8github.com/furrow/furrow/proto/furrow/ledger/v1;ledgerv1b\x06proto3"
+	"\x1aBREAK_DECISION_WRITTEN_OFF\x10\x042\xac\x10\n" +
+	"\rLedgerService\x12{\n" +
+	"\x0eRegisterFarmer\x12'.furrow.ledger.v1.RegisterFarmerRequest\x1a(.furrow.ledger.v1.RegisterFarmerResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/farmers\x12\xaa\x01\n" +
+	"\x13UpdatePayoutAccount\x12,.furrow.ledger.v1.UpdatePayoutAccountRequest\x1a-.furrow.ledger.v1.UpdatePayoutAccountResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/v1/farmers/{farmer_id}:updatePayoutAccount\x12u\n" +
+	"\tGetFarmer\x12\".furrow.ledger.v1.GetFarmerRequest\x1a#.furrow.ledger.v1.GetFarmerResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/farmers/{farmer_id}\x12\x92\x01\n" +
+	"\x10GetFarmerBalance\x12).furrow.ledger.v1.GetFarmerBalanceRequest\x1a*.furrow.ledger.v1.GetFarmerBalanceResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/farmers/{farmer_id}/balance\x12o\n" +
+	"\vListFarmers\x12$.furrow.ledger.v1.ListFarmersRequest\x1a%.furrow.ledger.v1.ListFarmersResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/farmers\x12\x9b\x01\n" +
+	"\x12GetFarmerBalanceAt\x12+.furrow.ledger.v1.GetFarmerBalanceAtRequest\x1a,.furrow.ledger.v1.GetFarmerBalanceAtResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/farmers/{farmer_id}/balance:at\x12\x8c\x01\n" +
+	"\rRequestPayout\x12&.furrow.ledger.v1.RequestPayoutRequest\x1a'.furrow.ledger.v1.RequestPayoutResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/farmers/{farmer_id}/payouts\x12u\n" +
+	"\tGetPayout\x12\".furrow.ledger.v1.GetPayoutRequest\x1a#.furrow.ledger.v1.GetPayoutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/payouts/{payout_id}\x12o\n" +
+	"\vListPayouts\x12$.furrow.ledger.v1.ListPayoutsRequest\x1a%.furrow.ledger.v1.ListPayoutsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/payouts\x12\x9a\x01\n" +
+	"\x12GetFarmerStatement\x12+.furrow.ledger.v1.GetFarmerStatementRequest\x1a,.furrow.ledger.v1.GetFarmerStatementResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/farmers/{farmer_id}/statement\x12\x88\x01\n" +
+	"\x0fGetTrialBalance\x12(.furrow.ledger.v1.GetTrialBalanceRequest\x1a).furrow.ledger.v1.GetTrialBalanceResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/ledger/trial-balance\x12\x90\x01\n" +
+	"\x10ReconcilePayouts\x12).furrow.ledger.v1.ReconcilePayoutsRequest\x1a*.furrow.ledger.v1.ReconcilePayoutsResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/ledger/reconciliations\x12\xa0\x01\n" +
+	"\x12ResolvePayoutBreak\x12+.furrow.ledger.v1.ResolvePayoutBreakRequest\x1a,.furrow.ledger.v1.ResolvePayoutBreakResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/ledger/breaks/{break_id}:resolve\x12}\n" +
+	"\bTraceLot\x12!.furrow.ledger.v1.TraceLotRequest\x1a\".furrow.ledger.v1.TraceLotResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/deliveries/{delivery_id}/trace\x12\x81\x01\n" +
+	"\vTraceFarmer\x12$.furrow.ledger.v1.TraceFarmerRequest\x1a%.furrow.ledger.v1.TraceFarmerResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/farmers/{farmer_id}/traceB:Z8github.com/furrow/furrow/proto/furrow/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_furrow_ledger_v1_ledger_proto_rawDescOnce sync.Once

@@ -8,6 +8,7 @@ package procurementv1
 
 import (
 	v1 "github.com/furrow/furrow/proto/furrow/types/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -3237,7 +3238,7 @@ var File_furrow_procurement_v1_procurement_proto protoreflect.FileDescriptor
 
 const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"\n" +
-	"'furrow/procurement/v1/procurement.proto\x12\x15furrow.procurement.v1\x1a\x1efurrow/types/v1/position.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x02\n" +
+	"'furrow/procurement/v1/procurement.proto\x12\x15furrow.procurement.v1\x1a\x1efurrow/types/v1/position.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x02\n" +
 	"\x12OpenProgramRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1d\n" +
@@ -3530,26 +3531,27 @@ const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ORDER_STATUS_OPEN\x10\x01\x12\x1a\n" +
 	"\x16ORDER_STATUS_FULFILLED\x10\x02\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x032\xf1\f\n" +
-	"\x12ProcurementService\x12d\n" +
-	"\vOpenProgram\x12).furrow.procurement.v1.OpenProgramRequest\x1a*.furrow.procurement.v1.OpenProgramResponse\x12g\n" +
-	"\fCloseProgram\x12*.furrow.procurement.v1.CloseProgramRequest\x1a+.furrow.procurement.v1.CloseProgramResponse\x12a\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x032\x98\x11\n" +
+	"\x12ProcurementService\x12}\n" +
+	"\vOpenProgram\x12).furrow.procurement.v1.OpenProgramRequest\x1a*.furrow.procurement.v1.OpenProgramResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/programs\x12\x93\x01\n" +
+	"\fCloseProgram\x12*.furrow.procurement.v1.CloseProgramRequest\x1a+.furrow.procurement.v1.CloseProgramResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/programs/{program_id}:close\x12\x84\x01\n" +
 	"\n" +
-	"GetProgram\x12(.furrow.procurement.v1.GetProgramRequest\x1a).furrow.procurement.v1.GetProgramResponse\x12y\n" +
-	"\x12GetProgramProgress\x120.furrow.procurement.v1.GetProgramProgressRequest\x1a1.furrow.procurement.v1.GetProgramProgressResponse\x12a\n" +
+	"GetProgram\x12(.furrow.procurement.v1.GetProgramRequest\x1a).furrow.procurement.v1.GetProgramResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/programs/{program_id}\x12\xa5\x01\n" +
+	"\x12GetProgramProgress\x120.furrow.procurement.v1.GetProgramProgressRequest\x1a1.furrow.procurement.v1.GetProgramProgressResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/programs/{program_id}/progress\x12\x8e\x01\n" +
 	"\n" +
-	"PlaceOrder\x12(.furrow.procurement.v1.PlaceOrderRequest\x1a).furrow.procurement.v1.PlaceOrderResponse\x12d\n" +
-	"\vCancelOrder\x12).furrow.procurement.v1.CancelOrderRequest\x1a*.furrow.procurement.v1.CancelOrderResponse\x12[\n" +
-	"\bGetOrder\x12&.furrow.procurement.v1.GetOrderRequest\x1a'.furrow.procurement.v1.GetOrderResponse\x12a\n" +
+	"PlaceOrder\x12(.furrow.procurement.v1.PlaceOrderRequest\x1a).furrow.procurement.v1.PlaceOrderResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/programs/{program_id}/orders\x12\x8d\x01\n" +
+	"\vCancelOrder\x12).furrow.procurement.v1.CancelOrderRequest\x1a*.furrow.procurement.v1.CancelOrderResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/orders/{order_id}:cancel\x12z\n" +
+	"\bGetOrder\x12&.furrow.procurement.v1.GetOrderRequest\x1a'.furrow.procurement.v1.GetOrderResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{order_id}\x12u\n" +
 	"\n" +
-	"ListOrders\x12(.furrow.procurement.v1.ListOrdersRequest\x1a).furrow.procurement.v1.ListOrdersResponse\x12m\n" +
-	"\x0eRecordDelivery\x12,.furrow.procurement.v1.RecordDeliveryRequest\x1a-.furrow.procurement.v1.RecordDeliveryResponse\x12s\n" +
-	"\x10RecordDeliveries\x12..furrow.procurement.v1.RecordDeliveriesRequest\x1a/.furrow.procurement.v1.RecordDeliveriesResponse\x12p\n" +
-	"\x0fCorrectDelivery\x12-.furrow.procurement.v1.CorrectDeliveryRequest\x1a..furrow.procurement.v1.CorrectDeliveryResponse\x12d\n" +
-	"\vGetDelivery\x12).furrow.procurement.v1.GetDeliveryRequest\x1a*.furrow.procurement.v1.GetDeliveryResponse\x12\x7f\n" +
-	"\x14ListFarmerDeliveries\x122.furrow.procurement.v1.ListFarmerDeliveriesRequest\x1a3.furrow.procurement.v1.ListFarmerDeliveriesResponse\x12s\n" +
-	"\x10ListCountyTotals\x12..furrow.procurement.v1.ListCountyTotalsRequest\x1a/.furrow.procurement.v1.ListCountyTotalsResponse\x12s\n" +
-	"\x10ListCentreIntake\x12..furrow.procurement.v1.ListCentreIntakeRequest\x1a/.furrow.procurement.v1.ListCentreIntakeResponseBDZBgithub.com/furrow/furrow/proto/furrow/procurement/v1;procurementv1b\x06proto3"
+	"ListOrders\x12(.furrow.procurement.v1.ListOrdersRequest\x1a).furrow.procurement.v1.ListOrdersResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/orders\x12\x88\x01\n" +
+	"\x0eRecordDelivery\x12,.furrow.procurement.v1.RecordDeliveryRequest\x1a-.furrow.procurement.v1.RecordDeliveryResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/deliveries\x12\x94\x01\n" +
+	"\x10RecordDeliveries\x12..furrow.procurement.v1.RecordDeliveriesRequest\x1a/.furrow.procurement.v1.RecordDeliveriesResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/deliveries:batch\x12\xa1\x01\n" +
+	"\x0fCorrectDelivery\x12-.furrow.procurement.v1.CorrectDeliveryRequest\x1a..furrow.procurement.v1.CorrectDeliveryResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/deliveries/{delivery_id}:correct\x12\x8a\x01\n" +
+	"\vGetDelivery\x12).furrow.procurement.v1.GetDeliveryRequest\x1a*.furrow.procurement.v1.GetDeliveryResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/deliveries/{delivery_id}\x12\xab\x01\n" +
+	"\x14ListFarmerDeliveries\x122.furrow.procurement.v1.ListFarmerDeliveriesRequest\x1a3.furrow.procurement.v1.ListFarmerDeliveriesResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/farmers/{farmer_id}/deliveries\x12\x89\x01\n" +
+	"\x10ListCountyTotals\x12..furrow.procurement.v1.ListCountyTotalsRequest\x1a/.furrow.procurement.v1.ListCountyTotalsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/counties\x12\x9c\x01\n" +
+	"\x10ListCentreIntake\x12..furrow.procurement.v1.ListCentreIntakeRequest\x1a/.furrow.procurement.v1.ListCentreIntakeResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/distribution-centres/intakeBDZBgithub.com/furrow/furrow/proto/furrow/procurement/v1;procurementv1b\x06proto3"
 
 var (
 	file_furrow_procurement_v1_procurement_proto_rawDescOnce sync.Once

@@ -91,19 +91,40 @@ func printJSON(w io.Writer, s string) error {
 	return err
 }
 
-// kg renders grams as kilograms with up to three decimals.
+// withheldReasons names furrow.brand.v1.WithheldReason numbers.
+var withheldReasons = map[int32]string{1: "not enrolled", 2: "suspended", 3: "no rule", 4: "withdrawn", 5: "brand retired"}
+
+// kg renders grams as kilograms, grouped, with up to three decimals:
+// "1,834.567".
 func kg(grams int64) string {
-	s := strconv.FormatFloat(float64(grams)/1000, 'f', 3, 64) // display only
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	return s
+	sign := ""
+	if grams < 0 {
+		sign, grams = "-", -grams
+	}
+	whole := strconv.FormatInt(grams/1000, 10)
+	for i := len(whole) - 3; i > 0; i -= 3 {
+		whole = whole[:i] + "," + whole[i:]
+	}
+	frac := strings.TrimRight(fmt.Sprintf("%03d", grams%1000), "0")
+	if frac == "" {
+		return sign + whole
+	}
+	return sign + whole + "." + frac
 }
 
 func lotTable(w io.Writer, t *ledgerv1.TraceLotResponse) error {
 	d, c := t.GetRecorded(), t.GetCurrent()
 	var b strings.Builder
-	fmt.Fprintf(&b, "Lot %s: farmer %s, %s grade %s, weighed in %s at %s (%s county)\n",
+	where := d.GetDistributionCentre()
+	if where == "" {
+		where = d.GetWarehouse()
+	}
+	if where == "" {
+		where = "an unnamed centre"
+	}
+	fmt.Fprintf(&b, "Lot %s: farmer %s, %s grade %s, weighed in %s UTC at %s (%s county)\n",
 		d.GetDeliveryId(), d.GetFarmerId(), d.GetProduct(), d.GetGrade(), d.GetWeighedAt().AsTime().UTC().Format(time.DateTime),
-		d.GetWarehouse(), d.GetCounty())
+		where, d.GetCounty())
 	fmt.Fprintf(&b, "  recorded  %s kg at %s yuan/kg = %s yuan payable\n", kg(d.GetNetGrams()), yuan(d.GetPriceFenPerKg()), yuan(d.GetAmountFen()))
 	for _, k := range t.GetCorrections() {
 		fmt.Fprintf(&b, "  correction %d: %s kg grade %s at %s yuan/kg = %s yuan (reverses %s; %s)\n", k.GetCorrectionNumber(),
@@ -120,7 +141,7 @@ func lotTable(w io.Writer, t *ledgerv1.TraceLotResponse) error {
 			rule = fmt.Sprintf("%s v%d", s.GetRuleId(), s.GetRuleVersion())
 		}
 		if s.GetWithheldReason() != 0 {
-			withheld = strconv.Itoa(int(s.GetWithheldReason()))
+			withheld = withheldReasons[s.GetWithheldReason()]
 		}
 		rows = append(rows, []string{s.GetSaleId(), s.GetBrandId(), s.GetChannel(), s.GetSoldAt().AsTime().UTC().Format(time.DateTime),
 			kg(s.GetGrams()), rule, yuan(s.GetFenPerKg()), yuan(s.GetPremiumFen()), withheld})

@@ -66,7 +66,8 @@ func (TraceLotsProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
 			reason TEXT NOT NULL,
 			weighed_at BIGINT NOT NULL,
 			warehouse TEXT NOT NULL,
-			county TEXT NOT NULL)`,
+			county TEXT NOT NULL,
+			distribution_centre TEXT NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS ` + t("ledger_trace_lot_events_delivery") + ` ON ` + t(tableTraceLots) + ` (delivery_id, seq)`,
 		`CREATE INDEX IF NOT EXISTS ` + t("ledger_trace_lot_events_farmer") + ` ON ` + t(tableTraceLots) + ` (farmer_id, seq)`,
 	} {
@@ -88,7 +89,8 @@ func (TraceLotsProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore
 	case *procurementevents.DeliveryRecorded:
 		r = app.LotEvent{DeliveryID: e.GetDeliveryId(), FarmerID: e.GetFarmerId(), Product: e.GetProduct(), Grade: e.GetGrade(),
 			NetGrams: e.GetNetGrams(), PriceFenPerKg: e.GetPriceFenPerKg(), AmountFen: e.GetAmountFen(),
-			WeighedAt: e.GetWeighedAt().AsTime(), Warehouse: e.GetWarehouse(), County: e.GetCounty()}
+			WeighedAt: e.GetWeighedAt().AsTime(), Warehouse: e.GetWarehouse(), County: e.GetCounty(),
+			Centre: e.GetDistributionCentre()}
 	case *procurementevents.DeliveryCorrected:
 		r = app.LotEvent{DeliveryID: e.GetDeliveryId(), FarmerID: e.GetFarmerId(), Product: e.GetProduct(), Grade: e.GetGrade(),
 			NetGrams: e.GetNetGrams(), PriceFenPerKg: e.GetPriceFenPerKg(), AmountFen: e.GetAmountFen(),
@@ -101,10 +103,11 @@ func (TraceLotsProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore
 		weighed = r.WeighedAt.UnixNano()
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO `+projection.Table(ctx, tableTraceLots)+` (event_id, seq, delivery_id, farmer_id,
-		correction_number, product, grade, net_grams, price_fen_per_kg, amount_fen, reversed_fen, reason, weighed_at, warehouse, county)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (event_id) DO NOTHING`,
+		correction_number, product, grade, net_grams, price_fen_per_kg, amount_fen, reversed_fen, reason, weighed_at, warehouse, county,
+		distribution_centre)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (event_id) DO NOTHING`,
 		rec.ID, rec.Sequence, r.DeliveryID, r.FarmerID, r.Correction, r.Product, r.Grade, r.NetGrams, r.PriceFenPerKg,
-		r.AmountFen, r.ReversedFen, r.Reason, weighed, r.Warehouse, r.County)
+		r.AmountFen, r.ReversedFen, r.Reason, weighed, r.Warehouse, r.County, r.Centre)
 	if err != nil {
 		return fmt.Errorf("apply %s seq %d: %w", rec.Type, rec.Sequence, err)
 	}
@@ -213,7 +216,7 @@ var _ app.Traces = (*TraceReader)(nil)
 func NewTraceReader(db *projection.DB) *TraceReader { return &TraceReader{db: db} }
 
 const lotColumns = `event_id, seq, delivery_id, farmer_id, correction_number, product, grade, net_grams, price_fen_per_kg,
-	amount_fen, reversed_fen, reason, weighed_at, warehouse, county`
+	amount_fen, reversed_fen, reason, weighed_at, warehouse, county, distribution_centre`
 
 func scanLots(rows *sql.Rows, err error) ([]app.LotEvent, error) {
 	if err != nil {
@@ -226,7 +229,7 @@ func scanLots(rows *sql.Rows, err error) ([]app.LotEvent, error) {
 			weighed int64
 		)
 		err := rows.Scan(&r.EventID, &seq, &r.DeliveryID, &r.FarmerID, &r.Correction, &r.Product, &r.Grade, &r.NetGrams,
-			&r.PriceFenPerKg, &r.AmountFen, &r.ReversedFen, &r.Reason, &weighed, &r.Warehouse, &r.County)
+			&r.PriceFenPerKg, &r.AmountFen, &r.ReversedFen, &r.Reason, &weighed, &r.Warehouse, &r.County, &r.Centre)
 		r.Seq = uint64(seq)
 		if weighed != 0 {
 			r.WeighedAt = time.Unix(0, weighed).UTC()

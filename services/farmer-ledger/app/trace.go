@@ -33,6 +33,8 @@ type LotEvent struct {
 	WeighedAt     time.Time
 	Warehouse     string
 	County        string
+	// Centre is the distribution centre that weighed it in ("": none).
+	Centre string
 }
 
 // SaleEvent is a premium event of a branded sale.

@@ -91,6 +91,7 @@ func lotDelivery(d app.LotEvent) *ledgerv1.LotDelivery {
 		DeliveryId: d.DeliveryID, FarmerId: d.FarmerID, Product: d.Product, Grade: d.Grade, NetGrams: d.NetGrams,
 		PriceFenPerKg: d.PriceFenPerKg, AmountFen: d.AmountFen, CorrectionNumber: d.Correction,
 		ReversedAmountFen: d.ReversedFen, Reason: d.Reason, Warehouse: d.Warehouse, County: d.County, Sequence: d.Seq,
+		DistributionCentre: d.Centre,
 	}
 	if !d.WeighedAt.IsZero() {
 		out.WeighedAt = timestamppb.New(d.WeighedAt)

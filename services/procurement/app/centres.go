@@ -41,6 +41,7 @@ type CentreReader interface {
 // CentreWaiter waits until the centres read model reflects a position.
 type CentreWaiter interface {
 	WaitFor(ctx context.Context, pos eventstore.Position) (eventstore.Position, error)
+	Head(ctx context.Context) (eventstore.Position, error)
 }
 
 // Centres answers ListCentreIntake. It is apart from Procurement: a query
@@ -60,7 +61,8 @@ type CentreFilter struct {
 }
 
 // Intake returns the selected intake rows and each selected centre's share
-// of its county's purchases over the same days.
+// of its county's purchases over the same days, as of MinPosition, or of
+// the stream's head when the call was made.
 func (c *Centres) Intake(ctx context.Context, f CentreFilter) ([]CentreIntake, []CentreShare, eventstore.Position, error) {
 	if f.Centre != "" && f.Centre != UnknownCentre {
 		if err := ident.Check("distribution_centre", f.Centre); err != nil {
@@ -75,7 +77,12 @@ func (c *Centres) Intake(ctx context.Context, f CentreFilter) ([]CentreIntake, [
 			return nil, nil, eventstore.Position{}, failure.Invalid(d.field, "%q is not a day YYYY-MM-DD", d.v)
 		}
 	}
-	pos := eventstore.Position{}
+	// Without a position, the stream as it is now: the intake is never
+	// older than the call.
+	pos, err := c.at.Head(ctx)
+	if err != nil {
+		return nil, nil, eventstore.Position{}, err
+	}
 	if f.MinPosition != nil {
 		pos = *f.MinPosition
 	}

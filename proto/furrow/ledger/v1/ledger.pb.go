@@ -3257,9 +3257,11 @@ type LotDelivery struct {
 	Warehouse         string                 `protobuf:"bytes,12,opt,name=warehouse,proto3" json:"warehouse,omitempty"`
 	County            string                 `protobuf:"bytes,13,opt,name=county,proto3" json:"county,omitempty"`
 	// The event: its stream sequence.
-	Sequence      uint64 `protobuf:"varint,14,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Sequence uint64 `protobuf:"varint,14,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The county distribution centre that weighed it in; empty if not named.
+	DistributionCentre string `protobuf:"bytes,15,opt,name=distribution_centre,json=distributionCentre,proto3" json:"distribution_centre,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *LotDelivery) Reset() {
@@ -3388,6 +3390,13 @@ func (x *LotDelivery) GetSequence() uint64 {
 		return x.Sequence
 	}
 	return 0
+}
+
+func (x *LotDelivery) GetDistributionCentre() string {
+	if x != nil {
+		return x.DistributionCentre
+	}
+	return ""
 }
 
 // LotSale is a branded sale of the lot as it stands now.
@@ -4516,7 +4525,7 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"allocation\x18\t \x01(\tR\n" +
 	"allocation\x12.\n" +
 	"\x05as_of\x18\n" +
-	" \x03(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xe2\x03\n" +
+	" \x03(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\x93\x04\n" +
 	"\vLotDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1b\n" +
@@ -4535,7 +4544,8 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"weighed_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tweighedAt\x12\x1c\n" +
 	"\twarehouse\x18\f \x01(\tR\twarehouse\x12\x16\n" +
 	"\x06county\x18\r \x01(\tR\x06county\x12\x1a\n" +
-	"\bsequence\x18\x0e \x01(\x04R\bsequence\"\xfc\x02\n" +
+	"\bsequence\x18\x0e \x01(\x04R\bsequence\x12/\n" +
+	"\x13distribution_centre\x18\x0f \x01(\tR\x12distributionCentre\"\xfc\x02\n" +
 	"\aLotSale\x12\x17\n" +
 	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x1b\n" +
 	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x17\n" +

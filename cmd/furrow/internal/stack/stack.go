@@ -26,6 +26,9 @@ import (
 	"google.golang.org/grpc/health"
 
 	adminv1 "github.com/furrow/furrow/proto/furrow/admin/v1"
+	brandv1 "github.com/furrow/furrow/proto/furrow/brand/v1"
+	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
+	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 
 	"github.com/furrow/furrow/pkg/admin"
 	"github.com/furrow/furrow/pkg/dirlock"
@@ -34,6 +37,7 @@ import (
 	"github.com/furrow/furrow/pkg/lifecycle"
 	"github.com/furrow/furrow/pkg/natsembed"
 	"github.com/furrow/furrow/pkg/projection"
+	"github.com/furrow/furrow/pkg/requests"
 	"github.com/furrow/furrow/pkg/wmjs"
 
 	brand "github.com/furrow/furrow/services/brand-incubation/service"
@@ -184,7 +188,22 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.runners = append(s.runners, br.Projections()...)
 	s.runners = append(s.runners, led.Projections()...)
 
-	s.grpc, s.health = grpcx.NewServer(cfg.Log)
+	// Request ids, remembered beyond the streams' de-duplication window
+	// (pkg/requests): one bucket per service.
+	registries := map[string]*requests.Registry{}
+	for _, svc := range []struct{ service, stream string }{
+		{procurementv1.ProcurementService_ServiceDesc.ServiceName, procurement.Stream(1).Name},
+		{ledgerv1.LedgerService_ServiceDesc.ServiceName, ledger.Stream(1).Name},
+		{brandv1.BrandService_ServiceDesc.ServiceName, brand.Stream(1).Name},
+	} {
+		reg, err := requests.Open(ctx, s.js, svc.stream, 1, 0)
+		if err != nil {
+			return nil, err
+		}
+		registries[svc.service] = reg
+	}
+
+	s.grpc, s.health = grpcx.NewServer(cfg.Log, grpc.ChainUnaryInterceptor(requests.UnaryServerInterceptor(cfg.Log, registries)))
 	// Operators' API: projections and handlers of this process, streams.
 	if err := registerAdmin(s.grpc, s.js, s.router, cfg.Log, map[string][]*projection.Runner{
 		procurement.Name: proc.Projections(), ledger.Name: led.Projections(), brand.Name: br.Projections(),

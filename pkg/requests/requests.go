@@ -1,0 +1,177 @@
+// Package requests remembers the request ids a service's commands were
+// called with, beyond the event streams' de-duplication window.
+//
+// Every command is idempotent by its request_id: a retry returns the first
+// outcome, the same id with other content is ALREADY_EXISTS. Within a
+// stream's duplicate window (2 minutes by default) JetStream's Nats-Msg-Id
+// catches a request id reused anywhere in the stream; after it, each
+// aggregate recognises the ids its own events were written under
+// (eventstore.Requests), so an id reused for a command on *another*
+// aggregate would go unnoticed. A Registry closes that gap: a JetStream
+// key-value bucket per service (<STREAM>_REQUESTS) maps each request id a
+// command succeeded with to the fingerprint of its request, for TTL
+// (DefaultTTL, 90 days). UnaryServerInterceptor looks the id up before the
+// command runs, refuses one recorded with another fingerprint
+// (ALREADY_EXISTS, as the aggregates do), and records it once the command
+// succeeded (a refused command records nothing: its id may be used again).
+//
+// The registry is a second line, never the only one: the aggregates'
+// checks stay, so a lost or expired entry weakens nothing else; two
+// concurrent first uses of one id on two aggregates can both pass it
+// (within the duplicate window Nats-Msg-Id still catches them).
+package requests
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/failure"
+)
+
+// DefaultTTL is how long a request id is remembered: far beyond any
+// client's retry horizon. After it, an id reused for a command on another
+// aggregate is no longer detected (on the same aggregate it always is).
+const DefaultTTL = 90 * 24 * time.Hour
+
+// Bucket is the key-value bucket of a service whose event stream is stream.
+func Bucket(stream string) string { return stream + "_REQUESTS" }
+
+// Registry is one service's record of request ids.
+type Registry struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+// Open creates (or updates) the service's bucket and returns its registry.
+// ttl <= 0 means DefaultTTL.
+func Open(ctx context.Context, js jetstream.JetStream, stream string, replicas int, ttl time.Duration) (*Registry, error) {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	if replicas <= 0 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket(stream),
+		Description: "request ids of " + stream + "'s commands, with their fingerprints (pkg/requests)",
+		History:     1,
+		TTL:         ttl,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("request registry %s: %w", Bucket(stream), err)
+	}
+	return &Registry{kv: kv, now: time.Now}, nil
+}
+
+// record is what the registry keeps per request id.
+type record struct {
+	Method      string    `json:"method"`
+	RequestID   string    `json:"request_id"`
+	Fingerprint string    `json:"fingerprint"`
+	At          time.Time `json:"at"`
+}
+
+// key is the bucket key of a command's request id: the method's short name
+// and a hash of the id (request ids may hold characters keys may not).
+func key(method, requestID string) string {
+	sum := sha256.Sum256([]byte(method + "\x00" + requestID))
+	return shortMethod(method) + "." + hex.EncodeToString(sum[:20])
+}
+
+// shortMethod is "RegisterFarmer" for "/furrow.ledger.v1.LedgerService/RegisterFarmer".
+func shortMethod(full string) string { return full[strings.LastIndexByte(full, '/')+1:] }
+
+// Check refuses a request id recorded for method with another fingerprint.
+func (r *Registry) Check(ctx context.Context, method, requestID, fingerprint string) error {
+	e, err := r.kv.Get(ctx, key(method, requestID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("request id %q: %w", requestID, err)
+	}
+	var rec record
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return fmt.Errorf("request id %q: %w", requestID, err)
+	}
+	if rec.Fingerprint != fingerprint {
+		return &failure.Error{Kind: failure.KindAlreadyExists, Field: "request_id",
+			Msg: fmt.Sprintf("%q was already used for a different request (%s on %s); use a new request id",
+				requestID, shortMethod(method), rec.At.UTC().Format(time.RFC3339)),
+			Err: eventstore.ErrIdempotencyMismatch}
+	}
+	return nil
+}
+
+// Record remembers that method succeeded with requestID and fingerprint.
+// An id already recorded is left as it is (the first success stands).
+func (r *Registry) Record(ctx context.Context, method, requestID, fingerprint string) error {
+	data, err := json.Marshal(record{Method: shortMethod(method), RequestID: requestID, Fingerprint: fingerprint, At: r.now()})
+	if err != nil {
+		return err
+	}
+	if _, err := r.kv.Create(ctx, key(method, requestID), data); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("record request id %q: %w", requestID, err)
+	}
+	return nil
+}
+
+// requestIDer is a request that carries a request id.
+type requestIDer interface {
+	proto.Message
+	GetRequestId() string
+}
+
+// UnaryServerInterceptor checks and records the request ids of the
+// commands of the services registries holds (by full service name, e.g.
+// "furrow.ledger.v1.LedgerService"): every unary method whose request has
+// a request_id. Other methods pass through. A failure to record after a
+// command succeeded is logged, not returned: the command's outcome stands,
+// and the aggregates' own checks remain.
+func UnaryServerInterceptor(log *slog.Logger, registries map[string]*Registry) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		r, ok := req.(requestIDer)
+		if !ok || r.GetRequestId() == "" {
+			return h(ctx, req)
+		}
+		reg := registries[serviceOf(info.FullMethod)]
+		if reg == nil {
+			return h(ctx, req)
+		}
+		fp := eventstore.Fingerprint(r)
+		if err := reg.Check(ctx, info.FullMethod, r.GetRequestId(), fp); err != nil {
+			return nil, err
+		}
+		resp, err := h(ctx, req)
+		if err == nil {
+			if rerr := reg.Record(ctx, info.FullMethod, r.GetRequestId(), fp); rerr != nil {
+				log.WarnContext(ctx, "request id not recorded", "method", info.FullMethod, "error", rerr)
+			}
+		}
+		return resp, err
+	}
+}
+
+// serviceOf is "furrow.ledger.v1.LedgerService" for
+// "/furrow.ledger.v1.LedgerService/RegisterFarmer".
+func serviceOf(fullMethod string) string {
+	s := strings.TrimPrefix(fullMethod, "/")
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -110,8 +110,7 @@ func (r *Registry) Check(ctx context.Context, method, requestID, fingerprint str
 	}
 	if rec.Fingerprint != fingerprint {
 		return &failure.Error{Kind: failure.KindAlreadyExists, Field: "request_id",
-			Msg: fmt.Sprintf("%q was already used for a different request (%s on %s); use a new request id",
-				requestID, shortMethod(method), rec.At.UTC().Format(time.RFC3339)),
+			Msg: fmt.Sprintf("%q was already used for a different request; use a new request id", requestID),
 			Err: eventstore.ErrIdempotencyMismatch}
 	}
 	return nil

@@ -150,6 +150,13 @@ func (PremiumsProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.
 			Grams: e.GetGrams(), PremiumFen: e.GetPremiumFen(), Earning: e.GetWithheldReason() == 0,
 			RuleID: e.GetRuleId(), RuleVersion: e.GetRuleVersion(), FenPerKg: e.GetFenPerKg(), Withheld: e.GetWithheldReason(),
 		})
+	case *brandevents.SaleRestated:
+		err = applySale(ctx, tx, t, rec.Sequence, saleRow{
+			SaleID: e.GetSaleId(), ReportID: e.GetReportId(), LineID: e.GetLineId(), BrandID: e.GetBrandId(),
+			FarmerID: e.GetFarmerId(), Channel: e.GetChannel(), DeliveryID: e.GetDeliveryId(), SoldAt: e.GetSoldAt().AsTime(),
+			Grams: e.GetGrams(), PremiumFen: e.GetPremiumFen(), Earning: e.GetWithheldReason() == 0,
+			RuleID: e.GetRuleId(), RuleVersion: e.GetRuleVersion(), FenPerKg: e.GetFenPerKg(), Withheld: e.GetWithheldReason(),
+		})
 	case *brandevents.PremiumWithheld:
 		err = applySale(ctx, tx, t, rec.Sequence, saleRow{
 			SaleID: e.GetSaleId(), ReportID: e.GetReportId(), LineID: e.GetLineId(), BrandID: e.GetBrandId(),

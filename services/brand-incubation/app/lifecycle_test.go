@@ -158,3 +158,48 @@ func TestZeroDeltaReratingWritesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestRestatementWithoutMoneyWritesNoAdjustment: under a rule of 0 fen/kg
+// a sale earns 0 fen; a restatement that changes its grams changes no
+// premium, so it writes no (zero-delta) PremiumAdjusted, which the ledger
+// would turn into a zero entry, but a SaleRestated: the report and the
+// premium read model follow the new grams all the same.
+func TestRestatementWithoutMoneyWritesNoAdjustment(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.setUp(t)
+	ctx := testCtx(t)
+	// Revise the season rule to 0 fen/kg, then sell under it.
+	if _, err := h.app.ReviseRule(ctx, app.ReviseRule{RequestID: "rv0", Fingerprint: "rv0", BrandID: "xunwu", Channel: "hema",
+		Revision: domain.Revision{RuleID: "season", FenPerKg: 0, Reason: "promotion without premium"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.app.ReportSales(ctx, report("r1", sale("L1", 5_000))); err != nil {
+		t.Fatal(err)
+	}
+	restated := report("r1", sale("L1", 7_000))
+	restated.Report.Revision, restated.Fingerprint = 2, "r1#2"
+	out, err := h.app.ReportSales(ctx, restated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.ChangedLines != 1 {
+		t.Errorf("changed lines %d, want 1", out.ChangedLines)
+	}
+	for _, a := range adjustments(t, h, "r1") {
+		if a.GetDeltaFen() == 0 {
+			t.Errorf("a zero-delta adjustment was written: %v", a)
+		}
+	}
+	rep, err := h.app.SalesReport(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rep.Sales()[0]; s.Grams != 7_000 || s.PremiumFen != 0 || !s.Earning() {
+		t.Fatalf("sale after the restatement: %+v, want 7 kg earning 0 fen", s)
+	}
+	evs, err := h.store.Load(ctx, domain.Stream, "brand.report.r1.sale_restated", 0)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("SaleRestated events: %d, %v; want 1", len(evs), err)
+	}
+}

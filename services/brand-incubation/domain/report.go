@@ -245,6 +245,15 @@ func (r *Report) Apply(seq uint64, ev proto.Message) {
 		r.repriced(seq, s, 0)
 		s.DeliveryID, s.Grams, s.SoldAt = e.GetDeliveryId(), e.GetGrams(), e.GetSoldAt().AsTime()
 		s.Rate, s.PremiumFen, s.Withheld, s.Detail = Rate{}, 0, e.GetReason(), e.GetDetail()
+	case *brandevents.SaleRestated:
+		s := r.sale(e.GetLineId(), e.GetSaleId(), e.GetBrandId(), e.GetFarmerId())
+		r.repriced(seq, s, e.GetPremiumFen())
+		s.DeliveryID, s.Grams, s.SoldAt = e.GetDeliveryId(), e.GetGrams(), e.GetSoldAt().AsTime()
+		s.PremiumFen, s.Withheld, s.EverEarned = e.GetPremiumFen(), e.GetWithheldReason(), true
+		s.Rate, s.Detail = Rate{}, e.GetReason()
+		if s.Withheld == 0 {
+			s.Rate, s.Detail = Rate{RuleID: e.GetRuleId(), Version: e.GetRuleVersion(), FenPerKg: e.GetFenPerKg()}, ""
+		}
 	case *brandevents.PremiumAdjusted:
 		s := r.sale(e.GetLineId(), e.GetSaleId(), e.GetBrandId(), e.GetFarmerId())
 		r.repriced(seq, s, e.GetPremiumFen())
@@ -561,6 +570,15 @@ func (r *Report) change(prev, next *Sale, channel string, revision uint32, cause
 			if next.Earning() {
 				reason = fmt.Sprintf("restated in revision %d", revision)
 			}
+		}
+		if next.PremiumFen == prev.PremiumFen {
+			// Nothing to adjust: the sale changed, its premium did not.
+			return Change{Kind: KindSaleRestated, Event: &brandevents.SaleRestated{
+				SaleId: next.SaleID, BrandId: next.BrandID, FarmerId: next.FarmerID, Channel: channel,
+				PremiumFen: next.PremiumFen, RuleId: next.Rate.RuleID, RuleVersion: next.Rate.Version, FenPerKg: next.Rate.FenPerKg,
+				Reason: reason, ReportId: r.id, ReportRevision: revision, LineId: next.LineID, DeliveryId: next.DeliveryID,
+				Grams: next.Grams, SoldAt: soldAt, WithheldReason: next.Withheld,
+			}}, true
 		}
 		ev := &brandevents.PremiumAdjusted{
 			SaleId: next.SaleID, BrandId: next.BrandID, FarmerId: next.FarmerID, Channel: channel,

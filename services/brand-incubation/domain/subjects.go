@@ -39,6 +39,7 @@ const (
 	KindPremiumAdjusted    = "premium_adjusted"
 	KindPremiumWithheld    = "premium_withheld"
 	KindLotClaimed         = "lot_claimed"
+	KindSaleRestated       = "sale_restated"
 )
 
 // pairSeparator joins the two ids of a composite aggregate id (brand and

@@ -114,7 +114,9 @@ func (TraceLotsProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore
 	return nil
 }
 
-// TraceSalesProjection keeps every premium event of brand incubation.
+// TraceSalesProjection keeps every premium event of brand incubation
+// (earned, withheld, adjusted) and every restatement of a sale that changed
+// no premium.
 type TraceSalesProjection struct{}
 
 var _ projection.Versioned = TraceSalesProjection{}
@@ -127,7 +129,7 @@ func (TraceSalesProjection) Stream() string { return "BRAND" }
 
 // Subjects implements projection.Projection.
 func (TraceSalesProjection) Subjects() []string {
-	return []string{"brand.*.*.premium_earned", "brand.*.*.premium_withheld", "brand.*.*.premium_adjusted"}
+	return []string{"brand.*.*.premium_earned", "brand.*.*.premium_withheld", "brand.*.*.premium_adjusted", "brand.*.*.sale_restated"}
 }
 
 // Tables implements projection.Versioned.
@@ -191,6 +193,11 @@ func (TraceSalesProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstor
 			Grams: e.GetGrams(), SoldAt: e.GetSoldAt().AsTime(), RuleID: e.GetRuleId(), RuleVersion: e.GetRuleVersion(),
 			FenPerKg: e.GetFenPerKg(), PremiumFen: e.GetPremiumFen(), DeltaFen: e.GetDeltaFen(), Cause: e.GetCause(),
 			Withheld: e.GetWithheldReason(), Reason: e.GetReason()}
+	case *brandevents.SaleRestated:
+		s = app.SaleEvent{Kind: "restated", SaleID: e.GetSaleId(), ReportID: e.GetReportId(), LineID: e.GetLineId(),
+			DeliveryID: e.GetDeliveryId(), FarmerID: e.GetFarmerId(), BrandID: e.GetBrandId(), Channel: e.GetChannel(),
+			Grams: e.GetGrams(), SoldAt: e.GetSoldAt().AsTime(), RuleID: e.GetRuleId(), RuleVersion: e.GetRuleVersion(),
+			FenPerKg: e.GetFenPerKg(), PremiumFen: e.GetPremiumFen(), Withheld: e.GetWithheldReason(), Reason: e.GetReason()}
 	default:
 		return nil
 	}

@@ -3538,7 +3538,8 @@ func (x *LotSale) GetWithheldReason() int32 {
 // LotPremiumEvent is one premium event of a sale of the lot.
 type LotPremiumEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "earned", "withheld" or "adjusted".
+	// "earned", "withheld", "adjusted", or "restated" (a restatement that
+	// changed the sale but not its premium).
 	Kind        string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	SaleId      string `protobuf:"bytes,2,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
 	BrandId     string `protobuf:"bytes,3,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`

@@ -1001,9 +1001,9 @@ func (x *PremiumEarned) GetDeliveryId() string {
 // report restated). delta_fen is the exact change, positive or negative.
 // The grams, sold_at and rule fields describe the sale after the change,
 // except that an adjustment of cause RULE_ENDED names the ended rule and
-// the version that ended it (with fen_per_kg 0). Re-rating never writes an
-// adjustment whose delta_fen is 0; a restatement writes one only when the
-// sale's grams, day or delivery changed (those facts trace lots).
+// the version that ended it (with fen_per_kg 0). delta_fen is never 0:
+// re-rating that changes no premium writes nothing, and a restatement that
+// changes a sale but not its premium writes a SaleRestated.
 // Subject: brand.<aggregate>.<id>.premium_adjusted
 // (brand.report.<report_id>.premium_adjusted)
 type PremiumAdjusted struct {
@@ -1530,6 +1530,180 @@ func (x *LotClaimLine) GetGrams() int64 {
 	return 0
 }
 
+// SaleRestated: a restatement changed a sale that has earned before (its
+// grams, day, delivery, rule or withheld state) without changing its
+// premium, so there is nothing to adjust: it is written instead of a
+// PremiumAdjusted of delta 0, and the ledger posts nothing for it. The
+// fields describe the sale after the change, as in PremiumAdjusted.
+// Subject: brand.report.<report_id>.sale_restated
+type SaleRestated struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	SaleId   string                 `protobuf:"bytes,1,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
+	BrandId  string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	FarmerId string                 `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	Channel  string                 `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	// The sale's premium, unchanged.
+	PremiumFen     int64  `protobuf:"varint,5,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	RuleId         string `protobuf:"bytes,6,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleVersion    int32  `protobuf:"varint,7,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	FenPerKg       int64  `protobuf:"varint,8,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	Reason         string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	ReportId       string `protobuf:"bytes,10,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	ReportRevision uint32 `protobuf:"varint,11,opt,name=report_revision,json=reportRevision,proto3" json:"report_revision,omitempty"`
+	LineId         string `protobuf:"bytes,12,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	DeliveryId     string `protobuf:"bytes,13,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// 0 when the line was withdrawn.
+	Grams  int64                  `protobuf:"varint,14,opt,name=grams,proto3" json:"grams,omitempty"`
+	SoldAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
+	// The furrow.brand.v1.WithheldReason number when the sale earns nothing;
+	// 0 while it earns.
+	WithheldReason int32 `protobuf:"varint,16,opt,name=withheld_reason,json=withheldReason,proto3" json:"withheld_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SaleRestated) Reset() {
+	*x = SaleRestated{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaleRestated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaleRestated) ProtoMessage() {}
+
+func (x *SaleRestated) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaleRestated.ProtoReflect.Descriptor instead.
+func (*SaleRestated) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SaleRestated) GetSaleId() string {
+	if x != nil {
+		return x.SaleId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *SaleRestated) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *SaleRestated) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *SaleRestated) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetReportRevision() uint32 {
+	if x != nil {
+		return x.ReportRevision
+	}
+	return 0
+}
+
+func (x *SaleRestated) GetLineId() string {
+	if x != nil {
+		return x.LineId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+func (x *SaleRestated) GetSoldAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SoldAt
+	}
+	return nil
+}
+
+func (x *SaleRestated) GetWithheldReason() int32 {
+	if x != nil {
+		return x.WithheldReason
+	}
+	return 0
+}
+
 var File_furrow_brand_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
@@ -1674,7 +1848,28 @@ const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
 	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x17\n" +
 	"\aline_id\x18\x02 \x01(\tR\x06lineId\x12\x19\n" +
 	"\bbrand_id\x18\x03 \x01(\tR\abrandId\x12\x14\n" +
-	"\x05grams\x18\x04 \x01(\x03R\x05gramsBCZAgithub.com/furrow/furrow/proto/furrow/brand/events/v1;brandeventsb\x06proto3"
+	"\x05grams\x18\x04 \x01(\x03R\x05grams\"\x80\x04\n" +
+	"\fSaleRestated\x12\x17\n" +
+	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12\x18\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12\x1f\n" +
+	"\vpremium_fen\x18\x05 \x01(\x03R\n" +
+	"premiumFen\x12\x17\n" +
+	"\arule_id\x18\x06 \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\a \x01(\x05R\vruleVersion\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\b \x01(\x03R\bfenPerKg\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x12\x1b\n" +
+	"\treport_id\x18\n" +
+	" \x01(\tR\breportId\x12'\n" +
+	"\x0freport_revision\x18\v \x01(\rR\x0ereportRevision\x12\x17\n" +
+	"\aline_id\x18\f \x01(\tR\x06lineId\x12\x1f\n" +
+	"\vdelivery_id\x18\r \x01(\tR\n" +
+	"deliveryId\x12\x14\n" +
+	"\x05grams\x18\x0e \x01(\x03R\x05grams\x123\n" +
+	"\asold_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x06soldAt\x12'\n" +
+	"\x0fwithheld_reason\x18\x10 \x01(\x05R\x0ewithheldReasonBCZAgithub.com/furrow/furrow/proto/furrow/brand/events/v1;brandeventsb\x06proto3"
 
 var (
 	file_furrow_brand_events_v1_events_proto_rawDescOnce sync.Once
@@ -1688,7 +1883,7 @@ func file_furrow_brand_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_brand_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_brand_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_furrow_brand_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_furrow_brand_events_v1_events_proto_goTypes = []any{
 	(*BrandRegistered)(nil),       // 0: furrow.brand.events.v1.BrandRegistered
 	(*BrandStageChanged)(nil),     // 1: furrow.brand.events.v1.BrandStageChanged
@@ -1705,19 +1900,21 @@ var file_furrow_brand_events_v1_events_proto_goTypes = []any{
 	(*PremiumWithheld)(nil),       // 12: furrow.brand.events.v1.PremiumWithheld
 	(*LotClaimed)(nil),            // 13: furrow.brand.events.v1.LotClaimed
 	(*LotClaimLine)(nil),          // 14: furrow.brand.events.v1.LotClaimLine
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*SaleRestated)(nil),          // 15: furrow.brand.events.v1.SaleRestated
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_furrow_brand_events_v1_events_proto_depIdxs = []int32{
 	9,  // 0: furrow.brand.events.v1.SalesReported.rule_sets:type_name -> furrow.brand.events.v1.RuleSetVersion
-	15, // 1: furrow.brand.events.v1.PremiumEarned.sold_at:type_name -> google.protobuf.Timestamp
-	15, // 2: furrow.brand.events.v1.PremiumAdjusted.sold_at:type_name -> google.protobuf.Timestamp
-	15, // 3: furrow.brand.events.v1.PremiumWithheld.sold_at:type_name -> google.protobuf.Timestamp
+	16, // 1: furrow.brand.events.v1.PremiumEarned.sold_at:type_name -> google.protobuf.Timestamp
+	16, // 2: furrow.brand.events.v1.PremiumAdjusted.sold_at:type_name -> google.protobuf.Timestamp
+	16, // 3: furrow.brand.events.v1.PremiumWithheld.sold_at:type_name -> google.protobuf.Timestamp
 	14, // 4: furrow.brand.events.v1.LotClaimed.lines:type_name -> furrow.brand.events.v1.LotClaimLine
-	5,  // [5:5] is the sub-list for method output_type
-	5,  // [5:5] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	16, // 5: furrow.brand.events.v1.SaleRestated.sold_at:type_name -> google.protobuf.Timestamp
+	6,  // [6:6] is the sub-list for method output_type
+	6,  // [6:6] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_furrow_brand_events_v1_events_proto_init() }
@@ -1731,7 +1928,7 @@ func file_furrow_brand_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_brand_events_v1_events_proto_rawDesc), len(file_furrow_brand_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -19,7 +19,7 @@ MODULES   = $(shell go list -f '{{.Dir}}' -m)
 PKGS      = $(addsuffix /...,$(MODULES))
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help run build build-services test chromium postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
+.PHONY: help run build build-services test faults chromium postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ test: proto-check vet cli-tools ## run every module's tests (component, system, 
 	chromium="$${FURROW_CHROMIUM:-}"; if [ -z "$$chromium" ]; then chromium="$$(scripts/chromium.sh)"; fi; \
 	FURROW_TEST_POSTGRES_DSN="$$dsn" FURROW_CHROMIUM="$$chromium" FURROW_ARTEFACTS="$${FURROW_ARTEFACTS:-$(CURDIR)/.artefacts}" \
 	GO_TEST_FLAGS="$(GO_TEST_FLAGS)" scripts/gotest.sh
+
+faults: ## TestFaultsWithOracle on three seeds (make test runs it once, seed 1)
+	dsn="$${FURROW_TEST_POSTGRES_DSN:-}"; if [ -z "$$dsn" ]; then dsn="$$(scripts/postgres.sh)"; fi; \
+	for seed in 1 2 3; do \
+		FURROW_TEST_POSTGRES_DSN="$$dsn" FURROW_FAULTS_SEED=$$seed go test -count=1 -timeout 10m -run TestFaultsWithOracle -v ./cmd/furrow/prodtest; \
+	done
 
 chromium: ## find (installing it if missing) Chromium for the browser tests and print its path
 	@scripts/chromium.sh

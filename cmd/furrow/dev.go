@@ -30,9 +30,12 @@ type devConfig struct {
 	// loopback only unless HTTPAllowRemote.
 	HTTPAddr        string
 	HTTPAllowRemote bool
-	LogLevel        slog.Level
-	LogJSON         bool
-	Telemetry       telemetry.Config
+	// OpsAddr serves /healthz, /readyz and /metrics, as the production
+	// binaries' --ops-addr does ("" for none).
+	OpsAddr   string
+	LogLevel  slog.Level
+	LogJSON   bool
+	Telemetry telemetry.Config
 	// ShutdownTimeout bounds how long in-flight work may take to finish.
 	ShutdownTimeout time.Duration
 	// Demo loads the demo data set through the gRPC API after start.
@@ -55,9 +58,11 @@ naming the first one's pid. Outside NATS clients (--nats-addr) without
 credentials only read; the user "admin", whose password furrow dev makes
 once into <data-dir>/nats-admin-password, may change streams.
 
-Tracing is off unless OTEL_TRACES_EXPORTER is "otlp" (OTEL_EXPORTER_OTLP_*
-say where) or "console"; metrics (appends, handler outcomes, projection lag)
-likewise with OTEL_METRICS_EXPORTER.
+Metrics (gRPC calls, appends, handler outcomes, projection lag, dead
+letters) are OpenTelemetry instruments, served as Prometheus text on
+--ops-addr's /metrics and pushed as well when OTEL_METRICS_EXPORTER is
+"otlp" or "console". Tracing is off unless OTEL_TRACES_EXPORTER is "otlp"
+(OTEL_EXPORTER_OTLP_* say where) or "console".
 
 Flags (environment variable in brackets):
 `)
@@ -68,6 +73,7 @@ Flags (environment variable in brackets):
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", envOr(getenv, "FURROW_GRPC_ADDR", "127.0.0.1:7070"), "gRPC listen address [FURROW_GRPC_ADDR]")
 	fs.StringVar(&cfg.NATSAddr, "nats-addr", envOr(getenv, "FURROW_NATS_ADDR", "127.0.0.1:4222"), `NATS listen address for outside tools; "" for none [FURROW_NATS_ADDR]`)
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", envOr(getenv, "FURROW_HTTP_ADDR", "127.0.0.1:7080"), `console and HTTP/JSON API listen address, loopback only (no login); "" for none [FURROW_HTTP_ADDR]`)
+	fs.StringVar(&cfg.OpsAddr, "ops-addr", envOr(getenv, "FURROW_OPS_ADDR", "127.0.0.1:7090"), `HTTP address of /healthz, /readyz, /metrics; "" for none [FURROW_OPS_ADDR]`)
 	fs.BoolVar(&cfg.HTTPAllowRemote, "http-allow-remote", getenv("FURROW_HTTP_ALLOW_REMOTE") == "1", "allow a non-loopback --http-addr: anyone who reaches it may do everything [FURROW_HTTP_ALLOW_REMOTE=1]")
 	level := fs.String("log-level", envOr(getenv, "FURROW_LOG_LEVEL", "info"), "log level: debug, info, warn, error [FURROW_LOG_LEVEL]")
 	fs.BoolVar(&cfg.LogJSON, "log-json", getenv("FURROW_LOG_JSON") == "1", "log as JSON [FURROW_LOG_JSON=1]")
@@ -134,7 +140,7 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 		_ = shutdownTracing(sctx)
 	}()
 
-	st, err := stack.Start(ctx, stack.Config{DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, NATSAddr: cfg.NATSAddr, HTTPAddr: cfg.HTTPAddr, Log: log})
+	st, err := stack.Start(ctx, stack.Config{DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, NATSAddr: cfg.NATSAddr, HTTPAddr: cfg.HTTPAddr, OpsAddr: cfg.OpsAddr, Log: log})
 	if err != nil {
 		if ctx.Err() != nil {
 			// Ctrl-C during start-up: stopping is what was asked for.
@@ -172,6 +178,10 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
 	if a := st.HTTPAddr(); a != "" {
 		console = "http://" + a + "/  (HTTP/JSON API under /v1, OpenAPI at /openapi.json)"
 	}
+	ops := "(off)"
+	if a := st.OpsAddr(); a != "" {
+		ops = "http://" + a + "/metrics  (Prometheus, from OpenTelemetry; also /healthz, /readyz)"
+	}
 	tracing, metrics := cfg.Telemetry.Exporter, cfg.Telemetry.MetricsExporter
 	if tracing == "" {
 		tracing = "none"
@@ -183,12 +193,13 @@ func runDev(ctx context.Context, cfg devConfig, stdout, stderr io.Writer) error 
   gRPC      %s  (ProcurementService, BrandService, LedgerService, AdminService, health, reflection)
   NATS      %s
 %s  console   %s
+  metrics   %s
   data      %s
-  tracing   %s, metrics %s
+  tracing   %s, metrics push %s
 Try:  grpcurl -plaintext %s list
 Stop with Ctrl-C.
-`, st.GRPCAddr(), natsURL, natsAdmin, console, abs, tracing, metrics, st.GRPCAddr())
-	log.Info("furrow dev started", "grpc", st.GRPCAddr(), "nats", st.NATSURL(), "http", st.HTTPAddr(), "data_dir", abs)
+`, st.GRPCAddr(), natsURL, natsAdmin, console, ops, abs, tracing, metrics, st.GRPCAddr())
+	log.Info("furrow dev started", "grpc", st.GRPCAddr(), "nats", st.NATSURL(), "http", st.HTTPAddr(), "ops", st.OpsAddr(), "data_dir", abs)
 
 	var runErr error
 	select {

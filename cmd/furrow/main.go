@@ -32,6 +32,10 @@ Commands:
   reconcile  match payouts against a provider settlement file; resolve breaks
   trace      lot ID | farmer ID: a lot from weigh-in to payout; a farmer in kg
   certs      write a development CA and certificates for mTLS (roles)
+  admin      streams apply: create or update the streams and durable
+             consumers as the NATS admin user (before services start);
+             backup, restore: snapshot every stream, restore into an
+             empty server
   console    the web console and HTTP/JSON API of a production deployment
              (a gateway in front of the services; OIDC sign-in required)
 
@@ -86,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runProjections(ctx, args[1:], stdout, stderr, getenv)
 	case "dlq":
 		return runDLQ(ctx, args[1:], stdout, stderr, getenv)
+	case "admin":
+		return runAdmin(ctx, args[1:], stdout, stderr, getenv)
 	case "certs":
 		return runCerts(ctx, args[1:], stdout, stderr)
 	case "console":

@@ -130,7 +130,7 @@ func start(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	adm.SetHandlers(router.Handlers())
-	gs, _ := grpcx.NewServer(log)
+	gs, _ := grpcx.NewServer(log, grpcx.Limits{})
 	adminv1.RegisterAdminServiceServer(gs, adm)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -93,6 +93,19 @@ func (w *Waiter) WaitFor(ctx context.Context, pos eventstore.Position) (eventsto
 		}
 		target = head
 	}
+	if pos.Stream == own && w.proj.Checkpoint() < target {
+		// Not reflected yet: a position no command has returned would
+		// otherwise be waited for until the bound, or, for a read model
+		// that skips the subjects it does not read, answered at once
+		// without reflecting anything.
+		head, err := w.head(ctx, own)
+		if err != nil {
+			return eventstore.Position{}, err
+		}
+		if err := beyondHead(own, target, head); err != nil {
+			return eventstore.Position{}, err
+		}
+	}
 	if err := w.proj.WaitFor(ctx, target); err != nil {
 		return eventstore.Position{}, w.notReached(ctx, fmt.Sprintf("%s:%d", own, target),
 			fmt.Sprintf("the read model is at %s:%d", own, w.proj.Checkpoint()), err)
@@ -127,6 +140,10 @@ func (w *Waiter) waitConsumer(ctx context.Context, stream, durable string, seq u
 	st, err := w.js.Stream(ctx, stream)
 	if err != nil {
 		return w.notReached(ctx, want, "", err)
+	}
+	// Looking the stream up fetched its head: no second request.
+	if err := beyondHead(stream, seq, st.CachedInfo().State.LastSeq); err != nil {
+		return err
 	}
 	for {
 		done, err := w.consumerReached(ctx, st, durable, seq)
@@ -214,4 +231,16 @@ func (w *Waiter) notReached(ctx context.Context, want, where string, err error) 
 			want, w.maxWait, where, context.DeadlineExceeded)
 	}
 	return fmt.Errorf("wait for %s: %w", want, err)
+}
+
+// beyondHead refuses a position past the head of its stream: every
+// position a command returns is at or before the head once it is
+// acknowledged, so a later one is a mistake of the caller's, never
+// something to wait for.
+func beyondHead(stream string, seq, head uint64) error {
+	if seq <= head {
+		return nil
+	}
+	return failure.Invalid("min_position.sequence",
+		"%s:%d is beyond the head of stream %s (%d): pass the position a command returned", stream, seq, stream, head)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -72,6 +73,23 @@ func startWaiter(t *testing.T, maxWait time.Duration) *consistency.Waiter {
 	if _, err := w.WaitFor(ctx, eventstore.Position{Stream: "T", Sequence: 1}); err != nil {
 		t.Fatalf("waiting for a position the read model reaches: %v", err)
 	}
+	// T:2 exists but is never reached (the read model is paused before
+	// it), and UP holds 7 events no handler consumes: the positions the
+	// tests wait for in vain.
+	if err := r.Pause(ctx, "positions never reached"); err != nil {
+		t.Fatal(err)
+	}
+	store := eventstore.New(js)
+	for i, stream := range []string{"T", "UP", "UP", "UP", "UP", "UP", "UP", "UP"} {
+		subject := fmt.Sprintf("%s.a.%d.happened", strings.ToLower(stream), i)
+		ev, err := eventstore.NewEvent(subject, wrapperspb.String("x"), eventstore.Metadata{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Append(ctx, eventstore.AppendRequest{Stream: stream, Aggregate: subject, Events: []eventstore.Event{ev}}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return w
 }
 
@@ -88,7 +106,7 @@ func TestWaitIsBoundedEvenWhenTheCallerAllowsLonger(t *testing.T) {
 		pos  eventstore.Position
 		want []string
 	}{
-		{"own stream", eventstore.Position{Stream: "T", Sequence: 1_000}, []string{"T:1000", "at T:1"}},
+		{"own stream", eventstore.Position{Stream: "T", Sequence: 2}, []string{"T:2", "at T:1"}},
 		{"upstream", eventstore.Position{Stream: "UP", Sequence: 7}, []string{"UP:7", "up-handler"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -127,8 +145,33 @@ func TestWaitEndsAtTheCallersEarlierDeadline(t *testing.T) {
 	w := startWaiter(t, time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := w.WaitFor(ctx, eventstore.Position{Stream: "T", Sequence: 1_000})
+	_, err := w.WaitFor(ctx, eventstore.Position{Stream: "T", Sequence: 2})
 	if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil {
 		t.Fatalf("err = %v (caller's context: %v), want the caller's deadline to end the wait", err, ctx.Err())
+	}
+}
+
+// TestPositionBeyondTheHeadIsInvalid: a min_position past its stream's
+// head is no command's position. It is refused at once as
+// INVALID_ARGUMENT naming the head, in the read model's own stream and
+// upstream, rather than waited for until the bound (or, for a read model
+// filtering subjects, answered at once as if it were reflected).
+func TestPositionBeyondTheHeadIsInvalid(t *testing.T) {
+	t.Parallel()
+	w := startWaiter(t, time.Minute)
+	for _, tc := range []struct {
+		pos  eventstore.Position
+		want string
+	}{
+		{eventstore.Position{Stream: "T", Sequence: 3}, "T:3 is beyond the head of stream T (2)"},
+		{eventstore.Position{Stream: "UP", Sequence: 1_000}, "UP:1000 is beyond the head of stream UP (7)"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := w.WaitFor(ctx, tc.pos)
+		cancel()
+		st, _ := status.FromError(grpcx.Status(context.Background(), slog.New(slog.DiscardHandler), err))
+		if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tc.want) {
+			t.Errorf("WaitFor(%v) = %v (%s %q), want InvalidArgument saying %q", tc.pos, err, st.Code(), st.Message(), tc.want)
+		}
 	}
 }

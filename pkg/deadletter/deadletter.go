@@ -116,17 +116,25 @@ type Resolution struct {
 // Parked reports whether the dead letter still waits for an operator.
 func (l Letter) Parked() bool { return l.Resolution == nil }
 
-// StreamConfig is the dead-letter stream's configuration.
+// StreamConfig is the dead-letter stream's configuration. Dead letters
+// are evidence like the events they copy: the stream denies deletes and
+// purges and no limit drops them.
 func StreamConfig(replicas int) jetstream.StreamConfig {
 	if replicas <= 0 {
 		replicas = 1
 	}
 	return jetstream.StreamConfig{
 		Name:        Stream,
+		Description: "Furrow dead letters: events a handler or projection gave up on, and their resolutions",
 		Subjects:    []string{Subjects},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
 		Replicas:    replicas,
+		DenyDelete:  true,
+		DenyPurge:   true,
 		AllowDirect: true,
 	}
 }
@@ -318,7 +326,7 @@ func resolutionFrom(seq uint64, at time.Time, h nats.Header) *Resolution {
 }
 
 func fromRaw(raw *jetstream.RawStreamMsg) Letter {
-	h := raw.Header
+	h := withoutOwnServerHeaders(raw)
 	kind := h.Get(HeaderKind)
 	if kind == "" {
 		kind = KindHandler
@@ -336,4 +344,27 @@ func fromRaw(raw *jetstream.RawStreamMsg) Letter {
 		l.SourceTime = t
 	}
 	return l
+}
+
+// withoutOwnServerHeaders returns raw's headers without those a direct get
+// adds about the dead letter itself (its stream, sequence, subject and
+// time), so that a Letter's Header holds the original event's headers and
+// the dead-letter headers only, and decodes like the original event.
+func withoutOwnServerHeaders(raw *jetstream.RawStreamMsg) nats.Header {
+	own := map[string]string{
+		"Nats-Stream": Stream, "Nats-Sequence": strconv.FormatUint(raw.Sequence, 10),
+		"Nats-Subject": raw.Subject, "Nats-Time-Stamp": "",
+	}
+	h := nats.Header{}
+	for k, vs := range raw.Header {
+		want, server := own[k]
+		for i, v := range vs {
+			// One value each, the last: what this read added.
+			if server && i == len(vs)-1 && (want == "" || v == want) {
+				continue
+			}
+			h[k] = append(h[k], v)
+		}
+	}
+	return h
 }

@@ -12,6 +12,7 @@ package eventstore
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -131,8 +132,12 @@ func setIf(h nats.Header, k, v string) {
 }
 
 // FromMsg decodes the envelope of a stored message. It fails when the
-// message lacks an event type or id: such a message was not written by Furrow.
+// message lacks an event type or id, or carries a server's answer headers
+// (reflected): such a message was not written by Furrow.
 func FromMsg(stream string, seq uint64, subject string, stored time.Time, h nats.Header, data []byte) (Recorded, error) {
+	if err := reflected(stream, seq, h); err != nil {
+		return Recorded{}, err
+	}
 	r := Recorded{
 		Stream: stream, Sequence: seq, Subject: subject, Time: stored,
 		Type:           h.Get(HeaderEventType),
@@ -165,4 +170,30 @@ func FromMsg(stream string, seq uint64, subject string, stored time.Time, h nats
 		r.OccurredAt = t
 	}
 	return r, nil
+}
+
+// Headers the server puts on a stored message it sends in answer to a
+// direct get.
+const (
+	headerServerStream   = "Nats-Stream"
+	headerServerSequence = "Nats-Sequence"
+)
+
+// reflected fails when h holds a server's answer headers other than the
+// ones a direct get of this very message adds: the message is then an
+// answer someone addressed to a subject of this stream. Any user of the
+// account can do that (a request's reply subject is not subject to
+// permissions), e.g. by direct-getting a message it crafted in its own
+// stream with a reply subject in ours; the stored answer keeps the
+// crafted envelope, so only these headers betray it. An appended event
+// never has them; read by direct get it has one of each, naming itself;
+// delivered by a consumer it has none.
+func reflected(stream string, seq uint64, h nats.Header) error {
+	for key, want := range map[string]string{headerServerStream: stream, headerServerSequence: strconv.FormatUint(seq, 10)} {
+		vs := h.Values(key)
+		if len(vs) > 1 || (len(vs) == 1 && vs[0] != want) {
+			return fmt.Errorf("%w: %s seq %d holds a server's answer (%s %s), not an appended event", ErrNotAnEvent, stream, seq, key, strings.Join(vs, ", "))
+		}
+	}
+	return nil
 }

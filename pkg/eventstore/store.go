@@ -153,7 +153,8 @@ func (s *Store) JetStream() jetstream.JetStream { return s.js }
 // stored. See Options.
 func (s *Store) Append(ctx context.Context, req AppendRequest) (res AppendResult, err error) {
 	start := time.Now()
-	defer func() { recordAppend(ctx, req, res, err, time.Since(start)) }()
+	ctx, span := startSend(ctx, req.Stream, len(req.Events))
+	defer func() { recordAppend(ctx, req, res, err, time.Since(start)); endSend(span, res, err) }()
 	s.stats.appends.Add(1)
 	p, err := s.prepare(ctx, req)
 	if err != nil {

@@ -16,14 +16,22 @@ import (
 )
 
 // NewServer returns a gRPC server with Furrow's common plumbing: OpenTelemetry
-// tracing, panic recovery, error-to-status mapping, health checking and
-// server reflection (so grpcurl can list and describe the API).
-func NewServer(log *slog.Logger, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
-	opts = append([]grpc.ServerOption{
+// tracing, panic recovery, the limits lim (message size, streams per
+// connection, keepalive enforcement, a rate limit per identity, open health
+// Watch streams), error-to-status mapping, health checking and server
+// reflection (so grpcurl can list and describe the API). Limits are checked
+// before opts' interceptors (authentication among them) run.
+func NewServer(log *slog.Logger, lim Limits, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	base := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
-		grpc.ChainUnaryInterceptor(unaryRecover(log), UnaryErrors(log)),
-		grpc.ChainStreamInterceptor(streamRecover(log), StreamErrors(log)),
-	}, opts...)
+		grpc.ChainUnaryInterceptor(unaryRecover(log)),
+		grpc.ChainStreamInterceptor(streamRecover(log)),
+	}
+	base = append(base, lim.options()...)
+	base = append(base,
+		grpc.ChainUnaryInterceptor(UnaryErrors(log)),
+		grpc.ChainStreamInterceptor(StreamErrors(log)))
+	opts = append(base, opts...)
 	srv := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -42,6 +44,12 @@ func Status(ctx context.Context, log *slog.Logger, err error) error {
 		// model, a statement's running balance): the state does not allow
 		// an exact answer, and a wrong one is never given.
 		code = codes.FailedPrecondition
+	case failure.KindOf(err) == 0 && logUnreachable(err):
+		// The log did not answer (a NATS node died, a leader is being
+		// elected): the write may or may not have happened, and a retry
+		// with the same request id is safe. Clients retry UNAVAILABLE.
+		log.WarnContext(ctx, "event log unavailable", "err", err)
+		return status.Error(codes.Unavailable, "the event log is unavailable; retry with the same request id")
 	default:
 		code = kindCode(failure.KindOf(err))
 	}
@@ -75,6 +83,15 @@ func kindCode(k failure.Kind) codes.Code {
 		return codes.Aborted
 	}
 	return codes.Internal
+}
+
+// logUnreachable reports whether err says NATS did not answer: no
+// response from the stream, a request timeout, no responders, or the
+// connection closed or reconnecting.
+func logUnreachable(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
 // isWrapped reports whether err is more than a bare status error.

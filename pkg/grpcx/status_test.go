@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -34,6 +36,21 @@ func TestStatusOfOverflow(t *testing.T) {
 		st := status.Convert(err)
 		if st.Code() != tc.want || !strings.Contains(st.Message(), "overflow") {
 			t.Errorf("%s: %v, want %s naming the overflow", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestStatusOfAnUnreachableLog: when a NATS node dies, an append can go
+// unanswered (no response from the stream, a timeout, no responders) while
+// the cluster elects a new leader. The write may or may not have happened,
+// and a retry with the same request id is safe: the client must be told
+// UNAVAILABLE, the code clients (and gRPC retry policies) retry, not
+// INTERNAL. TestFaultsWithOracle saw INTERNAL for these.
+func TestStatusOfAnUnreachableLog(t *testing.T) {
+	for _, cause := range []error{jetstream.ErrNoStreamResponse, nats.ErrTimeout, nats.ErrNoResponders, nats.ErrConnectionClosed, nats.ErrConnectionReconnecting} {
+		err := grpcx.Status(context.Background(), slog.New(slog.DiscardHandler), fmt.Errorf("append to procurement.delivery.D1.>: %w", cause))
+		if got := status.Code(err); got != codes.Unavailable {
+			t.Errorf("%v: %v (%v), want Unavailable", cause, got, err)
 		}
 	}
 }

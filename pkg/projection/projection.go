@@ -33,7 +33,12 @@
 // keep using the logical name: for the live copy the runner maintains a
 // view per table ("CREATE VIEW ledger_balances AS SELECT * FROM
 // ledger_balances__v1"), so queries need not change and always read the
-// live copy.
+// live copy. Those views are read-only in both databases (on PostgreSQL
+// the view's query is a WITH, which is not automatically updatable): an
+// Apply or Migrate that forgets Table and writes a logical name fails with
+// ErrLiveWrite naming the table, in the live copy's batches and a shadow
+// rebuild's alike, instead of writing the live copy from a rebuild. See
+// guard.go for why this guard rather than a copy argument to Apply.
 //
 // Rebuild creates the next copy as a shadow and feeds it from the start of
 // the stream (or from a sequence or a time) while the live copy keeps

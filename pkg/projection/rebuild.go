@@ -437,7 +437,7 @@ func (r *Runner) applySkipped(ctx context.Context, w *worker, version int64, seq
 	}
 	ev, err := eventstore.FromMsg(r.stream, seq, raw.Subject, raw.Time, raw.Header, raw.Data)
 	if err == nil {
-		err = r.p.Apply(withCopy(ctx, version), tx, ev)
+		err = r.apply(withCopy(ctx, version), tx, ev)
 	}
 	if err != nil {
 		return false, fmt.Errorf("redrive %s:%d into %s copy %d: %w: %v", r.stream, seq, r.name, version, ErrStillFailing, err)

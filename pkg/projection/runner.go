@@ -372,7 +372,7 @@ func (r *Runner) pointViews(ctx context.Context, tx *sql.Tx, version int64) erro
 		if _, err := tx.ExecContext(ctx, `DROP VIEW IF EXISTS `+t); err != nil {
 			return fmt.Errorf("point %s at copy %d: %w", t, version, err)
 		}
-		if _, err := tx.ExecContext(ctx, `CREATE VIEW `+t+` AS SELECT * FROM `+physical(t, version)); err != nil {
+		if _, err := tx.ExecContext(ctx, r.viewDDL(t, version)); err != nil {
 			return fmt.Errorf("point %s at copy %d: %w", t, version, err)
 		}
 	}

@@ -390,6 +390,27 @@ func (r *Runner) deleteConsumer(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
+// starvedBeats is how many idle heartbeats in a row a consumer may
+// deliver nothing while the stream holds events for the copy before the
+// worker recreates it; a fresh consumer gets as long to start.
+const starvedBeats = 5
+
+// errStarved means the consumer stopped delivering events the stream
+// holds; the worker recreates it from the stored checkpoint.
+var errStarved = errors.New("projection consumer delivers nothing")
+
+// hasWork says whether the stream holds an event after the copy's
+// checkpoint that the copy applies.
+func (w *worker) hasWork(ctx context.Context) bool {
+	cp, _ := w.position()
+	head, err := w.r.streamHead(ctx)
+	if err != nil || head <= cp {
+		return false
+	}
+	next, err := w.r.nextPending(ctx, cp, head)
+	return err == nil && next != 0
+}
+
 // delivery is a message with its parsed stream position.
 type delivery struct {
 	seq    uint64
@@ -403,6 +424,7 @@ type delivery struct {
 func (w *worker) nextBatch(ctx context.Context, msgs jetstream.MessagesContext) (batch []delivery, caughtUp bool, err error) {
 	r := w.r
 	var m jetstream.Msg
+	starved := 0 // idle waits in a row while the stream held work for us
 	for {
 		wait, cancel := context.WithTimeout(ctx, r.beatEvery)
 		m, err = msgs.Next(jetstream.NextContext(wait))
@@ -415,6 +437,20 @@ func (w *worker) nextBatch(ctx context.Context, msgs jetstream.MessagesContext) 
 			// stream agrees (a fresh consumer may just be slow to start).
 			w.beat()
 			w.checkCaughtUp(ctx)
+			// A consumer that delivers nothing while the stream holds
+			// events for this copy has lost its server side (its node
+			// died or was cut off) without the client noticing: the
+			// copy would look alive and never move. Start afresh from
+			// the stored checkpoint.
+			if w.hasWork(ctx) {
+				starved++
+			} else {
+				starved = 0
+			}
+			if starved >= starvedBeats {
+				cp, _ := w.position()
+				return nil, false, fmt.Errorf("%w: events after %s:%d wait, none delivered for %d heartbeats", errStarved, r.stream, cp, starved)
+			}
 			continue
 		}
 		return nil, false, fmt.Errorf("next message from %s: %w", r.stream, err)
@@ -683,7 +719,7 @@ func (w *worker) applyBatch(ctx context.Context, batch []delivery, skips map[uin
 		if err != nil {
 			return &batchError{seq: d.seq, err: err}
 		}
-		if err := r.p.Apply(cctx, tx, ev); err != nil {
+		if err := r.apply(cctx, tx, ev); err != nil {
 			return &batchError{seq: d.seq, err: fmt.Errorf("apply %s: %w", ev.Type, err)}
 		}
 		last = d.seq

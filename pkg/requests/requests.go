@@ -54,25 +54,85 @@ type Registry struct {
 	now func() time.Time
 }
 
-// Open creates (or updates) the service's bucket and returns its registry.
-// ttl <= 0 means DefaultTTL.
-func Open(ctx context.Context, js jetstream.JetStream, stream string, replicas int, ttl time.Duration) (*Registry, error) {
+// Config is the bucket of the service whose event stream is stream, with
+// replicas replicas (<= 0: 1) and ttl (<= 0: DefaultTTL).
+func Config(stream string, replicas int, ttl time.Duration) jetstream.KeyValueConfig {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
 	if replicas <= 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	return jetstream.KeyValueConfig{
 		Bucket:      Bucket(stream),
 		Description: "request ids of " + stream + "'s commands, with their fingerprints (pkg/requests)",
 		History:     1,
 		TTL:         ttl,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
-	})
+	}
+}
+
+// Apply creates the service's bucket, or brings an existing one to cfg:
+// the admin's migration step (`furrow admin streams apply`; `furrow dev`
+// runs it too). It reports what it did as eventstore.ApplyStream does.
+// Like eventstore.ApplyStream it refuses (eventstore.ErrRefused) to lower
+// the bucket's replicas unless opts allow it.
+func Apply(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, opts eventstore.ApplyOptions) (eventstore.ApplyResult, error) {
+	res := eventstore.ApplyResult{Name: "KV_" + cfg.Bucket}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		if _, err := js.CreateKeyValue(ctx, cfg); err != nil {
+			return res, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+		}
+		res.Change = eventstore.Created
+		return res, nil
+	case err != nil:
+		return res, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return res, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	info := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
+	if info.MaxAge == cfg.TTL && info.Replicas == cfg.Replicas && info.MaxMsgsPerSubject == int64(cfg.History) {
+		res.Change = eventstore.Unchanged
+		return res, nil
+	}
+	if info.MaxAge != cfg.TTL {
+		res.Fields = append(res.Fields, fmt.Sprintf("max_age: %v → %v", info.MaxAge, cfg.TTL))
+	}
+	if info.Replicas > cfg.Replicas && !opts.AllowReplicaDecrease {
+		return res, fmt.Errorf("%w: stream %s: num_replicas: would lower %d → %d (fewer copies of the request ids); allow it explicitly",
+			eventstore.ErrRefused, res.Name, info.Replicas, cfg.Replicas)
+	}
+	if info.Replicas != cfg.Replicas {
+		res.Fields = append(res.Fields, fmt.Sprintf("num_replicas: %d → %d", info.Replicas, cfg.Replicas))
+	}
+	if _, err := js.UpdateKeyValue(ctx, cfg); err != nil {
+		return res, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	res.Change = eventstore.Updated
+	return res, nil
+}
+
+// Open creates (or updates) the service's bucket and returns its registry:
+// for a process that administers its own server (tests).
+func Open(ctx context.Context, js jetstream.JetStream, stream string, replicas int, ttl time.Duration) (*Registry, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, Config(stream, replicas, ttl))
 	if err != nil {
 		return nil, fmt.Errorf("request registry %s: %w", Bucket(stream), err)
+	}
+	return &Registry{kv: kv, now: time.Now}, nil
+}
+
+// Bind returns the registry over the service's bucket, which an admin
+// created (Apply): a production service's NATS user may not create it.
+func Bind(ctx context.Context, js jetstream.JetStream, stream string) (*Registry, error) {
+	kv, err := js.KeyValue(ctx, Bucket(stream))
+	if err != nil {
+		return nil, fmt.Errorf("request registry %s (created by `furrow admin streams apply`): %w", Bucket(stream), err)
 	}
 	return &Registry{kv: kv, now: time.Now}, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
@@ -245,17 +244,9 @@ func peerCert(ctx context.Context) *x509.Certificate {
 }
 
 // identity names a certificate's holder: its common name, else its first
-// DNS name, else its serial number.
-func identity(cert *x509.Certificate) string {
-	switch {
-	case cert.Subject.CommonName != "":
-		return cert.Subject.CommonName
-	case len(cert.DNSNames) > 0:
-		return cert.DNSNames[0]
-	default:
-		return "serial:" + hex.EncodeToString(cert.SerialNumber.Bytes())
-	}
-}
+// DNS name, else its serial number (grpcx.CertIdentity, which the rate
+// limit uses too).
+func identity(cert *x509.Certificate) string { return grpcx.CertIdentity(cert) }
 
 func withActor(ctx context.Context, actor string) context.Context {
 	md, _ := metadata.FromIncomingContext(ctx)

@@ -13,12 +13,15 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/telemetry"
 )
 
 // ErrUnsafe means the settings would run a service in an unsafe way in
-// production; the process refuses to start. --insecure-dev allows most of
-// them (see Config.Validate).
+// production; the process refuses to start. Each unsafe setting has its
+// own override (--allow-…, see Config.Validate).
 var ErrUnsafe = errors.New("unsafe settings")
 
 // MinReplicas is the stream replication a production cluster needs: a
@@ -43,8 +46,8 @@ type Config struct {
 	// NATSCA verifies the NATS servers' certificates (TLS to NATS);
 	// NATSCert and NATSKey present a client certificate to them.
 	NATSCA, NATSCert, NATSKey string
-	// StreamReplicas is the replication factor of the service's stream and
-	// of the dead-letter stream when this process creates them.
+	// StreamReplicas is the fewest replicas the process accepts on the
+	// streams it uses; it checks them at start and never changes them.
 	StreamReplicas int
 
 	// PostgresDSN is where the projections (read models) live.
@@ -55,12 +58,27 @@ type Config struct {
 	// TLSCert and TLSKey are the server's certificate; TLSClientCA verifies
 	// client certificates (mTLS), whose roles decide what they may call.
 	TLSCert, TLSKey, TLSClientCA string
+	// GRPCRate and GRPCBurst are each caller's token bucket: calls per
+	// second and burst, per client certificate (or peer address without
+	// one); GRPCRate 0 turns the rate limit off. See grpcx.Limits.
+	GRPCRate  float64
+	GRPCBurst int
 	// OpsAddr serves /healthz, /readyz and /metrics over plain HTTP for
 	// probes and scrapers; empty: none.
 	OpsAddr string
 
-	// InsecureDev allows settings that are unsafe in production: no TLS,
-	// no NATS credentials, fewer than three stream replicas.
+	// AllowPlaintextGRPC allows gRPC without TLS: every caller has every
+	// role and the actor header is believed (--allow-plaintext-grpc).
+	AllowPlaintextGRPC bool
+	// AllowNoNATSAuth allows NATS without credentials
+	// (--allow-no-nats-auth).
+	AllowNoNATSAuth bool
+	// AllowFewReplicas allows --stream-replicas below MinReplicas
+	// (--allow-few-replicas).
+	AllowFewReplicas bool
+	// InsecureDev is the deprecated --insecure-dev: ParseConfig turns it
+	// into every override, including a binary's own (the ledger's
+	// --allow-simulated-provider), and Run says so.
 	InsecureDev bool
 
 	LogLevel slog.Level
@@ -87,8 +105,11 @@ func ParseConfig(service string, args []string, getenv func(string) string, stde
 Runs Furrow's %s service in production shape: it connects to a JetStream
 cluster, keeps its read models in PostgreSQL and serves gRPC with mutual TLS.
 It is stateless: run several replicas against the same cluster and database.
-Unsafe settings (no TLS, no NATS credentials, fewer than 3 stream replicas)
-refuse to start unless --insecure-dev is given. See deploy/README.md.
+Unsafe settings refuse to start unless each is allowed by name:
+--allow-plaintext-grpc (no TLS), --allow-no-nats-auth (no NATS credentials),
+--allow-few-replicas (fewer than 3 stream replicas); each override in effect
+is logged at WARN. --insecure-dev is a deprecated alias for all of them.
+See deploy/README.md.
 
 Passwords come from the environment or files, never from flags:
 FURROW_NATS_PASSWORD (or --nats-password-file), FURROW_POSTGRES_DSN.
@@ -112,14 +133,19 @@ Flags (environment variable in brackets):
 	fs.StringVar(&cfg.NATSCA, "nats-ca", getenv("FURROW_NATS_CA"), "CA certificate that verifies the NATS servers (TLS) [FURROW_NATS_CA]")
 	fs.StringVar(&cfg.NATSCert, "nats-cert", getenv("FURROW_NATS_CERT"), "client certificate for NATS, if the servers verify clients [FURROW_NATS_CERT]")
 	fs.StringVar(&cfg.NATSKey, "nats-key", getenv("FURROW_NATS_KEY"), "key of --nats-cert [FURROW_NATS_KEY]")
-	replicas := fs.String("stream-replicas", env("FURROW_STREAM_REPLICAS", strconv.Itoa(MinReplicas)), "replicas of the service's stream and the dead-letter stream [FURROW_STREAM_REPLICAS]")
+	replicas := fs.String("stream-replicas", env("FURROW_STREAM_REPLICAS", strconv.Itoa(MinReplicas)), "fewest replicas the service accepts on the streams it uses (checked at start; streams are made by furrow admin streams apply) [FURROW_STREAM_REPLICAS]")
 	fs.StringVar(&cfg.PostgresDSN, "postgres-dsn", getenv("FURROW_POSTGRES_DSN"), "PostgreSQL DSN of the read models; prefer the environment, it holds a password [FURROW_POSTGRES_DSN]")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", env("FURROW_GRPC_ADDR", ":7070"), "gRPC listen address [FURROW_GRPC_ADDR]")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", getenv("FURROW_TLS_CERT"), "gRPC server certificate (PEM) [FURROW_TLS_CERT]")
 	fs.StringVar(&cfg.TLSKey, "tls-key", getenv("FURROW_TLS_KEY"), "key of --tls-cert (PEM) [FURROW_TLS_KEY]")
 	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", getenv("FURROW_TLS_CLIENT_CA"), "CA certificate(s) that sign client certificates (mTLS) [FURROW_TLS_CLIENT_CA]")
+	rateFlag := fs.String("grpc-rate", env("FURROW_GRPC_RATE", fmt.Sprint(float64(grpcx.DefaultLimits().Rate))), "gRPC calls per second each client certificate (or address, without one) may make; beyond it RESOURCE_EXHAUSTED; 0: no limit [FURROW_GRPC_RATE]")
+	burstFlag := fs.String("grpc-burst", env("FURROW_GRPC_BURST", strconv.Itoa(grpcx.DefaultLimits().Burst)), "gRPC calls each client certificate may make at once above --grpc-rate [FURROW_GRPC_BURST]")
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", env("FURROW_OPS_ADDR", ":9090"), `HTTP address of /healthz, /readyz, /metrics; "" for none [FURROW_OPS_ADDR]`)
-	fs.BoolVar(&cfg.InsecureDev, "insecure-dev", getenv("FURROW_INSECURE_DEV") == "1", "allow unsafe settings (no TLS, no NATS credentials, <3 replicas): development only [FURROW_INSECURE_DEV=1]")
+	fs.BoolVar(&cfg.AllowPlaintextGRPC, "allow-plaintext-grpc", getenv("FURROW_ALLOW_PLAINTEXT_GRPC") == "1", "allow gRPC without TLS: every caller gets every role; development only [FURROW_ALLOW_PLAINTEXT_GRPC=1]")
+	fs.BoolVar(&cfg.AllowNoNATSAuth, "allow-no-nats-auth", getenv("FURROW_ALLOW_NO_NATS_AUTH") == "1", "allow NATS without credentials; development only [FURROW_ALLOW_NO_NATS_AUTH=1]")
+	fs.BoolVar(&cfg.AllowFewReplicas, "allow-few-replicas", getenv("FURROW_ALLOW_FEW_REPLICAS") == "1", "allow --stream-replicas below 3 (a single NATS server); development only [FURROW_ALLOW_FEW_REPLICAS=1]")
+	fs.BoolVar(&cfg.InsecureDev, "insecure-dev", getenv("FURROW_INSECURE_DEV") == "1", "deprecated: sets every --allow-… override; name the ones you need instead [FURROW_INSECURE_DEV=1]")
 	level := fs.String("log-level", env("FURROW_LOG_LEVEL", "info"), "log level: debug, info, warn, error [FURROW_LOG_LEVEL]")
 	format := fs.String("log-format", env("FURROW_LOG_FORMAT", "json"), "log format: json or text [FURROW_LOG_FORMAT]")
 	fs.DurationVar(&cfg.StartTimeout, "start-timeout", 2*time.Minute, "how long to wait at start for NATS, PostgreSQL and upstream streams")
@@ -155,6 +181,12 @@ Flags (environment variable in brackets):
 		return Config{}, fmt.Errorf("--stream-replicas %q: want a number", *replicas)
 	}
 	cfg.StreamReplicas = n
+	if cfg.GRPCRate, err = strconv.ParseFloat(*rateFlag, 64); err != nil {
+		return Config{}, fmt.Errorf("--grpc-rate %q: want a number", *rateFlag)
+	}
+	if cfg.GRPCBurst, err = strconv.Atoi(*burstFlag); err != nil {
+		return Config{}, fmt.Errorf("--grpc-burst %q: want a number", *burstFlag)
+	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return Config{}, fmt.Errorf("--log-level: %w", err)
 	}
@@ -164,6 +196,9 @@ Flags (environment variable in brackets):
 	case "text":
 	default:
 		return Config{}, fmt.Errorf("--log-format %q: want json or text", *format)
+	}
+	if cfg.InsecureDev {
+		cfg.AllowPlaintextGRPC, cfg.AllowNoNATSAuth, cfg.AllowFewReplicas = true, true, true
 	}
 	cfg.Telemetry = telemetry.ConfigFromEnv(getenv)
 	if cfg.Telemetry.ServiceName == "" {
@@ -178,6 +213,14 @@ Flags (environment variable in brackets):
 // TLS reports whether gRPC is served with mutual TLS.
 func (c Config) TLS() bool { return c.TLSCert != "" }
 
+// Limits are the gRPC server's limits: grpcx.DefaultLimits with the
+// configured rate limit.
+func (c Config) Limits() grpcx.Limits {
+	l := grpcx.DefaultLimits()
+	l.Rate, l.Burst = rate.Limit(c.GRPCRate), c.GRPCBurst
+	return l
+}
+
 // natsAuth reports whether the service authenticates to NATS.
 func (c Config) natsAuth() bool {
 	return c.NATSUser != "" || c.NATSCreds != "" || c.NATSCert != ""
@@ -185,12 +228,13 @@ func (c Config) natsAuth() bool {
 
 // Validate checks the configuration. Settings that cannot work are errors
 // whatever the mode. Settings that would work but are unsafe in
-// production wrap ErrUnsafe, and --insecure-dev allows them:
+// production wrap ErrUnsafe, and each has its own override:
 //
-//   - gRPC without TLS (no --tls-cert, --tls-key, --tls-client-ca);
+//   - gRPC without TLS (no --tls-cert, --tls-key, --tls-client-ca):
+//     --allow-plaintext-grpc;
 //   - NATS without credentials (no user and password, creds file or
-//     client certificate);
-//   - stream replicas below MinReplicas.
+//     client certificate): --allow-no-nats-auth;
+//   - stream replicas below MinReplicas: --allow-few-replicas.
 //
 // A missing PostgreSQL DSN is refused in every mode: a production service
 // keeps no state of its own.
@@ -200,7 +244,7 @@ func (c Config) Validate() error {
 		bad = append(bad, "no service name")
 	}
 	if c.PostgresDSN == "" {
-		unsafe = append(unsafe, "no PostgreSQL DSN (FURROW_POSTGRES_DSN or --postgres-dsn): the read models live in PostgreSQL; --insecure-dev does not change that")
+		unsafe = append(unsafe, "no PostgreSQL DSN (FURROW_POSTGRES_DSN or --postgres-dsn): the read models live in PostgreSQL; no override changes that")
 	}
 	if len(c.NATSURLs) == 0 {
 		bad = append(bad, "no NATS URL (--nats-url)")
@@ -246,6 +290,9 @@ func (c Config) Validate() error {
 	if set != 0 && set != 3 {
 		bad = append(bad, "mTLS needs all of --tls-cert, --tls-key and --tls-client-ca")
 	}
+	if c.GRPCRate < 0 || (c.GRPCRate > 0 && c.GRPCBurst < 1) {
+		bad = append(bad, fmt.Sprintf("--grpc-rate %g --grpc-burst %d: want a rate of 0 (no limit) or more, and a burst of 1 or more", c.GRPCRate, c.GRPCBurst))
+	}
 	if c.StartTimeout <= 0 || c.ShutdownTimeout <= 0 {
 		bad = append(bad, "--start-timeout and --shutdown-timeout must be positive")
 	}
@@ -253,16 +300,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("bad configuration:\n  - %s", strings.Join(bad, "\n  - "))
 	}
 
-	if !c.InsecureDev {
-		if set == 0 {
-			unsafe = append(unsafe, "gRPC without TLS: set --tls-cert, --tls-key and --tls-client-ca (mTLS with roles), or pass --insecure-dev")
-		}
-		if !c.natsAuth() {
-			unsafe = append(unsafe, "NATS without credentials: set --nats-user and FURROW_NATS_PASSWORD (or --nats-creds), or pass --insecure-dev")
-		}
-		if c.StreamReplicas < MinReplicas {
-			unsafe = append(unsafe, fmt.Sprintf("--stream-replicas %d: production streams need %d replicas (a 3-node cluster), or pass --insecure-dev", c.StreamReplicas, MinReplicas))
-		}
+	if set == 0 && !c.AllowPlaintextGRPC {
+		unsafe = append(unsafe, "gRPC without TLS: set --tls-cert, --tls-key and --tls-client-ca (mTLS with roles), or pass --allow-plaintext-grpc")
+	}
+	if !c.natsAuth() && !c.AllowNoNATSAuth {
+		unsafe = append(unsafe, "NATS without credentials: set --nats-user and FURROW_NATS_PASSWORD (or --nats-creds), or pass --allow-no-nats-auth")
+	}
+	if c.StreamReplicas < MinReplicas && !c.AllowFewReplicas {
+		unsafe = append(unsafe, fmt.Sprintf("--stream-replicas %d: production streams need %d replicas (a 3-node cluster), or pass --allow-few-replicas", c.StreamReplicas, MinReplicas))
 	}
 	if len(unsafe) > 0 {
 		return fmt.Errorf("refusing to start: %w:\n  - %s", ErrUnsafe, strings.Join(unsafe, "\n  - "))
@@ -270,21 +315,26 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// relaxed lists what --insecure-dev is allowing right now, for the warning
-// the process logs at start.
-func (c Config) relaxed() []string {
-	if !c.InsecureDev {
-		return nil
+// Relaxed is an override in effect: the flag that allowed it and what it
+// weakens. Run logs each at WARN at start.
+type Relaxed struct {
+	Override string
+	Weakens  string
+}
+
+// relaxed lists the overrides in effect: given, and allowing a setting
+// that is actually unsafe (an override for a setting that is safe anyway
+// weakens nothing).
+func (c Config) relaxed() []Relaxed {
+	var out []Relaxed
+	if c.AllowPlaintextGRPC && !c.TLS() {
+		out = append(out, Relaxed{"--allow-plaintext-grpc", "gRPC without TLS: no client is authenticated, every caller has every role, and the actor a client sends is believed"})
 	}
-	var out []string
-	if !c.TLS() {
-		out = append(out, "gRPC without TLS: every caller has every role")
+	if c.AllowNoNATSAuth && !c.natsAuth() {
+		out = append(out, Relaxed{"--allow-no-nats-auth", "NATS without credentials: the service runs as whatever the server grants anonymous connections"})
 	}
-	if !c.natsAuth() {
-		out = append(out, "NATS without credentials")
-	}
-	if c.StreamReplicas < MinReplicas {
-		out = append(out, fmt.Sprintf("streams with %d replica(s)", c.StreamReplicas))
+	if c.AllowFewReplicas && c.StreamReplicas < MinReplicas {
+		out = append(out, Relaxed{"--allow-few-replicas", fmt.Sprintf("streams with %d replica(s) accepted: losing a disk can lose acknowledged events", c.StreamReplicas)})
 	}
 	return out
 }

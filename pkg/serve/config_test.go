@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/furrow/furrow/pkg/eventstore"
 )
 
 func env(m map[string]string) func(string) string {
@@ -38,6 +41,7 @@ func TestParseConfigProduction(t *testing.T) {
 		NATSURLs: []string{"nats://n1:4222", "nats://n2:4222"}, NATSUser: "procurement", NATSPassword: "pw",
 		StreamReplicas: 3, PostgresDSN: "postgres://furrow@db/furrow", GRPCAddr: ":7070",
 		TLSCert: "server.crt", TLSKey: "server.key", TLSClientCA: "clients.crt", OpsAddr: ":9090",
+		GRPCRate: 100, GRPCBurst: 200,
 		LogJSON: true, StartTimeout: 2 * time.Minute, ShutdownTimeout: 25 * time.Second,
 	}
 	want.Telemetry.ServiceName = "procurement"
@@ -72,8 +76,10 @@ func TestParseConfigFromEnvironment(t *testing.T) {
 	}
 }
 
-// TestUnsafeSettingsRefuseToStart checks each refusal alone, with and
-// without --insecure-dev.
+// TestUnsafeSettingsRefuseToStart checks each refusal alone: it names its
+// own override; another override does not allow it; its own does, and is
+// then the one override in effect; the deprecated --insecure-dev allows
+// every one of them.
 func TestUnsafeSettingsRefuseToStart(t *testing.T) {
 	t.Parallel()
 	without := func(flags ...string) []string {
@@ -89,36 +95,107 @@ func TestUnsafeSettingsRefuseToStart(t *testing.T) {
 		}
 		return out
 	}
+	overrides := []string{"--allow-plaintext-grpc", "--allow-no-nats-auth", "--allow-few-replicas"}
 	for _, tc := range []struct {
 		name string
 		args []string
 		env  map[string]string
-		// want is a piece of the refusal; devOK says --insecure-dev allows it.
-		want  string
-		devOK bool
+		// want is a piece of the refusal; override allows it ("": none does).
+		want     string
+		override string
 	}{
-		{"no TLS", without("--tls-cert", "--tls-key", "--tls-client-ca"), secureEnv, "gRPC without TLS", true},
-		{"no NATS credentials", without("--nats-user"), nil, "NATS without credentials", true},
-		{"two replicas", append(secure, "--stream-replicas", "2"), secureEnv, "--stream-replicas 2: production streams need 3", true},
-		{"one replica", append(secure, "--stream-replicas", "1"), secureEnv, "--stream-replicas 1", true},
-		{"no PostgreSQL", without("--postgres-dsn"), secureEnv, "no PostgreSQL DSN", false},
+		{"no TLS", without("--tls-cert", "--tls-key", "--tls-client-ca"), secureEnv, "gRPC without TLS", "--allow-plaintext-grpc"},
+		{"no NATS credentials", without("--nats-user"), nil, "NATS without credentials", "--allow-no-nats-auth"},
+		{"two replicas", append(secure, "--stream-replicas", "2"), secureEnv, "--stream-replicas 2: production streams need 3", "--allow-few-replicas"},
+		{"one replica", append(secure, "--stream-replicas", "1"), secureEnv, "--stream-replicas 1", "--allow-few-replicas"},
+		{"no PostgreSQL", without("--postgres-dsn"), secureEnv, "no PostgreSQL DSN", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig("procurement", tc.args, env(tc.env), io.Discard, nil)
-			if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error = %v, want %v naming %q", err, ErrUnsafe, tc.want)
+			if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), tc.want) || (tc.override != "" && !strings.Contains(err.Error(), "or pass "+tc.override)) {
+				t.Fatalf("error = %v, want %v naming %q and the override %s", err, ErrUnsafe, tc.want, tc.override)
 			}
 			if !strings.HasPrefix(err.Error(), "refusing to start: unsafe settings") {
 				t.Errorf("error = %q, want it to start with \"refusing to start: unsafe settings\"", err)
 			}
+			for _, o := range overrides {
+				if o == tc.override {
+					continue
+				}
+				if _, err := ParseConfig("procurement", append(tc.args, o), env(tc.env), io.Discard, nil); !errors.Is(err, ErrUnsafe) {
+					t.Errorf("with %s, another setting's override: error = %v, want %v", o, err, ErrUnsafe)
+				}
+			}
+			if tc.override != "" {
+				cfg, err := ParseConfig("procurement", append(tc.args, tc.override), env(tc.env), io.Discard, nil)
+				if err != nil {
+					t.Fatalf("with %s: %v", tc.override, err)
+				}
+				if r := cfg.relaxed(); len(r) != 1 || r[0].Override != tc.override || r[0].Weakens == "" {
+					t.Errorf("with %s: relaxed = %q, want that override alone, saying what it weakens", tc.override, r)
+				}
+			}
 			cfg, err := ParseConfig("procurement", append(tc.args, "--insecure-dev"), env(tc.env), io.Discard, nil)
 			switch {
-			case tc.devOK && err != nil:
-				t.Errorf("with --insecure-dev: %v", err)
-			case tc.devOK && len(cfg.relaxed()) != 1:
-				t.Errorf("with --insecure-dev: relaxed = %q, want one warning", cfg.relaxed())
-			case !tc.devOK && !errors.Is(err, ErrUnsafe):
+			case tc.override != "" && err != nil:
+				t.Errorf("with the deprecated --insecure-dev: %v", err)
+			case tc.override != "" && (len(cfg.relaxed()) != 1 || cfg.relaxed()[0].Override != tc.override):
+				t.Errorf("with --insecure-dev: relaxed = %q, want %s alone (overrides of safe settings weaken nothing)", cfg.relaxed(), tc.override)
+			case tc.override == "" && !errors.Is(err, ErrUnsafe):
 				t.Errorf("with --insecure-dev: error = %v, want %v", err, ErrUnsafe)
+			}
+		})
+	}
+}
+
+// TestOverridesAreLoggedAtStart: Run logs each override in effect at WARN
+// with what it weakens, and the deprecated --insecure-dev says it is
+// deprecated and what it sets.
+func TestOverridesAreLoggedAtStart(t *testing.T) {
+	t.Parallel()
+	base := []string{"--postgres-dsn", "postgres://db/furrow", "--nats-url", "nats://127.0.0.1:1", "--ops-addr", "", "--log-format", "text"}
+	svc := Service{Name: "procurement", Short: "procurement", Stream: func(int) eventstore.StreamSpec { return eventstore.StreamSpec{Name: "PROCUREMENT"} },
+		New: func(Deps) (Wired, error) { return nil, errors.New("not reached") }}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		want     []string
+		unwanted []string
+	}{
+		{"named overrides", []string{"--allow-plaintext-grpc", "--allow-no-nats-auth", "--allow-few-replicas", "--stream-replicas", "1"},
+			[]string{"override=--allow-plaintext-grpc", "override=--allow-no-nats-auth", "override=--allow-few-replicas", "every caller has every role"},
+			[]string{"deprecated"}},
+		{"one override", []string{"--allow-plaintext-grpc", "--allow-no-nats-auth"},
+			[]string{"override=--allow-plaintext-grpc", "override=--allow-no-nats-auth"}, []string{"--allow-few-replicas", "deprecated"}},
+		{"deprecated alias", []string{"--insecure-dev"},
+			[]string{"level=WARN msg=\"--insecure-dev is deprecated", "override=--allow-plaintext-grpc", "override=--allow-no-nats-auth"},
+			[]string{"override=--allow-few-replicas"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig("procurement", append(base, tc.args...), env(nil), io.Discard, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // log the start, then stop while waiting for NATS
+			var out strings.Builder
+			if err := Run(ctx, cfg, svc, &out); err != nil {
+				t.Fatalf("Run: %v\n%s", err, out.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("start-up log lacks %q:\n%s", w, out.String())
+				}
+			}
+			for _, w := range tc.unwanted {
+				if strings.Contains(out.String(), w) {
+					t.Errorf("start-up log mentions %q:\n%s", w, out.String())
+				}
+			}
+			for line := range strings.SplitSeq(out.String(), "\n") {
+				if strings.Contains(line, "override=") && !strings.Contains(line, "level=WARN") {
+					t.Errorf("override logged below WARN: %s", line)
+				}
 			}
 		})
 	}
@@ -180,7 +257,7 @@ func TestParseConfigHelpAndExtraFlags(t *testing.T) {
 	if _, err := ParseConfig("farmer-ledger", []string{"-h"}, env(nil), &out, extra); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: error = %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"--insecure-dev", "FURROW_POSTGRES_DSN", "-payment-provider", "-tls-client-ca"} {
+	for _, want := range []string{"--allow-plaintext-grpc", "--allow-no-nats-auth", "--allow-few-replicas", "--insecure-dev", "FURROW_POSTGRES_DSN", "-payment-provider", "-tls-client-ca"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage does not mention %s:\n%s", want, out.String())
 		}

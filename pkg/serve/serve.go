@@ -3,14 +3,24 @@
 // differ only in the service they wire. Each binary's main parses a Config
 // (ParseConfig) and calls Run with its Service.
 //
-// A process connects to a JetStream cluster (reconnecting forever), makes
-// sure its own stream exists with the configured replicas, opens its read
-// models in PostgreSQL, runs its projections and event handlers, and serves
+// A process connects to a JetStream cluster (reconnecting forever), checks
+// the streams and durable consumers it uses, opens its read models in
+// PostgreSQL, runs its projections and event handlers, and serves
 // its gRPC API, the AdminService over its own projections and handlers,
 // health checking and reflection. With TLS configured, gRPC requires
 // client certificates for everything but health checks and enforces the
 // role table (auth.go). An HTTP listener serves /healthz, /readyz and
 // /metrics for probes and scrapers.
+//
+// A process never creates or changes a stream or a durable consumer: an
+// admin identity does (`furrow admin streams apply`, the migration step
+// before services start), and a service's NATS user may not. At start it
+// verifies its own stream, the dead-letter stream, the upstream streams
+// its handlers consume and its durable consumers (eventstore.VerifyStream,
+// wmjs.VerifyConsumer): it waits while one is missing and refuses to start
+// on one that drifted from what it needs (fewer replicas than
+// --stream-replicas, deletes or purges allowed, limits or TTLs that drop
+// events, …), naming the setting.
 //
 // The process keeps no state: every replica shares the cluster and the
 // database. Handlers share durable consumers (each event goes to one
@@ -65,12 +75,24 @@ type Service struct {
 	// permissions (deploy/nats/accounts.conf): handler dead letters go to
 	// deadletter.<Short>, and the connection's inboxes are _INBOX_<Short>.*.
 	Short string
-	// Stream returns the spec of the service's own stream.
+	// Stream returns the spec of the service's own stream; the process
+	// verifies the stream keeps it, with at least the replicas it is given.
 	Stream func(replicas int) eventstore.StreamSpec
 	// Upstream names other services' streams the service's handlers
-	// consume; the process waits for them to exist before it starts its
-	// handlers (their durable consumers need them).
+	// consume; the process waits for them to exist and checks they keep
+	// events the way its own stream must, before it starts its handlers.
 	Upstream []string
+	// Consumers are the durable consumers of the service's handlers. The
+	// process waits for them to exist and checks their configuration
+	// before its handlers bind to them (New must set wmjs.Config.Bind).
+	Consumers []wmjs.Config
+	// Relaxed are the binary's own overrides in effect (the ledger's
+	// --allow-simulated-provider), logged at WARN at start with the
+	// process's own.
+	Relaxed []Relaxed
+	// InsecureDevAlso names the binary's own overrides that the deprecated
+	// --insecure-dev sets too, for its deprecation warning.
+	InsecureDevAlso []string
 	// New wires the service over the process's connections.
 	New func(Deps) (Wired, error)
 }
@@ -107,8 +129,12 @@ func Run(ctx context.Context, cfg Config, svc Service, logOut io.Writer) error {
 	base := newLogger(cfg, logOut)
 	log := base.With("service", svc.Name)
 	p := &process{cfg: cfg, svc: svc, log: log, base: base, errs: make(chan error, 8)}
-	for _, what := range cfg.relaxed() {
-		log.Warn("insecure-dev: running with an unsafe setting", "setting", what)
+	if cfg.InsecureDev {
+		log.Warn("--insecure-dev is deprecated: it sets every --allow-… override; pass only the ones you need",
+			"sets", "--allow-plaintext-grpc --allow-no-nats-auth --allow-few-replicas"+svc.insecureDevAlso())
+	}
+	for _, r := range append(cfg.relaxed(), svc.Relaxed...) {
+		log.Warn("unsafe override in effect", "override", r.Override, "weakens", r.Weakens)
 	}
 	shutdownTracing, err := telemetry.Setup(ctx, cfg.Telemetry)
 	if err != nil {
@@ -137,7 +163,7 @@ func Run(ctx context.Context, cfg Config, svc Service, logOut io.Writer) error {
 		return err
 	}
 	log.Info("serving", "grpc", p.lis.Addr().String(), "tls", cfg.TLS(), "nats", strings.Join(cfg.NATSURLs, ","),
-		"stream_replicas", cfg.StreamReplicas, "ops", p.opsAddr())
+		"stream_replicas", cfg.StreamReplicas, "ops", p.opsAddr(), "limits", cfg.Limits().String())
 
 	var runErr error
 	select {
@@ -149,6 +175,13 @@ func Run(ctx context.Context, cfg Config, svc Service, logOut io.Writer) error {
 	p.shutdown()
 	log.Info("stopped")
 	return runErr
+}
+
+func (s Service) insecureDevAlso() string {
+	if len(s.InsecureDevAlso) == 0 {
+		return ""
+	}
+	return " " + strings.Join(s.InsecureDevAlso, " ")
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
@@ -181,7 +214,6 @@ type process struct {
 	// lagMetrics reports the runners' lag to OpenTelemetry.
 	lagMetrics metric.Registration
 	ops        *opsServer
-	metrics    *metrics
 	// ready is what /readyz reports: set once gRPC serves, cleared when
 	// shutdown begins.
 	ready atomic.Bool
@@ -217,16 +249,16 @@ func (p *process) start(ctx context.Context) error {
 		return fmt.Errorf("JetStream: %w", err)
 	}
 	spec := p.svc.Stream(cfg.StreamReplicas)
-	if err := p.retry(startCtx, "ensure stream "+spec.Name, func(ctx context.Context) error {
-		return eventstore.EnsureStreams(ctx, p.js, spec)
+	if err := p.retry(startCtx, "verify stream "+spec.Name, func(ctx context.Context) error {
+		return eventstore.VerifyStream(ctx, p.js, spec.Config())
 	}); err != nil {
 		return err
 	}
 	// The service's request ids, beyond the stream's de-duplication
 	// window (pkg/requests).
 	var registry *requests.Registry
-	if err := p.retry(startCtx, "request registry "+requests.Bucket(spec.Name), func(ctx context.Context) error {
-		r, err := requests.Open(ctx, p.js, spec.Name, cfg.StreamReplicas, 0)
+	if err := p.retry(startCtx, "bind request registry "+requests.Bucket(spec.Name), func(ctx context.Context) error {
+		r, err := requests.Bind(ctx, p.js, spec.Name)
 		registry = r
 		return err
 	}); err != nil {
@@ -244,8 +276,8 @@ func (p *process) start(ctx context.Context) error {
 	if strings.Contains(cfg.PostgresDSN, "sslmode=disable") {
 		log.Warn("PostgreSQL without TLS (sslmode=disable): use sslmode=verify-full in production")
 	}
-	dlq := wmjs.DeadLetterConfig{JS: p.js, Subject: "deadletter." + p.svc.Short, Replicas: cfg.StreamReplicas}
-	if err := p.retry(startCtx, "dead-letter stream", func(ctx context.Context) error {
+	dlq := wmjs.DeadLetterConfig{JS: p.js, Subject: "deadletter." + p.svc.Short, Replicas: cfg.StreamReplicas, Provisioned: true}
+	if err := p.retry(startCtx, "verify dead-letter stream", func(ctx context.Context) error {
 		r, err := wmjs.NewRouter(log, dlq)
 		if err == nil {
 			p.router = r
@@ -254,8 +286,6 @@ func (p *process) start(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	p.metrics = newMetrics(p.svc.Name)
-	p.router.AddMiddleware(p.metrics.handlerMiddleware)
 
 	wired, err := p.svc.New(Deps{JS: p.js, DB: p.db, Router: p.router, Log: p.base})
 	if err != nil {
@@ -263,7 +293,7 @@ func (p *process) start(ctx context.Context) error {
 	}
 	p.runners = wired.Projections()
 
-	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(p.metrics.unary), grpc.ChainStreamInterceptor(p.metrics.stream)}
+	var opts []grpc.ServerOption
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)),
 			grpc.ChainUnaryInterceptor(UnaryAuth()), grpc.ChainStreamInterceptor(StreamAuth()))
@@ -271,7 +301,7 @@ func (p *process) start(ctx context.Context) error {
 	// Filled below, once the service has registered, before any call.
 	registries := map[string]*requests.Registry{}
 	opts = append(opts, grpc.ChainUnaryInterceptor(requests.UnaryServerInterceptor(log, registries)))
-	srv, hs := grpcx.NewServer(log, opts...)
+	srv, hs := grpcx.NewServer(log, cfg.Limits(), opts...)
 	p.grpc, p.health = srv, hs
 	adm, err := admin.New(p.js, log)
 	if err != nil {
@@ -293,22 +323,31 @@ func (p *process) start(ctx context.Context) error {
 		return fmt.Errorf("gRPC listen on %s: %w", cfg.GRPCAddr, err)
 	}
 
-	// Handlers' durable consumers live on the upstream streams: wait for
-	// the services that own them to have created them.
+	// Handlers' durable consumers live on the upstream streams, which must
+	// keep events as this service's own stream does.
 	for _, name := range p.svc.Upstream {
-		if err := p.retry(startCtx, "wait for upstream stream "+name, func(ctx context.Context) error {
-			_, err := p.js.Stream(ctx, name)
+		want := eventstore.StreamSpec{Name: name, Replicas: cfg.StreamReplicas}.Config()
+		if err := p.retry(startCtx, "verify upstream stream "+name, func(ctx context.Context) error {
+			return eventstore.VerifyStream(ctx, p.js, want)
+		}); err != nil {
+			return err
+		}
+	}
+	for _, c := range p.svc.Consumers {
+		if err := p.retry(startCtx, "verify consumer "+c.Stream+"/"+c.Durable, func(ctx context.Context) error {
+			_, err := wmjs.VerifyConsumer(ctx, p.js, c)
 			return err
 		}); err != nil {
 			return err
 		}
 	}
 
-	// OpenTelemetry lag gauges (OTEL_METRICS_EXPORTER), beside /metrics.
-	if reg, err := projection.ObserveLag(nil, p.runners); err == nil {
+	// Projection and dead-letter gauges, read when /metrics is scraped
+	// (or OTLP collects).
+	if reg, err := lifecycle.ObserveGauges(p.js, p.runners); err == nil {
 		p.lagMetrics = reg
 	} else {
-		p.log.Warn("projection lag metrics unavailable", "error", err)
+		p.log.Warn("projection and dead-letter metrics unavailable", "error", err)
 	}
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancelRun
@@ -344,6 +383,12 @@ func (p *process) retry(ctx context.Context, what string, fn func(context.Contex
 		}
 		if errors.Is(err, projection.ErrInvalidConfig) {
 			return fmt.Errorf("%s: %w", what, err) // waiting will not fix a bad DSN
+		}
+		if errors.Is(err, eventstore.ErrDrift) {
+			return fmt.Errorf("refusing to start: %s: %w", what, err) // nor a drifted stream: an admin must
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			err = fmt.Errorf("%w (has `furrow admin streams apply` run?)", err)
 		}
 		if denied := p.denied.Load(); denied != nil {
 			return fmt.Errorf("%s: %w (the NATS user's permissions in deploy/nats/accounts.conf do not fit this service)", what, *denied)

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/furrow/furrow/pkg/deadletter"
@@ -59,8 +60,14 @@ type DeadLetterConfig struct {
 	// StreamSubjects are the stream's subjects when it has to be created;
 	// default {"deadletter.>"}. Subject is added if they do not cover it.
 	StreamSubjects []string
-	// Replicas of the stream when it has to be created; default 1.
+	// Replicas of the stream when it has to be created; default 1. With
+	// Provisioned, the fewest replicas the existing stream may have.
 	Replicas int
+	// Provisioned means an admin created the stream (`furrow admin streams
+	// apply`): NewRouter only checks it (it exists, keeps dead letters
+	// like events, and its subjects cover Subject) and never creates or
+	// updates it, which a production process's NATS user may not.
+	Provisioned bool
 	// MaxRetries is how many times a failing handler is retried before the
 	// message is dead-lettered; default 5, negative means no retries.
 	MaxRetries int
@@ -121,14 +128,7 @@ func EnsureDeadLetterStream(ctx context.Context, cfg DeadLetterConfig) error {
 	if err != nil {
 		return err
 	}
-	want := jetstream.StreamConfig{
-		Name:        cfg.Stream,
-		Subjects:    cfg.StreamSubjects,
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Replicas:    cfg.Replicas,
-		AllowDirect: true,
-	}
+	want := deadLetterStreamConfig(cfg)
 	if !covers(want.Subjects, cfg.Subject) {
 		want.Subjects = append(slices.Clone(want.Subjects), cfg.Subject)
 	}
@@ -156,6 +156,36 @@ func EnsureDeadLetterStream(ctx context.Context, cfg DeadLetterConfig) error {
 	return nil
 }
 
+// deadLetterStreamConfig is the dead-letter stream cfg names: the one
+// package deadletter describes, under cfg's name and subjects.
+func deadLetterStreamConfig(cfg DeadLetterConfig) jetstream.StreamConfig {
+	want := deadletter.StreamConfig(cfg.Replicas)
+	want.Name, want.Subjects = cfg.Stream, slices.Clone(cfg.StreamSubjects)
+	return want
+}
+
+// VerifyDeadLetterStream checks the dead-letter stream an admin created:
+// it exists (jetstream.ErrStreamNotFound if not), keeps dead letters like
+// events (eventstore.VerifyStream), and its subjects cover cfg.Subject.
+func VerifyDeadLetterStream(ctx context.Context, cfg DeadLetterConfig) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	want := deadLetterStreamConfig(cfg)
+	if err := eventstore.VerifyStream(ctx, cfg.JS, want); err != nil {
+		return fmt.Errorf("wmjs: dead-letter %w", err)
+	}
+	st, err := cfg.JS.Stream(ctx, cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("wmjs: dead-letter stream %s: %w", cfg.Stream, err)
+	}
+	if have := st.CachedInfo().Config.Subjects; !covers(have, cfg.Subject) {
+		return fmt.Errorf("%w: dead-letter stream %s: subjects %s do not cover %s", eventstore.ErrDrift, cfg.Stream, strings.Join(have, ", "), cfg.Subject)
+	}
+	return nil
+}
+
 // NewRouter returns a Watermill router whose handlers get, outermost first:
 //
 //   - Correlation: produced messages keep the correlation id;
@@ -167,7 +197,8 @@ func EnsureDeadLetterStream(ctx context.Context, cfg DeadLetterConfig) error {
 //   - retry: MaxRetries in-process retries with exponential backoff;
 //   - recoverer: a panic becomes an error, so it is retried and parked too.
 //
-// It creates the dead-letter stream if needed. Handlers are added with
+// It creates the dead-letter stream if needed (with dlq.Provisioned, it
+// checks the admin's instead: VerifyDeadLetterStream). Handlers are added with
 // AddConsumerHandler (or AddHandler with a Publisher) and a Subscriber per
 // handler; the router closes the subscribers when it closes.
 func NewRouter(logger *slog.Logger, dlq DeadLetterConfig) (*message.Router, error) {
@@ -180,7 +211,11 @@ func NewRouter(logger *slog.Logger, dlq DeadLetterConfig) (*message.Router, erro
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := EnsureDeadLetterStream(ctx, dlq); err != nil {
+	ensure := EnsureDeadLetterStream
+	if dlq.Provisioned {
+		ensure = VerifyDeadLetterStream
+	}
+	if err := ensure(ctx, dlq); err != nil {
 		return nil, err
 	}
 	wlog := watermill.NewSlogLogger(logger)
@@ -290,18 +325,20 @@ func Tracing(tp trace.TracerProvider) message.HandlerMiddleware {
 				provider = otel.GetTracerProvider()
 			}
 			ctx := traceContext.Extract(msg.Context(), propagation.MapCarrier(msg.Metadata))
-			name := message.HandlerNameFromCtx(ctx)
-			if name == "" {
-				name = "wmjs.handle"
-			}
-			ctx, span := provider.Tracer(instrumentation).Start(ctx, name,
+			handler := message.HandlerNameFromCtx(ctx)
+			stream := msg.Metadata.Get(MetaStream)
+			// "process <stream>", the messaging conventions' consumer span;
+			// the handler is its consumer group (its durable consumer).
+			ctx, span := provider.Tracer(instrumentation).Start(ctx, "process "+stream,
 				trace.WithSpanKind(trace.SpanKindConsumer),
 				trace.WithAttributes(
-					attribute.String("messaging.system", "nats"),
-					attribute.String("messaging.operation.type", "process"),
-					attribute.String("messaging.destination.name", msg.Metadata.Get(MetaSubject)),
-					attribute.String("messaging.message.id", msg.UUID),
-					attribute.String("furrow.stream", msg.Metadata.Get(MetaStream)),
+					semconv.MessagingSystemKey.String("nats"),
+					semconv.MessagingOperationTypeProcess,
+					semconv.MessagingOperationName("process"),
+					semconv.MessagingDestinationName(stream),
+					semconv.MessagingConsumerGroupName(handler),
+					semconv.MessagingMessageID(msg.UUID),
+					attribute.String("furrow.subject", msg.Metadata.Get(MetaSubject)),
 					attribute.String("furrow.stream_seq", msg.Metadata.Get(MetaSequence)),
 				))
 			defer span.End()

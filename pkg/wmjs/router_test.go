@@ -260,7 +260,7 @@ func TestRouterTracingAndCorrelation(t *testing.T) {
 	var span sdktrace.ReadOnlySpan
 	eventually(t, "handler span ended", func() bool {
 		for _, s := range rec.Ended() {
-			if s.Name() == handler {
+			if s.Name() == "process "+testStream && consumerGroup(s) == handler {
 				span = s
 				return true
 			}
@@ -403,4 +403,14 @@ func TestTransientFailureIsRedeliveredNotParked(t *testing.T) {
 	if wmjs.IsTransient(errors.New("ledger account missing")) || wmjs.IsTransient(nil) {
 		t.Error("IsTransient says a plain error is transient")
 	}
+}
+
+// consumerGroup is a span's messaging.consumer.group.name.
+func consumerGroup(s sdktrace.ReadOnlySpan) string {
+	for _, kv := range s.Attributes() {
+		if kv.Key == "messaging.consumer.group.name" {
+			return kv.Value.AsString()
+		}
+	}
+	return ""
 }

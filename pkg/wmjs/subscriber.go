@@ -111,6 +111,13 @@ type Config struct {
 	// it doubles with every further delivery, up to maxNakDelay, so a
 	// handler that fails through an outage does not hammer it. Default 200ms.
 	NakDelay time.Duration
+	// Bind makes Subscribe bind to the existing durable consumer and check
+	// its configuration (VerifyConsumer) instead of creating or updating
+	// it. Production processes bind: their consumers belong to an admin
+	// identity (`furrow admin streams apply`), and their NATS users may
+	// not create, change or delete them. A missing consumer is then an
+	// error (jetstream.ErrConsumerNotFound), a drifted one eventstore.ErrDrift.
+	Bind bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -172,22 +179,36 @@ func NewSubscriber(js jetstream.JetStream, cfg Config) (*Subscriber, error) {
 	return &Subscriber{js: js, cfg: cfg, log: log}, nil
 }
 
-// ConsumerConfig is the durable consumer Subscribe creates or updates:
-// explicit acks (nothing is acked until a handler succeeded) from the start
-// of the stream.
-func (s *Subscriber) ConsumerConfig() jetstream.ConsumerConfig {
+// ConsumerConfig is the durable consumer Subscribe creates or updates (or,
+// with Config.Bind, expects): explicit acks (nothing is acked until a
+// handler succeeded) from the start of the stream.
+func (s *Subscriber) ConsumerConfig() jetstream.ConsumerConfig { return consumerConfig(s.cfg) }
+
+// Consumer returns the durable consumer configuration c describes, with
+// its defaults filled in: what ApplyConsumer creates and VerifyConsumer
+// expects.
+func (c Config) Consumer() (jetstream.ConsumerConfig, error) {
+	c, err := c.withDefaults()
+	if err != nil {
+		return jetstream.ConsumerConfig{}, err
+	}
+	return consumerConfig(c), nil
+}
+
+func consumerConfig(c Config) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:        s.cfg.Durable,
+		Durable:        c.Durable,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		AckWait:        s.cfg.AckWait,
-		MaxDeliver:     s.cfg.MaxDeliver,
-		MaxAckPending:  s.cfg.MaxAckPending,
-		FilterSubjects: s.cfg.FilterSubjects,
+		AckWait:        c.AckWait,
+		MaxDeliver:     c.MaxDeliver,
+		MaxAckPending:  c.MaxAckPending,
+		FilterSubjects: c.FilterSubjects,
 	}
 }
 
-// Subscribe creates or updates the durable consumer and starts delivering
+// Subscribe creates or updates the durable consumer (with Config.Bind:
+// binds to it and checks it) and starts delivering
 // its messages, one at a time, on the returned channel. topic must equal
 // Config.Stream: a Subscriber consumes exactly one stream, and a mismatch
 // means the handler was wired to the wrong subscriber.
@@ -221,6 +242,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 }
 
 func (s *Subscriber) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	if s.cfg.Bind {
+		return VerifyConsumer(ctx, s.js, s.cfg)
+	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, s.ConsumerConfig())
 	if err != nil {
 		return nil, fmt.Errorf("wmjs: create consumer %s on %s: %w", s.cfg.Durable, s.cfg.Stream, err)
@@ -267,8 +291,13 @@ func (s *Subscriber) run(ctx context.Context, cons jetstream.Consumer, out chan<
 			failures++
 			s.log.WarnContext(ctx, "fetch failed", slog.Any("error", err), slog.Int("failures", failures))
 			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-				if c, err := s.ensureConsumer(ctx); err == nil {
+				c, err := s.ensureConsumer(ctx)
+				if err == nil {
 					cons = c
+				} else {
+					// Bound to an admin's consumer: it must be recreated
+					// (`furrow admin streams apply`) before this can go on.
+					s.log.ErrorContext(ctx, "durable consumer missing", slog.Any("error", err))
 				}
 			}
 			sleep(ctx, backoff(failures))

@@ -19,7 +19,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/natstest"
 
-	brand "github.com/furrow/furrow/services/brand-incubation/service"
+	"github.com/furrow/furrow/cmd/furrow/internal/metricnames"
 )
 
 // TestReplicasOnACluster runs one procurement and two farmer-ledger
@@ -38,14 +38,17 @@ func TestReplicasOnACluster(t *testing.T) {
 	dsn, _ := postgresSchema(t)
 	cluster := natstest.Cluster(t)
 	js := cluster.JetStream(t)
-	// brand-incubation does not run in this test; its stream exists as it
-	// would in production, for the ledger's handlers to consume.
-	ensureStream(ctx, t, js, brand.Stream(3))
+	// The admin step: every stream and durable, before the services start
+	// (brand-incubation does not run in this test; its stream exists as it
+	// would in production, for the ledger's handlers to consume).
+	provisionLog(ctx, t, js, 3)
 
-	common := []string{"--insecure-dev", "--nats-url", strings.Join(cluster.URLs, ","), "--stream-replicas", "3"}
+	// Plain gRPC and a NATS cluster without users: the two overrides this
+	// test needs, each by name.
+	common := []string{"--allow-plaintext-grpc", "--allow-no-nats-auth", "--nats-url", strings.Join(cluster.URLs, ","), "--stream-replicas", "3"}
 	env := []string{"FURROW_POSTGRES_DSN=" + dsn}
 	procurement := start(t, "procurement", binaries["procurement"], env, common...)
-	ledgerArgs := append(common, "--payment-provider", "simulated")
+	ledgerArgs := append(common[:len(common):len(common)], "--payment-provider", "simulated", "--allow-simulated-provider")
 	ledgerA := start(t, "farmer-ledger-a", binaries["farmer-ledger"], env, ledgerArgs...)
 	ledgerB := start(t, "farmer-ledger-b", binaries["farmer-ledger"], env, ledgerArgs...)
 
@@ -191,7 +194,7 @@ func TestReplicasOnACluster(t *testing.T) {
 		t.Errorf("statement's closing balance after the clawback: %v, want receivable 340, available 0", c)
 	}
 
-	// The streams the binaries created are replicated on three nodes.
+	// The streams are replicated on three nodes.
 	for _, name := range []string{"PROCUREMENT", "LEDGER", "DEADLETTER"} {
 		st, err := js.Stream(ctx, name)
 		if err != nil {
@@ -203,17 +206,23 @@ func TestReplicasOnACluster(t *testing.T) {
 		}
 	}
 
-	// The ops listener's metrics: projection lag and calls by code.
+	// The ops listener's metrics: the same OpenTelemetry series furrow dev
+	// serves (metricnames.Core), labelled with the service.
 	res, err := http.Get("http://" + ledgerB.opsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	have := metricnames.Families(string(metrics))
+	for _, name := range metricnames.Core {
+		if !have[name] {
+			t.Errorf("/metrics of farmer-ledger-b lacks %s", name)
+		}
+	}
 	for _, want := range []string{
-		`furrow_ready{service="farmer-ledger"} 1`,
-		`furrow_projection_lag_events{service="farmer-ledger",projection="ledger_balances",stream="LEDGER"} `,
-		`furrow_grpc_calls_total{service="farmer-ledger",method="/furrow.ledger.v1.LedgerService/GetFarmerBalance",code="OK"} `,
+		`furrow_projection_lag_events{otel_scope_name="github.com/furrow/furrow/pkg/projection",otel_scope_schema_url="",otel_scope_version="",projection="ledger_balances",service_name="farmer-ledger",stream="LEDGER"} `,
+		`rpc_method="furrow.ledger.v1.LedgerService/GetFarmerBalance"`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics of farmer-ledger-b lacks %s:\n%s", want, metrics)

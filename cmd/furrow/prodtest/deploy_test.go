@@ -14,8 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/furrow/furrow/pkg/natstest"
-
-	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
 )
 
 // deployDir holds the production configuration files under test.
@@ -38,7 +36,8 @@ func natsEnv(routes [3]string) []string {
 // TestDeployNATSConfigs checks deploy/nats: nats-server accepts the three
 // files as they are, and three nodes started from them (only addresses and
 // the store directory moved to this machine) form a JetStream cluster that
-// holds a replicated stream written by a service user. Docker is not
+// holds a replicated stream the admin user created and a service user
+// writes. Docker is not
 // needed: the nats-server is the one the Go module pins, as in the image.
 func TestDeployNATSConfigs(t *testing.T) {
 	if testing.Short() {
@@ -55,7 +54,52 @@ func TestDeployNATSConfigs(t *testing.T) {
 		}
 	}
 
-	// The same files on this machine: other ports, a temporary store.
+	cluster := startDeployCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	provisionLog(ctx, t, cluster.jetStream(t, "admin"), 3)
+	js := cluster.jetStream(t, "ledger")
+	if _, err := js.Publish(ctx, "ledger.farmer.F1.farmer_registered", []byte("x")); err != nil {
+		t.Fatalf("publish as the ledger user: %v", err)
+	}
+	for {
+		st, err := js.Stream(ctx, "LEDGER")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := st.CachedInfo()
+		current := 0
+		if info.Cluster != nil {
+			for _, r := range info.Cluster.Replicas {
+				if r.Current {
+					current++
+				}
+			}
+		}
+		if info.State.Msgs == 1 && current == 2 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("LEDGER: %d messages, cluster %+v; want 1 message on a leader and 2 current replicas", info.State.Msgs, info.Cluster)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// deployCluster is three nodes started from deploy/nats on this machine:
+// the files as they are, with only the addresses and the store directory
+// moved.
+type deployCluster struct {
+	// urls are the client URLs, comma-separated.
+	urls string
+	// monitors are the nodes' monitoring endpoints (http://host:port).
+	monitors []string
+}
+
+// startDeployCluster starts the three nodes and stops them when t ends.
+func startDeployCluster(t *testing.T) *deployCluster {
+	t.Helper()
+	bin := natstest.Binary(t)
 	var client, route, monitor [3]string
 	for i := range 3 {
 		client[i], route[i], monitor[i] = freeAddr(t), freeAddr(t), freeAddr(t)
@@ -101,57 +145,51 @@ func TestDeployNATSConfigs(t *testing.T) {
 			}
 		})
 	}
+	c := &deployCluster{urls: "nats://" + strings.Join(client[:], ",nats://")}
+	for _, m := range monitor {
+		c.monitors = append(c.monitors, "http://"+m)
+	}
+	return c
+}
 
-	urls := "nats://" + strings.Join(client[:], ",nats://")
-	connect := func(user string) jetstream.JetStream {
-		t.Helper()
-		var nc *nats.Conn
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			var err error
-			nc, err = nats.Connect(urls, nats.UserInfo(user, natsPasswords[user]), nats.CustomInboxPrefix("_INBOX_"+user))
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("connect as %s: %v", user, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return js
+// connect connects as user of accounts.conf, with the inbox prefix the
+// user may receive replies on, once the cluster accepts the connection.
+func (c *deployCluster) connect(t *testing.T, user string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	opts = append([]nats.Option{nats.UserInfo(user, natsPasswords[user]), nats.MaxReconnects(-1)}, opts...)
+	if inbox := inboxPrefix(user); inbox != "" {
+		opts = append(opts, nats.CustomInboxPrefix(inbox))
 	}
-	js := connect("ledger")
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	ensureStream(ctx, t, js, ledger.Stream(3))
-	if _, err := js.Publish(ctx, "ledger.farmer.F1.farmer_registered", []byte("x")); err != nil {
-		t.Fatalf("publish as the ledger user: %v", err)
-	}
+	deadline := time.Now().Add(20 * time.Second)
 	for {
-		st, err := js.Stream(ctx, "LEDGER")
-		if err != nil {
-			t.Fatal(err)
+		nc, err := nats.Connect(c.urls, opts...)
+		if err == nil {
+			t.Cleanup(nc.Close)
+			return nc
 		}
-		info := st.CachedInfo()
-		current := 0
-		if info.Cluster != nil {
-			for _, r := range info.Cluster.Replicas {
-				if r.Current {
-					current++
-				}
-			}
-		}
-		if info.State.Msgs == 1 && current == 2 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("LEDGER: %d messages, cluster %+v; want 1 message on a leader and 2 current replicas", info.State.Msgs, info.Cluster)
+		if time.Now().After(deadline) {
+			t.Fatalf("connect as %s: %v", user, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// jetStream is a JetStream context connected as user.
+func (c *deployCluster) jetStream(t *testing.T, user string) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(c.connect(t, user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// inboxPrefix is where accounts.conf lets user receive replies: a
+// service user only on its own prefix; empty means the default _INBOX.
+func inboxPrefix(user string) string {
+	switch user {
+	case "procurement", "brand", "ledger":
+		return "_INBOX_" + user
+	}
+	return ""
 }

@@ -34,8 +34,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/projection/projectiontest"
+
+	"github.com/furrow/furrow/cmd/furrow/internal/provision"
 )
 
 // binaries are the built service binaries, by name.
@@ -46,6 +47,7 @@ var servicePackages = []string{
 	"github.com/furrow/furrow/services/procurement/cmd/procurement",
 	"github.com/furrow/furrow/services/brand-incubation/cmd/brand-incubation",
 	"github.com/furrow/furrow/services/farmer-ledger/cmd/farmer-ledger",
+	"github.com/furrow/furrow/cmd/furrow", // the admin step: furrow admin streams apply
 }
 
 func TestMain(m *testing.M) {
@@ -138,7 +140,14 @@ func (p *proc) output() string {
 // its own gRPC and ops addresses, and waits until /readyz says it serves.
 func start(t *testing.T, name, binary string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, grpcAddr: freeAddr(t), opsAddr: freeAddr(t), done: make(chan error, 1)}
+	return startAt(t, name, binary, freeAddr(t), freeAddr(t), env, args...)
+}
+
+// startAt is start on given gRPC and ops addresses: a replica restarted
+// where it ran before, so its clients reconnect to it.
+func startAt(t *testing.T, name, binary, grpcAddr, opsAddr string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, grpcAddr: grpcAddr, opsAddr: opsAddr, done: make(chan error, 1)}
 	args = append([]string{"--grpc-addr", p.grpcAddr, "--ops-addr", p.opsAddr, "--log-format", "text",
 		"--shutdown-timeout", "10s", "--start-timeout", "60s"}, args...)
 	p.cmd = exec.Command(binary, args...)
@@ -223,21 +232,49 @@ func dialWith(t *testing.T, addr string, creds credentials.TransportCredentials)
 	return conn
 }
 
-// ensureStream creates spec's stream, retrying each attempt on its own
+// provisionLog creates every stream and durable consumer with replicas
+// replicas, as `furrow admin streams apply` does before the services start
+// (js must hold the admin's rights), retrying each attempt on its own
 // deadline: right after a cluster elects its meta leader, a stream request
 // can go unanswered, and one request must not wait out the whole test.
-func ensureStream(ctx context.Context, t *testing.T, js jetstream.JetStream, spec eventstore.StreamSpec) {
+func provisionLog(ctx context.Context, t *testing.T, js jetstream.JetStream, replicas int) {
 	t.Helper()
 	for {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := eventstore.EnsureStreams(actx, js, spec)
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := provision.Apply(actx, js, provision.Options{Replicas: replicas})
 		cancel()
 		if err == nil {
 			return
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("stream %s with %d replicas: %v", spec.Name, spec.Replicas, err)
+			t.Fatalf("provision the streams with %d replicas: %v", replicas, err)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// furrowCLI runs the built furrow binary with args and env (added to a
+// minimal environment) and returns what it printed and how it exited.
+func furrowCLI(t *testing.T, env []string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := exec.Command(binaries["furrow"], args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// startFailing runs binary with args and env, expects it to exit with an
+// error before it is ready, and returns what it logged.
+func startFailing(t *testing.T, name, binary string, env []string, args ...string) string {
+	t.Helper()
+	args = append([]string{"--grpc-addr", freeAddr(t), "--ops-addr", freeAddr(t), "--log-format", "text", "--start-timeout", "30s"}, args...)
+	cmd := exec.CommandContext(t.Context(), binary, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("%s exited cleanly; want a refusal to start:\n%s", name, out)
+	}
+	return string(out)
 }

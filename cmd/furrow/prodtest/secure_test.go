@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/furrow/furrow/proto/furrow/admin/v1"
 	brandv1 "github.com/furrow/furrow/proto/furrow/brand/v1"
@@ -34,12 +35,13 @@ import (
 // reads.
 var natsPasswords = map[string]string{
 	"procurement": "pw-procurement", "brand": "pw-brand", "ledger": "pw-ledger",
-	"operator": "pw-operator", "sys": "pw-sys",
+	"operator": "pw-operator", "admin": "pw-admin", "sys": "pw-sys",
 }
 
 // TestSecureSettings runs the three binaries the way production does but
 // on one node: each service as its own NATS user of deploy/nats/accounts.conf
-// (the file itself), gRPC with mutual TLS. Clients holding platform,
+// (the file itself), on streams the admin user provisioned, gRPC with
+// mutual TLS. Clients holding platform,
 // finance and operator certificates get what the role table gives them;
 // the services work within their NATS permissions (no violations logged),
 // and a service user can neither write another service's events nor delete
@@ -47,7 +49,7 @@ var natsPasswords = map[string]string{
 func TestSecureSettings(t *testing.T) {
 	needs(t)
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dsn, _ := postgresSchema(t)
 
@@ -64,6 +66,18 @@ func TestSecureSettings(t *testing.T) {
 		ConnectOptions: []nats.Option{nats.UserInfo("operator", natsPasswords["operator"])},
 	})
 
+	// The admin step, before the services start: they only verify.
+	adminNC, err := nats.Connect(srv.URLs[0], nats.UserInfo("admin", natsPasswords["admin"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adminNC.Close()
+	adminJS, err := jetstream.New(adminNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provisionLog(ctx, t, adminJS, 1)
+
 	pki := newPKI(t)
 	serverPair, err := pki.ca.Server("furrow", "127.0.0.1", "localhost")
 	if err != nil {
@@ -73,15 +87,37 @@ func TestSecureSettings(t *testing.T) {
 	tlsArgs := []string{"--tls-cert", serverCert, "--tls-key", serverKey, "--tls-client-ca", pki.caFile}
 	service := func(name, user string, extra ...string) *proc {
 		args := append([]string{"--nats-url", srv.URLs[0], "--nats-user", user,
-			// One node holds one replica: the only setting --insecure-dev relaxes here.
-			"--stream-replicas", "1", "--insecure-dev"}, tlsArgs...)
+			// One node holds one replica: the only setting relaxed here.
+			"--stream-replicas", "1", "--allow-few-replicas"}, tlsArgs...)
 		return start(t, name, binaries[name], []string{"FURROW_POSTGRES_DSN=" + dsn, "FURROW_NATS_PASSWORD=" + natsPasswords[user]},
 			append(args, extra...)...)
 	}
+	// Without its override, the simulated provider is refused by name.
+	out := startFailing(t, "farmer-ledger", binaries["farmer-ledger"], []string{"FURROW_POSTGRES_DSN=" + dsn, "FURROW_NATS_PASSWORD=" + natsPasswords["ledger"]},
+		append([]string{"--nats-url", srv.URLs[0], "--nats-user", "ledger", "--stream-replicas", "1", "--allow-few-replicas", "--payment-provider", "simulated"}, tlsArgs...)...)
+	if !strings.Contains(out, "refusing to start: unsafe settings: --payment-provider=simulated pays nobody; it needs --allow-simulated-provider") {
+		t.Errorf("farmer-ledger with the simulator but not --allow-simulated-provider: want a refusal naming the override, got:\n%s", out)
+	}
 	procurement := service("procurement", "procurement")
 	brand := service("brand-incubation", "brand")
-	ledger := service("farmer-ledger", "ledger", "--payment-provider", "simulated")
+	ledger := service("farmer-ledger", "ledger", "--payment-provider", "simulated", "--allow-simulated-provider")
 	procs := []*proc{procurement, brand, ledger}
+	// Each override in effect is a WARN line saying what it weakens; the
+	// deprecated --insecure-dev is not in use.
+	for _, p := range procs {
+		want := []string{"level=WARN msg=\"unsafe override in effect\" service=" + p.name + " override=--allow-few-replicas"}
+		if p == ledger {
+			want = append(want, "override=--allow-simulated-provider weakens=\"--payment-provider=simulated: payouts go to a simulator")
+		}
+		for _, w := range want {
+			if !strings.Contains(p.output(), w) {
+				t.Errorf("%s's start-up log lacks %q:\n%s", p.name, w, p.output())
+			}
+		}
+		if strings.Contains(p.output(), "deprecated") || strings.Contains(p.output(), "allow-plaintext-grpc") {
+			t.Errorf("%s logged an override it was not given:\n%s", p.name, p.output())
+		}
+	}
 
 	platform := pki.client(t, "shop-backend", serve.RolePlatform)
 	finance := pki.client(t, "finance-desk", serve.RoleFinance)
@@ -113,6 +149,7 @@ func TestSecureSettings(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("RegisterBrand: %v", err)
 	}
+	premiumsAndPayout(ctx, t, brandv1.NewBrandServiceClient(dialWith(t, brand.grpcAddr, platform)), ledgerAsPlatform, rec.GetDeliveryId())
 
 	// Roles.
 	expect := func(what string, err error, code codes.Code) {
@@ -224,6 +261,71 @@ func TestSecureSettings(t *testing.T) {
 		}
 		if out := strings.ToLower(p.output()); strings.Contains(out, "permissions violation") || strings.Contains(out, "authorization violation") {
 			t.Errorf("%s ran into its NATS permissions:\n%s", p.name, p.output())
+		}
+	}
+}
+
+// premiumsAndPayout runs the flows that cross services through every
+// handler, durable consumer and cross-stream read: brand incubation looks
+// the farmer up in LEDGER and the delivery in its projection of
+// PROCUREMENT, the ledger posts the premium (its durable on BRAND) and the
+// revision's adjustment (brand's re-rating durable first), and pays out
+// (the payout saga's durable on LEDGER). The farmer F1 and its delivery
+// (12,345 g) exist.
+func premiumsAndPayout(ctx context.Context, t *testing.T, brands brandv1.BrandServiceClient, ledger ledgerv1.LedgerServiceClient, deliveryID string) {
+	t.Helper()
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	day := func(d time.Duration) string { return time.Now().Add(d).UTC().Format(time.DateOnly) }
+	const brandID = "xunwu-navel"
+	_, err := brands.RegisterChannel(ctx, &brandv1.RegisterChannelRequest{RequestId: "channel-hema", ChannelId: "hema", Name: "Hema Fresh"})
+	must("RegisterChannel", err)
+	_, err = brands.EnrolFarmer(ctx, &brandv1.EnrolFarmerRequest{RequestId: "enrol-F1", BrandId: brandID, FarmerId: "F1",
+		EnrolledFrom: day(-30 * 24 * time.Hour), Certificate: "GI-XUNWU-0001"})
+	must("EnrolFarmer", err)
+	_, err = brands.SetPremiumRule(ctx, &brandv1.SetPremiumRuleRequest{RequestId: "rule-hema", BrandId: brandID, Channel: "hema",
+		RuleId: "hema-1", FenPerKg: 100, EffectiveFrom: day(-30 * 24 * time.Hour), EffectiveTo: day(150 * 24 * time.Hour)})
+	must("SetPremiumRule", err)
+	sale, err := brands.ReportSales(ctx, &brandv1.ReportSalesRequest{ReportId: "hema-w1", Revision: 1, Channel: "hema",
+		Lines: []*brandv1.SaleLine{{LineId: "1", BrandId: brandID, DeliveryId: deliveryID, Grams: 12345,
+			SoldAt: timestamppb.New(time.Now().Add(-48 * time.Hour))}}})
+	must("ReportSales", err)
+	if sale.GetPremiumFen() != 1234 { // 12,345 g × 100 fen/kg, half-to-even
+		t.Fatalf("ReportSales premium = %d fen, want 1234", sale.GetPremiumFen())
+	}
+	bal, err := ledger.GetFarmerBalance(ctx, &ledgerv1.GetFarmerBalanceRequest{FarmerId: "F1", MinPosition: sale.GetPosition()})
+	must("GetFarmerBalance after the sale", err)
+	if bal.GetPremiumsFen() != 1234 {
+		t.Fatalf("premiums after the sale = %d fen, want 1234", bal.GetPremiumsFen())
+	}
+	_, err = brands.ReviseRule(ctx, &brandv1.ReviseRuleRequest{RequestId: "revise-hema", BrandId: brandID, Channel: "hema",
+		RuleId: "hema-1", FenPerKg: 120, RevisedFrom: day(-10 * 24 * time.Hour), Reason: "shelf price raised"})
+	must("ReviseRule", err)
+	eventually(ctx, t, "the revision's adjustment in the ledger (premiums 1481 fen)", func() bool {
+		bal, err := ledger.GetFarmerBalance(ctx, &ledgerv1.GetFarmerBalanceRequest{FarmerId: "F1"})
+		return err == nil && bal.GetPremiumsFen() == 1481 // 12,345 g × 120 fen/kg
+	})
+	payout, err := ledger.RequestPayout(ctx, &ledgerv1.RequestPayoutRequest{RequestId: "payout-F1-1", FarmerId: "F1",
+		Amount: &ledgerv1.RequestPayoutRequest_AmountFen{AmountFen: 1000}})
+	must("RequestPayout", err)
+	eventually(ctx, t, "the payout settled", func() bool {
+		res, err := ledger.GetPayout(ctx, &ledgerv1.GetPayoutRequest{PayoutId: payout.GetPayout().GetPayoutId()})
+		return err == nil && res.GetPayout().GetStatus() == ledgerv1.PayoutStatus_PAYOUT_STATUS_SETTLED
+	})
+}
+
+// eventually polls cond until it holds, failing t when ctx ends first.
+func eventually(ctx context.Context, t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

@@ -25,7 +25,7 @@ import (
 func startDevWith(t testing.TB, dataDir string, extra ...string) *proc {
 	t.Helper()
 	p := &proc{addr: freeAddr(t), out: &strings.Builder{}, done: make(chan error, 1)}
-	args := append([]string{"dev", "--data-dir", dataDir, "--grpc-addr", p.addr, "--nats-addr", "", "--http-addr", ""}, extra...)
+	args := append([]string{"dev", "--data-dir", dataDir, "--grpc-addr", p.addr, "--nats-addr", "", "--http-addr", "", "--ops-addr", ""}, extra...)
 	p.cmd = exec.Command(furrowBin, args...)
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

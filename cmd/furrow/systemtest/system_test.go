@@ -69,7 +69,7 @@ func freeAddr(t testing.TB) string {
 func startDev(t testing.TB, dataDir string) *proc {
 	t.Helper()
 	p := &proc{addr: freeAddr(t), out: &strings.Builder{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(furrowBin, "dev", "--data-dir", dataDir, "--grpc-addr", p.addr, "--nats-addr", "", "--http-addr", "")
+	p.cmd = exec.Command(furrowBin, "dev", "--data-dir", dataDir, "--grpc-addr", p.addr, "--nats-addr", "", "--http-addr", "", "--ops-addr", "")
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

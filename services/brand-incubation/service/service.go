@@ -40,6 +40,20 @@ type Deps struct {
 	Log    *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// BindConsumers makes the reactions bind to their durable consumers
+	// (Consumers), which an admin created, instead of creating them: a
+	// production process's NATS user may not (wmjs.Config.Bind).
+	BindConsumers bool
+}
+
+// Consumers are the durable consumers of brand incubation's reactions.
+// `furrow admin streams apply` creates them; New's reactions consume them.
+func Consumers() []wmjs.Config {
+	return []wmjs.Config{
+		{Stream: domain.Stream, Durable: ports.DurableRerateOnPremiumRuleRevised, FilterSubjects: []string{ports.SubjectsPremiumRuleRevised}},
+		{Stream: domain.Stream, Durable: ports.DurableRerateOnSalesReported, FilterSubjects: []string{ports.SubjectsSalesReported}},
+		{Stream: domain.Stream, Durable: ports.DurableRerateOnPremiumRuleEnded, FilterSubjects: []string{ports.SubjectsPremiumRuleEnded}},
+	}
 }
 
 // Service is a wired brand-incubation service.
@@ -73,11 +87,15 @@ func New(deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
+	lotCorrections, err := projection.NewRunner(deps.DB, deps.JS, adapters.LotCorrectionsProjection{}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
 	store := eventstore.New(deps.JS)
 	a := app.New(app.Deps{
 		Events:     adapters.NewEvents(store),
 		Farmers:    adapters.NewLedgerFarmers(store),
-		Deliveries: adapters.NewDeliveryDirectory(deps.DB, store, lots),
+		Deliveries: adapters.NewDeliveryDirectory(deps.DB, store, lots, lotCorrections),
 		Catalog:    adapters.NewCatalogReader(deps.DB),
 		Premiums:   adapters.NewPremiumsReader(deps.DB),
 		CatalogAt:  consistency.NewWaiter(deps.JS, catalog, nil),
@@ -86,23 +104,24 @@ func New(deps Deps) (*Service, error) {
 		Now:        deps.Now,
 	})
 
-	for _, h := range []struct {
-		durable, subject string
-		handler          message.NoPublishHandlerFunc
-	}{
-		{ports.DurableRerateOnPremiumRuleRevised, ports.SubjectsPremiumRuleRevised, ports.RerateOnPremiumRuleRevised(a)},
-		{ports.DurableRerateOnSalesReported, ports.SubjectsSalesReported, ports.RerateOnSalesReported(a)},
-		{ports.DurableRerateOnPremiumRuleEnded, ports.SubjectsPremiumRuleEnded, ports.RerateOnPremiumRuleEnded(a)},
-	} {
-		sub, err := wmjs.NewSubscriber(deps.JS, wmjs.Config{
-			Stream: domain.Stream, Durable: h.durable, FilterSubjects: []string{h.subject}, Logger: log,
-		})
+	handlers := map[string]message.NoPublishHandlerFunc{
+		ports.DurableRerateOnPremiumRuleRevised: ports.RerateOnPremiumRuleRevised(a),
+		ports.DurableRerateOnSalesReported:      ports.RerateOnSalesReported(a),
+		ports.DurableRerateOnPremiumRuleEnded:   ports.RerateOnPremiumRuleEnded(a),
+	}
+	for _, cfg := range Consumers() {
+		handler, ok := handlers[cfg.Durable]
+		if !ok {
+			return nil, fmt.Errorf("%s: no reaction consumes %s", Name, cfg.Durable)
+		}
+		cfg.Bind, cfg.Logger = deps.BindConsumers, log
+		sub, err := wmjs.NewSubscriber(deps.JS, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", Name, err)
 		}
-		deps.Router.AddConsumerHandler(h.durable, domain.Stream, sub, h.handler)
+		deps.Router.AddConsumerHandler(cfg.Durable, cfg.Stream, sub, handler)
 	}
-	return &Service{grpc: ports.NewGRPCServer(a), runners: []*projection.Runner{catalog, premiums, deliveries, lots}}, nil
+	return &Service{grpc: ports.NewGRPCServer(a), runners: []*projection.Runner{catalog, premiums, deliveries, lots, lotCorrections}}, nil
 }
 
 // Register adds the brand API to srv.

@@ -23,35 +23,61 @@ import (
 // table, joined at query time with the finance read model's entries (whose
 // source_event_id is the upstream event's id). Each follows the event
 // contracts, never another service's tables.
+//
+// Each projection follows one subject filter of another service's stream:
+// a consumer with one filter is one a NATS user may be allowed to create on
+// that stream alone (deploy/nats/accounts.conf). So deliveries and their
+// corrections are two projections (two tables, read together), and the
+// sale events one projection of brand.report.> (whose other event,
+// SalesReported, it skips).
 const (
-	tableTraceLots  = "ledger_trace_lot_events"
-	tableTraceSales = "ledger_trace_sale_events"
+	tableTraceDeliveries  = "ledger_trace_deliveries"
+	tableTraceCorrections = "ledger_trace_corrections"
+	tableTraceSales       = "ledger_trace_sale_events"
 )
 
-// TraceLotsProjection keeps every DeliveryRecorded and DeliveryCorrected.
-type TraceLotsProjection struct{}
+// TraceLotsProjection keeps every DeliveryRecorded (Kind "recorded") or,
+// as the corrections projection, every DeliveryCorrected ("corrected").
+type TraceLotsProjection struct {
+	// Kind is "recorded" or "corrected".
+	Kind string
+}
+
+// TraceDeliveriesProjection and TraceCorrectionsProjection are the two
+// lot projections.
+var (
+	TraceDeliveriesProjection  = TraceLotsProjection{Kind: "recorded"}
+	TraceCorrectionsProjection = TraceLotsProjection{Kind: "corrected"}
+)
 
 var _ projection.Versioned = TraceLotsProjection{}
 
+func (p TraceLotsProjection) table() string {
+	if p.Kind == "corrected" {
+		return tableTraceCorrections
+	}
+	return tableTraceDeliveries
+}
+
 // Name implements projection.Projection.
-func (TraceLotsProjection) Name() string { return "ledger_trace_lots" }
+func (p TraceLotsProjection) Name() string { return p.table() }
 
 // Stream implements projection.Projection.
 func (TraceLotsProjection) Stream() string { return "PROCUREMENT" }
 
 // Subjects implements projection.Projection.
-func (TraceLotsProjection) Subjects() []string {
-	return []string{"procurement.*.*.delivery_recorded", "procurement.*.*.delivery_corrected"}
+func (p TraceLotsProjection) Subjects() []string {
+	return []string{"procurement.*.*.delivery_" + p.Kind}
 }
 
 // Tables implements projection.Versioned.
-func (TraceLotsProjection) Tables() []string { return []string{tableTraceLots} }
+func (p TraceLotsProjection) Tables() []string { return []string{p.table()} }
 
 // Migrate implements projection.Projection.
-func (TraceLotsProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
+func (p TraceLotsProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
 	t := func(n string) string { return projection.Table(ctx, n) }
 	for _, stmt := range []string{
-		`CREATE TABLE IF NOT EXISTS ` + t(tableTraceLots) + ` (
+		`CREATE TABLE IF NOT EXISTS ` + t(p.table()) + ` (
 			event_id TEXT PRIMARY KEY,
 			seq BIGINT NOT NULL,
 			delivery_id TEXT NOT NULL,
@@ -68,18 +94,18 @@ func (TraceLotsProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
 			warehouse TEXT NOT NULL,
 			county TEXT NOT NULL,
 			distribution_centre TEXT NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS ` + t("ledger_trace_lot_events_delivery") + ` ON ` + t(tableTraceLots) + ` (delivery_id, seq)`,
-		`CREATE INDEX IF NOT EXISTS ` + t("ledger_trace_lot_events_farmer") + ` ON ` + t(tableTraceLots) + ` (farmer_id, seq)`,
+		`CREATE INDEX IF NOT EXISTS ` + t(p.table()+"_delivery") + ` ON ` + t(p.table()) + ` (delivery_id, seq)`,
+		`CREATE INDEX IF NOT EXISTS ` + t(p.table()+"_farmer") + ` ON ` + t(p.table()) + ` (farmer_id, seq)`,
 	} {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("migrate ledger_trace_lots: %w", err)
+			return fmt.Errorf("migrate %s: %w", p.table(), err)
 		}
 	}
 	return nil
 }
 
 // Apply implements projection.Projection.
-func (TraceLotsProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Recorded) error {
+func (p TraceLotsProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.Recorded) error {
 	msg, err := eventstore.Decode(rec)
 	if err != nil {
 		return err
@@ -102,7 +128,7 @@ func (TraceLotsProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore
 	if !r.WeighedAt.IsZero() {
 		weighed = r.WeighedAt.UnixNano()
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO `+projection.Table(ctx, tableTraceLots)+` (event_id, seq, delivery_id, farmer_id,
+	_, err = tx.ExecContext(ctx, `INSERT INTO `+projection.Table(ctx, p.table())+` (event_id, seq, delivery_id, farmer_id,
 		correction_number, product, grade, net_grams, price_fen_per_kg, amount_fen, reversed_fen, reason, weighed_at, warehouse, county,
 		distribution_centre)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (event_id) DO NOTHING`,
@@ -127,10 +153,9 @@ func (TraceSalesProjection) Name() string { return "ledger_trace_sales" }
 // Stream implements projection.Projection.
 func (TraceSalesProjection) Stream() string { return "BRAND" }
 
-// Subjects implements projection.Projection.
-func (TraceSalesProjection) Subjects() []string {
-	return []string{"brand.*.*.premium_earned", "brand.*.*.premium_withheld", "brand.*.*.premium_adjusted", "brand.*.*.sale_restated"}
-}
+// Subjects implements projection.Projection: every report's events (the
+// premium events and restatements; Apply skips the SalesReported headers).
+func (TraceSalesProjection) Subjects() []string { return []string{"brand.report.>"} }
 
 // Tables implements projection.Versioned.
 func (TraceSalesProjection) Tables() []string { return []string{tableTraceSales} }
@@ -264,9 +289,16 @@ func scanSales(rows *sql.Rows, err error) ([]app.SaleEvent, error) {
 	})
 }
 
+// lotEvents selects both lot tables' rows matching cond ($1), in stream
+// order.
+func lotEvents(cond string) string {
+	return `SELECT ` + lotColumns + ` FROM ` + tableTraceDeliveries + ` WHERE ` + cond + `
+		UNION ALL SELECT ` + lotColumns + ` FROM ` + tableTraceCorrections + ` WHERE ` + cond + ` ORDER BY seq`
+}
+
 // LotEvents implements app.Traces.
 func (r *TraceReader) LotEvents(ctx context.Context, deliveryID string) ([]app.LotEvent, error) {
-	out, err := scanLots(r.db.QueryContext(ctx, `SELECT `+lotColumns+` FROM `+tableTraceLots+` WHERE delivery_id = $1 ORDER BY seq`, deliveryID))
+	out, err := scanLots(r.db.QueryContext(ctx, lotEvents(`delivery_id = $1`), deliveryID))
 	if err != nil {
 		return nil, fmt.Errorf("trace of lot %s: %w", deliveryID, err)
 	}
@@ -275,7 +307,7 @@ func (r *TraceReader) LotEvents(ctx context.Context, deliveryID string) ([]app.L
 
 // FarmerLotEvents implements app.Traces.
 func (r *TraceReader) FarmerLotEvents(ctx context.Context, farmerID string) ([]app.LotEvent, error) {
-	out, err := scanLots(r.db.QueryContext(ctx, `SELECT `+lotColumns+` FROM `+tableTraceLots+` WHERE farmer_id = $1 ORDER BY seq`, farmerID))
+	out, err := scanLots(r.db.QueryContext(ctx, lotEvents(`farmer_id = $1`), farmerID))
 	if err != nil {
 		return nil, fmt.Errorf("trace of farmer %s: %w", farmerID, err)
 	}

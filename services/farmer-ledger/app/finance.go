@@ -205,6 +205,7 @@ func (l *Ledger) TrialBalance(ctx context.Context, byFarmer bool, minPos *events
 	if err != nil {
 		return domain.TrialBalance{}, 0, eventstore.Position{}, err
 	}
+	recordTrialBalance(ctx, tb.DebitFen, tb.CreditFen)
 	if !tb.Balanced() {
 		return tb, entries, asOf, fmt.Errorf("%w: debits %d fen, credits %d fen (difference %d fen) as of %s",
 			ErrUnbalanced, tb.DebitFen, tb.CreditFen, tb.DebitFen-tb.CreditFen, asOf)

@@ -117,6 +117,31 @@ type LotTrace struct {
 	AsOf    []eventstore.Position
 }
 
+// allOf waits for several read models of one stream.
+type allOf []Positions
+
+// AllOf returns Positions that waits for each of ws, which follow the same
+// stream (the lots' two trace projections): Head is the first's.
+func AllOf(ws ...Positions) Positions { return allOf(ws) }
+
+// WaitFor implements Positions: the position the slowest reflects.
+func (a allOf) WaitFor(ctx context.Context, pos eventstore.Position) (eventstore.Position, error) {
+	var at eventstore.Position
+	for i, w := range a {
+		p, err := w.WaitFor(ctx, pos)
+		if err != nil {
+			return eventstore.Position{}, err
+		}
+		if i == 0 || p.Sequence < at.Sequence {
+			at = p
+		}
+	}
+	return at, nil
+}
+
+// Head implements Positions.
+func (a allOf) Head(ctx context.Context) (eventstore.Position, error) { return a[0].Head(ctx) }
+
 // ErrNoTracing means the ledger was wired without trace read models.
 var ErrNoTracing = errors.New("tracing is not configured")
 

@@ -8,11 +8,9 @@ import (
 
 	"github.com/furrow/furrow/pkg/consistency"
 	"github.com/furrow/furrow/pkg/projection"
-	"github.com/furrow/furrow/pkg/wmjs"
 
 	"github.com/furrow/furrow/services/farmer-ledger/adapters"
 	"github.com/furrow/furrow/services/farmer-ledger/app"
-	"github.com/furrow/furrow/services/farmer-ledger/domain"
 	"github.com/furrow/furrow/services/farmer-ledger/ports"
 )
 
@@ -61,13 +59,11 @@ func newFinance(deps Deps, log *slog.Logger, upstream map[string]string) (*finan
 
 // addHandlers adds the payout saga and the settlement poll to the router.
 func (f *finance) addHandlers(deps Deps, ledger *app.Ledger, log *slog.Logger) error {
-	sub, err := wmjs.NewSubscriber(deps.JS, wmjs.Config{
-		Stream: domain.Stream, Durable: ports.DurableSendPayouts, FilterSubjects: ports.PayoutRequestedSubjects, Logger: log,
-	})
+	sub, stream, err := subscriber(deps, ports.DurableSendPayouts, log)
 	if err != nil {
 		return fmt.Errorf("payout saga: %w", err)
 	}
-	deps.Router.AddConsumerHandler(ports.DurableSendPayouts, domain.Stream, sub, ports.SendPayouts(ledger))
+	deps.Router.AddConsumerHandler(ports.DurableSendPayouts, stream, sub, ports.SendPayouts(ledger))
 	every := deps.SettlementPoll
 	if every <= 0 {
 		every = DefaultSettlementPoll

@@ -52,6 +52,34 @@ type Deps struct {
 	// SettlementPoll is how often late settlements are asked for; default
 	// DefaultSettlementPoll.
 	SettlementPoll time.Duration
+	// BindConsumers makes the handlers bind to their durable consumers
+	// (Consumers), which an admin created, instead of creating them: a
+	// production process's NATS user may not (wmjs.Config.Bind).
+	BindConsumers bool
+}
+
+// Consumers are the durable consumers of the ledger's handlers: entries
+// for procurement's and brand incubation's events, and the payout saga.
+// `furrow admin streams apply` creates them; New's handlers consume them.
+func Consumers() []wmjs.Config {
+	return []wmjs.Config{
+		{Stream: upstreamProcurement, Durable: ports.DurableProcurementEntries, FilterSubjects: ports.ProcurementEntrySubjects},
+		{Stream: upstreamBrand, Durable: ports.DurableBrandEntries, FilterSubjects: ports.BrandEntrySubjects},
+		{Stream: domain.Stream, Durable: ports.DurableSendPayouts, FilterSubjects: ports.PayoutRequestedSubjects},
+	}
+}
+
+// subscriber returns a subscriber to the durable named durable, as
+// Consumers describes it, and the stream it consumes.
+func subscriber(deps Deps, durable string, log *slog.Logger) (*wmjs.Subscriber, string, error) {
+	for _, c := range Consumers() {
+		if c.Durable == durable {
+			c.Bind, c.Logger = deps.BindConsumers, log
+			sub, err := wmjs.NewSubscriber(deps.JS, c)
+			return sub, c.Stream, err
+		}
+	}
+	return nil, "", fmt.Errorf("no durable consumer %s among Consumers()", durable)
 }
 
 // Service is a wired farmer ledger.
@@ -81,7 +109,11 @@ func New(deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
-	traceLots, err := projection.NewRunner(deps.DB, deps.JS, adapters.TraceLotsProjection{}, projection.Options{Logger: log})
+	traceLots, err := projection.NewRunner(deps.DB, deps.JS, adapters.TraceDeliveriesProjection, projection.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	traceCorrections, err := projection.NewRunner(deps.DB, deps.JS, adapters.TraceCorrectionsProjection, projection.Options{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
@@ -93,31 +125,29 @@ func New(deps Deps) (*Service, error) {
 		Farmers: adapters.NewFarmerRepository(store), Balances: adapters.NewBalanceReader(deps.DB), Positions: waiter,
 		Directory: adapters.NewFarmerDirectory(deps.DB), Finance: fin.reader, FinancePositions: fin.waiter,
 		Breaks: adapters.NewBreakRepository(store), Provider: fin.provider, Log: log,
-		Traces:      adapters.NewTraceReader(deps.DB),
-		TraceLotsAt: consistency.NewWaiter(deps.JS, traceLots, nil), TraceSalesAt: consistency.NewWaiter(deps.JS, traceSales, nil),
+		Traces:       adapters.NewTraceReader(deps.DB),
+		TraceLotsAt:  app.AllOf(consistency.NewWaiter(deps.JS, traceLots, nil), consistency.NewWaiter(deps.JS, traceCorrections, nil)),
+		TraceSalesAt: consistency.NewWaiter(deps.JS, traceSales, nil),
 	})
 
 	for _, h := range []struct {
-		stream, durable string
-		subjects        []string
-		handler         message.NoPublishHandlerFunc
+		durable string
+		handler message.NoPublishHandlerFunc
 	}{
-		{upstreamProcurement, ports.DurableProcurementEntries, ports.ProcurementEntrySubjects, ports.PostProcurementEntries(ledger)},
-		{upstreamBrand, ports.DurableBrandEntries, ports.BrandEntrySubjects, ports.PostBrandEntries(ledger)},
+		{ports.DurableProcurementEntries, ports.PostProcurementEntries(ledger)},
+		{ports.DurableBrandEntries, ports.PostBrandEntries(ledger)},
 	} {
-		sub, err := wmjs.NewSubscriber(deps.JS, wmjs.Config{
-			Stream: h.stream, Durable: h.durable, FilterSubjects: h.subjects, Logger: log,
-		})
+		sub, stream, err := subscriber(deps, h.durable, log)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", Name, err)
 		}
-		deps.Router.AddConsumerHandler(h.durable, h.stream, sub, h.handler)
+		deps.Router.AddConsumerHandler(h.durable, stream, sub, h.handler)
 	}
 
 	if err := fin.addHandlers(deps, ledger, log); err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
-	return &Service{grpc: ports.NewGRPCServer(ledger), balances: balances, finance: fin.runner, traces: []*projection.Runner{traceLots, traceSales}}, nil
+	return &Service{grpc: ports.NewGRPCServer(ledger), balances: balances, finance: fin.runner, traces: []*projection.Runner{traceLots, traceCorrections, traceSales}}, nil
 }
 
 // Register adds the ledger's gRPC API to srv.

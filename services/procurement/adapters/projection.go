@@ -61,8 +61,11 @@ func (PurchasesProjection) Name() string { return "procurement_purchases" }
 // Stream implements projection.Projection.
 func (PurchasesProjection) Stream() string { return domain.Stream }
 
-// Subjects implements projection.Projection: the whole stream.
-func (PurchasesProjection) Subjects() []string { return nil }
+// Subjects implements projection.Projection: procurement's subjects, the
+// whole stream but a message stored under another service's subject (a
+// server's delivery someone addressed to one of ours: permissions cannot
+// stop that, see deploy/README.md).
+func (PurchasesProjection) Subjects() []string { return []string{domain.Subjects} }
 
 // Migrate implements projection.Projection. Times are Unix nanoseconds
 // (BIGINT), portable between SQLite and PostgreSQL.

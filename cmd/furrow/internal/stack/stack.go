@@ -32,13 +32,14 @@ import (
 
 	"github.com/furrow/furrow/pkg/admin"
 	"github.com/furrow/furrow/pkg/dirlock"
-	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/lifecycle"
 	"github.com/furrow/furrow/pkg/natsembed"
 	"github.com/furrow/furrow/pkg/projection"
 	"github.com/furrow/furrow/pkg/requests"
 	"github.com/furrow/furrow/pkg/wmjs"
+
+	"github.com/furrow/furrow/cmd/furrow/internal/provision"
 
 	brand "github.com/furrow/furrow/services/brand-incubation/service"
 	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
@@ -59,7 +60,10 @@ type Config struct {
 	// none. It must be a loopback address (CheckLoopback) unless the
 	// caller allowed otherwise.
 	HTTPAddr string
-	Log      *slog.Logger
+	// OpsAddr serves /healthz, /readyz and /metrics as the production
+	// binaries' ops listener does (ops.go); empty: none.
+	OpsAddr string
+	Log     *slog.Logger
 }
 
 // Stack is a running Furrow.
@@ -81,6 +85,7 @@ type Stack struct {
 	// timeout.
 	routerDone chan struct{}
 	http       *httpPart
+	ops        *opsPart
 	// lagMetrics reports the runners' lag while metrics are on.
 	lagMetrics metric.Registration
 
@@ -156,8 +161,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return nil, fmt.Errorf("stack: JetStream: %w", err)
 	}
-	if err := eventstore.EnsureStreams(ctx, s.js, procurement.Stream(1), ledger.Stream(1), brand.Stream(1)); err != nil {
-		return nil, err
+	// furrow dev is the admin of its embedded server: it provisions the
+	// streams and durable consumers the way `furrow admin streams apply`
+	// does in production.
+	if _, err := provision.Apply(ctx, s.js, provision.Options{Replicas: 1}); err != nil {
+		return nil, fmt.Errorf("stack: provision streams: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -189,21 +197,26 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.runners = append(s.runners, led.Projections()...)
 
 	// Request ids, remembered beyond the streams' de-duplication window
-	// (pkg/requests): one bucket per service.
+	// (pkg/requests): one bucket per service, which provision.Apply made.
 	registries := map[string]*requests.Registry{}
 	for _, svc := range []struct{ service, stream string }{
 		{procurementv1.ProcurementService_ServiceDesc.ServiceName, procurement.Stream(1).Name},
 		{ledgerv1.LedgerService_ServiceDesc.ServiceName, ledger.Stream(1).Name},
 		{brandv1.BrandService_ServiceDesc.ServiceName, brand.Stream(1).Name},
 	} {
-		reg, err := requests.Open(ctx, s.js, svc.stream, 1, 0)
+		reg, err := requests.Bind(ctx, s.js, svc.stream)
 		if err != nil {
 			return nil, err
 		}
 		registries[svc.service] = reg
 	}
 
-	s.grpc, s.health = grpcx.NewServer(cfg.Log, grpc.ChainUnaryInterceptor(requests.UnaryServerInterceptor(cfg.Log, registries)))
+	// The production limits, but no rate limit: furrow dev serves one
+	// local user, and the demo loader and benchmarks call as fast as
+	// they can from one address.
+	lim := grpcx.DefaultLimits()
+	lim.Rate = 0
+	s.grpc, s.health = grpcx.NewServer(cfg.Log, lim, grpc.ChainUnaryInterceptor(requests.UnaryServerInterceptor(cfg.Log, registries)))
 	// Operators' API: projections and handlers of this process, streams.
 	if err := registerAdmin(s.grpc, s.js, s.router, cfg.Log, map[string][]*projection.Runner{
 		procurement.Name: proc.Projections(), ledger.Name: led.Projections(), brand.Name: br.Projections(),
@@ -216,8 +229,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	if s.lagMetrics, err = projection.ObserveLag(nil, s.runners); err != nil {
-		return nil, fmt.Errorf("stack: projection metrics: %w", err)
+	if s.lagMetrics, err = lifecycle.ObserveGauges(s.js, s.runners); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
 	}
 	for _, r := range s.runners {
 		s.goRun("projection "+r.Name(), func() error { return r.Run(runCtx) })
@@ -239,6 +252,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.goRun("gRPC server", func() error { return s.grpc.Serve(s.lis) })
 	grpcx.MarkServing(s.grpc, s.health)
 	if err := s.startHTTP(); err != nil {
+		return nil, err
+	}
+	if err := s.startOps(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -353,6 +369,7 @@ func (s *Stack) Shutdown(ctx context.Context) {
 		parts.Router = s.router
 	}
 	lifecycle.Stop(ctx, parts)
+	s.stopOps(ctx)
 	if s.lis != nil {
 		// Closed already if the gRPC server served; not if Start failed.
 		_ = s.lis.Close()

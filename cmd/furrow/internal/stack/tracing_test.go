@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
@@ -54,11 +55,29 @@ func TestTraceFlowsFromGRPCThroughEventsIntoHandlers(t *testing.T) {
 		t.Fatalf("DeliveryRecorded traceparent %q is not in trace %s", tp, rpcTrace)
 	}
 	// The handler span ends just after the ack; give it a moment.
+	// The append is a producer span, "send PROCUREMENT", in the call's
+	// trace; the event's traceparent names it, so the handler's consumer
+	// span is its child.
+	var send sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "send PROCUREMENT" && s.SpanKind() == trace.SpanKindProducer && s.SpanContext().TraceID().String() == rpcTrace &&
+			hasAttr(s, "messaging.system", "nats") && hasAttr(s, "messaging.destination.name", "PROCUREMENT") {
+			send = s
+		}
+	}
+	if send == nil {
+		t.Fatal("no producer span \"send PROCUREMENT\" in the RecordDelivery trace")
+	}
+	if tp := delivered[0].Header.Get("traceparent"); !strings.Contains(tp, send.SpanContext().SpanID().String()) {
+		t.Fatalf("DeliveryRecorded traceparent %q does not name the producer span %s", tp, send.SpanContext().SpanID())
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		found := false
 		for _, s := range rec.Ended() {
-			if s.Name() == "ledger-post-entries-procurement" && s.SpanContext().TraceID().String() == rpcTrace {
+			if s.Name() == "process PROCUREMENT" && s.SpanKind() == trace.SpanKindConsumer &&
+				hasAttr(s, "messaging.consumer.group.name", "ledger-post-entries-procurement") &&
+				s.SpanContext().TraceID().String() == rpcTrace {
 				found = true
 			}
 		}
@@ -80,4 +99,14 @@ func TestTraceFlowsFromGRPCThroughEventsIntoHandlers(t *testing.T) {
 	if entries[0].Metadata.CausationID != delivered[0].ID || entries[0].Metadata.CorrelationID != "traced" {
 		t.Fatalf("entry metadata = %+v, want causation %s and correlation traced", entries[0].Metadata, delivered[0].ID)
 	}
+}
+
+// hasAttr reports whether span s has attribute key with string value v.
+func hasAttr(s sdktrace.ReadOnlySpan, key, v string) bool {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key && kv.Value.Emit() == v {
+			return true
+		}
+	}
+	return false
 }

@@ -38,11 +38,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	return serve.Run(ctx, cfg, serve.Service{
-		Name:   brand.Name,
-		Short:  "brand",
-		Stream: brand.Stream,
+		Name:      brand.Name,
+		Short:     "brand",
+		Stream:    brand.Stream,
+		Consumers: brand.Consumers(),
 		New: func(d serve.Deps) (serve.Wired, error) {
-			return brand.New(brand.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log})
+			return brand.New(brand.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, BindConsumers: true})
 		},
 	}, stderr)
 }

@@ -5,8 +5,8 @@
 //
 // The payment provider must be chosen explicitly. The only one there is
 // today is the simulator, which pays nobody: it runs only with
-// --payment-provider=simulated and --insecure-dev together, so a
-// production deployment cannot fall back to it by omission.
+// --payment-provider=simulated and --allow-simulated-provider together, so
+// a production deployment cannot fall back to it by omission.
 package main
 
 import (
@@ -44,43 +44,53 @@ const providerSimulated = "simulated"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	var providerName, simDir string
+	var allowSimulated bool
 	cfg, err := serve.ParseConfig(ledger.Name, args, getenv, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&providerName, "payment-provider", getenv("FURROW_PAYMENT_PROVIDER"),
-			`who pays farmers out; required. Only "simulated" exists (pays nobody; needs --insecure-dev) [FURROW_PAYMENT_PROVIDER]`)
+			`who pays farmers out; required. Only "simulated" exists (pays nobody; needs --allow-simulated-provider) [FURROW_PAYMENT_PROVIDER]`)
+		fs.BoolVar(&allowSimulated, "allow-simulated-provider", getenv("FURROW_ALLOW_SIMULATED_PROVIDER") == "1",
+			"allow --payment-provider=simulated, which pays nobody; development and demos only [FURROW_ALLOW_SIMULATED_PROVIDER=1]")
 		fs.StringVar(&simDir, "simulated-provider-dir", getenv("FURROW_SIMULATED_PROVIDER_DIR"),
 			"where the simulated provider writes its settlement file; empty: in memory, per replica [FURROW_SIMULATED_PROVIDER_DIR]")
 	})
 	if err != nil {
 		return err
 	}
-	provider, err := paymentProvider(providerName, simDir, cfg.InsecureDev)
+	// The deprecated --insecure-dev sets every override, this one too.
+	allowSimulated = allowSimulated || cfg.InsecureDev
+	provider, err := paymentProvider(providerName, simDir, allowSimulated)
 	if err != nil {
 		return err
 	}
+	var relaxed []serve.Relaxed
 	if providerName == providerSimulated {
-		fmt.Fprintln(stderr, "farmer-ledger: WARNING: --payment-provider=simulated: payouts go to a simulator and pay nobody")
+		relaxed = append(relaxed, serve.Relaxed{Override: "--allow-simulated-provider",
+			Weakens: "--payment-provider=simulated: payouts go to a simulator, pay nobody, and are recorded as settled"})
 	}
 	return serve.Run(ctx, cfg, serve.Service{
-		Name:     ledger.Name,
-		Short:    "ledger",
-		Stream:   ledger.Stream,
-		Upstream: []string{"PROCUREMENT", "BRAND"},
+		Relaxed:         relaxed,
+		InsecureDevAlso: []string{"--allow-simulated-provider"},
+		Name:            ledger.Name,
+		Short:           "ledger",
+		Stream:          ledger.Stream,
+		Upstream:        []string{"PROCUREMENT", "BRAND"},
+		Consumers:       ledger.Consumers(),
 		New: func(d serve.Deps) (serve.Wired, error) {
-			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider})
+			return ledger.New(ledger.Deps{JS: d.JS, DB: d.DB, Router: d.Router, Log: d.Log, Provider: provider, BindConsumers: true})
 		},
 	}, stderr)
 }
 
 // paymentProvider returns the provider name asks for, refusing the
-// simulator outside --insecure-dev.
-func paymentProvider(name, simDir string, insecureDev bool) (app.PaymentProvider, error) {
+// simulator without --allow-simulated-provider.
+func paymentProvider(name, simDir string, allowSimulated bool) (app.PaymentProvider, error) {
 	switch name {
 	case "":
 		return nil, fmt.Errorf("refusing to start: %w: --payment-provider is required (the ledger sends real payouts); "+
-			"no real provider adapter exists yet: %q with --insecure-dev runs the simulator", serve.ErrUnsafe, providerSimulated)
+			"no real provider adapter exists yet: %q with --allow-simulated-provider runs the simulator", serve.ErrUnsafe, providerSimulated)
 	case providerSimulated:
-		if !insecureDev {
-			return nil, fmt.Errorf("refusing to start: %w: --payment-provider=%s pays nobody; it needs --insecure-dev", serve.ErrUnsafe, providerSimulated)
+		if !allowSimulated {
+			return nil, fmt.Errorf("refusing to start: %w: --payment-provider=%s pays nobody; it needs --allow-simulated-provider", serve.ErrUnsafe, providerSimulated)
 		}
 		return adapters.NewSimulatedProvider(adapters.SimulatedProviderConfig{Dir: simDir})
 	default:

@@ -66,7 +66,10 @@ type Event struct {
 	// optimistic concurrency (the request's Aggregate and Expect check the
 	// first). It is honoured on any event of a batch but the first (whose
 	// expectation is the request's own); the event's subject must lie in
-	// Guard.Filter.
+	// Guard.Filter. Such an event lies outside the request's Aggregate, so
+	// group commit never lets the append share a batch (scopeOf): within a
+	// shared batch the server would check a second append's guard on the
+	// same aggregate against the stream as it was before the batch.
 	Guard *Guard
 }
 

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,5 +168,45 @@ func TestConcurrentReportsCannotOverclaimALot(t *testing.T) {
 	}
 	if lot.Claimed() != 600_000 {
 		t.Fatalf("lot claims %d g, want 600 kg", lot.Claimed())
+	}
+}
+
+// TestManyConcurrentReportsNeverOverclaim: eight reports of 200 kg each
+// race for a 1,000 kg lot through the store's group commit: exactly five
+// land, and the lot's claims are exactly its grams.
+func TestManyConcurrentReportsNeverOverclaim(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.setUp(t)
+	ctx := testCtx(t)
+	h.deliver(t, "D1", 1_000_000)
+	var (
+		wg       sync.WaitGroup
+		accepted atomic.Int32
+	)
+	for k := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := h.app.ReportSales(ctx, report(fmt.Sprintf("r%d", k), lotSale("L1", "D1", 200_000)))
+			switch {
+			case err == nil:
+				accepted.Add(1)
+			case failure.KindOf(err) == failure.KindFailedPrecondition, failure.KindOf(err) == failure.KindConflict:
+			default:
+				t.Errorf("report r%d: %v", k, err)
+			}
+		}()
+	}
+	wg.Wait()
+	lot := domain.NewLot("D1")
+	if _, err := h.events.Load(ctx, lot); err != nil {
+		t.Fatal(err)
+	}
+	if lot.Claimed() != 200_000*int64(accepted.Load()) || lot.Claimed() > 1_000_000 {
+		t.Fatalf("%d reports accepted, the lot claims %d g; never more than 1,000 kg", accepted.Load(), lot.Claimed())
+	}
+	if accepted.Load() != 5 {
+		t.Errorf("%d reports accepted, want 5 (a lost race is retried until the lot is full)", accepted.Load())
 	}
 }

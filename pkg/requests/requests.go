@@ -14,6 +14,9 @@
 // command runs, refuses one recorded with another fingerprint
 // (ALREADY_EXISTS, as the aggregates do), and records it once the command
 // succeeded (a refused command records nothing: its id may be used again).
+// A request that carries several commands (procurement's RecordDeliveries)
+// has no request_id of its own: its service checks and records each line
+// with Check and Record.
 //
 // The registry is a second line, never the only one: the aggregates'
 // checks stay, so a lost or expired entry weakens nothing else; two
@@ -154,6 +157,10 @@ func key(method, requestID string) string {
 
 // shortMethod is "RegisterFarmer" for "/furrow.ledger.v1.LedgerService/RegisterFarmer".
 func shortMethod(full string) string { return full[strings.LastIndexByte(full, '/')+1:] }
+
+// IsNil reports whether r is nil, for holders of a Registry through an
+// interface.
+func (r *Registry) IsNil() bool { return r == nil }
 
 // Check refuses a request id recorded for method with another fingerprint.
 func (r *Registry) Check(ctx context.Context, method, requestID, fingerprint string) error {

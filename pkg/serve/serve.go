@@ -103,6 +103,11 @@ type Deps struct {
 	DB     *projection.DB
 	Router *message.Router
 	Log    *slog.Logger
+	// Requests is the service's request-id registry (pkg/requests): the
+	// process checks every command's request_id against it; a service
+	// whose requests hold several commands (RecordDeliveries) checks their
+	// ids itself.
+	Requests *requests.Registry
 }
 
 // Wired is a wired service.
@@ -287,7 +292,7 @@ func (p *process) start(ctx context.Context) error {
 		return err
 	}
 
-	wired, err := p.svc.New(Deps{JS: p.js, DB: p.db, Router: p.router, Log: p.base})
+	wired, err := p.svc.New(Deps{JS: p.js, DB: p.db, Router: p.router, Log: p.base, Requests: registry})
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,10 @@ type Deps struct {
 	JS  jetstream.JetStream
 	DB  *projection.DB
 	Log *slog.Logger
+	// Requests, when set, is procurement's request-id registry: the lines
+	// of RecordDeliveries are checked against it one by one (the process
+	// checks single commands).
+	Requests ports.Requests
 }
 
 // Service is a wired procurement service.
@@ -63,7 +67,7 @@ func New(deps Deps) (*Service, error) {
 	store := eventstore.New(deps.JS)
 	a := app.New(adapters.NewEventStore(store), adapters.NewLedgerFarmers(store), adapters.NewReadModel(deps.DB),
 		adapters.NewPositions(deps.JS, purchases, farmers), log)
-	grpcServer := ports.NewGRPCServer(a, log).WithCentres(
+	grpcServer := ports.NewGRPCServer(a, log).WithRequests(deps.Requests).WithCentres(
 		app.NewCentres(adapters.NewCentreReader(deps.DB), consistency.NewWaiter(deps.JS, centres, nil)))
 	return &Service{grpc: grpcServer, purchases: purchases, farmers: farmers, centres: centres}, nil
 }

@@ -65,4 +65,29 @@ func TestRequestIDReusedOnAnotherAggregateAfterTheWindow(t *testing.T) {
 	bad.FarmerId, bad.NetGrams = "F1", 2_000
 	_, err = c.procurement.RecordDelivery(ctx, bad)
 	finWantCode(t, "request id wh-1 reused with other content after the window", err, codes.AlreadyExists)
+
+	// A line of RecordDeliveries is a RecordDelivery: an id used for a
+	// delivery against one order (aggregate), used again after the window
+	// on a line against another order, is refused on its own line; the
+	// other line is recorded.
+	registerIn(t, c, "QL-1", "Qinglong")
+	openBaba(t, c, 1_000_000_000)
+	a := place(t, c, chestnutOrder("po-a", "QL-1")).GetOrderId()
+	b := place(t, c, chestnutOrder("po-b", "QL-1")).GetOrderId()
+	deliver(t, c, weighIn("wh-ql-9", a, "A", 10_000))
+	time.Sleep(300 * time.Millisecond)
+	batch, err := c.procurement.RecordDeliveries(ctx, &procurementv1.RecordDeliveriesRequest{Lines: []*procurementv1.RecordDeliveryRequest{
+		weighIn("wh-ql-9", b, "A", 10_000),
+		weighIn("wh-ql-10", b, "B", 20_000),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := batch.GetResults(); len(r) != 2 || r[0].GetError().GetCode() != "ALREADY_EXISTS" || r[1].GetRecorded() == nil {
+		t.Fatalf("RecordDeliveries with an id used on another order: %v", batch)
+	}
+	// The recorded line's id is remembered as a single command's is.
+	time.Sleep(300 * time.Millisecond)
+	_, err = c.procurement.RecordDelivery(ctx, weighIn("wh-ql-10", a, "B", 20_000))
+	finWantCode(t, "a bulk line's id used again on another order", err, codes.AlreadyExists)
 }

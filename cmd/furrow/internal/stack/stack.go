@@ -180,22 +180,6 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 
-	proc, err := procurement.New(procurement.Deps{JS: s.js, DB: s.db, Log: cfg.Log})
-	if err != nil {
-		return nil, err
-	}
-	s.runners = append(s.runners, proc.Projections()...)
-	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log, DataDir: cfg.DataDir})
-	if err != nil {
-		return nil, err
-	}
-	br, err := brand.New(brand.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log})
-	if err != nil {
-		return nil, err
-	}
-	s.runners = append(s.runners, br.Projections()...)
-	s.runners = append(s.runners, led.Projections()...)
-
 	// Request ids, remembered beyond the streams' de-duplication window
 	// (pkg/requests): one bucket per service, which provision.Apply made.
 	registries := map[string]*requests.Registry{}
@@ -210,6 +194,23 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		}
 		registries[svc.service] = reg
 	}
+
+	proc, err := procurement.New(procurement.Deps{JS: s.js, DB: s.db, Log: cfg.Log,
+		Requests: registries[procurementv1.ProcurementService_ServiceDesc.ServiceName]})
+	if err != nil {
+		return nil, err
+	}
+	s.runners = append(s.runners, proc.Projections()...)
+	led, err := ledger.New(ledger.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log, DataDir: cfg.DataDir})
+	if err != nil {
+		return nil, err
+	}
+	br, err := brand.New(brand.Deps{JS: s.js, DB: s.db, Router: s.router, Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	s.runners = append(s.runners, br.Projections()...)
+	s.runners = append(s.runners, led.Projections()...)
 
 	// The production limits, but no rate limit: furrow dev serves one
 	// local user, and the demo loader and benchmarks call as fast as

@@ -60,18 +60,22 @@ func TestAdminStreamsApply(t *testing.T) {
 		"stream LEDGER: created\n" +
 		"stream DEADLETTER: created\n" +
 		"key bucket LEDGER_KEYS: created\n" +
+		"bucket KV_PROCUREMENT_REQUESTS: created\n" +
+		"bucket KV_BRAND_REQUESTS: created\n" +
+		"bucket KV_LEDGER_REQUESTS: created\n" +
 		"consumer PROCUREMENT/ledger-post-entries-procurement: created\n" +
 		"consumer BRAND/ledger-post-entries-brand: created\n" +
 		"consumer LEDGER/ledger-send-payouts: created\n" +
 		"consumer LEDGER/ledger-notify-account-changes: created\n" +
 		"consumer BRAND/brand-rerate-on-premium-rule-revised: created\n" +
-		"consumer BRAND/brand-rerate-on-sales-reported: created\n"
+		"consumer BRAND/brand-rerate-on-sales-reported: created\n" +
+		"consumer BRAND/brand-rerate-on-premium-rule-ended: created\n"
 	if out != wantFirst {
 		t.Errorf("first apply printed:\n%s\nwant:\n%s", out, wantFirst)
 	}
 	out, _, err = apply(t, url, "--replicas", "1", "--monitor-url", monitor)
-	if err != nil || strings.Count(out, ": unchanged\n") != 11 {
-		t.Errorf("second apply = %v; want all 11 unchanged:\n%s", err, out)
+	if err != nil || strings.Count(out, ": unchanged\n") != 14 {
+		t.Errorf("second apply = %v; want all 14 unchanged:\n%s", err, out)
 	}
 
 	// Someone with stream rights (before this step existed, every service

@@ -419,8 +419,18 @@ func statementTable(w io.Writer, st *ledgerv1.GetFarmerStatementResponse) error 
 	if err := writeTable(w, "rlllrrrrrr", rows); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\n%d entries. Entry rows show each entry's change; opening + changes = closing.\n", len(st.GetEntries()))
-	return err
+	if _, err := fmt.Fprintf(w, "\n%d entries. Entry rows show each entry's change; opening + changes = closing.\n", len(st.GetEntries())); err != nil {
+		return err
+	}
+	// A receivable (a premium or payable lowered after it was paid out)
+	// is owed back by the farmer; it shows only when there is one.
+	if o, c := st.GetOpening().GetReceivableFen(), st.GetClosing().GetReceivableFen(); o != 0 || c != 0 {
+		if _, err := fmt.Fprintf(w, "Receivable (owed back by the farmer, netted against later payables and premiums): opening %s, closing %s.\n",
+			yuan(o), yuan(c)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const reconcileUsage = `Usage: furrow reconcile --settlement FILE.csv [--from DATE] [--to DATE] [--format table|csv|json]

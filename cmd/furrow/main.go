@@ -30,6 +30,7 @@ Commands:
              services, SQLite read models, one gRPC address
   ledger     finance views: trial-balance, statement (over gRPC)
   reconcile  match payouts against a provider settlement file; resolve breaks
+  trace      lot ID | farmer ID: a lot from weigh-in to payout; a farmer in kg
   certs      write a development CA and certificates for mTLS (roles)
   admin      streams apply: create or update the streams and durable
              consumers as the NATS admin user (before services start);
@@ -79,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runLedger(ctx, args[1:], stdout, stderr, getenv)
 	case "reconcile":
 		return runReconcile(ctx, args[1:], stdout, stderr, getenv)
+	case "trace":
+		return runTrace(ctx, args[1:], stdout, stderr, getenv)
 	case "streams":
 		return runStreams(ctx, args[1:], stdout, stderr, getenv)
 	case "events":

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Header names of the event envelope. NATS headers are case-sensitive; the
@@ -59,6 +60,25 @@ type Event struct {
 	// OccurredAt is when the fact happened; Append fills in now when zero.
 	OccurredAt time.Time
 	Metadata   Metadata
+	// Guard, when set, makes the whole atomic batch fail with ErrConflict
+	// unless the last event on another aggregate is still where the
+	// command read it: one append can then change two aggregates under
+	// optimistic concurrency (the request's Aggregate and Expect check the
+	// first). It is honoured on any event of a batch but the first (whose
+	// expectation is the request's own); the event's subject must lie in
+	// Guard.Filter. Such an event lies outside the request's Aggregate, so
+	// group commit never lets the append share a batch (scopeOf): within a
+	// shared batch the server would check a second append's guard on the
+	// same aggregate against the stream as it was before the batch.
+	Guard *Guard
+}
+
+// Guard is the expected version of an aggregate other than the one an
+// append is made to: the last sequence on the subjects matching Filter
+// (0: no event there yet).
+type Guard struct {
+	Filter  string
+	Version uint64
 }
 
 // Recorded is an event read back from a stream, with its position.
@@ -101,6 +121,10 @@ func (e Event) header(idempotencyKey, fingerprint string) nats.Header {
 	setIf(h, HeaderActor, e.Metadata.Actor)
 	setIf(h, HeaderIdempotency, idempotencyKey)
 	setIf(h, HeaderFingerprint, fingerprint)
+	if e.Guard != nil {
+		h.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.Guard.Version, 10))
+		h.Set(jetstream.ExpectedLastSubjSeqSubjHeader, e.Guard.Filter)
+	}
 	return h
 }
 

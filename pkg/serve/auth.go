@@ -121,6 +121,7 @@ var methodRoles = map[string]access{
 	procurementv1.ProcurementService_GetDelivery_FullMethodName:          platformReads,
 	procurementv1.ProcurementService_ListFarmerDeliveries_FullMethodName: platformReads,
 	procurementv1.ProcurementService_ListCountyTotals_FullMethodName:     platformReads,
+	procurementv1.ProcurementService_ListCentreIntake_FullMethodName:     platformReads,
 
 	// Brand incubation: platform writes, platform and finance read.
 	brandv1.BrandService_RegisterBrand_FullMethodName:      platformOnly,
@@ -130,12 +131,14 @@ var methodRoles = map[string]access{
 	brandv1.BrandService_SuspendFarmer_FullMethodName:      platformOnly,
 	brandv1.BrandService_SetPremiumRule_FullMethodName:     platformOnly,
 	brandv1.BrandService_ReviseRule_FullMethodName:         platformOnly,
+	brandv1.BrandService_EndRule_FullMethodName:            platformOnly,
 	brandv1.BrandService_ReportSales_FullMethodName:        platformOnly,
 	brandv1.BrandService_GetBrand_FullMethodName:           platformReads,
 	brandv1.BrandService_ListBrands_FullMethodName:         platformReads,
 	brandv1.BrandService_ListChannels_FullMethodName:       platformReads,
 	brandv1.BrandService_ListBrandFarmers_FullMethodName:   platformReads,
 	brandv1.BrandService_PreviewRevision_FullMethodName:    platformReads,
+	brandv1.BrandService_PreviewEndRule_FullMethodName:     platformReads,
 	brandv1.BrandService_ListPremiumRules_FullMethodName:   platformReads,
 	brandv1.BrandService_GetSalesReport_FullMethodName:     platformReads,
 	brandv1.BrandService_ListFarmerPremiums_FullMethodName: platformReads,
@@ -169,6 +172,8 @@ var methodRoles = map[string]access{
 	// the requester (the ledger checks the certificates' names).
 	ledgerv1.LedgerService_ApprovePayout_FullMethodName: financeOnly,
 	ledgerv1.LedgerService_RejectPayout_FullMethodName:  financeOnly,
+	ledgerv1.LedgerService_TraceLot_FullMethodName:            platformReads,
+	ledgerv1.LedgerService_TraceFarmer_FullMethodName:         platformReads,
 
 	// Operators: the whole AdminService, and only they.
 	adminv1.AdminService_ListStreams_FullMethodName:        operatorOnly,

@@ -61,6 +61,7 @@ import (
 	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/lifecycle"
 	"github.com/furrow/furrow/pkg/projection"
+	"github.com/furrow/furrow/pkg/requests"
 	"github.com/furrow/furrow/pkg/telemetry"
 	"github.com/furrow/furrow/pkg/wmjs"
 )
@@ -102,6 +103,11 @@ type Deps struct {
 	DB     *projection.DB
 	Router *message.Router
 	Log    *slog.Logger
+	// Requests is the service's request-id registry (pkg/requests): the
+	// process checks every command's request_id against it; a service
+	// whose requests hold several commands (RecordDeliveries) checks their
+	// ids itself.
+	Requests *requests.Registry
 }
 
 // Wired is a wired service.
@@ -253,6 +259,16 @@ func (p *process) start(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	// The service's request ids, beyond the stream's de-duplication
+	// window (pkg/requests).
+	var registry *requests.Registry
+	if err := p.retry(startCtx, "bind request registry "+requests.Bucket(spec.Name), func(ctx context.Context) error {
+		r, err := requests.Bind(ctx, p.js, spec.Name)
+		registry = r
+		return err
+	}); err != nil {
+		return err
+	}
 	if err := p.retry(startCtx, "open PostgreSQL", func(ctx context.Context) error {
 		db, err := projection.OpenPostgres(ctx, cfg.PostgresDSN)
 		if err == nil {
@@ -276,7 +292,7 @@ func (p *process) start(ctx context.Context) error {
 		return err
 	}
 
-	wired, err := p.svc.New(Deps{JS: p.js, DB: p.db, Router: p.router, Log: p.base})
+	wired, err := p.svc.New(Deps{JS: p.js, DB: p.db, Router: p.router, Log: p.base, Requests: registry})
 	if err != nil {
 		return err
 	}
@@ -287,6 +303,9 @@ func (p *process) start(ctx context.Context) error {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)),
 			grpc.ChainUnaryInterceptor(UnaryAuth()), grpc.ChainStreamInterceptor(StreamAuth()))
 	}
+	// Filled below, once the service has registered, before any call.
+	registries := map[string]*requests.Registry{}
+	opts = append(opts, grpc.ChainUnaryInterceptor(requests.UnaryServerInterceptor(log, registries)))
 	srv, hs := grpcx.NewServer(log, cfg.Limits(), opts...)
 	p.grpc, p.health = srv, hs
 	adm, err := admin.New(p.js, log)
@@ -299,6 +318,11 @@ func (p *process) start(ctx context.Context) error {
 	adm.SetHandlers(p.router.Handlers())
 	adminv1.RegisterAdminServiceServer(srv, adm)
 	wired.Register(srv)
+	for name := range srv.GetServiceInfo() {
+		if strings.HasPrefix(name, "furrow.") && name != adminv1.AdminService_ServiceDesc.ServiceName {
+			registries[name] = registry
+		}
+	}
 
 	if p.lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return fmt.Errorf("gRPC listen on %s: %w", cfg.GRPCAddr, err)

@@ -122,6 +122,78 @@ func TestReplicasOnACluster(t *testing.T) {
 		}
 	}
 
+	// The trace, receivable and distribution-centre read models on
+	// PostgreSQL: a delivery at a centre, traced on one replica, the
+	// statement read on the other, the county's intake.
+	lot, err := purchases.RecordDelivery(ctx, &procurementv1.RecordDeliveryRequest{RequestId: "wh7-dc-1", FarmerId: "F1",
+		Product: "xunwu-navel-orange", Grade: "A", NetGrams: 1000, PriceFenPerKg: 680, DistributionCentre: "xunwu-dc-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total += lot.GetAmountFen()
+	trace, err := ledgers[0].TraceLot(ctx, &ledgerv1.TraceLotRequest{DeliveryId: lot.GetDeliveryId(), MinPosition: lot.GetPosition()})
+	if err != nil {
+		t.Fatalf("TraceLot: %v", err)
+	}
+	if tt := trace.GetTotals(); tt.GetPayableFen() != 680 || tt.GetUnpaidFen() != 680 || tt.GetDeliveredGrams() != 1000 ||
+		trace.GetCurrent().GetDistributionCentre() != "xunwu-dc-1" {
+		t.Errorf("TraceLot on PostgreSQL: %v", trace)
+	}
+	st, err := ledgers[1].GetFarmerStatement(ctx, &ledgerv1.GetFarmerStatementRequest{FarmerId: "F1", MinPosition: lot.GetPosition()})
+	if err != nil {
+		t.Fatalf("GetFarmerStatement: %v", err)
+	}
+	if c := st.GetClosing(); c.GetPurchasesFen() != total || c.GetReceivableFen() != 0 || c.GetAvailableFen() != total {
+		t.Errorf("statement's closing balance on PostgreSQL: %v, want %d fen purchased and available", c, total)
+	}
+	intake, err := purchases.ListCentreIntake(ctx, &procurementv1.ListCentreIntakeRequest{County: "Xunwu", MinPosition: lot.GetPosition()})
+	if err != nil {
+		t.Fatalf("ListCentreIntake: %v", err)
+	}
+	shares := map[string]int64{}
+	for _, c := range intake.GetCentres() {
+		shares[c.GetDistributionCentre()] = c.GetAmountFen()
+	}
+	if diff := cmp.Diff(map[string]int64{"xunwu-dc-1": 680, "unknown": total - 680}, shares); diff != "" {
+		t.Errorf("centre intake on PostgreSQL (-want +got):\n%s", diff)
+	}
+
+	// A clawback on PostgreSQL: everything is paid out, then the lot is
+	// corrected down (1,000 g → 500 g: 680 → 340 fen): the 340 fen paid
+	// too much are the farmer's receivable, available stays at zero.
+	paid, err := ledgers[0].RequestPayout(ctx, &ledgerv1.RequestPayoutRequest{RequestId: "pay-all", FarmerId: "F1",
+		Amount: &ledgerv1.RequestPayoutRequest_AllAvailable{AllAvailable: true}})
+	if err != nil {
+		t.Fatalf("RequestPayout: %v", err)
+	}
+	for {
+		p, err := ledgers[1].GetPayout(ctx, &ledgerv1.GetPayoutRequest{PayoutId: paid.GetPayout().GetPayoutId()})
+		if err == nil && p.GetPayout().GetStatus() == ledgerv1.PayoutStatus_PAYOUT_STATUS_SETTLED {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("payout never settled: %v, %v", p, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fixed, err := purchases.CorrectDelivery(ctx, &procurementv1.CorrectDeliveryRequest{RequestId: "fix-dc-1", DeliveryId: lot.GetDeliveryId(),
+		NetGrams: 500, Grade: "A", Reason: "half of it was crates"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total -= 340
+	owed := balance(ledgers[1], fixed.GetPosition())
+	if owed.GetReceivableFen() != 340 || owed.GetAvailableFen() != 0 || owed.GetPurchasesFen() != total {
+		t.Errorf("balance after the clawback on PostgreSQL: %v, want receivable 340, available 0, purchases %d", owed, total)
+	}
+	st, err = ledgers[0].GetFarmerStatement(ctx, &ledgerv1.GetFarmerStatementRequest{FarmerId: "F1", MinPosition: fixed.GetPosition()})
+	if err != nil {
+		t.Fatalf("GetFarmerStatement: %v", err)
+	}
+	if c := st.GetClosing(); c.GetReceivableFen() != 340 || c.GetAvailableFen() != 0 {
+		t.Errorf("statement's closing balance after the clawback: %v, want receivable 340, available 0", c)
+	}
+
 	// The streams are replicated on three nodes.
 	for _, name := range []string{"PROCUREMENT", "LEDGER", "DEADLETTER"} {
 		st, err := js.Stream(ctx, name)

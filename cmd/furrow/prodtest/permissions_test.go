@@ -314,9 +314,9 @@ func TestEventLog(t *testing.T) {
 		if err != nil {
 			t.Fatalf("second furrow admin streams apply: %v\n%s%s", err, out, errOut)
 		}
-		// 4 streams, the ledger's key bucket, the durables.
-		if n := strings.Count(out, ": unchanged\n"); n != 4+1+len(durables) || strings.Contains(out, "created") || strings.Contains(out, "updated") {
-			t.Errorf("second run: want every stream and consumer unchanged, got:\n%s", out)
+		// 4 streams, the ledger's key bucket, the request-id buckets, the durables.
+		if n := strings.Count(out, ": unchanged\n"); n != 4+1+len(provision.Buckets(3))+len(durables) || strings.Contains(out, "created") || strings.Contains(out, "updated") {
+			t.Errorf("second run: want every stream, bucket and consumer unchanged, got:\n%s", out)
 		}
 		out, errOut, err = furrowCLI(t, applyEnv, "admin", "streams", "apply", "--replicas", "1")
 		if err == nil || !strings.Contains(errOut, "num_replicas: would lower 3 → 1") {
@@ -538,7 +538,7 @@ func probeLog(ctx context.Context, t *testing.T, cluster *deployCluster, admin j
 	// registrations and a payout account change in the ledger.
 	seed := map[string][]string{
 		"procurement": {"procurement.P1.D1.delivery_recorded"},
-		"brand":       {"brand.report.R1.premium_earned", "brand.rule.R1.premium_rule_revised", "brand.report.R2.sales_reported"},
+		"brand":       {"brand.report.R1.premium_earned", "brand.rule.R1.premium_rule_revised", "brand.report.R2.sales_reported", "brand.rules.R1.premium_rule_ended"},
 		"ledger": {"ledger.farmer.F1.farmer_registered", "ledger.farmer.F1.payout_account_updated", "ledger.farmer.F1.payout_requested",
 			"$KV.LEDGER_KEYS.farmer.F1"},
 	}

@@ -150,6 +150,13 @@ func (PremiumsProjection) Apply(ctx context.Context, tx *sql.Tx, rec eventstore.
 			Grams: e.GetGrams(), PremiumFen: e.GetPremiumFen(), Earning: e.GetWithheldReason() == 0,
 			RuleID: e.GetRuleId(), RuleVersion: e.GetRuleVersion(), FenPerKg: e.GetFenPerKg(), Withheld: e.GetWithheldReason(),
 		})
+	case *brandevents.SaleRestated:
+		err = applySale(ctx, tx, t, rec.Sequence, saleRow{
+			SaleID: e.GetSaleId(), ReportID: e.GetReportId(), LineID: e.GetLineId(), BrandID: e.GetBrandId(),
+			FarmerID: e.GetFarmerId(), Channel: e.GetChannel(), DeliveryID: e.GetDeliveryId(), SoldAt: e.GetSoldAt().AsTime(),
+			Grams: e.GetGrams(), PremiumFen: e.GetPremiumFen(), Earning: e.GetWithheldReason() == 0,
+			RuleID: e.GetRuleId(), RuleVersion: e.GetRuleVersion(), FenPerKg: e.GetFenPerKg(), Withheld: e.GetWithheldReason(),
+		})
 	case *brandevents.PremiumWithheld:
 		err = applySale(ctx, tx, t, rec.Sequence, saleRow{
 			SaleID: e.GetSaleId(), ReportID: e.GetReportId(), LineID: e.GetLineId(), BrandID: e.GetBrandId(),
@@ -312,8 +319,8 @@ func NewPremiumsReader(db *projection.DB) *PremiumsReader { return &PremiumsRead
 // EarningReports implements app.Premiums.
 func (r *PremiumsReader) EarningReports(ctx context.Context, brandID, channel, ruleID string, from domain.Date) ([]string, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT DISTINCT report_id FROM `+tableSales+`
-		WHERE brand_id = $1 AND channel = $2 AND rule_id = $3 AND earning = 1 AND sold_on >= $4
-		ORDER BY report_id`, brandID, channel, ruleID, from.String())
+		WHERE brand_id = $1 AND channel = $2 AND rule_id = $3 AND (earning = 1 OR withheld_reason = $5) AND sold_on >= $4
+		ORDER BY report_id`, brandID, channel, ruleID, from.String(), domain.WithheldNoRule)
 	if err != nil {
 		return nil, fmt.Errorf("reports earning under %s/%s/%s: %w", brandID, channel, ruleID, err)
 	}

@@ -36,9 +36,19 @@ type Farmers interface {
 	Registered(ctx context.Context, farmerID string) (bool, error)
 }
 
-// Deliveries finds the farmer of a procurement delivery.
+// Deliveries finds a procurement delivery (a lot): its farmer and the
+// grams it delivered, as corrected.
 type Deliveries interface {
-	FarmerOf(ctx context.Context, deliveryID string) (farmerID string, found bool, err error)
+	Lot(ctx context.Context, deliveryID string) (Lot, bool, error)
+}
+
+// Lot is what brand incubation knows of a delivered lot.
+type Lot struct {
+	DeliveryID string
+	FarmerID   string
+	Product    string
+	// Grams delivered, as the latest correction left them.
+	Grams int64
 }
 
 // Positions waits until a read model reflects a position.

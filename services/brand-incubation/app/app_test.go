@@ -56,7 +56,7 @@ func newHarness(t testing.TB, wrap func(app.Events) app.Events) *harness {
 	}
 	t.Cleanup(func() { db.Close() })
 	runners := map[string]*projection.Runner{}
-	for _, p := range []projection.Projection{adapters.CatalogProjection{}, adapters.PremiumsProjection{}, adapters.DeliveriesProjection{}} {
+	for _, p := range []projection.Projection{adapters.CatalogProjection{}, adapters.PremiumsProjection{}, adapters.DeliveriesProjection{}, adapters.LotsProjection{}, adapters.LotCorrectionsProjection{}} {
 		r, err := projection.NewRunner(db, js, p, projection.Options{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
@@ -76,7 +76,7 @@ func newHarness(t testing.TB, wrap func(app.Events) app.Events) *harness {
 	h.app = app.New(app.Deps{
 		Events:     events,
 		Farmers:    adapters.NewLedgerFarmers(store),
-		Deliveries: adapters.NewDeliveryDirectory(db, store, runners["brand_deliveries"]),
+		Deliveries: adapters.NewDeliveryDirectory(db, store, runners["brand_lots"], runners["brand_lot_corrections"]),
 		Catalog:    adapters.NewCatalogReader(db),
 		Premiums:   adapters.NewPremiumsReader(db),
 		CatalogAt:  consistency.NewWaiter(js, runners["brand_catalog"], nil),

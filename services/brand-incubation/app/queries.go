@@ -23,8 +23,9 @@ type Catalog interface {
 // Premiums reads the premium read model: sales, monthly premiums and the
 // enrolment periods the dashboard counts.
 type Premiums interface {
-	// EarningReports lists the reports with a sale earning under the rule
-	// sold on or after from.
+	// EarningReports lists the reports with a sale sold on or after from
+	// that earns under the rule, or that the rule's early end withheld (so
+	// that a retried EndRule still finds what it adjusted).
 	EarningReports(ctx context.Context, brandID, channel, ruleID string, from domain.Date) ([]string, error)
 	// EarningSales lists those sales.
 	EarningSales(ctx context.Context, brandID, channel, ruleID string, from domain.Date) ([]domain.SaleView, error)

@@ -182,19 +182,7 @@ func (i *Incubator) PreviewRevision(ctx context.Context, q PreviewRevision) (Pre
 	if err != nil {
 		return Preview{}, err
 	}
-	deltas, err := domain.PreviewDeltas(rs.With(ev), sales)
-	if err != nil {
-		return Preview{}, err
-	}
-	p := Preview{RuleVersion: ev.GetRuleVersion(), Changed: true, Farmers: deltas, AsOf: asOf}
-	for _, d := range deltas {
-		total, err := domain.RevisionEffect{Sales: p.Sales, DeltaFen: p.DeltaFen}.Plus(domain.RevisionEffect{Sales: d.Sales, DeltaFen: d.DeltaFen})
-		if err != nil {
-			return Preview{}, fmt.Errorf("preview of %s/%s: %w", q.BrandID, q.Channel, err)
-		}
-		p.Sales, p.DeltaFen = total.Sales, total.DeltaFen
-	}
-	return p, nil
+	return sumPreview(q.BrandID, q.Channel, ev.GetRuleVersion(), asOf, rs.With(ev), sales)
 }
 
 // waitPremiumsNow waits until the premium read model reflects minPos (if
@@ -243,5 +231,138 @@ func (i *Incubator) RerateOnPremiumRuleRevised(ctx context.Context, src eventsto
 	}
 	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: "brand-incubation/rerate-on-premium-rule-revised"}
 	_, err = i.rerateRule(ctx, ev.GetBrandId(), ev.GetChannel(), ev.GetRuleId(), ev.GetRuleVersion(), from, src.Sequence, md)
+	return err
+}
+
+// EndRule is the command to end a rule early.
+type EndRule struct {
+	RequestID   string
+	Fingerprint string
+	BrandID     string
+	Channel     string
+	Ending      domain.Ending
+	Meta        eventstore.Metadata
+}
+
+// EndRule records an early end once per request id and re-rates the
+// premiums earned under the rule after its new last day, before it
+// returns: the same steps as ReviseRule (the decision under the rule set's
+// optimistic concurrency, then one atomic batch per report), finished by
+// RerateOnPremiumRuleEnded should the call stop half-way. The sales after
+// the end earn nothing (withheld NO_RULE); their adjustments name the
+// rule and the version that ended it, so the outcome counts them whoever
+// wrote them.
+func (i *Incubator) EndRule(ctx context.Context, cmd EndRule) (Revised, error) {
+	if err := checkCommand(cmd.RequestID, "brand_id", cmd.BrandID, "channel", cmd.Channel, "rule_id", cmd.Ending.RuleID); err != nil {
+		return Revised{}, err
+	}
+	changed := false
+	rs, res, err := execute(ctx, i, func() *domain.RuleSet { return domain.NewRuleSet(cmd.BrandID, cmd.Channel) },
+		"brand.EndRule:"+cmd.RequestID, cmd.Fingerprint, cmd.Meta,
+		func(rs *domain.RuleSet) ([]domain.Change, error) {
+			ev, ch, err := rs.End(cmd.Ending, false)
+			changed = ch
+			if err != nil || !ch {
+				return nil, err
+			}
+			return []domain.Change{{Kind: domain.KindPremiumRuleEnded, Event: ev}}, nil
+		})
+	if err != nil {
+		return Revised{}, err
+	}
+	rule := rs.Rule(cmd.Ending.RuleID)
+	out := Revised{RuleVersion: rule.Version, Position: position(res.Last)}
+	if !res.Duplicate && !changed {
+		return out, nil
+	}
+	out.Changed = true
+	if v := rs.VersionWrittenAt(res.First); res.Duplicate && v != 0 {
+		out.RuleVersion = v
+	} else {
+		out.RuleVersion++
+	}
+	to, err := domain.ParseDate("effective_to", cmd.Ending.EffectiveTo)
+	if err != nil {
+		return Revised{}, err
+	}
+	md := cmd.Meta
+	if len(res.EventIDs) > 0 {
+		md.CausationID = res.EventIDs[0]
+	}
+	rr, err := i.rerateRule(ctx, cmd.BrandID, cmd.Channel, rule.ID, out.RuleVersion, to+1, res.Last, md)
+	if err != nil {
+		return Revised{}, fmt.Errorf("end of rule %s recorded at %s; re-rating its premiums: %w", rule.ID, out.Position, err)
+	}
+	out.Adjusted, out.DeltaFen, out.Position = rr.adjusted, rr.deltaFen, position(rr.last)
+	return out, nil
+}
+
+// PreviewEndRule asks what ending a rule would change.
+type PreviewEndRule struct {
+	BrandID     string
+	Channel     string
+	Ending      domain.Ending
+	MinPosition *eventstore.Position
+}
+
+// PreviewEndRule computes the per-farmer deltas an early end would cause,
+// appending nothing, the way PreviewRevision does: the earning sales after
+// the new last day, re-rated against the rule set as the end would leave
+// it with the function re-rating applies.
+func (i *Incubator) PreviewEndRule(ctx context.Context, q PreviewEndRule) (Preview, error) {
+	if err := checkIDs("brand_id", q.BrandID, "channel", q.Channel, "rule_id", q.Ending.RuleID); err != nil {
+		return Preview{}, err
+	}
+	rs := domain.NewRuleSet(q.BrandID, q.Channel)
+	if err := i.load(ctx, rs); err != nil {
+		return Preview{}, err
+	}
+	ev, changed, err := rs.End(q.Ending, true)
+	if err != nil {
+		return Preview{}, err
+	}
+	rule := rs.Rule(q.Ending.RuleID)
+	if !changed {
+		return Preview{RuleVersion: rule.Version, Farmers: []domain.FarmerDelta{}}, nil
+	}
+	asOf, err := i.waitPremiumsNow(ctx, q.MinPosition)
+	if err != nil {
+		return Preview{}, err
+	}
+	to, _ := domain.ParseDate("effective_to", ev.GetEffectiveTo()) // the domain wrote it
+	sales, err := i.premiums.EarningSales(ctx, q.BrandID, q.Channel, rule.ID, to+1)
+	if err != nil {
+		return Preview{}, err
+	}
+	return sumPreview(q.BrandID, q.Channel, ev.GetRuleVersion(), asOf, rs.With(ev), sales)
+}
+
+// sumPreview re-rates sales against after and sums the deltas.
+func sumPreview(brandID, channel string, version int32, asOf eventstore.Position, after *domain.RuleSet, sales []domain.SaleView) (Preview, error) {
+	deltas, err := domain.PreviewDeltas(after, sales)
+	if err != nil {
+		return Preview{}, err
+	}
+	p := Preview{RuleVersion: version, Changed: true, Farmers: deltas, AsOf: asOf}
+	for _, d := range deltas {
+		total, err := domain.RevisionEffect{Sales: p.Sales, DeltaFen: p.DeltaFen}.Plus(domain.RevisionEffect{Sales: d.Sales, DeltaFen: d.DeltaFen})
+		if err != nil {
+			return Preview{}, fmt.Errorf("preview of %s/%s: %w", brandID, channel, err)
+		}
+		p.Sales, p.DeltaFen = total.Sales, total.DeltaFen
+	}
+	return p, nil
+}
+
+// RerateOnPremiumRuleEnded finishes the re-rating an early end calls for,
+// whatever became of the EndRule call that recorded it. It is idempotent:
+// sales already withheld are left alone.
+func (i *Incubator) RerateOnPremiumRuleEnded(ctx context.Context, src eventstore.Recorded, ev *brandevents.PremiumRuleEnded) error {
+	to, err := domain.ParseDate("effective_to", ev.GetEffectiveTo())
+	if err != nil {
+		return fmt.Errorf("rerate on %s seq %d: %w", src.Type, src.Sequence, err)
+	}
+	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: "brand-incubation/rerate-on-premium-rule-ended"}
+	_, err = i.rerateRule(ctx, ev.GetBrandId(), ev.GetChannel(), ev.GetRuleId(), ev.GetRuleVersion(), to+1, src.Sequence, md)
 	return err
 }

@@ -70,7 +70,7 @@ func (i *Incubator) ReportSales(ctx context.Context, cmd ReportSales) (Reported,
 		key, cmd.Fingerprint, cmd.Meta,
 		func(r *domain.Report) ([]domain.Change, error) {
 			var err error
-			if facts, err = i.saleFacts(ctx, in, now); err != nil {
+			if facts, err = i.saleFacts(ctx, in, r, now); err != nil {
 				return nil, err
 			}
 			changes, err = r.Record(in, facts)
@@ -82,10 +82,14 @@ func (i *Incubator) ReportSales(ctx context.Context, cmd ReportSales) (Reported,
 	if res.Duplicate {
 		return i.reportedBefore(ctx, in.ReportID, key, cmd.Fingerprint, res)
 	}
+	lines := 0
 	for k, c := range changes {
-		rep.Apply(res.First+uint64(k), c.Event)
+		if c.Aggregate == nil { // a lot's claim is not the report's event
+			rep.Apply(res.First+uint64(k), c.Event)
+			lines++
+		}
 	}
-	out := Reported{Report: rep, ChangedLines: int(res.Last - res.First), Result: res}
+	out := Reported{Report: rep, ChangedLines: lines - 1, Result: res}
 
 	var stale []string
 	for b, rs := range facts.RuleSets {
@@ -159,14 +163,18 @@ func (i *Incubator) reportedBefore(ctx context.Context, reportID, key, fingerpri
 		upTo = r.Last
 	}
 	rep := domain.NewReport(reportID)
+	lines := 0
 	for _, e := range h.events {
 		if e.seq <= upTo {
 			rep.Apply(e.seq, e.msg)
 		}
+		if e.seq > res.First && e.seq <= res.Last {
+			lines++ // the batch's line events (its lot claims are not the report's)
+		}
 	}
 	out := res
 	out.Last = upTo
-	return Reported{Report: rep, ChangedLines: int(res.Last - res.First), Result: out}, nil
+	return Reported{Report: rep, ChangedLines: lines, Result: out}, nil
 }
 
 // history records a report's events as they are loaded, so that the
@@ -191,10 +199,11 @@ func (h *history) Apply(seq uint64, ev proto.Message) {
 // saleFacts loads what rating in's lines depends on: the channel, the
 // deliveries' farmers, which farmers the ledger knows, and the brands,
 // their rule sets at the channel and the farmers' enrolments.
-func (i *Incubator) saleFacts(ctx context.Context, in domain.SalesReport, now time.Time) (domain.SaleFacts, error) {
+func (i *Incubator) saleFacts(ctx context.Context, in domain.SalesReport, rep *domain.Report, now time.Time) (domain.SaleFacts, error) {
 	f := domain.SaleFacts{
 		Now: now, Brands: map[string]*domain.Brand{}, RuleSets: map[string]*domain.RuleSet{},
 		Enrolments: map[string]*domain.Enrolment{}, Farmers: map[string]bool{}, Deliveries: map[string]string{},
+		LotGrams: map[string]int64{}, Lots: map[string]*domain.Lot{},
 	}
 	ch := domain.NewChannel(in.Channel)
 	if err := i.load(ctx, ch); err != nil {
@@ -213,10 +222,10 @@ func (i *Incubator) saleFacts(ctx context.Context, in domain.SalesReport, now ti
 		if l.DeliveryID != "" && !seen["d:"+l.DeliveryID] {
 			seen["d:"+l.DeliveryID] = true
 			g.Go(func() error {
-				farmer, found, err := i.deliveries.FarmerOf(gctx, l.DeliveryID)
+				lot, found, err := i.deliveries.Lot(gctx, l.DeliveryID)
 				if found {
 					mu.Lock()
-					f.Deliveries[l.DeliveryID] = farmer
+					f.Deliveries[l.DeliveryID], f.LotGrams[l.DeliveryID] = lot.FarmerID, lot.Grams
 					mu.Unlock()
 				}
 				return err
@@ -238,6 +247,30 @@ func (i *Incubator) saleFacts(ctx context.Context, in domain.SalesReport, now ti
 				return nil
 			})
 		}
+	}
+	// The claims on every lot the report names now or named before.
+	lots := []string{}
+	for _, l := range in.Lines {
+		lots = append(lots, l.DeliveryID)
+	}
+	for _, s := range rep.Sales() {
+		lots = append(lots, s.DeliveryID)
+	}
+	for _, id := range lots {
+		if id == "" || seen["l:"+id] || ident.Check("delivery_id", id) != nil {
+			continue
+		}
+		seen["l:"+id] = true
+		g.Go(func() error {
+			lot := domain.NewLot(id)
+			if err := i.load(gctx, lot); err != nil {
+				return err
+			}
+			mu.Lock()
+			f.Lots[id] = lot
+			mu.Unlock()
+			return nil
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return f, err

@@ -31,6 +31,7 @@ const (
 const (
 	CauseRuleRevised    int32 = 1
 	CauseReportRestated int32 = 2
+	CauseRuleEnded      int32 = 3
 )
 
 // Limits of a sales report.
@@ -244,6 +245,15 @@ func (r *Report) Apply(seq uint64, ev proto.Message) {
 		r.repriced(seq, s, 0)
 		s.DeliveryID, s.Grams, s.SoldAt = e.GetDeliveryId(), e.GetGrams(), e.GetSoldAt().AsTime()
 		s.Rate, s.PremiumFen, s.Withheld, s.Detail = Rate{}, 0, e.GetReason(), e.GetDetail()
+	case *brandevents.SaleRestated:
+		s := r.sale(e.GetLineId(), e.GetSaleId(), e.GetBrandId(), e.GetFarmerId())
+		r.repriced(seq, s, e.GetPremiumFen())
+		s.DeliveryID, s.Grams, s.SoldAt = e.GetDeliveryId(), e.GetGrams(), e.GetSoldAt().AsTime()
+		s.PremiumFen, s.Withheld, s.EverEarned = e.GetPremiumFen(), e.GetWithheldReason(), true
+		s.Rate, s.Detail = Rate{}, e.GetReason()
+		if s.Withheld == 0 {
+			s.Rate, s.Detail = Rate{RuleID: e.GetRuleId(), Version: e.GetRuleVersion(), FenPerKg: e.GetFenPerKg()}, ""
+		}
 	case *brandevents.PremiumAdjusted:
 		s := r.sale(e.GetLineId(), e.GetSaleId(), e.GetBrandId(), e.GetFarmerId())
 		r.repriced(seq, s, e.GetPremiumFen())
@@ -253,7 +263,7 @@ func (r *Report) Apply(seq uint64, ev proto.Message) {
 		if s.Withheld == 0 {
 			s.Rate, s.Detail = Rate{RuleID: e.GetRuleId(), Version: e.GetRuleVersion(), FenPerKg: e.GetFenPerKg()}, ""
 		}
-		if e.GetCause() == CauseRuleRevised && s.Withheld == 0 {
+		if (e.GetCause() == CauseRuleRevised && s.Withheld == 0) || e.GetCause() == CauseRuleEnded {
 			k := ruleVersion{e.GetBrandId(), e.GetRuleId(), e.GetRuleVersion()}
 			eff, err := r.rerated[k].Plus(RevisionEffect{Sales: 1, DeltaFen: e.GetDeltaFen(), Last: seq})
 			if err != nil {
@@ -368,6 +378,11 @@ type SaleFacts struct {
 	// Deliveries maps the procurement deliveries the lines name to their
 	// farmers; a missing delivery is unknown.
 	Deliveries map[string]string
+	// LotGrams maps the same deliveries to the grams they delivered, as
+	// corrected; Lots holds the claims on them (and on the lots the
+	// report claimed before), by delivery id.
+	LotGrams map[string]int64
+	Lots     map[string]*Lot
 }
 
 // FarmerOf returns the farmer a line names: its farmer_id, or the farmer
@@ -387,7 +402,9 @@ func FarmerOf(i int, l SaleLine, deliveries map[string]string) (string, error) {
 }
 
 // Record rates a report (or a restatement) and returns its events: a
-// SalesReported header, then, line by line, what changed: PremiumEarned
+// SalesReported header, a LotClaimed for each lot whose claim by the
+// report changed (Change.Aggregate is the lot), then, line by line, what
+// changed: PremiumEarned
 // for a sale that earns for the first time, PremiumWithheld for one that
 // earns nothing and never did, PremiumAdjusted for one that earned before.
 // Lines left out of a restatement are withdrawn. Lines whose outcome is
@@ -399,7 +416,9 @@ func FarmerOf(i int, l SaleLine, deliveries map[string]string) (string, error) {
 // with the reason. Everything else refuses the whole report, nothing
 // recorded: unknown channel, brand, farmer or delivery, a sale dated
 // before its farmer's enrolment (the enrolment or the line is wrong), a
-// line that changes brand or farmer in a restatement.
+// line that changes brand or farmer in a restatement, lines that would
+// claim more of a lot than it delivered (as corrected) beside every other
+// report's claims.
 func (r *Report) Record(in SalesReport, f SaleFacts) ([]Change, error) {
 	if err := CheckSalesReport(in, f.Now); err != nil {
 		return nil, err
@@ -449,6 +468,11 @@ func (r *Report) Record(in SalesReport, f SaleFacts) ([]Change, error) {
 		}
 	}
 
+	claims, err := r.lotClaims(in, f)
+	if err != nil {
+		return nil, err
+	}
+
 	head := &brandevents.SalesReported{
 		ReportId: r.id, Revision: in.Revision, Channel: in.Channel,
 		LineCount: int32(len(in.Lines)), WithdrawnLines: int32(withdrawn),
@@ -461,7 +485,8 @@ func (r *Report) Record(in SalesReport, f SaleFacts) ([]Change, error) {
 	for _, b := range ids {
 		head.RuleSets = append(head.RuleSets, &brandevents.RuleSetVersion{BrandId: b, Version: f.RuleSets[b].Version()})
 	}
-	return append([]Change{{Kind: KindSalesReported, Event: head}}, lines...), nil
+	out := append([]Change{{Kind: KindSalesReported, Event: head}}, claims...)
+	return append(out, lines...), nil
 }
 
 // rate works out what line i earns.
@@ -546,6 +571,15 @@ func (r *Report) change(prev, next *Sale, channel string, revision uint32, cause
 				reason = fmt.Sprintf("restated in revision %d", revision)
 			}
 		}
+		if next.PremiumFen == prev.PremiumFen {
+			// Nothing to adjust: the sale changed, its premium did not.
+			return Change{Kind: KindSaleRestated, Event: &brandevents.SaleRestated{
+				SaleId: next.SaleID, BrandId: next.BrandID, FarmerId: next.FarmerID, Channel: channel,
+				PremiumFen: next.PremiumFen, RuleId: next.Rate.RuleID, RuleVersion: next.Rate.Version, FenPerKg: next.Rate.FenPerKg,
+				Reason: reason, ReportId: r.id, ReportRevision: revision, LineId: next.LineID, DeliveryId: next.DeliveryID,
+				Grams: next.Grams, SoldAt: soldAt, WithheldReason: next.Withheld,
+			}}, true
+		}
 		ev := &brandevents.PremiumAdjusted{
 			SaleId: next.SaleID, BrandId: next.BrandID, FarmerId: next.FarmerID, Channel: channel,
 			// Premiums are bounded (MaxGramsPerLine × MaxFenPerKg), so the
@@ -591,20 +625,32 @@ func (r *Report) Rerate(ruleSets map[string]*RuleSet) ([]Change, error) {
 		if err != nil {
 			return nil, fmt.Errorf("re-rate sale %s: %w", s.SaleID, err)
 		}
-		if !changed {
+		if !changed || got.DeltaFen == 0 {
+			// A re-rating that leaves the premium as it is writes nothing
+			// (the ledger would post a zero entry): the sale keeps the rate
+			// it was last rated at.
 			continue
 		}
 		next := s
 		next.Rate, next.PremiumFen = got.Rate, got.PremiumFen
-		reason := got.Rate.Reason
+		reason, cause := got.Rate.Reason, CauseRuleRevised
 		if !got.Covered {
+			// The sale's rule was ended before its day: the adjustment
+			// names the rule and the version that ended it.
+			cause = CauseRuleEnded
 			next.Withheld = WithheldNoRule
 			next.Detail = fmt.Sprintf("no premium rule of brand %s at channel %s is in force on %s", s.BrandID, r.channel, DateOf(s.SoldAt))
 			reason = next.Detail
+			if rule := rs.Rule(s.Rate.RuleID); rule != nil {
+				next.Rate = Rate{RuleID: rule.ID, Version: rule.Version}
+				if rule.EndReason != "" {
+					reason = fmt.Sprintf("rule %s ended after %s: %s", rule.ID, rule.To, rule.EndReason)
+				}
+			}
 		} else if reason == "" {
 			reason = fmt.Sprintf("rule %s version %d", got.Rate.RuleID, got.Rate.Version)
 		}
-		if c, ok := r.change(&s, &next, r.channel, r.revision, CauseRuleRevised, reason); ok {
+		if c, ok := r.change(&s, &next, r.channel, r.revision, cause, reason); ok {
 			out = append(out, c)
 		}
 	}
@@ -643,8 +689,8 @@ func PreviewDeltas(after *RuleSet, sales []SaleView) ([]FarmerDelta, error) {
 		if err != nil {
 			return nil, fmt.Errorf("preview sale %s: %w", s.SaleID, err)
 		}
-		if !changed {
-			continue
+		if !changed || got.DeltaFen == 0 {
+			continue // as Report.Rerate: nothing would be written
 		}
 		d := by[s.FarmerID]
 		if d == nil {

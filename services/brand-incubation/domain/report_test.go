@@ -51,6 +51,7 @@ func newWorld(t testing.TB) *world {
 		Enrolments: map[string]*domain.Enrolment{},
 		Farmers:    map[string]bool{"F1": true, "F2": true, "F3": true, "F4": true, "F5": true, "F6": true},
 		Deliveries: map[string]string{"D1": "F1"},
+		LotGrams:   map[string]int64{"D1": 50_000},
 	}
 	for farmer, from := range map[string]string{"F1": "2026-11-01", "F2": "2026-11-01", "F4": "2026-11-20", "F5": "2026-11-01", "F6": "2026-10-01"} {
 		w.facts.Enrolments[domain.EnrolmentID("xunwu", farmer)] = enrolled(t, &w.s, w.brand, farmer, from)
@@ -231,7 +232,7 @@ func TestReportRefusesBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := got[1].Event.(*brandevents.PremiumEarned); e.GetFarmerId() != "F1" || e.GetDeliveryId() != "D1" {
+	if e := got[2].Event.(*brandevents.PremiumEarned); e.GetFarmerId() != "F1" || e.GetDeliveryId() != "D1" {
 		t.Fatalf("delivery line: %v", e)
 	}
 }

@@ -43,6 +43,11 @@ type Rule struct {
 	Version int32
 	// Schedule is ordered by From; Schedule[0].From == From.
 	Schedule []Segment
+	// EndReason is set once the rule was ended early (EndRule), and
+	// EndedFrom is the last day it had before: empty when it was
+	// open-ended.
+	EndReason string
+	EndedFrom string
 }
 
 // Covers reports whether the rule is in force on d.
@@ -167,6 +172,23 @@ func (s *RuleSet) apply(ev proto.Message) {
 		}
 		r.Schedule = append(kept, Segment{From: from, FenPerKg: e.GetFenPerKg(), Version: e.GetRuleVersion(), Reason: e.GetReason()})
 		r.Version = e.GetRuleVersion()
+	case *brandevents.PremiumRuleEnded:
+		r := s.Rule(e.GetRuleId())
+		if r == nil {
+			return
+		}
+		to, _ := ParseDate("effective_to", e.GetEffectiveTo())
+		r.To, r.OpenEnded, r.Version = to, false, e.GetRuleVersion()
+		r.EndReason, r.EndedFrom = e.GetReason(), e.GetPreviousEffectiveTo()
+		// Segments that start after the end never apply; keeping them would
+		// show rates no day can earn.
+		kept := r.Schedule[:1:1]
+		for _, seg := range r.Schedule[1:] {
+			if seg.From <= to {
+				kept = append(kept, seg)
+			}
+		}
+		r.Schedule = kept
 	}
 }
 
@@ -330,6 +352,60 @@ func (s *RuleSet) Revise(rv Revision, previewOnly bool) (ev *brandevents.Premium
 		FenPerKg: rv.FenPerKg, RevisedFrom: from.String(), Reason: strings.TrimSpace(rv.Reason),
 		PreviousFenPerKg: current.FenPerKg,
 	}, true, nil
+}
+
+// Ending is what EndRule and PreviewEndRule ask for.
+type Ending struct {
+	RuleID string
+	// EffectiveTo is the rule's new last day in force (inclusive).
+	EffectiveTo string
+	Reason      string
+}
+
+// End validates an early end of a rule and returns its event, or changed
+// == false (and no event) when the rule already ends on EffectiveTo. A rule
+// can only be shortened: EffectiveTo lies between its first day and the
+// day before its current last day (any day from its first for an
+// open-ended rule). The reason is required unless previewOnly. The sales
+// after EffectiveTo are then re-rated like after a revision: no rule
+// covers them any more, so they earn nothing.
+func (s *RuleSet) End(e Ending, previewOnly bool) (ev *brandevents.PremiumRuleEnded, changed bool, err error) {
+	if err := checkIDs("brand_id", s.brandID, "channel", s.channel, "rule_id", e.RuleID); err != nil {
+		return nil, false, err
+	}
+	if e.EffectiveTo == "" {
+		return nil, false, failure.Invalid("effective_to", "is required")
+	}
+	to, err := ParseDate("effective_to", e.EffectiveTo)
+	if err != nil {
+		return nil, false, err
+	}
+	if !previewOnly {
+		if err := requiredText("reason", e.Reason, limits.MaxTextLen); err != nil {
+			return nil, false, err
+		}
+	}
+	r := s.Rule(e.RuleID)
+	if r == nil {
+		return nil, false, failure.NotFound("rule_id", "brand %s has no rule %s at channel %s", s.brandID, e.RuleID, s.channel)
+	}
+	if to < r.From {
+		return nil, false, failure.Invalid("effective_to", "%s precedes rule %s's first day %s", to, r.ID, r.From)
+	}
+	if !r.OpenEnded && to == r.To {
+		return nil, false, nil
+	}
+	if !r.OpenEnded && to > r.To {
+		return nil, false, preconditionOn("effective_to", "rule %s (%s) already ends before %s; EndRule only shortens a rule", r.ID, r.Period(), to)
+	}
+	ev = &brandevents.PremiumRuleEnded{
+		BrandId: s.brandID, Channel: s.channel, RuleId: r.ID, RuleVersion: r.Version + 1,
+		EffectiveTo: to.String(), Reason: strings.TrimSpace(e.Reason),
+	}
+	if !r.OpenEnded {
+		ev.PreviousEffectiveTo = r.To.String()
+	}
+	return ev, true, nil
 }
 
 // With returns a copy of the rule set with ev applied, leaving s as it

@@ -20,6 +20,7 @@ const (
 	TypeEnrolment = "enrolment"
 	TypeRules     = "rules"
 	TypeReport    = "report"
+	TypeLot       = "lot"
 )
 
 // Event kinds (the last subject token): each event's name in snake_case.
@@ -32,10 +33,13 @@ const (
 	KindFarmerSuspended    = "farmer_suspended"
 	KindPremiumRuleSet     = "premium_rule_set"
 	KindPremiumRuleRevised = "premium_rule_revised"
+	KindPremiumRuleEnded   = "premium_rule_ended"
 	KindSalesReported      = "sales_reported"
 	KindPremiumEarned      = "premium_earned"
 	KindPremiumAdjusted    = "premium_adjusted"
 	KindPremiumWithheld    = "premium_withheld"
+	KindLotClaimed         = "lot_claimed"
+	KindSaleRestated       = "sale_restated"
 )
 
 // pairSeparator joins the two ids of a composite aggregate id (brand and
@@ -84,6 +88,10 @@ type Aggregate interface {
 type Change struct {
 	Kind  string
 	Event proto.Message
+	// Aggregate, when set, is another aggregate the event belongs to, in
+	// the same atomic batch as the command's own: the append then also
+	// expects Aggregate to be at the version it was loaded at.
+	Aggregate Aggregate
 }
 
 // checkIDs validates ids given as field/value pairs.

@@ -206,17 +206,53 @@ func (s *GRPCServer) PreviewRevision(ctx context.Context, req *brandv1.PreviewRe
 	if err != nil {
 		return nil, err
 	}
-	out := &brandv1.PreviewRevisionResponse{
-		RuleVersion: p.RuleVersion, Changed: p.Changed, Farmers: []*brandv1.FarmerDelta{},
+	return &brandv1.PreviewRevisionResponse{
+		RuleVersion: p.RuleVersion, Changed: p.Changed, Farmers: farmerDeltas(p.Farmers),
+		AdjustedSales: int32(p.Sales), DeltaFen: p.DeltaFen, AsOf: grpcx.ToPosition(p.AsOf),
+	}, nil
+}
+
+// EndRule implements BrandService.
+func (s *GRPCServer) EndRule(ctx context.Context, req *brandv1.EndRuleRequest) (*brandv1.EndRuleResponse, error) {
+	out, err := s.app.EndRule(ctx, app.EndRule{
+		RequestID: req.GetRequestId(), Fingerprint: eventstore.Fingerprint(req), Meta: grpcx.CommandMeta(ctx, req.GetRequestId()),
+		BrandID: req.GetBrandId(), Channel: req.GetChannel(),
+		Ending: domain.Ending{RuleID: req.GetRuleId(), EffectiveTo: req.GetEffectiveTo(), Reason: req.GetReason()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &brandv1.EndRuleResponse{
+		RuleVersion: out.RuleVersion, Changed: out.Changed, AdjustedSales: int32(out.Adjusted), DeltaFen: out.DeltaFen,
+		Position: grpcx.ToPosition(out.Position),
+	}, nil
+}
+
+// PreviewEndRule implements BrandService.
+func (s *GRPCServer) PreviewEndRule(ctx context.Context, req *brandv1.PreviewEndRuleRequest) (*brandv1.PreviewEndRuleResponse, error) {
+	p, err := s.app.PreviewEndRule(ctx, app.PreviewEndRule{
+		BrandID: req.GetBrandId(), Channel: req.GetChannel(), MinPosition: grpcx.FromPosition(req.GetMinPosition()),
+		Ending: domain.Ending{RuleID: req.GetRuleId(), EffectiveTo: req.GetEffectiveTo()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &brandv1.PreviewEndRuleResponse{
+		RuleVersion: p.RuleVersion, Changed: p.Changed, Farmers: farmerDeltas(p.Farmers),
 		AdjustedSales: int32(p.Sales), DeltaFen: p.DeltaFen, AsOf: grpcx.ToPosition(p.AsOf),
 	}
-	for _, d := range p.Farmers {
-		out.Farmers = append(out.Farmers, &brandv1.FarmerDelta{
+	return out, nil
+}
+
+func farmerDeltas(ds []domain.FarmerDelta) []*brandv1.FarmerDelta {
+	out := []*brandv1.FarmerDelta{}
+	for _, d := range ds {
+		out = append(out, &brandv1.FarmerDelta{
 			FarmerId: d.FarmerID, Sales: int32(d.Sales), Grams: d.Grams,
 			PremiumBeforeFen: d.BeforeFen, PremiumAfterFen: d.AfterFen, DeltaFen: d.DeltaFen,
 		})
 	}
-	return out, nil
+	return out
 }
 
 // ListPremiumRules implements BrandService.
@@ -229,6 +265,7 @@ func (s *GRPCServer) ListPremiumRules(ctx context.Context, req *brandv1.ListPrem
 	for _, r := range rs.Rules() {
 		pr := &brandv1.PremiumRule{
 			BrandId: rs.BrandID(), Channel: rs.Channel(), RuleId: r.ID, RuleVersion: r.Version, EffectiveFrom: r.From.String(),
+			EndReason: r.EndReason, EndedFrom: r.EndedFrom,
 		}
 		if !r.OpenEnded {
 			pr.EffectiveTo = r.To.String()

@@ -20,9 +20,11 @@ import (
 const (
 	DurableRerateOnPremiumRuleRevised = "brand-rerate-on-premium-rule-revised"
 	DurableRerateOnSalesReported      = "brand-rerate-on-sales-reported"
+	DurableRerateOnPremiumRuleEnded   = "brand-rerate-on-premium-rule-ended"
 
 	SubjectsPremiumRuleRevised = "brand.*.*.premium_rule_revised"
 	SubjectsSalesReported      = "brand.*.*.sales_reported"
+	SubjectsPremiumRuleEnded   = "brand.*.*.premium_rule_ended"
 )
 
 // RerateOnPremiumRuleRevised returns the Watermill handler that finishes
@@ -46,6 +48,18 @@ func RerateOnSalesReported(a *app.Incubator) message.NoPublishHandlerFunc {
 			return err
 		}
 		return a.RerateOnSalesReported(msg.Context(), rec, ev)
+	}
+}
+
+// RerateOnPremiumRuleEnded returns the Watermill handler that finishes
+// the re-rating of each PremiumRuleEnded event.
+func RerateOnPremiumRuleEnded(a *app.Incubator) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		rec, ev, err := decode[*brandevents.PremiumRuleEnded](msg)
+		if err != nil {
+			return err
+		}
+		return a.RerateOnPremiumRuleEnded(msg.Context(), rec, ev)
 	}
 }
 

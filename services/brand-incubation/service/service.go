@@ -52,6 +52,7 @@ func Consumers() []wmjs.Config {
 	return []wmjs.Config{
 		{Stream: domain.Stream, Durable: ports.DurableRerateOnPremiumRuleRevised, FilterSubjects: []string{ports.SubjectsPremiumRuleRevised}},
 		{Stream: domain.Stream, Durable: ports.DurableRerateOnSalesReported, FilterSubjects: []string{ports.SubjectsSalesReported}},
+		{Stream: domain.Stream, Durable: ports.DurableRerateOnPremiumRuleEnded, FilterSubjects: []string{ports.SubjectsPremiumRuleEnded}},
 	}
 }
 
@@ -82,11 +83,19 @@ func New(deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
+	lots, err := projection.NewRunner(deps.DB, deps.JS, adapters.LotsProjection{}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	lotCorrections, err := projection.NewRunner(deps.DB, deps.JS, adapters.LotCorrectionsProjection{}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
 	store := eventstore.New(deps.JS)
 	a := app.New(app.Deps{
 		Events:     adapters.NewEvents(store),
 		Farmers:    adapters.NewLedgerFarmers(store),
-		Deliveries: adapters.NewDeliveryDirectory(deps.DB, store, deliveries),
+		Deliveries: adapters.NewDeliveryDirectory(deps.DB, store, lots, lotCorrections),
 		Catalog:    adapters.NewCatalogReader(deps.DB),
 		Premiums:   adapters.NewPremiumsReader(deps.DB),
 		CatalogAt:  consistency.NewWaiter(deps.JS, catalog, nil),
@@ -98,6 +107,7 @@ func New(deps Deps) (*Service, error) {
 	handlers := map[string]message.NoPublishHandlerFunc{
 		ports.DurableRerateOnPremiumRuleRevised: ports.RerateOnPremiumRuleRevised(a),
 		ports.DurableRerateOnSalesReported:      ports.RerateOnSalesReported(a),
+		ports.DurableRerateOnPremiumRuleEnded:   ports.RerateOnPremiumRuleEnded(a),
 	}
 	for _, cfg := range Consumers() {
 		handler, ok := handlers[cfg.Durable]
@@ -111,7 +121,7 @@ func New(deps Deps) (*Service, error) {
 		}
 		deps.Router.AddConsumerHandler(cfg.Durable, cfg.Stream, sub, handler)
 	}
-	return &Service{grpc: ports.NewGRPCServer(a), runners: []*projection.Runner{catalog, premiums, deliveries}}, nil
+	return &Service{grpc: ports.NewGRPCServer(a), runners: []*projection.Runner{catalog, premiums, deliveries, lots, lotCorrections}}, nil
 }
 
 // Register adds the brand API to srv.

@@ -9,6 +9,7 @@ import (
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 
 	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/money"
 	"github.com/furrow/furrow/pkg/projection"
 
 	"github.com/furrow/furrow/services/farmer-ledger/app"
@@ -28,7 +29,7 @@ var _ projection.Versioned = BalancesProjection{}
 // is a view of the live copy; Migrate and Apply write a copy's own tables
 // (projection.Table), so the projection can be rebuilt beside itself.
 func (BalancesProjection) Tables() []string {
-	return []string{"ledger_farmers", "ledger_balances", "ledger_journal"}
+	return []string{"ledger_farmers", "ledger_balances", "ledger_journal", "ledger_receivables"}
 }
 
 // Name implements projection.Projection.
@@ -69,6 +70,14 @@ func (BalancesProjection) Migrate(ctx context.Context, tx *sql.Tx) error {
 			seq BIGINT NOT NULL,
 			PRIMARY KEY (entry_id, line_no))`,
 		`CREATE INDEX IF NOT EXISTS ` + projection.Table(ctx, "ledger_journal_farmer") + ` ON ` + journal + ` (farmer_id, seq)`,
+		// Receivables have their own table, added after the others: a
+		// farmer has a row once an entry touched the receivable (entries
+		// written before receivables existed never did).
+		`CREATE TABLE IF NOT EXISTS ` + projection.Table(ctx, "ledger_receivables") + ` (
+			farmer_id TEXT PRIMARY KEY,
+			receivable_fen BIGINT NOT NULL,
+			clawback_fen BIGINT NOT NULL,
+			seq BIGINT NOT NULL)`,
 	} {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("migrate ledger_balances: %w", err)
@@ -153,6 +162,25 @@ func applyEntry(ctx context.Context, tx *sql.Tx, rec eventstore.Recorded, e *led
 	_, err = tx.ExecContext(ctx, `UPDATE `+balances+`
 		SET purchases_fen = $1, premiums_fen = $2, held_fen = $3, paid_fen = $4, seq = $5
 		WHERE farmer_id = $6`, b.PurchasesFen, b.PremiumsFen, b.HeldFen, b.PaidFen, rec.Sequence, e.GetFarmerId())
+	if err != nil || (d.ReceivableFen == 0 && d.ClawbackFen == 0) {
+		return err
+	}
+	receivables := projection.Table(ctx, "ledger_receivables")
+	var rec0, claw int64
+	err = tx.QueryRowContext(ctx, `SELECT receivable_fen, clawback_fen FROM `+receivables+` WHERE farmer_id = $1`, e.GetFarmerId()).
+		Scan(projection.Exact(&rec0), projection.Exact(&claw))
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if rec0, err = money.Add(rec0, d.ReceivableFen); err == nil {
+		claw, err = money.Add(claw, d.ClawbackFen)
+	}
+	if err != nil {
+		return fmt.Errorf("entry %s: %w", e.GetEntryId(), err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO `+receivables+` (farmer_id, receivable_fen, clawback_fen, seq) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (farmer_id) DO UPDATE SET receivable_fen = excluded.receivable_fen, clawback_fen = excluded.clawback_fen, seq = excluded.seq`,
+		e.GetFarmerId(), rec0, claw, rec.Sequence)
 	return err
 }
 
@@ -165,9 +193,11 @@ func NewBalanceReader(db *projection.DB) *BalanceReader { return &BalanceReader{
 // Balance returns a farmer's balance, or ErrNoBalance.
 func (r *BalanceReader) Balance(ctx context.Context, farmerID string) (domain.Balance, error) {
 	b := domain.Balance{FarmerID: farmerID}
-	err := r.db.QueryRowContext(ctx, `SELECT purchases_fen, premiums_fen, held_fen, paid_fen
-		FROM ledger_balances WHERE farmer_id = $1`, farmerID).
-		Scan(projection.Exact(&b.PurchasesFen), projection.Exact(&b.PremiumsFen), projection.Exact(&b.HeldFen), projection.Exact(&b.PaidFen))
+	err := r.db.QueryRowContext(ctx, `SELECT b.purchases_fen, b.premiums_fen, b.held_fen, b.paid_fen,
+			COALESCE(r.receivable_fen, 0), COALESCE(r.clawback_fen, 0)
+		FROM ledger_balances b LEFT JOIN ledger_receivables r ON r.farmer_id = b.farmer_id WHERE b.farmer_id = $1`, farmerID).
+		Scan(projection.Exact(&b.PurchasesFen), projection.Exact(&b.PremiumsFen), projection.Exact(&b.HeldFen), projection.Exact(&b.PaidFen),
+			projection.Exact(&b.ReceivableFen), projection.Exact(&b.ClawbackFen))
 	if errors.Is(err, sql.ErrNoRows) {
 		return domain.Balance{}, fmt.Errorf("balance of %s: %w", farmerID, app.ErrNoBalance)
 	}

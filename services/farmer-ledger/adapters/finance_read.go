@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/furrow/furrow/pkg/money"
 	"github.com/furrow/furrow/pkg/projection"
 
 	"github.com/furrow/furrow/services/farmer-ledger/app"
@@ -171,21 +172,55 @@ func sumDest(b *domain.Balance, last *int64) []any {
 	return dest
 }
 
+// querier is a database or a transaction.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// addReceivable adds to b the farmer's receivable and clawback accounts as
+// the entries matching cond (on e, with $3 its bound) leave them: they are
+// summed from the entries' lines, which hold them (the entries table keeps
+// the four older accounts' effects in columns).
+func addReceivable(ctx context.Context, q querier, b *domain.Balance, cond string, bound int64) error {
+	var recDr, recCr, clawDr, clawCr int64
+	err := q.QueryRowContext(ctx, `SELECT
+			COALESCE(SUM(CASE WHEN l.account = $2 THEN l.debit_fen ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN l.account = $2 THEN l.credit_fen ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN l.account = $4 THEN l.debit_fen ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN l.account = $4 THEN l.credit_fen ELSE 0 END), 0)
+		FROM `+tableEntryLines+` l JOIN `+tableEntries+` e ON e.entry_id = l.entry_id
+		WHERE e.farmer_id = $1 AND (l.account = $2 OR l.account = $4) AND `+cond,
+		b.FarmerID, domain.FarmerAccount(b.FarmerID, domain.FarmerReceivable), bound, domain.FarmerAccount(b.FarmerID, domain.FarmerClawback)).
+		Scan(projection.Exact(&recDr), projection.Exact(&recCr), projection.Exact(&clawDr), projection.Exact(&clawCr))
+	if err != nil {
+		return projection.SumError(err)
+	}
+	if b.ReceivableFen, err = money.Sub(recDr, recCr); err == nil {
+		b.ClawbackFen, err = money.Sub(clawCr, clawDr)
+	}
+	return err
+}
+
 // BalanceAt implements app.Finance.
 func (r *FinanceReader) BalanceAt(ctx context.Context, farmerID string, at app.BalancePoint) (domain.Balance, uint64, error) {
 	q := `SELECT ` + sumColumns + `, COALESCE(MAX(seq), 0) FROM ` + tableEntries + ` WHERE farmer_id = $1 AND `
 	var bound int64
+	cond := `e.seq <= $3`
 	if at.Seq > 0 {
 		q += `seq <= $2`
 		bound = int64(at.Seq)
 	} else {
 		q += `posted_at <= $2`
+		cond = `e.posted_at <= $3`
 		bound = at.Time.UnixNano()
 	}
 	b := domain.Balance{FarmerID: farmerID}
 	var last int64
 	if err := r.db.QueryRowContext(ctx, q, farmerID, bound).Scan(sumDest(&b, &last)...); err != nil {
 		return domain.Balance{}, 0, fmt.Errorf("balance of %s at %+v: %w", farmerID, at, projection.SumError(err))
+	}
+	if err := addReceivable(ctx, r.db, &b, cond, bound); err != nil {
+		return domain.Balance{}, 0, fmt.Errorf("balance of %s at %+v: %w", farmerID, at, err)
 	}
 	return b, uint64(last), nil
 }
@@ -208,7 +243,10 @@ func (r *FinanceReader) Statement(ctx context.Context, farmerID string, from, to
 		b := domain.Balance{FarmerID: farmerID}
 		err := tx.QueryRowContext(ctx, `SELECT `+sumColumns+` FROM `+tableEntries+` WHERE farmer_id = $1 AND posted_at < $2`,
 			farmerID, before).Scan(sumDest(&b, nil)...)
-		return b, projection.SumError(err)
+		if err != nil {
+			return b, projection.SumError(err)
+		}
+		return b, addReceivable(ctx, tx, &b, `e.posted_at < $3`, before)
 	}
 	if st.Opening, err = sum(fromN); err != nil {
 		return app.Statement{}, fmt.Errorf("statement of %s: opening: %w", farmerID, err)
@@ -256,7 +294,14 @@ func (r *FinanceReader) Statement(ctx context.Context, farmerID string, from, to
 			return app.Statement{}, fmt.Errorf("statement of %s: lines: %w", farmerID, err)
 		}
 		if i, ok := index[id]; ok {
-			st.Entries[i].Lines = append(st.Entries[i].Lines, l)
+			e := &st.Entries[i]
+			e.Lines = append(e.Lines, l)
+			switch l.Account {
+			case domain.FarmerAccount(farmerID, domain.FarmerReceivable):
+				e.Change.ReceivableFen += l.DebitFen - l.CreditFen // one entry's lines: bounded
+			case domain.FarmerAccount(farmerID, domain.FarmerClawback):
+				e.Change.ClawbackFen += l.CreditFen - l.DebitFen
+			}
 		}
 	}
 	lines.Close()

@@ -75,6 +75,10 @@ type Ledger struct {
 	notifier         Notifier
 	notices          Notices
 
+	traces       Traces
+	traceLotsAt  Positions
+	traceSalesAt Positions
+
 	// locks serialises this process's appends to one farmer.
 	locks farmerLocks
 }
@@ -104,7 +108,12 @@ type Deps struct {
 	Notifier Notifier
 	// Notices records the notices sent (FarmerNotified).
 	Notices Notices
-	Log     *slog.Logger
+	// Traces and the waiters of its two upstream read models (deliveries
+	// on PROCUREMENT, premium events on BRAND); nil without tracing.
+	Traces       Traces
+	TraceLotsAt  Positions
+	TraceSalesAt Positions
+	Log          *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -122,6 +131,7 @@ func New(d Deps) *Ledger {
 		directory: d.Directory, finance: d.Finance, financePositions: d.FinancePositions,
 		breaks: d.Breaks, provider: d.Provider, now: d.Now, keys: d.Keys,
 		controls: d.PayoutControls, notifier: d.Notifier, notices: d.Notices,
+		traces: d.Traces, traceLotsAt: d.TraceLotsAt, traceSalesAt: d.TraceSalesAt,
 	}
 }
 

@@ -28,6 +28,22 @@ import (
 //
 // so payout clearing always equals the sum of every farmer's holds, and
 // provider settlement the sum of what the provider paid out.
+//
+// Clawbacks. When an entry lowers what the farmer accrued below what was
+// already held or paid out (a premium cut, a correction after a payout),
+// payable + premium − held − paid would go negative: the farmer owes the
+// shortfall back. The entry then also books it as a receivable, the
+// platform's claim on the farmer (debit-normal), against the farmer's
+// clawback account (credit-normal), so that
+//
+//	available = payable + premium + clawback − held − paid
+//
+// is exactly zero rather than negative, and the receivable says how much
+// is owed. Every later entry that raises the farmer's accruals (a payable,
+// a premium, a released hold) nets against it first: Dr clawback, Cr
+// receivable, by as much as it raised them, until the receivable is
+// closed. The two accounts always hold the same balance. While a
+// receivable is open nothing is available to pay out.
 const (
 	AccountProcurementExpense = "platform:procurement_expense"
 	AccountPremiumExpense     = "platform:premium_expense"
@@ -41,6 +57,11 @@ const (
 	FarmerPremium = "premium"
 	FarmerHeld    = "held"
 	FarmerPaid    = "paid"
+	// FarmerReceivable is what the farmer owes back (debit-normal) and
+	// FarmerClawback its counterpart among the farmer's liabilities
+	// (credit-normal): see the chart above.
+	FarmerReceivable = "receivable"
+	FarmerClawback   = "clawback"
 )
 
 // FarmerAccount is the code of a farmer's account of the given kind
@@ -72,6 +93,10 @@ func Effect(farmerID string, lines []*ledgerevents.EntryLine) (Balance, error) {
 			sum, plus, minus = &b.HeldFen, l.GetDebitFen(), l.GetCreditFen()
 		case FarmerPaid:
 			sum, plus, minus = &b.PaidFen, l.GetDebitFen(), l.GetCreditFen()
+		case FarmerReceivable:
+			sum, plus, minus = &b.ReceivableFen, l.GetDebitFen(), l.GetCreditFen()
+		case FarmerClawback:
+			sum = &b.ClawbackFen
 		default:
 			continue
 		}
@@ -131,29 +156,85 @@ type Balance struct {
 	PremiumsFen  int64
 	HeldFen      int64
 	PaidFen      int64
+	// ReceivableFen is what the farmer owes back after a clawback, and
+	// ClawbackFen its counterpart in the farmer's liabilities; they are
+	// equal (see the chart of accounts).
+	ReceivableFen int64
+	ClawbackFen   int64
 }
 
-// Available is what can still be paid out: payable + premium − held −
-// paid. It is negative only when a correction or a premium adjustment
-// lowered an amount already paid out: the farmer then owes it back out of
-// later accruals. It fails with money.ErrOverflow when the result does not
-// fit in an int64 (each account may fit while their sum does not).
+// Available is what can still be paid out: payable + premium + clawback −
+// held − paid. A reduction below what was paid out is booked as a
+// receivable (its clawback brings this to zero), so it is negative only
+// for entries written before receivables existed. It fails with
+// money.ErrOverflow when the result does not fit in an int64 (each account
+// may fit while their sum does not).
 func (b Balance) Available() (int64, error) {
-	// Paired as (payable − held) + (premium − paid): with accounts that
-	// are not negative, neither difference can overflow, so an error means
-	// the result itself does not fit.
-	x, err := money.Sub(b.PurchasesFen, b.HeldFen)
-	var y, avail int64
+	net, err := b.Net()
+	var avail int64
 	if err == nil {
-		y, err = money.Sub(b.PremiumsFen, b.PaidFen)
-	}
-	if err == nil {
-		avail, err = money.Add(x, y)
+		avail, err = money.Add(net, b.ClawbackFen)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("available to %s: %w", b.FarmerID, err)
 	}
 	return avail, nil
+}
+
+// Net is payable + premium − held − paid: what the farmer's accruals leave
+// after payouts, negative when more was paid out than is now owed (the
+// receivable then covers the difference).
+func (b Balance) Net() (int64, error) {
+	// Paired as (payable − held) + (premium − paid): with accounts that
+	// are not negative, neither difference can overflow, so an error means
+	// the result itself does not fit.
+	x, err := money.Sub(b.PurchasesFen, b.HeldFen)
+	var y, net int64
+	if err == nil {
+		y, err = money.Sub(b.PremiumsFen, b.PaidFen)
+	}
+	if err == nil {
+		net, err = money.Add(x, y)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("net balance of %s: %w", b.FarmerID, err)
+	}
+	return net, nil
+}
+
+// receivableLines returns the lines that keep the farmer's receivable
+// equal to what lines (an entry about to be posted) leave owed: a
+// shortfall below zero is booked (Dr receivable, Cr clawback), and an
+// entry that raises the farmer's accruals while a receivable is open nets
+// against it (Dr clawback, Cr receivable). It returns no lines when the
+// receivable stays as it is, and a description of what it did.
+func (f *Farmer) receivableLines(lines []*ledgerevents.EntryLine) ([]*ledgerevents.EntryLine, string, error) {
+	d, err := Effect(f.id, lines)
+	if err != nil {
+		return nil, "", err
+	}
+	next, err := f.balance.Plus(d)
+	if err != nil {
+		return nil, "", err
+	}
+	net, err := next.Net()
+	if err != nil {
+		return nil, "", err
+	}
+	owed := max(-net, 0)
+	switch change := owed - next.ReceivableFen; {
+	case change > 0:
+		return []*ledgerevents.EntryLine{
+			{Account: FarmerAccount(f.id, FarmerReceivable), DebitFen: change},
+			{Account: FarmerAccount(f.id, FarmerClawback), CreditFen: change},
+		}, fmt.Sprintf("; %d fen more than is owed was paid out: booked as receivable", change), nil
+	case change < 0:
+		return []*ledgerevents.EntryLine{
+			{Account: FarmerAccount(f.id, FarmerClawback), DebitFen: -change},
+			{Account: FarmerAccount(f.id, FarmerReceivable), CreditFen: -change},
+		}, fmt.Sprintf("; %d fen netted against the receivable", -change), nil
+	}
+	return nil, "", nil
 }
 
 // Plus returns b with d's amounts added. It fails with money.ErrOverflow
@@ -164,7 +245,8 @@ func (b Balance) Plus(d Balance) (Balance, error) {
 	for _, step := range []struct {
 		sum *int64
 		add int64
-	}{{&b.PurchasesFen, d.PurchasesFen}, {&b.PremiumsFen, d.PremiumsFen}, {&b.HeldFen, d.HeldFen}, {&b.PaidFen, d.PaidFen}} {
+	}{{&b.PurchasesFen, d.PurchasesFen}, {&b.PremiumsFen, d.PremiumsFen}, {&b.HeldFen, d.HeldFen}, {&b.PaidFen, d.PaidFen},
+		{&b.ReceivableFen, d.ReceivableFen}, {&b.ClawbackFen, d.ClawbackFen}} {
 		if *step.sum, err = money.Add(*step.sum, step.add); err != nil {
 			return Balance{}, fmt.Errorf("balance of %s: %w", b.FarmerID, err)
 		}
@@ -191,8 +273,13 @@ func (f *Farmer) PostCorrection(src *ledgerevents.SourceRef, reversedFen, replac
 
 // PostPremium returns the entry for a premium earned (deltaFen > 0) or
 // adjusted by deltaFen (either sign): the platform's premium expense against
-// the farmer's premium account.
+// the farmer's premium account. A zero delta (a restated sale whose
+// premium did not change) needs no entry: it returns no entry and already
+// true, so the journal never holds a zero posting.
 func (f *Farmer) PostPremium(src *ledgerevents.SourceRef, deltaFen int64, description string) (entry *ledgerevents.EntryPosted, already bool, err error) {
+	if deltaFen == 0 {
+		return nil, true, nil
+	}
 	premium := FarmerAccount(f.id, FarmerPremium)
 	if deltaFen >= 0 {
 		return f.post(src, description,
@@ -217,6 +304,14 @@ func (f *Farmer) post(src *ledgerevents.SourceRef, description string, lines ...
 	if err := CheckBalanced(lines); err != nil {
 		return nil, false, fmt.Errorf("entry for %s: %w", src.GetEventId(), err)
 	}
+	if err := f.accepts(lines); err != nil {
+		return nil, false, fmt.Errorf("entry for %s: %w", src.GetEventId(), err)
+	}
+	more, note, err := f.receivableLines(lines)
+	if err != nil {
+		return nil, false, failure.Overflow(err, "farmer %s's balance would overflow: refused", f.id)
+	}
+	lines, description = append(lines, more...), description+note
 	if err := f.accepts(lines); err != nil {
 		return nil, false, fmt.Errorf("entry for %s: %w", src.GetEventId(), err)
 	}

@@ -80,6 +80,7 @@ func TestPremiumEarnedAndAdjusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.Apply(2, earned)
 	down, _, err := f.PostPremium(&ledgerevents.SourceRef{EventId: "p2"}, -457, "")
 	if err != nil {
 		t.Fatal(err)
@@ -122,5 +123,17 @@ func TestCheckBalanced(t *testing.T) {
 		if err := domain.CheckBalanced(tc.lines); (err == nil) != tc.ok {
 			t.Errorf("%s: err = %v", tc.name, err)
 		}
+	}
+}
+
+// TestZeroPremiumAdjustmentPostsNothing: an adjustment whose delta is 0
+// (a restatement that changed a sale's grams but not its premium) is no
+// entry: the journal holds no zero postings.
+func TestZeroPremiumAdjustmentPostsNothing(t *testing.T) {
+	t.Parallel()
+	f := registered(t)
+	e, already, err := f.PostPremium(&ledgerevents.SourceRef{EventId: "p0"}, 0, "")
+	if err != nil || e != nil || !already {
+		t.Fatalf("zero adjustment: entry %v, nothing to post %v, err %v; want no entry", e, already, err)
 	}
 }

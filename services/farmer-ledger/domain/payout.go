@@ -123,6 +123,17 @@ func (f *Farmer) RequestPayout(r PayoutRequest, ids EventIDs) (Payout, []Change,
 		// Plus keeps available within int64 for every balance it builds.
 		return Payout{}, nil, failure.Overflow(err, "farmer %s's available balance cannot be computed", f.id)
 	}
+	// While a receivable is open, a payout must leave enough to cover it:
+	// what the farmer owes back comes before what is paid out.
+	if owed := f.balance.ReceivableFen; owed > 0 {
+		if available, err = money.Sub(available, owed); err != nil {
+			return Payout{}, nil, failure.Overflow(err, "farmer %s's available balance cannot be computed", f.id)
+		}
+		if available <= 0 || (!r.AllAvailable && r.AmountFen > available) {
+			return Payout{}, nil, failure.FailedPrecondition("farmer %s owes %d fen back (a receivable from premiums or payables lowered after they were paid out): a payout must leave it covered, and %d fen is available beyond it",
+				f.id, owed, max(available, 0))
+		}
+	}
 	amount := r.AmountFen
 	switch {
 	case r.AllAvailable && r.AmountFen != 0:
@@ -294,10 +305,17 @@ func (f *Farmer) RecordProviderOutcome(payoutID string, r ProviderReceipt, ids E
 			PayoutId: p.ID, FarmerId: f.id, ProviderReference: r.Reference, AmountFen: p.AmountFen,
 			Reason: r.Reason, FailedAt: timestamppb.New(r.At),
 		}
-		entry, err := payoutEntry(srcID, ev, p.ID, fmt.Sprintf("payout %s failed (%s): hold of %d fen released", p.ID, r.Reason, p.AmountFen),
-			&ledgerevents.EntryLine{Account: AccountPayoutClearing, DebitFen: p.AmountFen},
-			&ledgerevents.EntryLine{Account: FarmerAccount(f.id, FarmerHeld), CreditFen: p.AmountFen},
-		)
+		lines := []*ledgerevents.EntryLine{
+			{Account: AccountPayoutClearing, DebitFen: p.AmountFen},
+			{Account: FarmerAccount(f.id, FarmerHeld), CreditFen: p.AmountFen},
+		}
+		// The released hold nets against an open receivable first.
+		more, note, err := f.receivableLines(lines)
+		if err != nil {
+			return nil, failure.Overflow(err, "farmer %s's balance would overflow: refused", f.id)
+		}
+		entry, err := payoutEntry(srcID, ev, p.ID, fmt.Sprintf("payout %s failed (%s): hold of %d fen released%s", p.ID, r.Reason, p.AmountFen, note),
+			append(lines, more...)...)
 		if err != nil {
 			return nil, err
 		}

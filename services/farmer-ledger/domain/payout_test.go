@@ -331,8 +331,9 @@ func TestHoldsAndPaidNeverExceedAccrued(t *testing.T) {
 }
 
 // TestDownwardCorrectionAfterPayout: a correction is a fact the ledger
-// must take even when the farmer was already paid; available then goes
-// negative and no payout is possible until later accruals cover it.
+// must take even when the farmer was already paid; the shortfall is then
+// a receivable (available stays at zero) and no payout is possible until
+// later accruals cover it.
 func TestDownwardCorrectionAfterPayout(t *testing.T) {
 	t.Parallel()
 	b := newBook(t, "acct")
@@ -340,8 +341,8 @@ func TestDownwardCorrectionAfterPayout(t *testing.T) {
 	p := b.request(1_000)
 	b.outcome(p.ID, domain.ProviderSettled)
 	b.post(b.f.PostCorrection(src("c1"), 1_000, 800, ""))
-	if got := available(t, b.f.Balance()); got != -200 {
-		t.Fatalf("available = %d, want -200", got)
+	if got := available(t, b.f.Balance()); got != 0 || b.f.Balance().ReceivableFen != 200 {
+		t.Fatalf("available = %d, receivable %d; want 0 and 200", got, b.f.Balance().ReceivableFen)
 	}
 	for _, r := range []domain.PayoutRequest{{AmountFen: 1}, {AllAvailable: true}} {
 		if _, _, err := b.f.RequestPayout(r, b.ids); failure.KindOf(err) != failure.KindFailedPrecondition {
@@ -369,5 +370,95 @@ func TestEffect(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestFarmerLifeWithAClawback: a premium cut after it was paid out books
+// the shortfall as a receivable instead of taking available below zero;
+// payouts are refused until it is covered; the next payable and premium
+// net against it. Every figure is worked out by hand:
+//
+//	d1 1,000 kg × 500 fen/kg             payable  500,000
+//	p1 600 kg × 100 fen/kg               premium   60,000
+//	payout 560,000 settled               paid     560,000  available 0
+//	p1 revised to 120 fen/kg             premium  +12,000  available 12,000
+//	payout 12,000 settled                paid     572,000  available 0
+//	p1's rule ended before the sale      premium  −72,000  net −72,000:
+//	                                     receivable 72,000, available 0
+//	d2 100 kg × 500 fen/kg               payable  +50,000: receivable 22,000
+//	p2 300 kg × 100 fen/kg               premium  +30,000: receivable 0,
+//	                                     available 8,000
+func TestFarmerLifeWithAClawback(t *testing.T) {
+	t.Parallel()
+	b := newBook(t, "6222020000000001")
+	b.post(b.f.PostPayable(src("d1"), 500_000, ""))
+	b.post(b.f.PostPremium(src("p1"), 60_000, ""))
+	b.outcome(b.request(560_000).ID, domain.ProviderSettled)
+	b.post(b.f.PostPremium(src("p1-revised"), 12_000, ""))
+	b.outcome(b.request(12_000).ID, domain.ProviderSettled)
+	b.post(b.f.PostPremium(src("p1-ended"), -72_000, ""))
+
+	want := domain.Balance{FarmerID: "F1", PurchasesFen: 500_000, PremiumsFen: 0, PaidFen: 572_000, ReceivableFen: 72_000, ClawbackFen: 72_000}
+	if diff := cmp.Diff(want, b.f.Balance()); diff != "" {
+		t.Fatalf("balance after the clawback (-want +got):\n%s", diff)
+	}
+	if got := available(t, b.f.Balance()); got != 0 {
+		t.Fatalf("available after the clawback = %d, want 0 (never negative)", got)
+	}
+	if _, _, err := b.f.RequestPayout(domain.PayoutRequest{RequestID: "while-owed", AmountFen: 1}, b.ids); failure.KindOf(err) != failure.KindFailedPrecondition {
+		t.Fatalf("payout while 72,000 fen are owed: %v, want a failed precondition", err)
+	}
+	b.post(b.f.PostPayable(src("d2"), 50_000, ""))
+	if got := b.f.Balance().ReceivableFen; got != 22_000 {
+		t.Fatalf("receivable after a 50,000 fen payable = %d, want 22,000", got)
+	}
+	if _, _, err := b.f.RequestPayout(domain.PayoutRequest{RequestID: "all", AllAvailable: true}, b.ids); failure.KindOf(err) != failure.KindFailedPrecondition {
+		t.Fatalf("payout of everything while 22,000 fen are owed: %v, want a failed precondition", err)
+	}
+	b.post(b.f.PostPremium(src("p2"), 30_000, ""))
+	want = domain.Balance{FarmerID: "F1", PurchasesFen: 550_000, PremiumsFen: 30_000, PaidFen: 572_000}
+	if diff := cmp.Diff(want, b.f.Balance()); diff != "" {
+		t.Fatalf("balance after the receivable is recovered (-want +got):\n%s", diff)
+	}
+	if got := available(t, b.f.Balance()); got != 8_000 {
+		t.Fatalf("available = %d, want 8,000", got)
+	}
+	b.outcome(b.request(8_000).ID, domain.ProviderSettled)
+
+	accounts := map[string]int64{}
+	var sum int64
+	for _, e := range b.entries {
+		for _, l := range e.GetLines() {
+			accounts[l.GetAccount()] += l.GetDebitFen() - l.GetCreditFen()
+			sum += l.GetDebitFen() - l.GetCreditFen()
+		}
+	}
+	wantAccounts := map[string]int64{
+		"farmer:F1:payable": -550_000, "farmer:F1:premium": -30_000, "farmer:F1:held": 0, "farmer:F1:paid": 580_000,
+		"farmer:F1:receivable": 0, "farmer:F1:clawback": 0,
+		domain.AccountProcurementExpense: 550_000, domain.AccountPremiumExpense: 30_000,
+		domain.AccountPayoutClearing: 0, domain.AccountProviderSettlement: -580_000,
+	}
+	if diff := cmp.Diff(wantAccounts, accounts); diff != "" || sum != 0 {
+		t.Fatalf("journal (-want +got), sum %d:\n%s", sum, diff)
+	}
+}
+
+// TestReleasedHoldNetsAgainstAReceivable: a premium cut while a payout is
+// held books the shortfall; the payout then fails and its released hold
+// pays the receivable back first.
+func TestReleasedHoldNetsAgainstAReceivable(t *testing.T) {
+	t.Parallel()
+	b := newBook(t, "6222020000000001")
+	b.post(b.f.PostPremium(src("p1"), 10_000, ""))
+	p := b.request(10_000)
+	b.post(b.f.PostPremium(src("p1-cut"), -4_000, ""))
+	if got := b.f.Balance(); got.ReceivableFen != 4_000 {
+		t.Fatalf("receivable while the payout is held = %d, want 4,000", got.ReceivableFen)
+	}
+	b.outcome(p.ID, domain.ProviderFailed)
+	want := domain.Balance{FarmerID: "F1", PremiumsFen: 6_000}
+	if diff := cmp.Diff(want, b.f.Balance()); diff != "" {
+		t.Fatalf("balance after the failed payout (-want +got):\n%s", diff)
 	}
 }

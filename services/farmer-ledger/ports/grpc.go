@@ -119,7 +119,7 @@ func balanceResponse(b domain.Balance, asOf eventstore.Position) (*ledgerv1.GetF
 	}
 	return &ledgerv1.GetFarmerBalanceResponse{
 		FarmerId: b.FarmerID, PurchasesFen: b.PurchasesFen, PremiumsFen: b.PremiumsFen,
-		HeldFen: b.HeldFen, PaidFen: b.PaidFen, AvailableFen: avail,
+		HeldFen: b.HeldFen, PaidFen: b.PaidFen, AvailableFen: avail, ReceivableFen: b.ReceivableFen,
 		AsOf: grpcx.ToPosition(asOf),
 	}, nil
 }

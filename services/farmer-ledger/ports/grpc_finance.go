@@ -297,7 +297,7 @@ func farmerBalance(b domain.Balance) (*ledgerv1.FarmerBalance, error) {
 	}
 	return &ledgerv1.FarmerBalance{
 		PurchasesFen: b.PurchasesFen, PremiumsFen: b.PremiumsFen, HeldFen: b.HeldFen, PaidFen: b.PaidFen,
-		AvailableFen: avail,
+		AvailableFen: avail, ReceivableFen: b.ReceivableFen,
 	}, nil
 }
 

@@ -97,6 +97,8 @@ type Service struct {
 	grpc     *ports.GRPCServer
 	balances *projection.Runner
 	finance  *projection.Runner
+	// traces are the trace read models (TraceLot, TraceFarmer).
+	traces []*projection.Runner
 }
 
 // New wires the ledger: it adds its handlers to deps.Router and prepares
@@ -120,11 +122,26 @@ func New(deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
+	traceLots, err := projection.NewRunner(deps.DB, deps.JS, adapters.TraceDeliveriesProjection, projection.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	traceCorrections, err := projection.NewRunner(deps.DB, deps.JS, adapters.TraceCorrectionsProjection, projection.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	traceSales, err := projection.NewRunner(deps.DB, deps.JS, adapters.TraceSalesProjection{}, projection.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
 	ledger := app.New(app.Deps{
 		Farmers: adapters.NewFarmerRepository(store), Balances: adapters.NewBalanceReader(deps.DB), Positions: waiter,
 		Directory: adapters.NewFarmerDirectory(deps.DB), Finance: fin.reader, FinancePositions: fin.waiter,
 		Breaks: adapters.NewBreakRepository(store), Provider: fin.provider, Log: log, Keys: deps.Keys,
 		PayoutControls: deps.PayoutControls, Notifier: notifier(deps, log), Notices: adapters.NewNoticeRepository(store),
+		Traces:       adapters.NewTraceReader(deps.DB),
+		TraceLotsAt:  app.AllOf(consistency.NewWaiter(deps.JS, traceLots, nil), consistency.NewWaiter(deps.JS, traceCorrections, nil)),
+		TraceSalesAt: consistency.NewWaiter(deps.JS, traceSales, nil),
 	})
 
 	for _, h := range []struct {
@@ -145,7 +162,7 @@ func New(deps Deps) (*Service, error) {
 	if err := fin.addHandlers(deps, ledger, log); err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
-	return &Service{grpc: ports.NewGRPCServer(ledger), balances: balances, finance: fin.runner}, nil
+	return &Service{grpc: ports.NewGRPCServer(ledger), balances: balances, finance: fin.runner, traces: []*projection.Runner{traceLots, traceCorrections, traceSales}}, nil
 }
 
 // Register adds the ledger's gRPC API to srv.
@@ -153,7 +170,7 @@ func (s *Service) Register(srv *grpc.Server) { ledgerv1.RegisterLedgerServiceSer
 
 // Projections returns the ledger's projection runners.
 func (s *Service) Projections() []*projection.Runner {
-	return []*projection.Runner{s.balances, s.finance}
+	return append([]*projection.Runner{s.balances, s.finance}, s.traces...)
 }
 
 // notifier is deps.Notifier, or the log notifier.

@@ -29,7 +29,9 @@ type DeliveryView struct {
 	ProgramID     string
 	Warehouse     string
 	County        string
-	Corrections   int32
+	// DistributionCentre is empty when the weigh-in named none.
+	DistributionCentre string
+	Corrections        int32
 	// Version is the stream sequence of the delivery's last event.
 	Version uint64
 }
@@ -107,7 +109,8 @@ func (l *line) view() DeliveryView {
 		DeliveryID: r.GetDeliveryId(), FarmerID: r.GetFarmerId(), Product: r.GetProduct(),
 		Grade: l.grade, NetGrams: l.grams, PriceFenPerKg: l.price, AmountFen: l.amount,
 		WeighedAt: r.GetWeighedAt().AsTime(), OrderID: r.GetOrderId(), ProgramID: r.GetProgramId(),
-		Warehouse: r.GetWarehouse(), County: r.GetCounty(), Corrections: l.corrections, Version: l.seq,
+		Warehouse: r.GetWarehouse(), County: r.GetCounty(), DistributionCentre: r.GetDistributionCentre(),
+		Corrections: l.corrections, Version: l.seq,
 	}
 }
 
@@ -194,6 +197,9 @@ func (d *Delivery) Record(w WeighIn, farmer Farmer, known bool) (*procurementeve
 			return nil, err
 		}
 	}
+	if err := checkCentre(w.DistributionCentre); err != nil {
+		return nil, err
+	}
 	if !known {
 		return nil, failure.NotFound("farmer_id", "farmer %s is not registered with the ledger", w.FarmerID)
 	}
@@ -204,6 +210,7 @@ func (d *Delivery) Record(w WeighIn, farmer Farmer, known bool) (*procurementeve
 		DeliveryId: d.id, FarmerId: w.FarmerID, Product: w.Product, Grade: w.Grade,
 		NetGrams: w.NetGrams, PriceFenPerKg: w.PriceFenPerKg, AmountFen: amount,
 		WeighedAt: timestamppb.New(w.WeighedAt), Warehouse: w.Warehouse, County: farmer.County,
+		DistributionCentre: w.DistributionCentre,
 	}, nil
 }
 

@@ -447,6 +447,17 @@ type WeighIn struct {
 	PriceFenPerKg int64
 	WeighedAt     time.Time
 	Warehouse     string
+	// DistributionCentre is the county distribution centre that weighed it
+	// in (an id); optional.
+	DistributionCentre string
+}
+
+// checkCentre validates an optional distribution centre id.
+func checkCentre(id string) error {
+	if id == "" {
+		return nil
+	}
+	return ident.Check("distribution_centre", id)
 }
 
 // RecordDelivery decides a weigh-in against the order: the price comes
@@ -481,6 +492,9 @@ func (o *Order) RecordDelivery(deliveryID string, w WeighIn) (*procurementevents
 	if err := ident.Check("warehouse", warehouse); err != nil {
 		return nil, err
 	}
+	if err := checkCentre(w.DistributionCentre); err != nil {
+		return nil, err
+	}
 	if err := o.inWindow(w.WeighedAt); err != nil {
 		return nil, err
 	}
@@ -498,7 +512,7 @@ func (o *Order) RecordDelivery(deliveryID string, w WeighIn) (*procurementevents
 		DeliveryId: deliveryID, FarmerId: p.GetFarmerId(), Product: p.GetProduct(), Grade: w.Grade,
 		NetGrams: w.NetGrams, PriceFenPerKg: price, AmountFen: add.amount,
 		WeighedAt: timestamppb.New(w.WeighedAt), OrderId: o.id, ProgramId: p.GetProgramId(),
-		Warehouse: warehouse, County: p.GetCounty(),
+		Warehouse: warehouse, County: p.GetCounty(), DistributionCentre: w.DistributionCentre,
 	}, nil
 }
 

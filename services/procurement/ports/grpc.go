@@ -30,6 +30,27 @@ type GRPCServer struct {
 	procurementv1.UnimplementedProcurementServiceServer
 	app *app.Procurement
 	log *slog.Logger
+	// centres answers ListCentreIntake (UNIMPLEMENTED without it).
+	centres *app.Centres
+	// requests checks and records the request ids of RecordDeliveries'
+	// lines (nil: not checked beyond their aggregates).
+	requests Requests
+}
+
+// Requests is a request-id registry (pkg/requests.Registry).
+type Requests interface {
+	Check(ctx context.Context, method, requestID, fingerprint string) error
+	Record(ctx context.Context, method, requestID, fingerprint string) error
+}
+
+// WithRequests makes s check each RecordDeliveries line's request id
+// against r, as the process checks a single RecordDelivery's, and returns
+// s. A nil r checks nothing.
+func (s *GRPCServer) WithRequests(r Requests) *GRPCServer {
+	if r != nil && !isNilRegistry(r) {
+		s.requests = r
+	}
+	return s
 }
 
 var _ procurementv1.ProcurementServiceServer = (*GRPCServer)(nil)
@@ -37,6 +58,12 @@ var _ procurementv1.ProcurementServiceServer = (*GRPCServer)(nil)
 // NewGRPCServer returns the gRPC face of a.
 func NewGRPCServer(a *app.Procurement, log *slog.Logger) *GRPCServer {
 	return &GRPCServer{app: a, log: log}
+}
+
+// WithCentres makes s answer ListCentreIntake from c, and returns s.
+func (s *GRPCServer) WithCentres(c *app.Centres) *GRPCServer {
+	s.centres = c
+	return s
 }
 
 // OpenProgram implements ProcurementService.
@@ -245,7 +272,7 @@ func recordCommand(ctx context.Context, req *procurementv1.RecordDeliveryRequest
 		WeighIn: domain.WeighIn{
 			FarmerID: req.GetFarmerId(), Product: req.GetProduct(), Grade: req.GetGrade(),
 			NetGrams: req.GetNetGrams(), PriceFenPerKg: req.GetPriceFenPerKg(),
-			WeighedAt: at, Warehouse: req.GetWarehouse(),
+			WeighedAt: at, Warehouse: req.GetWarehouse(), DistributionCentre: req.GetDistributionCentre(),
 		},
 	}, nil
 }
@@ -270,6 +297,17 @@ func (s *GRPCServer) RecordDelivery(ctx context.Context, req *procurementv1.Reco
 	return recordResponse(out), nil
 }
 
+// recordDeliveryMethod is RecordDelivery's full method name: a line of
+// RecordDeliveries is that command, under the same request-id space.
+var recordDeliveryMethod = "/" + procurementv1.ProcurementService_ServiceDesc.ServiceName + "/RecordDelivery"
+
+// isNilRegistry reports whether r is an interface holding a nil pointer
+// (a process without a registry passes one).
+func isNilRegistry(r Requests) bool {
+	v, ok := r.(interface{ IsNil() bool })
+	return ok && v.IsNil()
+}
+
 // RecordDeliveries implements ProcurementService. A line's error is mapped
 // to a status by grpcx, exactly as if the line had been sent on its own; a
 // line beyond the limits is refused on its own and never reaches the
@@ -284,6 +322,9 @@ func (s *GRPCServer) RecordDeliveries(ctx context.Context, req *procurementv1.Re
 	at := make([]int, 0, len(req.GetLines())) // lines[k] is request line at[k]
 	for i, l := range req.GetLines() {
 		cmd, err := recordCommand(ctx, l, now)
+		if err == nil && s.requests != nil {
+			err = s.requests.Check(ctx, recordDeliveryMethod, cmd.RequestID, cmd.Fingerprint)
+		}
 		if err != nil {
 			results[i].Err = err
 			continue
@@ -297,6 +338,11 @@ func (s *GRPCServer) RecordDeliveries(ctx context.Context, req *procurementv1.Re
 		}
 		for k, r := range recorded {
 			results[at[k]] = r
+			if r.Err == nil && s.requests != nil {
+				if err := s.requests.Record(ctx, recordDeliveryMethod, lines[k].RequestID, lines[k].Fingerprint); err != nil {
+					s.log.WarnContext(ctx, "request id not recorded", "method", recordDeliveryMethod, "error", err)
+				}
+			}
 		}
 	}
 	out := &procurementv1.RecordDeliveriesResponse{Results: make([]*procurementv1.DeliveryLineResult, len(results))}
@@ -378,6 +424,7 @@ func toDelivery(d domain.DeliveryView) *procurementv1.Delivery {
 		PriceFenPerKg: d.PriceFenPerKg, Grade: d.Grade, AmountFen: d.AmountFen, WeighedAt: timestamppb.New(d.WeighedAt),
 		Position: grpcx.ToPosition(eventstore.Position{Stream: domain.Stream, Sequence: d.Version}),
 		OrderId:  d.OrderID, ProgramId: d.ProgramID, Warehouse: d.Warehouse, County: d.County, Corrections: d.Corrections,
+		DistributionCentre: d.DistributionCentre,
 	}
 }
 

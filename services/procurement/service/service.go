@@ -11,6 +11,7 @@ import (
 
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 
+	"github.com/furrow/furrow/pkg/consistency"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/projection"
 
@@ -33,6 +34,10 @@ type Deps struct {
 	JS  jetstream.JetStream
 	DB  *projection.DB
 	Log *slog.Logger
+	// Requests, when set, is procurement's request-id registry: the lines
+	// of RecordDeliveries are checked against it one by one (the process
+	// checks single commands).
+	Requests ports.Requests
 }
 
 // Service is a wired procurement service.
@@ -40,6 +45,7 @@ type Service struct {
 	grpc      *ports.GRPCServer
 	purchases *projection.Runner
 	farmers   *projection.Runner
+	centres   *projection.Runner
 }
 
 // New wires procurement and prepares its projections (the host runs
@@ -54,10 +60,16 @@ func New(deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
+	centres, err := projection.NewRunner(deps.DB, deps.JS, adapters.CentresProjection{}, projection.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
 	store := eventstore.New(deps.JS)
 	a := app.New(adapters.NewEventStore(store), adapters.NewLedgerFarmers(store), adapters.NewReadModel(deps.DB),
 		adapters.NewPositions(deps.JS, purchases, farmers), log)
-	return &Service{grpc: ports.NewGRPCServer(a, log), purchases: purchases, farmers: farmers}, nil
+	grpcServer := ports.NewGRPCServer(a, log).WithRequests(deps.Requests).WithCentres(
+		app.NewCentres(adapters.NewCentreReader(deps.DB), consistency.NewWaiter(deps.JS, centres, nil)))
+	return &Service{grpc: grpcServer, purchases: purchases, farmers: farmers, centres: centres}, nil
 }
 
 // Register adds procurement's gRPC API to srv.
@@ -67,5 +79,5 @@ func (s *Service) Register(srv *grpc.Server) {
 
 // Projections returns procurement's projection runners.
 func (s *Service) Projections() []*projection.Runner {
-	return []*projection.Runner{s.purchases, s.farmers}
+	return []*projection.Runner{s.purchases, s.farmers, s.centres}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/furrow/furrow/pkg/deadletter"
 	"github.com/furrow/furrow/pkg/eventstore"
+	"github.com/furrow/furrow/pkg/requests"
 	"github.com/furrow/furrow/pkg/wmjs"
 
 	brand "github.com/furrow/furrow/services/brand-incubation/service"
@@ -31,6 +32,16 @@ func Streams(replicas int) []jetstream.StreamConfig {
 		brand.Stream(replicas).Config(),
 		ledger.Stream(replicas).Config(),
 		deadletter.StreamConfig(replicas),
+	}
+}
+
+// Buckets returns the key-value bucket of each service's request ids
+// (pkg/requests), with replicas replicas.
+func Buckets(replicas int) []jetstream.KeyValueConfig {
+	return []jetstream.KeyValueConfig{
+		requests.Config(procurement.Stream(replicas).Name, replicas, 0),
+		requests.Config(brand.Stream(replicas).Name, replicas, 0),
+		requests.Config(ledger.Stream(replicas).Name, replicas, 0),
 	}
 }
 
@@ -79,8 +90,8 @@ func (r Result) String() string {
 	return s
 }
 
-// Apply creates every stream and durable consumer, or brings each to its
-// configuration; a second run changes nothing. It goes on past a stream it
+// Apply creates every stream, request-id bucket and durable consumer, or
+// brings each to its configuration; a second run changes nothing. It goes on past a stream it
 // refuses to change (eventstore.ErrRefused) and returns every result and
 // every error; consumers of such a stream are left alone.
 func Apply(ctx context.Context, js jetstream.JetStream, opts Options) ([]Result, error) {
@@ -112,6 +123,14 @@ func Apply(ctx context.Context, js jetstream.JetStream, opts Options) ([]Result,
 			change = eventstore.Created
 		}
 		results = append(results, Result{Kind: "key bucket", ApplyResult: eventstore.ApplyResult{Name: ledgeradapters.KeyBucket, Change: change}})
+	}
+	for _, cfg := range Buckets(opts.Replicas) {
+		res, err := requests.Apply(ctx, js, cfg, opts.ApplyOptions)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		results = append(results, Result{Kind: "bucket", ApplyResult: res})
 	}
 	for _, c := range Consumers() {
 		if failed[c.Stream] {

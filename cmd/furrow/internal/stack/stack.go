@@ -26,6 +26,9 @@ import (
 	"google.golang.org/grpc/health"
 
 	adminv1 "github.com/furrow/furrow/proto/furrow/admin/v1"
+	brandv1 "github.com/furrow/furrow/proto/furrow/brand/v1"
+	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
+	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 
 	"github.com/furrow/furrow/pkg/admin"
 	"github.com/furrow/furrow/pkg/dirlock"
@@ -33,6 +36,7 @@ import (
 	"github.com/furrow/furrow/pkg/lifecycle"
 	"github.com/furrow/furrow/pkg/natsembed"
 	"github.com/furrow/furrow/pkg/projection"
+	"github.com/furrow/furrow/pkg/requests"
 	"github.com/furrow/furrow/pkg/wmjs"
 
 	"github.com/furrow/furrow/cmd/furrow/internal/provision"
@@ -187,7 +191,23 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 
-	proc, err := procurement.New(procurement.Deps{JS: s.js, DB: s.db, Log: cfg.Log})
+	// Request ids, remembered beyond the streams' de-duplication window
+	// (pkg/requests): one bucket per service, which provision.Apply made.
+	registries := map[string]*requests.Registry{}
+	for _, svc := range []struct{ service, stream string }{
+		{procurementv1.ProcurementService_ServiceDesc.ServiceName, procurement.Stream(1).Name},
+		{ledgerv1.LedgerService_ServiceDesc.ServiceName, ledger.Stream(1).Name},
+		{brandv1.BrandService_ServiceDesc.ServiceName, brand.Stream(1).Name},
+	} {
+		reg, err := requests.Bind(ctx, s.js, svc.stream)
+		if err != nil {
+			return nil, err
+		}
+		registries[svc.service] = reg
+	}
+
+	proc, err := procurement.New(procurement.Deps{JS: s.js, DB: s.db, Log: cfg.Log,
+		Requests: registries[procurementv1.ProcurementService_ServiceDesc.ServiceName]})
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +229,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	// they can from one address.
 	lim := grpcx.DefaultLimits()
 	lim.Rate = 0
-	s.grpc, s.health = grpcx.NewServer(cfg.Log, lim)
+	s.grpc, s.health = grpcx.NewServer(cfg.Log, lim, grpc.ChainUnaryInterceptor(requests.UnaryServerInterceptor(cfg.Log, registries)))
 	// Operators' API: projections and handlers of this process, streams.
 	if err := registerAdmin(s.grpc, s.js, s.router, cfg.Log, map[string][]*projection.Runner{
 		procurement.Name: proc.Projections(), ledger.Name: led.Projections(), brand.Name: br.Projections(),

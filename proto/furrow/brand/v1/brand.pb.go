@@ -254,6 +254,8 @@ const (
 	AdjustmentCause_ADJUSTMENT_CAUSE_RULE_REVISED AdjustmentCause = 1
 	// The channel restated its report.
 	AdjustmentCause_ADJUSTMENT_CAUSE_REPORT_RESTATED AdjustmentCause = 2
+	// A premium rule was ended early: the sale lies after its new last day.
+	AdjustmentCause_ADJUSTMENT_CAUSE_RULE_ENDED AdjustmentCause = 3
 )
 
 // Enum value maps for AdjustmentCause.
@@ -262,11 +264,13 @@ var (
 		0: "ADJUSTMENT_CAUSE_UNSPECIFIED",
 		1: "ADJUSTMENT_CAUSE_RULE_REVISED",
 		2: "ADJUSTMENT_CAUSE_REPORT_RESTATED",
+		3: "ADJUSTMENT_CAUSE_RULE_ENDED",
 	}
 	AdjustmentCause_value = map[string]int32{
 		"ADJUSTMENT_CAUSE_UNSPECIFIED":     0,
 		"ADJUSTMENT_CAUSE_RULE_REVISED":    1,
 		"ADJUSTMENT_CAUSE_REPORT_RESTATED": 2,
+		"ADJUSTMENT_CAUSE_RULE_ENDED":      3,
 	}
 )
 
@@ -2372,6 +2376,347 @@ func (x *FarmerDelta) GetDeltaFen() int64 {
 	return 0
 }
 
+// EndRuleRequest ends a rule early.
+type EndRuleRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	BrandId   string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel   string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	RuleId    string                 `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// The rule's new last day in force (inclusive), "YYYY-MM-DD": not before
+	// its first day, and before its current last day (any day for an
+	// open-ended rule). May lie in the past (retroactive).
+	EffectiveTo string `protobuf:"bytes,5,opt,name=effective_to,json=effectiveTo,proto3" json:"effective_to,omitempty"`
+	// Why (required): kept with the end and on every adjustment. At most
+	// 1000 characters.
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndRuleRequest) Reset() {
+	*x = EndRuleRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndRuleRequest) ProtoMessage() {}
+
+func (x *EndRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndRuleRequest.ProtoReflect.Descriptor instead.
+func (*EndRuleRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *EndRuleRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *EndRuleRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *EndRuleRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *EndRuleRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *EndRuleRequest) GetEffectiveTo() string {
+	if x != nil {
+		return x.EffectiveTo
+	}
+	return ""
+}
+
+func (x *EndRuleRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// EndRuleResponse says what ending the rule did. A retry (the same
+// request_id) returns the first outcome.
+type EndRuleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rule's version after the end.
+	RuleVersion int32 `protobuf:"varint,1,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	// False when the rule already ended on effective_to: nothing was written.
+	Changed bool `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Sales re-rated because they lie after the new last day.
+	AdjustedSales int32 `protobuf:"varint,3,opt,name=adjusted_sales,json=adjustedSales,proto3" json:"adjusted_sales,omitempty"`
+	// Sum of those adjustments' delta_fen (zero or negative).
+	DeltaFen int64 `protobuf:"varint,4,opt,name=delta_fen,json=deltaFen,proto3" json:"delta_fen,omitempty"`
+	// The position of the end or of the last of its adjustments: pass it as
+	// min_position to read balances and premiums that include it.
+	Position      *v1.Position `protobuf:"bytes,5,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndRuleResponse) Reset() {
+	*x = EndRuleResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndRuleResponse) ProtoMessage() {}
+
+func (x *EndRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndRuleResponse.ProtoReflect.Descriptor instead.
+func (*EndRuleResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *EndRuleResponse) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *EndRuleResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *EndRuleResponse) GetAdjustedSales() int32 {
+	if x != nil {
+		return x.AdjustedSales
+	}
+	return 0
+}
+
+func (x *EndRuleResponse) GetDeltaFen() int64 {
+	if x != nil {
+		return x.DeltaFen
+	}
+	return 0
+}
+
+func (x *EndRuleResponse) GetPosition() *v1.Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// PreviewEndRuleRequest asks what ending a rule would do.
+type PreviewEndRuleRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BrandId string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	RuleId  string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// As in EndRuleRequest.
+	EffectiveTo string `protobuf:"bytes,4,opt,name=effective_to,json=effectiveTo,proto3" json:"effective_to,omitempty"`
+	// As in PreviewRevisionRequest.
+	MinPosition   *v1.Position `protobuf:"bytes,5,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewEndRuleRequest) Reset() {
+	*x = PreviewEndRuleRequest{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewEndRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewEndRuleRequest) ProtoMessage() {}
+
+func (x *PreviewEndRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewEndRuleRequest.ProtoReflect.Descriptor instead.
+func (*PreviewEndRuleRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PreviewEndRuleRequest) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *PreviewEndRuleRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PreviewEndRuleRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *PreviewEndRuleRequest) GetEffectiveTo() string {
+	if x != nil {
+		return x.EffectiveTo
+	}
+	return ""
+}
+
+func (x *PreviewEndRuleRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// PreviewEndRuleResponse is what ending the rule would change, per farmer.
+type PreviewEndRuleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version the rule would have; the current version when nothing
+	// would change.
+	RuleVersion int32 `protobuf:"varint,1,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	Changed     bool  `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Farmers whose premiums would change, by farmer id.
+	Farmers       []*FarmerDelta `protobuf:"bytes,3,rep,name=farmers,proto3" json:"farmers,omitempty"`
+	AdjustedSales int32          `protobuf:"varint,4,opt,name=adjusted_sales,json=adjustedSales,proto3" json:"adjusted_sales,omitempty"`
+	DeltaFen      int64          `protobuf:"varint,5,opt,name=delta_fen,json=deltaFen,proto3" json:"delta_fen,omitempty"`
+	AsOf          *v1.Position   `protobuf:"bytes,6,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewEndRuleResponse) Reset() {
+	*x = PreviewEndRuleResponse{}
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewEndRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewEndRuleResponse) ProtoMessage() {}
+
+func (x *PreviewEndRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewEndRuleResponse.ProtoReflect.Descriptor instead.
+func (*PreviewEndRuleResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *PreviewEndRuleResponse) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *PreviewEndRuleResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *PreviewEndRuleResponse) GetFarmers() []*FarmerDelta {
+	if x != nil {
+		return x.Farmers
+	}
+	return nil
+}
+
+func (x *PreviewEndRuleResponse) GetAdjustedSales() int32 {
+	if x != nil {
+		return x.AdjustedSales
+	}
+	return 0
+}
+
+func (x *PreviewEndRuleResponse) GetDeltaFen() int64 {
+	if x != nil {
+		return x.DeltaFen
+	}
+	return 0
+}
+
+func (x *PreviewEndRuleResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
 // ListPremiumRulesRequest names a brand and channel.
 type ListPremiumRulesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2383,7 +2728,7 @@ type ListPremiumRulesRequest struct {
 
 func (x *ListPremiumRulesRequest) Reset() {
 	*x = ListPremiumRulesRequest{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[29]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2740,7 @@ func (x *ListPremiumRulesRequest) String() string {
 func (*ListPremiumRulesRequest) ProtoMessage() {}
 
 func (x *ListPremiumRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[29]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2753,7 @@ func (x *ListPremiumRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPremiumRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListPremiumRulesRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{29}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListPremiumRulesRequest) GetBrandId() string {
@@ -2437,7 +2782,7 @@ type ListPremiumRulesResponse struct {
 
 func (x *ListPremiumRulesResponse) Reset() {
 	*x = ListPremiumRulesResponse{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[30]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2794,7 @@ func (x *ListPremiumRulesResponse) String() string {
 func (*ListPremiumRulesResponse) ProtoMessage() {}
 
 func (x *ListPremiumRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[30]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2807,7 @@ func (x *ListPremiumRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPremiumRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListPremiumRulesResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{30}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListPremiumRulesResponse) GetRules() []*PremiumRule {
@@ -2490,14 +2835,18 @@ type PremiumRule struct {
 	// Empty: open-ended.
 	EffectiveTo string `protobuf:"bytes,6,opt,name=effective_to,json=effectiveTo,proto3" json:"effective_to,omitempty"`
 	// The rates in force, by first day: each applies until the next.
-	Schedule      []*RateSegment `protobuf:"bytes,7,rep,name=schedule,proto3" json:"schedule,omitempty"`
+	Schedule []*RateSegment `protobuf:"bytes,7,rep,name=schedule,proto3" json:"schedule,omitempty"`
+	// Set when the rule was ended early (EndRule): why, and the last day it
+	// had before.
+	EndReason     string `protobuf:"bytes,8,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
+	EndedFrom     string `protobuf:"bytes,9,opt,name=ended_from,json=endedFrom,proto3" json:"ended_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PremiumRule) Reset() {
 	*x = PremiumRule{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[31]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2858,7 @@ func (x *PremiumRule) String() string {
 func (*PremiumRule) ProtoMessage() {}
 
 func (x *PremiumRule) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[31]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2871,7 @@ func (x *PremiumRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PremiumRule.ProtoReflect.Descriptor instead.
 func (*PremiumRule) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{31}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PremiumRule) GetBrandId() string {
@@ -2574,6 +2923,20 @@ func (x *PremiumRule) GetSchedule() []*RateSegment {
 	return nil
 }
 
+func (x *PremiumRule) GetEndReason() string {
+	if x != nil {
+		return x.EndReason
+	}
+	return ""
+}
+
+func (x *PremiumRule) GetEndedFrom() string {
+	if x != nil {
+		return x.EndedFrom
+	}
+	return ""
+}
+
 // RateSegment is a rate in force from a day on.
 type RateSegment struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -2589,7 +2952,7 @@ type RateSegment struct {
 
 func (x *RateSegment) Reset() {
 	*x = RateSegment{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[32]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2601,7 +2964,7 @@ func (x *RateSegment) String() string {
 func (*RateSegment) ProtoMessage() {}
 
 func (x *RateSegment) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[32]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2614,7 +2977,7 @@ func (x *RateSegment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateSegment.ProtoReflect.Descriptor instead.
 func (*RateSegment) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{32}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RateSegment) GetFrom() string {
@@ -2664,7 +3027,7 @@ type ReportSalesRequest struct {
 
 func (x *ReportSalesRequest) Reset() {
 	*x = ReportSalesRequest{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[33]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2676,7 +3039,7 @@ func (x *ReportSalesRequest) String() string {
 func (*ReportSalesRequest) ProtoMessage() {}
 
 func (x *ReportSalesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[33]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2689,7 +3052,7 @@ func (x *ReportSalesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSalesRequest.ProtoReflect.Descriptor instead.
 func (*ReportSalesRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{33}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReportSalesRequest) GetReportId() string {
@@ -2741,7 +3104,7 @@ type SaleLine struct {
 
 func (x *SaleLine) Reset() {
 	*x = SaleLine{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[34]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2753,7 +3116,7 @@ func (x *SaleLine) String() string {
 func (*SaleLine) ProtoMessage() {}
 
 func (x *SaleLine) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[34]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2766,7 +3129,7 @@ func (x *SaleLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaleLine.ProtoReflect.Descriptor instead.
 func (*SaleLine) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{34}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SaleLine) GetLineId() string {
@@ -2834,7 +3197,7 @@ type ReportSalesResponse struct {
 
 func (x *ReportSalesResponse) Reset() {
 	*x = ReportSalesResponse{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[35]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +3209,7 @@ func (x *ReportSalesResponse) String() string {
 func (*ReportSalesResponse) ProtoMessage() {}
 
 func (x *ReportSalesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[35]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +3222,7 @@ func (x *ReportSalesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSalesResponse.ProtoReflect.Descriptor instead.
 func (*ReportSalesResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{35}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReportSalesResponse) GetReportId() string {
@@ -2927,7 +3290,7 @@ type SaleOutcome struct {
 
 func (x *SaleOutcome) Reset() {
 	*x = SaleOutcome{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[36]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2939,7 +3302,7 @@ func (x *SaleOutcome) String() string {
 func (*SaleOutcome) ProtoMessage() {}
 
 func (x *SaleOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[36]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2952,7 +3315,7 @@ func (x *SaleOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaleOutcome.ProtoReflect.Descriptor instead.
 func (*SaleOutcome) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{36}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SaleOutcome) GetLineId() string {
@@ -3049,7 +3412,7 @@ type GetSalesReportRequest struct {
 
 func (x *GetSalesReportRequest) Reset() {
 	*x = GetSalesReportRequest{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[37]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3424,7 @@ func (x *GetSalesReportRequest) String() string {
 func (*GetSalesReportRequest) ProtoMessage() {}
 
 func (x *GetSalesReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[37]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3437,7 @@ func (x *GetSalesReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSalesReportRequest.ProtoReflect.Descriptor instead.
 func (*GetSalesReportRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{37}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetSalesReportRequest) GetReportId() string {
@@ -3100,7 +3463,7 @@ type GetSalesReportResponse struct {
 
 func (x *GetSalesReportResponse) Reset() {
 	*x = GetSalesReportResponse{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[38]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3475,7 @@ func (x *GetSalesReportResponse) String() string {
 func (*GetSalesReportResponse) ProtoMessage() {}
 
 func (x *GetSalesReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[38]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3488,7 @@ func (x *GetSalesReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSalesReportResponse.ProtoReflect.Descriptor instead.
 func (*GetSalesReportResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{38}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetSalesReportResponse) GetReportId() string {
@@ -3189,7 +3552,7 @@ type ListFarmerPremiumsRequest struct {
 
 func (x *ListFarmerPremiumsRequest) Reset() {
 	*x = ListFarmerPremiumsRequest{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[39]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3201,7 +3564,7 @@ func (x *ListFarmerPremiumsRequest) String() string {
 func (*ListFarmerPremiumsRequest) ProtoMessage() {}
 
 func (x *ListFarmerPremiumsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[39]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3214,7 +3577,7 @@ func (x *ListFarmerPremiumsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFarmerPremiumsRequest.ProtoReflect.Descriptor instead.
 func (*ListFarmerPremiumsRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{39}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListFarmerPremiumsRequest) GetFarmerId() string {
@@ -3286,7 +3649,7 @@ type ListFarmerPremiumsResponse struct {
 
 func (x *ListFarmerPremiumsResponse) Reset() {
 	*x = ListFarmerPremiumsResponse{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[40]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3661,7 @@ func (x *ListFarmerPremiumsResponse) String() string {
 func (*ListFarmerPremiumsResponse) ProtoMessage() {}
 
 func (x *ListFarmerPremiumsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[40]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3674,7 @@ func (x *ListFarmerPremiumsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFarmerPremiumsResponse.ProtoReflect.Descriptor instead.
 func (*ListFarmerPremiumsResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{40}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListFarmerPremiumsResponse) GetPremiums() []*FarmerPremium {
@@ -3357,7 +3720,7 @@ type FarmerPremium struct {
 
 func (x *FarmerPremium) Reset() {
 	*x = FarmerPremium{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[41]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3369,7 +3732,7 @@ func (x *FarmerPremium) String() string {
 func (*FarmerPremium) ProtoMessage() {}
 
 func (x *FarmerPremium) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[41]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3382,7 +3745,7 @@ func (x *FarmerPremium) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FarmerPremium.ProtoReflect.Descriptor instead.
 func (*FarmerPremium) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{41}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FarmerPremium) GetFarmerId() string {
@@ -3463,7 +3826,7 @@ type GetBrandDashboardRequest struct {
 
 func (x *GetBrandDashboardRequest) Reset() {
 	*x = GetBrandDashboardRequest{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[42]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3475,7 +3838,7 @@ func (x *GetBrandDashboardRequest) String() string {
 func (*GetBrandDashboardRequest) ProtoMessage() {}
 
 func (x *GetBrandDashboardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[42]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3488,7 +3851,7 @@ func (x *GetBrandDashboardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrandDashboardRequest.ProtoReflect.Descriptor instead.
 func (*GetBrandDashboardRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{42}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetBrandDashboardRequest) GetBrandId() string {
@@ -3533,7 +3896,7 @@ type GetBrandDashboardResponse struct {
 
 func (x *GetBrandDashboardResponse) Reset() {
 	*x = GetBrandDashboardResponse{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[43]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3545,7 +3908,7 @@ func (x *GetBrandDashboardResponse) String() string {
 func (*GetBrandDashboardResponse) ProtoMessage() {}
 
 func (x *GetBrandDashboardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[43]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3558,7 +3921,7 @@ func (x *GetBrandDashboardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrandDashboardResponse.ProtoReflect.Descriptor instead.
 func (*GetBrandDashboardResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{43}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetBrandDashboardResponse) GetBrandId() string {
@@ -3606,7 +3969,7 @@ type BrandMonth struct {
 
 func (x *BrandMonth) Reset() {
 	*x = BrandMonth{}
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[44]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3618,7 +3981,7 @@ func (x *BrandMonth) String() string {
 func (*BrandMonth) ProtoMessage() {}
 
 func (x *BrandMonth) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_v1_brand_proto_msgTypes[44]
+	mi := &file_furrow_brand_v1_brand_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3631,7 +3994,7 @@ func (x *BrandMonth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrandMonth.ProtoReflect.Descriptor instead.
 func (*BrandMonth) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{44}
+	return file_furrow_brand_v1_brand_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *BrandMonth) GetMonth() string {
@@ -3850,13 +4213,40 @@ const file_furrow_brand_v1_brand_proto_rawDesc = "" +
 	"\x05grams\x18\x03 \x01(\x03R\x05grams\x12,\n" +
 	"\x12premium_before_fen\x18\x04 \x01(\x03R\x10premiumBeforeFen\x12*\n" +
 	"\x11premium_after_fen\x18\x05 \x01(\x03R\x0fpremiumAfterFen\x12\x1b\n" +
-	"\tdelta_fen\x18\x06 \x01(\x03R\bdeltaFen\"N\n" +
+	"\tdelta_fen\x18\x06 \x01(\x03R\bdeltaFen\"\xb8\x01\n" +
+	"\x0eEndRuleRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12\x17\n" +
+	"\arule_id\x18\x04 \x01(\tR\x06ruleId\x12!\n" +
+	"\feffective_to\x18\x05 \x01(\tR\veffectiveTo\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xc9\x01\n" +
+	"\x0fEndRuleResponse\x12!\n" +
+	"\frule_version\x18\x01 \x01(\x05R\vruleVersion\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x12%\n" +
+	"\x0eadjusted_sales\x18\x03 \x01(\x05R\radjustedSales\x12\x1b\n" +
+	"\tdelta_fen\x18\x04 \x01(\x03R\bdeltaFen\x125\n" +
+	"\bposition\x18\x05 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"\xc6\x01\n" +
+	"\x15PreviewEndRuleRequest\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x12!\n" +
+	"\feffective_to\x18\x04 \x01(\tR\veffectiveTo\x12<\n" +
+	"\fmin_position\x18\x05 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\x81\x02\n" +
+	"\x16PreviewEndRuleResponse\x12!\n" +
+	"\frule_version\x18\x01 \x01(\x05R\vruleVersion\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x126\n" +
+	"\afarmers\x18\x03 \x03(\v2\x1c.furrow.brand.v1.FarmerDeltaR\afarmers\x12%\n" +
+	"\x0eadjusted_sales\x18\x04 \x01(\x05R\radjustedSales\x12\x1b\n" +
+	"\tdelta_fen\x18\x05 \x01(\x03R\bdeltaFen\x12.\n" +
+	"\x05as_of\x18\x06 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"N\n" +
 	"\x17ListPremiumRulesRequest\x12\x19\n" +
 	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\"h\n" +
 	"\x18ListPremiumRulesResponse\x122\n" +
 	"\x05rules\x18\x01 \x03(\v2\x1c.furrow.brand.v1.PremiumRuleR\x05rules\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x04R\aversion\"\x82\x02\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\xc0\x02\n" +
 	"\vPremiumRule\x12\x19\n" +
 	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x17\n" +
@@ -3864,7 +4254,11 @@ const file_furrow_brand_v1_brand_proto_rawDesc = "" +
 	"\frule_version\x18\x04 \x01(\x05R\vruleVersion\x12%\n" +
 	"\x0eeffective_from\x18\x05 \x01(\tR\reffectiveFrom\x12!\n" +
 	"\feffective_to\x18\x06 \x01(\tR\veffectiveTo\x128\n" +
-	"\bschedule\x18\a \x03(\v2\x1c.furrow.brand.v1.RateSegmentR\bschedule\"z\n" +
+	"\bschedule\x18\a \x03(\v2\x1c.furrow.brand.v1.RateSegmentR\bschedule\x12\x1d\n" +
+	"\n" +
+	"end_reason\x18\b \x01(\tR\tendReason\x12\x1d\n" +
+	"\n" +
+	"ended_from\x18\t \x01(\tR\tendedFrom\"z\n" +
 	"\vRateSegment\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x1c\n" +
 	"\n" +
@@ -3988,11 +4382,12 @@ const file_furrow_brand_v1_brand_proto_rawDesc = "" +
 	"\x19WITHHELD_REASON_SUSPENDED\x10\x02\x12\x1b\n" +
 	"\x17WITHHELD_REASON_NO_RULE\x10\x03\x12\x1d\n" +
 	"\x19WITHHELD_REASON_WITHDRAWN\x10\x04\x12!\n" +
-	"\x1dWITHHELD_REASON_BRAND_RETIRED\x10\x05*|\n" +
+	"\x1dWITHHELD_REASON_BRAND_RETIRED\x10\x05*\x9d\x01\n" +
 	"\x0fAdjustmentCause\x12 \n" +
 	"\x1cADJUSTMENT_CAUSE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dADJUSTMENT_CAUSE_RULE_REVISED\x10\x01\x12$\n" +
-	" ADJUSTMENT_CAUSE_REPORT_RESTATED\x10\x022\xdc\x12\n" +
+	" ADJUSTMENT_CAUSE_REPORT_RESTATED\x10\x02\x12\x1f\n" +
+	"\x1bADJUSTMENT_CAUSE_RULE_ENDED\x10\x032\xa5\x15\n" +
 	"\fBrandService\x12u\n" +
 	"\rRegisterBrand\x12%.furrow.brand.v1.RegisterBrandRequest\x1a&.furrow.brand.v1.RegisterBrandResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/v1/brands\x12n\n" +
@@ -4009,7 +4404,9 @@ const file_furrow_brand_v1_brand_proto_rawDesc = "" +
 	"\x0eSetPremiumRule\x12&.furrow.brand.v1.SetPremiumRuleRequest\x1a'.furrow.brand.v1.SetPremiumRuleResponse\"9\x82\xd3\xe4\x93\x023:\x01*\"./v1/brands/{brand_id}/channels/{channel}/rules\x12\xa1\x01\n" +
 	"\n" +
 	"ReviseRule\x12\".furrow.brand.v1.ReviseRuleRequest\x1a#.furrow.brand.v1.ReviseRuleResponse\"J\x82\xd3\xe4\x93\x02D:\x01*\"?/v1/brands/{brand_id}/channels/{channel}/rules/{rule_id}:revise\x12\xb6\x01\n" +
-	"\x0fPreviewRevision\x12'.furrow.brand.v1.PreviewRevisionRequest\x1a(.furrow.brand.v1.PreviewRevisionResponse\"P\x82\xd3\xe4\x93\x02J\x12H/v1/brands/{brand_id}/channels/{channel}/rules/{rule_id}:previewRevision\x12\x9f\x01\n" +
+	"\x0fPreviewRevision\x12'.furrow.brand.v1.PreviewRevisionRequest\x1a(.furrow.brand.v1.PreviewRevisionResponse\"P\x82\xd3\xe4\x93\x02J\x12H/v1/brands/{brand_id}/channels/{channel}/rules/{rule_id}:previewRevision\x12\x95\x01\n" +
+	"\aEndRule\x12\x1f.furrow.brand.v1.EndRuleRequest\x1a .furrow.brand.v1.EndRuleResponse\"G\x82\xd3\xe4\x93\x02A:\x01*\"</v1/brands/{brand_id}/channels/{channel}/rules/{rule_id}:end\x12\xae\x01\n" +
+	"\x0ePreviewEndRule\x12&.furrow.brand.v1.PreviewEndRuleRequest\x1a'.furrow.brand.v1.PreviewEndRuleResponse\"K\x82\xd3\xe4\x93\x02E\x12C/v1/brands/{brand_id}/channels/{channel}/rules/{rule_id}:previewEnd\x12\x9f\x01\n" +
 	"\x10ListPremiumRules\x12(.furrow.brand.v1.ListPremiumRulesRequest\x1a).furrow.brand.v1.ListPremiumRulesResponse\"6\x82\xd3\xe4\x93\x020\x12./v1/brands/{brand_id}/channels/{channel}/rules\x12v\n" +
 	"\vReportSales\x12#.furrow.brand.v1.ReportSalesRequest\x1a$.furrow.brand.v1.ReportSalesResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/sales-reports\x12\x88\x01\n" +
 	"\x0eGetSalesReport\x12&.furrow.brand.v1.GetSalesReportRequest\x1a'.furrow.brand.v1.GetSalesReportResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/sales-reports/{report_id}\x12\x83\x01\n" +
@@ -4029,7 +4426,7 @@ func file_furrow_brand_v1_brand_proto_rawDescGZIP() []byte {
 }
 
 var file_furrow_brand_v1_brand_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_furrow_brand_v1_brand_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_furrow_brand_v1_brand_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_furrow_brand_v1_brand_proto_goTypes = []any{
 	(BrandKind)(0),                     // 0: furrow.brand.v1.BrandKind
 	(BrandStage)(0),                    // 1: furrow.brand.v1.BrandStage
@@ -4065,110 +4462,122 @@ var file_furrow_brand_v1_brand_proto_goTypes = []any{
 	(*PreviewRevisionRequest)(nil),     // 31: furrow.brand.v1.PreviewRevisionRequest
 	(*PreviewRevisionResponse)(nil),    // 32: furrow.brand.v1.PreviewRevisionResponse
 	(*FarmerDelta)(nil),                // 33: furrow.brand.v1.FarmerDelta
-	(*ListPremiumRulesRequest)(nil),    // 34: furrow.brand.v1.ListPremiumRulesRequest
-	(*ListPremiumRulesResponse)(nil),   // 35: furrow.brand.v1.ListPremiumRulesResponse
-	(*PremiumRule)(nil),                // 36: furrow.brand.v1.PremiumRule
-	(*RateSegment)(nil),                // 37: furrow.brand.v1.RateSegment
-	(*ReportSalesRequest)(nil),         // 38: furrow.brand.v1.ReportSalesRequest
-	(*SaleLine)(nil),                   // 39: furrow.brand.v1.SaleLine
-	(*ReportSalesResponse)(nil),        // 40: furrow.brand.v1.ReportSalesResponse
-	(*SaleOutcome)(nil),                // 41: furrow.brand.v1.SaleOutcome
-	(*GetSalesReportRequest)(nil),      // 42: furrow.brand.v1.GetSalesReportRequest
-	(*GetSalesReportResponse)(nil),     // 43: furrow.brand.v1.GetSalesReportResponse
-	(*ListFarmerPremiumsRequest)(nil),  // 44: furrow.brand.v1.ListFarmerPremiumsRequest
-	(*ListFarmerPremiumsResponse)(nil), // 45: furrow.brand.v1.ListFarmerPremiumsResponse
-	(*FarmerPremium)(nil),              // 46: furrow.brand.v1.FarmerPremium
-	(*GetBrandDashboardRequest)(nil),   // 47: furrow.brand.v1.GetBrandDashboardRequest
-	(*GetBrandDashboardResponse)(nil),  // 48: furrow.brand.v1.GetBrandDashboardResponse
-	(*BrandMonth)(nil),                 // 49: furrow.brand.v1.BrandMonth
-	(*v1.Position)(nil),                // 50: furrow.types.v1.Position
-	(*timestamppb.Timestamp)(nil),      // 51: google.protobuf.Timestamp
+	(*EndRuleRequest)(nil),             // 34: furrow.brand.v1.EndRuleRequest
+	(*EndRuleResponse)(nil),            // 35: furrow.brand.v1.EndRuleResponse
+	(*PreviewEndRuleRequest)(nil),      // 36: furrow.brand.v1.PreviewEndRuleRequest
+	(*PreviewEndRuleResponse)(nil),     // 37: furrow.brand.v1.PreviewEndRuleResponse
+	(*ListPremiumRulesRequest)(nil),    // 38: furrow.brand.v1.ListPremiumRulesRequest
+	(*ListPremiumRulesResponse)(nil),   // 39: furrow.brand.v1.ListPremiumRulesResponse
+	(*PremiumRule)(nil),                // 40: furrow.brand.v1.PremiumRule
+	(*RateSegment)(nil),                // 41: furrow.brand.v1.RateSegment
+	(*ReportSalesRequest)(nil),         // 42: furrow.brand.v1.ReportSalesRequest
+	(*SaleLine)(nil),                   // 43: furrow.brand.v1.SaleLine
+	(*ReportSalesResponse)(nil),        // 44: furrow.brand.v1.ReportSalesResponse
+	(*SaleOutcome)(nil),                // 45: furrow.brand.v1.SaleOutcome
+	(*GetSalesReportRequest)(nil),      // 46: furrow.brand.v1.GetSalesReportRequest
+	(*GetSalesReportResponse)(nil),     // 47: furrow.brand.v1.GetSalesReportResponse
+	(*ListFarmerPremiumsRequest)(nil),  // 48: furrow.brand.v1.ListFarmerPremiumsRequest
+	(*ListFarmerPremiumsResponse)(nil), // 49: furrow.brand.v1.ListFarmerPremiumsResponse
+	(*FarmerPremium)(nil),              // 50: furrow.brand.v1.FarmerPremium
+	(*GetBrandDashboardRequest)(nil),   // 51: furrow.brand.v1.GetBrandDashboardRequest
+	(*GetBrandDashboardResponse)(nil),  // 52: furrow.brand.v1.GetBrandDashboardResponse
+	(*BrandMonth)(nil),                 // 53: furrow.brand.v1.BrandMonth
+	(*v1.Position)(nil),                // 54: furrow.types.v1.Position
+	(*timestamppb.Timestamp)(nil),      // 55: google.protobuf.Timestamp
 }
 var file_furrow_brand_v1_brand_proto_depIdxs = []int32{
 	0,  // 0: furrow.brand.v1.RegisterBrandRequest.kind:type_name -> furrow.brand.v1.BrandKind
-	50, // 1: furrow.brand.v1.RegisterBrandResponse.position:type_name -> furrow.types.v1.Position
+	54, // 1: furrow.brand.v1.RegisterBrandResponse.position:type_name -> furrow.types.v1.Position
 	9,  // 2: furrow.brand.v1.GetBrandResponse.brand:type_name -> furrow.brand.v1.Brand
 	0,  // 3: furrow.brand.v1.Brand.kind:type_name -> furrow.brand.v1.BrandKind
 	1,  // 4: furrow.brand.v1.Brand.stage:type_name -> furrow.brand.v1.BrandStage
 	10, // 5: furrow.brand.v1.Brand.stages:type_name -> furrow.brand.v1.StageChange
 	1,  // 6: furrow.brand.v1.StageChange.stage:type_name -> furrow.brand.v1.BrandStage
 	1,  // 7: furrow.brand.v1.ChangeBrandStageRequest.stage:type_name -> furrow.brand.v1.BrandStage
-	50, // 8: furrow.brand.v1.ChangeBrandStageResponse.position:type_name -> furrow.types.v1.Position
+	54, // 8: furrow.brand.v1.ChangeBrandStageResponse.position:type_name -> furrow.types.v1.Position
 	0,  // 9: furrow.brand.v1.ListBrandsRequest.kind:type_name -> furrow.brand.v1.BrandKind
 	1,  // 10: furrow.brand.v1.ListBrandsRequest.stage:type_name -> furrow.brand.v1.BrandStage
-	50, // 11: furrow.brand.v1.ListBrandsRequest.min_position:type_name -> furrow.types.v1.Position
+	54, // 11: furrow.brand.v1.ListBrandsRequest.min_position:type_name -> furrow.types.v1.Position
 	9,  // 12: furrow.brand.v1.ListBrandsResponse.brands:type_name -> furrow.brand.v1.Brand
-	50, // 13: furrow.brand.v1.ListBrandsResponse.as_of:type_name -> furrow.types.v1.Position
-	50, // 14: furrow.brand.v1.RegisterChannelResponse.position:type_name -> furrow.types.v1.Position
-	50, // 15: furrow.brand.v1.ListChannelsRequest.min_position:type_name -> furrow.types.v1.Position
+	54, // 13: furrow.brand.v1.ListBrandsResponse.as_of:type_name -> furrow.types.v1.Position
+	54, // 14: furrow.brand.v1.RegisterChannelResponse.position:type_name -> furrow.types.v1.Position
+	54, // 15: furrow.brand.v1.ListChannelsRequest.min_position:type_name -> furrow.types.v1.Position
 	19, // 16: furrow.brand.v1.ListChannelsResponse.channels:type_name -> furrow.brand.v1.Channel
-	50, // 17: furrow.brand.v1.ListChannelsResponse.as_of:type_name -> furrow.types.v1.Position
-	50, // 18: furrow.brand.v1.EnrolFarmerResponse.position:type_name -> furrow.types.v1.Position
-	50, // 19: furrow.brand.v1.SuspendFarmerResponse.position:type_name -> furrow.types.v1.Position
+	54, // 17: furrow.brand.v1.ListChannelsResponse.as_of:type_name -> furrow.types.v1.Position
+	54, // 18: furrow.brand.v1.EnrolFarmerResponse.position:type_name -> furrow.types.v1.Position
+	54, // 19: furrow.brand.v1.SuspendFarmerResponse.position:type_name -> furrow.types.v1.Position
 	2,  // 20: furrow.brand.v1.ListBrandFarmersRequest.status:type_name -> furrow.brand.v1.EnrolmentStatus
-	50, // 21: furrow.brand.v1.ListBrandFarmersRequest.min_position:type_name -> furrow.types.v1.Position
+	54, // 21: furrow.brand.v1.ListBrandFarmersRequest.min_position:type_name -> furrow.types.v1.Position
 	26, // 22: furrow.brand.v1.ListBrandFarmersResponse.farmers:type_name -> furrow.brand.v1.BrandFarmer
-	50, // 23: furrow.brand.v1.ListBrandFarmersResponse.as_of:type_name -> furrow.types.v1.Position
+	54, // 23: furrow.brand.v1.ListBrandFarmersResponse.as_of:type_name -> furrow.types.v1.Position
 	2,  // 24: furrow.brand.v1.BrandFarmer.status:type_name -> furrow.brand.v1.EnrolmentStatus
-	50, // 25: furrow.brand.v1.SetPremiumRuleResponse.position:type_name -> furrow.types.v1.Position
-	50, // 26: furrow.brand.v1.ReviseRuleResponse.position:type_name -> furrow.types.v1.Position
-	50, // 27: furrow.brand.v1.PreviewRevisionRequest.min_position:type_name -> furrow.types.v1.Position
+	54, // 25: furrow.brand.v1.SetPremiumRuleResponse.position:type_name -> furrow.types.v1.Position
+	54, // 26: furrow.brand.v1.ReviseRuleResponse.position:type_name -> furrow.types.v1.Position
+	54, // 27: furrow.brand.v1.PreviewRevisionRequest.min_position:type_name -> furrow.types.v1.Position
 	33, // 28: furrow.brand.v1.PreviewRevisionResponse.farmers:type_name -> furrow.brand.v1.FarmerDelta
-	50, // 29: furrow.brand.v1.PreviewRevisionResponse.as_of:type_name -> furrow.types.v1.Position
-	36, // 30: furrow.brand.v1.ListPremiumRulesResponse.rules:type_name -> furrow.brand.v1.PremiumRule
-	37, // 31: furrow.brand.v1.PremiumRule.schedule:type_name -> furrow.brand.v1.RateSegment
-	39, // 32: furrow.brand.v1.ReportSalesRequest.lines:type_name -> furrow.brand.v1.SaleLine
-	51, // 33: furrow.brand.v1.SaleLine.sold_at:type_name -> google.protobuf.Timestamp
-	41, // 34: furrow.brand.v1.ReportSalesResponse.lines:type_name -> furrow.brand.v1.SaleOutcome
-	50, // 35: furrow.brand.v1.ReportSalesResponse.position:type_name -> furrow.types.v1.Position
-	51, // 36: furrow.brand.v1.SaleOutcome.sold_at:type_name -> google.protobuf.Timestamp
-	3,  // 37: furrow.brand.v1.SaleOutcome.withheld_reason:type_name -> furrow.brand.v1.WithheldReason
-	41, // 38: furrow.brand.v1.GetSalesReportResponse.lines:type_name -> furrow.brand.v1.SaleOutcome
-	50, // 39: furrow.brand.v1.ListFarmerPremiumsRequest.min_position:type_name -> furrow.types.v1.Position
-	46, // 40: furrow.brand.v1.ListFarmerPremiumsResponse.premiums:type_name -> furrow.brand.v1.FarmerPremium
-	50, // 41: furrow.brand.v1.ListFarmerPremiumsResponse.as_of:type_name -> furrow.types.v1.Position
-	50, // 42: furrow.brand.v1.GetBrandDashboardRequest.min_position:type_name -> furrow.types.v1.Position
-	49, // 43: furrow.brand.v1.GetBrandDashboardResponse.months:type_name -> furrow.brand.v1.BrandMonth
-	50, // 44: furrow.brand.v1.GetBrandDashboardResponse.as_of:type_name -> furrow.types.v1.Position
-	5,  // 45: furrow.brand.v1.BrandService.RegisterBrand:input_type -> furrow.brand.v1.RegisterBrandRequest
-	7,  // 46: furrow.brand.v1.BrandService.GetBrand:input_type -> furrow.brand.v1.GetBrandRequest
-	11, // 47: furrow.brand.v1.BrandService.ChangeBrandStage:input_type -> furrow.brand.v1.ChangeBrandStageRequest
-	13, // 48: furrow.brand.v1.BrandService.ListBrands:input_type -> furrow.brand.v1.ListBrandsRequest
-	15, // 49: furrow.brand.v1.BrandService.RegisterChannel:input_type -> furrow.brand.v1.RegisterChannelRequest
-	17, // 50: furrow.brand.v1.BrandService.ListChannels:input_type -> furrow.brand.v1.ListChannelsRequest
-	20, // 51: furrow.brand.v1.BrandService.EnrolFarmer:input_type -> furrow.brand.v1.EnrolFarmerRequest
-	22, // 52: furrow.brand.v1.BrandService.SuspendFarmer:input_type -> furrow.brand.v1.SuspendFarmerRequest
-	24, // 53: furrow.brand.v1.BrandService.ListBrandFarmers:input_type -> furrow.brand.v1.ListBrandFarmersRequest
-	27, // 54: furrow.brand.v1.BrandService.SetPremiumRule:input_type -> furrow.brand.v1.SetPremiumRuleRequest
-	29, // 55: furrow.brand.v1.BrandService.ReviseRule:input_type -> furrow.brand.v1.ReviseRuleRequest
-	31, // 56: furrow.brand.v1.BrandService.PreviewRevision:input_type -> furrow.brand.v1.PreviewRevisionRequest
-	34, // 57: furrow.brand.v1.BrandService.ListPremiumRules:input_type -> furrow.brand.v1.ListPremiumRulesRequest
-	38, // 58: furrow.brand.v1.BrandService.ReportSales:input_type -> furrow.brand.v1.ReportSalesRequest
-	42, // 59: furrow.brand.v1.BrandService.GetSalesReport:input_type -> furrow.brand.v1.GetSalesReportRequest
-	44, // 60: furrow.brand.v1.BrandService.ListFarmerPremiums:input_type -> furrow.brand.v1.ListFarmerPremiumsRequest
-	47, // 61: furrow.brand.v1.BrandService.GetBrandDashboard:input_type -> furrow.brand.v1.GetBrandDashboardRequest
-	6,  // 62: furrow.brand.v1.BrandService.RegisterBrand:output_type -> furrow.brand.v1.RegisterBrandResponse
-	8,  // 63: furrow.brand.v1.BrandService.GetBrand:output_type -> furrow.brand.v1.GetBrandResponse
-	12, // 64: furrow.brand.v1.BrandService.ChangeBrandStage:output_type -> furrow.brand.v1.ChangeBrandStageResponse
-	14, // 65: furrow.brand.v1.BrandService.ListBrands:output_type -> furrow.brand.v1.ListBrandsResponse
-	16, // 66: furrow.brand.v1.BrandService.RegisterChannel:output_type -> furrow.brand.v1.RegisterChannelResponse
-	18, // 67: furrow.brand.v1.BrandService.ListChannels:output_type -> furrow.brand.v1.ListChannelsResponse
-	21, // 68: furrow.brand.v1.BrandService.EnrolFarmer:output_type -> furrow.brand.v1.EnrolFarmerResponse
-	23, // 69: furrow.brand.v1.BrandService.SuspendFarmer:output_type -> furrow.brand.v1.SuspendFarmerResponse
-	25, // 70: furrow.brand.v1.BrandService.ListBrandFarmers:output_type -> furrow.brand.v1.ListBrandFarmersResponse
-	28, // 71: furrow.brand.v1.BrandService.SetPremiumRule:output_type -> furrow.brand.v1.SetPremiumRuleResponse
-	30, // 72: furrow.brand.v1.BrandService.ReviseRule:output_type -> furrow.brand.v1.ReviseRuleResponse
-	32, // 73: furrow.brand.v1.BrandService.PreviewRevision:output_type -> furrow.brand.v1.PreviewRevisionResponse
-	35, // 74: furrow.brand.v1.BrandService.ListPremiumRules:output_type -> furrow.brand.v1.ListPremiumRulesResponse
-	40, // 75: furrow.brand.v1.BrandService.ReportSales:output_type -> furrow.brand.v1.ReportSalesResponse
-	43, // 76: furrow.brand.v1.BrandService.GetSalesReport:output_type -> furrow.brand.v1.GetSalesReportResponse
-	45, // 77: furrow.brand.v1.BrandService.ListFarmerPremiums:output_type -> furrow.brand.v1.ListFarmerPremiumsResponse
-	48, // 78: furrow.brand.v1.BrandService.GetBrandDashboard:output_type -> furrow.brand.v1.GetBrandDashboardResponse
-	62, // [62:79] is the sub-list for method output_type
-	45, // [45:62] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	54, // 29: furrow.brand.v1.PreviewRevisionResponse.as_of:type_name -> furrow.types.v1.Position
+	54, // 30: furrow.brand.v1.EndRuleResponse.position:type_name -> furrow.types.v1.Position
+	54, // 31: furrow.brand.v1.PreviewEndRuleRequest.min_position:type_name -> furrow.types.v1.Position
+	33, // 32: furrow.brand.v1.PreviewEndRuleResponse.farmers:type_name -> furrow.brand.v1.FarmerDelta
+	54, // 33: furrow.brand.v1.PreviewEndRuleResponse.as_of:type_name -> furrow.types.v1.Position
+	40, // 34: furrow.brand.v1.ListPremiumRulesResponse.rules:type_name -> furrow.brand.v1.PremiumRule
+	41, // 35: furrow.brand.v1.PremiumRule.schedule:type_name -> furrow.brand.v1.RateSegment
+	43, // 36: furrow.brand.v1.ReportSalesRequest.lines:type_name -> furrow.brand.v1.SaleLine
+	55, // 37: furrow.brand.v1.SaleLine.sold_at:type_name -> google.protobuf.Timestamp
+	45, // 38: furrow.brand.v1.ReportSalesResponse.lines:type_name -> furrow.brand.v1.SaleOutcome
+	54, // 39: furrow.brand.v1.ReportSalesResponse.position:type_name -> furrow.types.v1.Position
+	55, // 40: furrow.brand.v1.SaleOutcome.sold_at:type_name -> google.protobuf.Timestamp
+	3,  // 41: furrow.brand.v1.SaleOutcome.withheld_reason:type_name -> furrow.brand.v1.WithheldReason
+	45, // 42: furrow.brand.v1.GetSalesReportResponse.lines:type_name -> furrow.brand.v1.SaleOutcome
+	54, // 43: furrow.brand.v1.ListFarmerPremiumsRequest.min_position:type_name -> furrow.types.v1.Position
+	50, // 44: furrow.brand.v1.ListFarmerPremiumsResponse.premiums:type_name -> furrow.brand.v1.FarmerPremium
+	54, // 45: furrow.brand.v1.ListFarmerPremiumsResponse.as_of:type_name -> furrow.types.v1.Position
+	54, // 46: furrow.brand.v1.GetBrandDashboardRequest.min_position:type_name -> furrow.types.v1.Position
+	53, // 47: furrow.brand.v1.GetBrandDashboardResponse.months:type_name -> furrow.brand.v1.BrandMonth
+	54, // 48: furrow.brand.v1.GetBrandDashboardResponse.as_of:type_name -> furrow.types.v1.Position
+	5,  // 49: furrow.brand.v1.BrandService.RegisterBrand:input_type -> furrow.brand.v1.RegisterBrandRequest
+	7,  // 50: furrow.brand.v1.BrandService.GetBrand:input_type -> furrow.brand.v1.GetBrandRequest
+	11, // 51: furrow.brand.v1.BrandService.ChangeBrandStage:input_type -> furrow.brand.v1.ChangeBrandStageRequest
+	13, // 52: furrow.brand.v1.BrandService.ListBrands:input_type -> furrow.brand.v1.ListBrandsRequest
+	15, // 53: furrow.brand.v1.BrandService.RegisterChannel:input_type -> furrow.brand.v1.RegisterChannelRequest
+	17, // 54: furrow.brand.v1.BrandService.ListChannels:input_type -> furrow.brand.v1.ListChannelsRequest
+	20, // 55: furrow.brand.v1.BrandService.EnrolFarmer:input_type -> furrow.brand.v1.EnrolFarmerRequest
+	22, // 56: furrow.brand.v1.BrandService.SuspendFarmer:input_type -> furrow.brand.v1.SuspendFarmerRequest
+	24, // 57: furrow.brand.v1.BrandService.ListBrandFarmers:input_type -> furrow.brand.v1.ListBrandFarmersRequest
+	27, // 58: furrow.brand.v1.BrandService.SetPremiumRule:input_type -> furrow.brand.v1.SetPremiumRuleRequest
+	29, // 59: furrow.brand.v1.BrandService.ReviseRule:input_type -> furrow.brand.v1.ReviseRuleRequest
+	31, // 60: furrow.brand.v1.BrandService.PreviewRevision:input_type -> furrow.brand.v1.PreviewRevisionRequest
+	34, // 61: furrow.brand.v1.BrandService.EndRule:input_type -> furrow.brand.v1.EndRuleRequest
+	36, // 62: furrow.brand.v1.BrandService.PreviewEndRule:input_type -> furrow.brand.v1.PreviewEndRuleRequest
+	38, // 63: furrow.brand.v1.BrandService.ListPremiumRules:input_type -> furrow.brand.v1.ListPremiumRulesRequest
+	42, // 64: furrow.brand.v1.BrandService.ReportSales:input_type -> furrow.brand.v1.ReportSalesRequest
+	46, // 65: furrow.brand.v1.BrandService.GetSalesReport:input_type -> furrow.brand.v1.GetSalesReportRequest
+	48, // 66: furrow.brand.v1.BrandService.ListFarmerPremiums:input_type -> furrow.brand.v1.ListFarmerPremiumsRequest
+	51, // 67: furrow.brand.v1.BrandService.GetBrandDashboard:input_type -> furrow.brand.v1.GetBrandDashboardRequest
+	6,  // 68: furrow.brand.v1.BrandService.RegisterBrand:output_type -> furrow.brand.v1.RegisterBrandResponse
+	8,  // 69: furrow.brand.v1.BrandService.GetBrand:output_type -> furrow.brand.v1.GetBrandResponse
+	12, // 70: furrow.brand.v1.BrandService.ChangeBrandStage:output_type -> furrow.brand.v1.ChangeBrandStageResponse
+	14, // 71: furrow.brand.v1.BrandService.ListBrands:output_type -> furrow.brand.v1.ListBrandsResponse
+	16, // 72: furrow.brand.v1.BrandService.RegisterChannel:output_type -> furrow.brand.v1.RegisterChannelResponse
+	18, // 73: furrow.brand.v1.BrandService.ListChannels:output_type -> furrow.brand.v1.ListChannelsResponse
+	21, // 74: furrow.brand.v1.BrandService.EnrolFarmer:output_type -> furrow.brand.v1.EnrolFarmerResponse
+	23, // 75: furrow.brand.v1.BrandService.SuspendFarmer:output_type -> furrow.brand.v1.SuspendFarmerResponse
+	25, // 76: furrow.brand.v1.BrandService.ListBrandFarmers:output_type -> furrow.brand.v1.ListBrandFarmersResponse
+	28, // 77: furrow.brand.v1.BrandService.SetPremiumRule:output_type -> furrow.brand.v1.SetPremiumRuleResponse
+	30, // 78: furrow.brand.v1.BrandService.ReviseRule:output_type -> furrow.brand.v1.ReviseRuleResponse
+	32, // 79: furrow.brand.v1.BrandService.PreviewRevision:output_type -> furrow.brand.v1.PreviewRevisionResponse
+	35, // 80: furrow.brand.v1.BrandService.EndRule:output_type -> furrow.brand.v1.EndRuleResponse
+	37, // 81: furrow.brand.v1.BrandService.PreviewEndRule:output_type -> furrow.brand.v1.PreviewEndRuleResponse
+	39, // 82: furrow.brand.v1.BrandService.ListPremiumRules:output_type -> furrow.brand.v1.ListPremiumRulesResponse
+	44, // 83: furrow.brand.v1.BrandService.ReportSales:output_type -> furrow.brand.v1.ReportSalesResponse
+	47, // 84: furrow.brand.v1.BrandService.GetSalesReport:output_type -> furrow.brand.v1.GetSalesReportResponse
+	49, // 85: furrow.brand.v1.BrandService.ListFarmerPremiums:output_type -> furrow.brand.v1.ListFarmerPremiumsResponse
+	52, // 86: furrow.brand.v1.BrandService.GetBrandDashboard:output_type -> furrow.brand.v1.GetBrandDashboardResponse
+	68, // [68:87] is the sub-list for method output_type
+	49, // [49:68] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_furrow_brand_v1_brand_proto_init() }
@@ -4182,7 +4591,7 @@ func file_furrow_brand_v1_brand_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_brand_v1_brand_proto_rawDesc), len(file_furrow_brand_v1_brand_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   45,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

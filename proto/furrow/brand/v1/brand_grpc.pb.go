@@ -31,6 +31,8 @@ const (
 	BrandService_SetPremiumRule_FullMethodName     = "/furrow.brand.v1.BrandService/SetPremiumRule"
 	BrandService_ReviseRule_FullMethodName         = "/furrow.brand.v1.BrandService/ReviseRule"
 	BrandService_PreviewRevision_FullMethodName    = "/furrow.brand.v1.BrandService/PreviewRevision"
+	BrandService_EndRule_FullMethodName            = "/furrow.brand.v1.BrandService/EndRule"
+	BrandService_PreviewEndRule_FullMethodName     = "/furrow.brand.v1.BrandService/PreviewEndRule"
 	BrandService_ListPremiumRules_FullMethodName   = "/furrow.brand.v1.BrandService/ListPremiumRules"
 	BrandService_ReportSales_FullMethodName        = "/furrow.brand.v1.BrandService/ReportSales"
 	BrandService_GetSalesReport_FullMethodName     = "/furrow.brand.v1.BrandService/GetSalesReport"
@@ -97,6 +99,18 @@ type BrandServiceClient interface {
 	// PreviewRevision returns the per-farmer deltas ReviseRule would cause,
 	// without applying anything.
 	PreviewRevision(ctx context.Context, in *PreviewRevisionRequest, opts ...grpc.CallOption) (*PreviewRevisionResponse, error)
+	// EndRule ends a rule early: its last day in force becomes effective_to
+	// (earlier than its current last day; an open-ended rule gets one). A
+	// reason is required. Every premium earned under the rule after
+	// effective_to is re-rated to nothing (PremiumAdjusted, cause RULE_ENDED,
+	// withheld NO_RULE) before it returns, exactly as a revision re-rates;
+	// afterwards a later rule of the brand and channel may start the day
+	// after effective_to. Ending on the day the rule already ends changes
+	// nothing.
+	EndRule(ctx context.Context, in *EndRuleRequest, opts ...grpc.CallOption) (*EndRuleResponse, error)
+	// PreviewEndRule returns the per-farmer deltas EndRule would cause,
+	// without applying anything.
+	PreviewEndRule(ctx context.Context, in *PreviewEndRuleRequest, opts ...grpc.CallOption) (*PreviewEndRuleResponse, error)
 	// ListPremiumRules returns a brand's rules at a channel with their rate
 	// schedules, read from their events (always current).
 	ListPremiumRules(ctx context.Context, in *ListPremiumRulesRequest, opts ...grpc.CallOption) (*ListPremiumRulesResponse, error)
@@ -245,6 +259,26 @@ func (c *brandServiceClient) PreviewRevision(ctx context.Context, in *PreviewRev
 	return out, nil
 }
 
+func (c *brandServiceClient) EndRule(ctx context.Context, in *EndRuleRequest, opts ...grpc.CallOption) (*EndRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EndRuleResponse)
+	err := c.cc.Invoke(ctx, BrandService_EndRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brandServiceClient) PreviewEndRule(ctx context.Context, in *PreviewEndRuleRequest, opts ...grpc.CallOption) (*PreviewEndRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreviewEndRuleResponse)
+	err := c.cc.Invoke(ctx, BrandService_PreviewEndRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *brandServiceClient) ListPremiumRules(ctx context.Context, in *ListPremiumRulesRequest, opts ...grpc.CallOption) (*ListPremiumRulesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListPremiumRulesResponse)
@@ -354,6 +388,18 @@ type BrandServiceServer interface {
 	// PreviewRevision returns the per-farmer deltas ReviseRule would cause,
 	// without applying anything.
 	PreviewRevision(context.Context, *PreviewRevisionRequest) (*PreviewRevisionResponse, error)
+	// EndRule ends a rule early: its last day in force becomes effective_to
+	// (earlier than its current last day; an open-ended rule gets one). A
+	// reason is required. Every premium earned under the rule after
+	// effective_to is re-rated to nothing (PremiumAdjusted, cause RULE_ENDED,
+	// withheld NO_RULE) before it returns, exactly as a revision re-rates;
+	// afterwards a later rule of the brand and channel may start the day
+	// after effective_to. Ending on the day the rule already ends changes
+	// nothing.
+	EndRule(context.Context, *EndRuleRequest) (*EndRuleResponse, error)
+	// PreviewEndRule returns the per-farmer deltas EndRule would cause,
+	// without applying anything.
+	PreviewEndRule(context.Context, *PreviewEndRuleRequest) (*PreviewEndRuleResponse, error)
 	// ListPremiumRules returns a brand's rules at a channel with their rate
 	// schedules, read from their events (always current).
 	ListPremiumRules(context.Context, *ListPremiumRulesRequest) (*ListPremiumRulesResponse, error)
@@ -417,6 +463,12 @@ func (UnimplementedBrandServiceServer) ReviseRule(context.Context, *ReviseRuleRe
 }
 func (UnimplementedBrandServiceServer) PreviewRevision(context.Context, *PreviewRevisionRequest) (*PreviewRevisionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PreviewRevision not implemented")
+}
+func (UnimplementedBrandServiceServer) EndRule(context.Context, *EndRuleRequest) (*EndRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EndRule not implemented")
+}
+func (UnimplementedBrandServiceServer) PreviewEndRule(context.Context, *PreviewEndRuleRequest) (*PreviewEndRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PreviewEndRule not implemented")
 }
 func (UnimplementedBrandServiceServer) ListPremiumRules(context.Context, *ListPremiumRulesRequest) (*ListPremiumRulesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPremiumRules not implemented")
@@ -670,6 +722,42 @@ func _BrandService_PreviewRevision_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrandService_EndRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EndRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).EndRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_EndRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).EndRule(ctx, req.(*EndRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrandService_PreviewEndRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreviewEndRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrandServiceServer).PreviewEndRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrandService_PreviewEndRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrandServiceServer).PreviewEndRule(ctx, req.(*PreviewEndRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _BrandService_ListPremiumRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListPremiumRulesRequest)
 	if err := dec(in); err != nil {
@@ -814,6 +902,14 @@ var BrandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PreviewRevision",
 			Handler:    _BrandService_PreviewRevision_Handler,
+		},
+		{
+			MethodName: "EndRule",
+			Handler:    _BrandService_EndRule_Handler,
+		},
+		{
+			MethodName: "PreviewEndRule",
+			Handler:    _BrandService_PreviewEndRule_Handler,
 		},
 		{
 			MethodName: "ListPremiumRules",

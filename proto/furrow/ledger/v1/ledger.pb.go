@@ -887,10 +887,17 @@ type GetFarmerBalanceResponse struct {
 	HeldFen int64 `protobuf:"varint,4,opt,name=held_fen,json=heldFen,proto3" json:"held_fen,omitempty"`
 	// Paid out, in fen.
 	PaidFen int64 `protobuf:"varint,5,opt,name=paid_fen,json=paidFen,proto3" json:"paid_fen,omitempty"`
-	// Available to pay out: purchases + premiums - held - paid.
+	// Available to pay out: purchases + premiums - held - paid, plus the
+	// receivable (never negative: see receivable_fen).
 	AvailableFen int64 `protobuf:"varint,6,opt,name=available_fen,json=availableFen,proto3" json:"available_fen,omitempty"`
 	// The ledger position the balance reflects.
-	AsOf          *v1.Position `protobuf:"bytes,7,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	AsOf *v1.Position `protobuf:"bytes,7,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// What the farmer owes back (account farmer:<id>:receivable): the part
+	// of a premium or payable lowered after it was paid out that later
+	// accruals have not yet covered. Later payables, premiums and released
+	// holds net against it first; while it is open, a payout must leave it
+	// covered (FAILED_PRECONDITION).
+	ReceivableFen int64 `protobuf:"varint,8,opt,name=receivable_fen,json=receivableFen,proto3" json:"receivable_fen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -974,6 +981,13 @@ func (x *GetFarmerBalanceResponse) GetAsOf() *v1.Position {
 	return nil
 }
 
+func (x *GetFarmerBalanceResponse) GetReceivableFen() int64 {
+	if x != nil {
+		return x.ReceivableFen
+	}
+	return 0
+}
+
 // FarmerBalance is a farmer's accounts in fen.
 type FarmerBalance struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -985,9 +999,14 @@ type FarmerBalance struct {
 	HeldFen int64 `protobuf:"varint,3,opt,name=held_fen,json=heldFen,proto3" json:"held_fen,omitempty"`
 	// Paid out.
 	PaidFen int64 `protobuf:"varint,4,opt,name=paid_fen,json=paidFen,proto3" json:"paid_fen,omitempty"`
-	// purchases + premiums - held - paid. Negative only when a correction or
-	// premium adjustment lowered an amount that had already been paid out.
-	AvailableFen  int64 `protobuf:"varint,5,opt,name=available_fen,json=availableFen,proto3" json:"available_fen,omitempty"`
+	// purchases + premiums - held - paid + receivable. A correction or premium
+	// adjustment that lowers an amount already paid out books the shortfall
+	// as a receivable instead, so this is negative only for entries written
+	// before receivables existed.
+	AvailableFen int64 `protobuf:"varint,5,opt,name=available_fen,json=availableFen,proto3" json:"available_fen,omitempty"`
+	// What the farmer owes back (farmer:<id>:receivable); see
+	// GetFarmerBalanceResponse.
+	ReceivableFen int64 `protobuf:"varint,6,opt,name=receivable_fen,json=receivableFen,proto3" json:"receivable_fen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1053,6 +1072,13 @@ func (x *FarmerBalance) GetPaidFen() int64 {
 func (x *FarmerBalance) GetAvailableFen() int64 {
 	if x != nil {
 		return x.AvailableFen
+	}
+	return 0
+}
+
+func (x *FarmerBalance) GetReceivableFen() int64 {
+	if x != nil {
+		return x.ReceivableFen
 	}
 	return 0
 }
@@ -3386,6 +3412,1229 @@ func (x *ResolvePayoutBreakResponse) GetPosition() *v1.Position {
 	return nil
 }
 
+// TraceLotRequest names a lot: a procurement delivery id.
+type TraceLotRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	DeliveryId string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// Wait (bounded) until the trace reflects this position (of any of the
+	// PROCUREMENT, BRAND or LEDGER streams).
+	MinPosition   *v1.Position `protobuf:"bytes,2,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceLotRequest) Reset() {
+	*x = TraceLotRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceLotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceLotRequest) ProtoMessage() {}
+
+func (x *TraceLotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceLotRequest.ProtoReflect.Descriptor instead.
+func (*TraceLotRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *TraceLotRequest) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *TraceLotRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// TraceLotResponse is a lot's life.
+type TraceLotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery as recorded, then as the latest correction left it.
+	Recorded *LotDelivery `protobuf:"bytes,1,opt,name=recorded,proto3" json:"recorded,omitempty"`
+	Current  *LotDelivery `protobuf:"bytes,2,opt,name=current,proto3" json:"current,omitempty"`
+	// Every correction, in order.
+	Corrections []*LotDelivery `protobuf:"bytes,3,rep,name=corrections,proto3" json:"corrections,omitempty"`
+	// Every sale naming the lot, as it stands now, by sale id.
+	Sales []*LotSale `protobuf:"bytes,4,rep,name=sales,proto3" json:"sales,omitempty"`
+	// Every premium event of those sales (earned, withheld, adjusted), in
+	// stream order.
+	PremiumEvents []*LotPremiumEvent `protobuf:"bytes,5,rep,name=premium_events,json=premiumEvents,proto3" json:"premium_events,omitempty"`
+	// Every ledger entry the lot caused, in ledger order, with where its
+	// money went.
+	Entries []*LotEntry `protobuf:"bytes,6,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The payouts that carried the lot's money, with the lot's part of each.
+	Payouts []*LotPayout `protobuf:"bytes,7,rep,name=payouts,proto3" json:"payouts,omitempty"`
+	Totals  *LotTotals   `protobuf:"bytes,8,opt,name=totals,proto3" json:"totals,omitempty"`
+	// How money is allocated to payouts, stated: "first-in first-out: …".
+	Allocation string `protobuf:"bytes,9,opt,name=allocation,proto3" json:"allocation,omitempty"`
+	// The positions the trace reflects.
+	AsOf          []*v1.Position `protobuf:"bytes,10,rep,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceLotResponse) Reset() {
+	*x = TraceLotResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceLotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceLotResponse) ProtoMessage() {}
+
+func (x *TraceLotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceLotResponse.ProtoReflect.Descriptor instead.
+func (*TraceLotResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *TraceLotResponse) GetRecorded() *LotDelivery {
+	if x != nil {
+		return x.Recorded
+	}
+	return nil
+}
+
+func (x *TraceLotResponse) GetCurrent() *LotDelivery {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+func (x *TraceLotResponse) GetCorrections() []*LotDelivery {
+	if x != nil {
+		return x.Corrections
+	}
+	return nil
+}
+
+func (x *TraceLotResponse) GetSales() []*LotSale {
+	if x != nil {
+		return x.Sales
+	}
+	return nil
+}
+
+func (x *TraceLotResponse) GetPremiumEvents() []*LotPremiumEvent {
+	if x != nil {
+		return x.PremiumEvents
+	}
+	return nil
+}
+
+func (x *TraceLotResponse) GetEntries() []*LotEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *TraceLotResponse) GetPayouts() []*LotPayout {
+	if x != nil {
+		return x.Payouts
+	}
+	return nil
+}
+
+func (x *TraceLotResponse) GetTotals() *LotTotals {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *TraceLotResponse) GetAllocation() string {
+	if x != nil {
+		return x.Allocation
+	}
+	return ""
+}
+
+func (x *TraceLotResponse) GetAsOf() []*v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// LotDelivery is a delivery's weigh-in or one of its corrections.
+type LotDelivery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeliveryId    string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	FarmerId      string                 `protobuf:"bytes,2,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	Product       string                 `protobuf:"bytes,3,opt,name=product,proto3" json:"product,omitempty"`
+	Grade         string                 `protobuf:"bytes,4,opt,name=grade,proto3" json:"grade,omitempty"`
+	NetGrams      int64                  `protobuf:"varint,5,opt,name=net_grams,json=netGrams,proto3" json:"net_grams,omitempty"`
+	PriceFenPerKg int64                  `protobuf:"varint,6,opt,name=price_fen_per_kg,json=priceFenPerKg,proto3" json:"price_fen_per_kg,omitempty"`
+	// The payable: net_grams × price_fen_per_kg / 1000.
+	AmountFen int64 `protobuf:"varint,7,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	// For a correction: its number, the payable it reversed and why.
+	CorrectionNumber  int32                  `protobuf:"varint,8,opt,name=correction_number,json=correctionNumber,proto3" json:"correction_number,omitempty"`
+	ReversedAmountFen int64                  `protobuf:"varint,9,opt,name=reversed_amount_fen,json=reversedAmountFen,proto3" json:"reversed_amount_fen,omitempty"`
+	Reason            string                 `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	WeighedAt         *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=weighed_at,json=weighedAt,proto3" json:"weighed_at,omitempty"`
+	Warehouse         string                 `protobuf:"bytes,12,opt,name=warehouse,proto3" json:"warehouse,omitempty"`
+	County            string                 `protobuf:"bytes,13,opt,name=county,proto3" json:"county,omitempty"`
+	// The event: its stream sequence.
+	Sequence uint64 `protobuf:"varint,14,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The county distribution centre that weighed it in; empty if not named.
+	DistributionCentre string `protobuf:"bytes,15,opt,name=distribution_centre,json=distributionCentre,proto3" json:"distribution_centre,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *LotDelivery) Reset() {
+	*x = LotDelivery{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LotDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LotDelivery) ProtoMessage() {}
+
+func (x *LotDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LotDelivery.ProtoReflect.Descriptor instead.
+func (*LotDelivery) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *LotDelivery) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *LotDelivery) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *LotDelivery) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *LotDelivery) GetGrade() string {
+	if x != nil {
+		return x.Grade
+	}
+	return ""
+}
+
+func (x *LotDelivery) GetNetGrams() int64 {
+	if x != nil {
+		return x.NetGrams
+	}
+	return 0
+}
+
+func (x *LotDelivery) GetPriceFenPerKg() int64 {
+	if x != nil {
+		return x.PriceFenPerKg
+	}
+	return 0
+}
+
+func (x *LotDelivery) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *LotDelivery) GetCorrectionNumber() int32 {
+	if x != nil {
+		return x.CorrectionNumber
+	}
+	return 0
+}
+
+func (x *LotDelivery) GetReversedAmountFen() int64 {
+	if x != nil {
+		return x.ReversedAmountFen
+	}
+	return 0
+}
+
+func (x *LotDelivery) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *LotDelivery) GetWeighedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WeighedAt
+	}
+	return nil
+}
+
+func (x *LotDelivery) GetWarehouse() string {
+	if x != nil {
+		return x.Warehouse
+	}
+	return ""
+}
+
+func (x *LotDelivery) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *LotDelivery) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *LotDelivery) GetDistributionCentre() string {
+	if x != nil {
+		return x.DistributionCentre
+	}
+	return ""
+}
+
+// LotSale is a branded sale of the lot as it stands now.
+type LotSale struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	SaleId   string                 `protobuf:"bytes,1,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
+	ReportId string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	LineId   string                 `protobuf:"bytes,3,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	BrandId  string                 `protobuf:"bytes,4,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel  string                 `protobuf:"bytes,5,opt,name=channel,proto3" json:"channel,omitempty"`
+	// 0 once the line was withdrawn.
+	Grams  int64                  `protobuf:"varint,6,opt,name=grams,proto3" json:"grams,omitempty"`
+	SoldAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
+	// The rule it earns under; empty while it earns nothing.
+	RuleId      string `protobuf:"bytes,8,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleVersion int32  `protobuf:"varint,9,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	FenPerKg    int64  `protobuf:"varint,10,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	PremiumFen  int64  `protobuf:"varint,11,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	// The furrow.brand.v1.WithheldReason number; 0 while it earns.
+	WithheldReason int32 `protobuf:"varint,12,opt,name=withheld_reason,json=withheldReason,proto3" json:"withheld_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LotSale) Reset() {
+	*x = LotSale{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LotSale) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LotSale) ProtoMessage() {}
+
+func (x *LotSale) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LotSale.ProtoReflect.Descriptor instead.
+func (*LotSale) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *LotSale) GetSaleId() string {
+	if x != nil {
+		return x.SaleId
+	}
+	return ""
+}
+
+func (x *LotSale) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *LotSale) GetLineId() string {
+	if x != nil {
+		return x.LineId
+	}
+	return ""
+}
+
+func (x *LotSale) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *LotSale) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *LotSale) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+func (x *LotSale) GetSoldAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SoldAt
+	}
+	return nil
+}
+
+func (x *LotSale) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *LotSale) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *LotSale) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *LotSale) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *LotSale) GetWithheldReason() int32 {
+	if x != nil {
+		return x.WithheldReason
+	}
+	return 0
+}
+
+// LotPremiumEvent is one premium event of a sale of the lot.
+type LotPremiumEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "earned", "withheld", "adjusted", or "restated" (a restatement that
+	// changed the sale but not its premium).
+	Kind        string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	SaleId      string `protobuf:"bytes,2,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
+	BrandId     string `protobuf:"bytes,3,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel     string `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	Grams       int64  `protobuf:"varint,5,opt,name=grams,proto3" json:"grams,omitempty"`
+	RuleId      string `protobuf:"bytes,6,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleVersion int32  `protobuf:"varint,7,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	FenPerKg    int64  `protobuf:"varint,8,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	PremiumFen  int64  `protobuf:"varint,9,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	// The change (the whole premium for "earned").
+	DeltaFen int64 `protobuf:"varint,10,opt,name=delta_fen,json=deltaFen,proto3" json:"delta_fen,omitempty"`
+	// The furrow.brand.v1.AdjustmentCause number for "adjusted".
+	Cause  int32  `protobuf:"varint,11,opt,name=cause,proto3" json:"cause,omitempty"`
+	Reason string `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
+	// BRAND stream sequence and event id.
+	Sequence      uint64 `protobuf:"varint,13,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	EventId       string `protobuf:"bytes,14,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LotPremiumEvent) Reset() {
+	*x = LotPremiumEvent{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LotPremiumEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LotPremiumEvent) ProtoMessage() {}
+
+func (x *LotPremiumEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LotPremiumEvent.ProtoReflect.Descriptor instead.
+func (*LotPremiumEvent) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *LotPremiumEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *LotPremiumEvent) GetSaleId() string {
+	if x != nil {
+		return x.SaleId
+	}
+	return ""
+}
+
+func (x *LotPremiumEvent) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *LotPremiumEvent) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *LotPremiumEvent) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+func (x *LotPremiumEvent) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *LotPremiumEvent) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *LotPremiumEvent) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *LotPremiumEvent) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *LotPremiumEvent) GetDeltaFen() int64 {
+	if x != nil {
+		return x.DeltaFen
+	}
+	return 0
+}
+
+func (x *LotPremiumEvent) GetCause() int32 {
+	if x != nil {
+		return x.Cause
+	}
+	return 0
+}
+
+func (x *LotPremiumEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *LotPremiumEvent) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *LotPremiumEvent) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+// LotEntry is a ledger entry the lot caused and where its money went.
+type LotEntry struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	EntryId        string                 `protobuf:"bytes,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	LedgerSequence uint64                 `protobuf:"varint,2,opt,name=ledger_sequence,json=ledgerSequence,proto3" json:"ledger_sequence,omitempty"`
+	// "payable", "correction", "premium_earned" or "premium_adjusted".
+	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	SourceEventId string `protobuf:"bytes,4,opt,name=source_event_id,json=sourceEventId,proto3" json:"source_event_id,omitempty"`
+	// The entry's effect on what the farmer accrued (payable + premium):
+	// positive, or negative for a reduction.
+	AmountFen int64 `protobuf:"varint,5,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	// For a positive amount: the parts taken by payouts, by reductions and
+	// by an open receivable. For a negative one: the parts it took back.
+	Allocations []*Allocation `protobuf:"bytes,6,rep,name=allocations,proto3" json:"allocations,omitempty"`
+	// Still unpaid (positive amounts), or still owed back as a receivable
+	// (negative amounts).
+	OpenFen       int64 `protobuf:"varint,7,opt,name=open_fen,json=openFen,proto3" json:"open_fen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LotEntry) Reset() {
+	*x = LotEntry{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LotEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LotEntry) ProtoMessage() {}
+
+func (x *LotEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LotEntry.ProtoReflect.Descriptor instead.
+func (*LotEntry) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *LotEntry) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *LotEntry) GetLedgerSequence() uint64 {
+	if x != nil {
+		return x.LedgerSequence
+	}
+	return 0
+}
+
+func (x *LotEntry) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *LotEntry) GetSourceEventId() string {
+	if x != nil {
+		return x.SourceEventId
+	}
+	return ""
+}
+
+func (x *LotEntry) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *LotEntry) GetAllocations() []*Allocation {
+	if x != nil {
+		return x.Allocations
+	}
+	return nil
+}
+
+func (x *LotEntry) GetOpenFen() int64 {
+	if x != nil {
+		return x.OpenFen
+	}
+	return 0
+}
+
+// Allocation is a part of an entry's money, to the fen.
+type Allocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "payout": a settled payout took it; "reduction": a later reduction of
+	// the farmer's accruals took it back before it was paid; "receivable":
+	// it repaid money clawed back earlier; for a negative entry, "unpaid"
+	// (it cancelled money not yet paid) or "receivable" (it was already
+	// paid: owed back).
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Fen  int64  `protobuf:"varint,2,opt,name=fen,proto3" json:"fen,omitempty"`
+	// The payout, for "payout".
+	PayoutId string `protobuf:"bytes,3,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	// The other entry involved (the reduction, or the entry repaid or
+	// cancelled).
+	EntryId       string `protobuf:"bytes,4,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Allocation) Reset() {
+	*x = Allocation{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Allocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Allocation) ProtoMessage() {}
+
+func (x *Allocation) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
+func (*Allocation) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *Allocation) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Allocation) GetFen() int64 {
+	if x != nil {
+		return x.Fen
+	}
+	return 0
+}
+
+func (x *Allocation) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *Allocation) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+// LotPayout is a payout that carried some of the lot's money.
+type LotPayout struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	// The whole payout.
+	AmountFen int64 `protobuf:"varint,2,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	// The lot's part of it.
+	LotFen          int64  `protobuf:"varint,3,opt,name=lot_fen,json=lotFen,proto3" json:"lot_fen,omitempty"`
+	SettledSequence uint64 `protobuf:"varint,4,opt,name=settled_sequence,json=settledSequence,proto3" json:"settled_sequence,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LotPayout) Reset() {
+	*x = LotPayout{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LotPayout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LotPayout) ProtoMessage() {}
+
+func (x *LotPayout) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LotPayout.ProtoReflect.Descriptor instead.
+func (*LotPayout) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *LotPayout) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *LotPayout) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *LotPayout) GetLotFen() int64 {
+	if x != nil {
+		return x.LotFen
+	}
+	return 0
+}
+
+func (x *LotPayout) GetSettledSequence() uint64 {
+	if x != nil {
+		return x.SettledSequence
+	}
+	return 0
+}
+
+// LotTotals sums a lot's trace.
+type LotTotals struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	DeliveredGrams int64                  `protobuf:"varint,1,opt,name=delivered_grams,json=deliveredGrams,proto3" json:"delivered_grams,omitempty"`
+	// Grams of every current sale naming the lot, earning or not.
+	SoldGrams    int64 `protobuf:"varint,2,opt,name=sold_grams,json=soldGrams,proto3" json:"sold_grams,omitempty"`
+	EarningGrams int64 `protobuf:"varint,3,opt,name=earning_grams,json=earningGrams,proto3" json:"earning_grams,omitempty"`
+	PayableFen   int64 `protobuf:"varint,4,opt,name=payable_fen,json=payableFen,proto3" json:"payable_fen,omitempty"`
+	PremiumFen   int64 `protobuf:"varint,5,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	// Paid out by settled payouts, to the fen.
+	PaidFen int64 `protobuf:"varint,6,opt,name=paid_fen,json=paidFen,proto3" json:"paid_fen,omitempty"`
+	// Accrued and not yet paid.
+	UnpaidFen int64 `protobuf:"varint,7,opt,name=unpaid_fen,json=unpaidFen,proto3" json:"unpaid_fen,omitempty"`
+	// Taken back after it was paid and not yet repaid.
+	ReceivableFen int64 `protobuf:"varint,8,opt,name=receivable_fen,json=receivableFen,proto3" json:"receivable_fen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LotTotals) Reset() {
+	*x = LotTotals{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LotTotals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LotTotals) ProtoMessage() {}
+
+func (x *LotTotals) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LotTotals.ProtoReflect.Descriptor instead.
+func (*LotTotals) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *LotTotals) GetDeliveredGrams() int64 {
+	if x != nil {
+		return x.DeliveredGrams
+	}
+	return 0
+}
+
+func (x *LotTotals) GetSoldGrams() int64 {
+	if x != nil {
+		return x.SoldGrams
+	}
+	return 0
+}
+
+func (x *LotTotals) GetEarningGrams() int64 {
+	if x != nil {
+		return x.EarningGrams
+	}
+	return 0
+}
+
+func (x *LotTotals) GetPayableFen() int64 {
+	if x != nil {
+		return x.PayableFen
+	}
+	return 0
+}
+
+func (x *LotTotals) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *LotTotals) GetPaidFen() int64 {
+	if x != nil {
+		return x.PaidFen
+	}
+	return 0
+}
+
+func (x *LotTotals) GetUnpaidFen() int64 {
+	if x != nil {
+		return x.UnpaidFen
+	}
+	return 0
+}
+
+func (x *LotTotals) GetReceivableFen() int64 {
+	if x != nil {
+		return x.ReceivableFen
+	}
+	return 0
+}
+
+// TraceFarmerRequest names a farmer and optionally a month range.
+type TraceFarmerRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	// "YYYY-MM", inclusive; empty: every month with a delivery or a sale.
+	MonthFrom     string       `protobuf:"bytes,2,opt,name=month_from,json=monthFrom,proto3" json:"month_from,omitempty"`
+	MonthTo       string       `protobuf:"bytes,3,opt,name=month_to,json=monthTo,proto3" json:"month_to,omitempty"`
+	MinPosition   *v1.Position `protobuf:"bytes,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceFarmerRequest) Reset() {
+	*x = TraceFarmerRequest{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceFarmerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceFarmerRequest) ProtoMessage() {}
+
+func (x *TraceFarmerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceFarmerRequest.ProtoReflect.Descriptor instead.
+func (*TraceFarmerRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *TraceFarmerRequest) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *TraceFarmerRequest) GetMonthFrom() string {
+	if x != nil {
+		return x.MonthFrom
+	}
+	return ""
+}
+
+func (x *TraceFarmerRequest) GetMonthTo() string {
+	if x != nil {
+		return x.MonthTo
+	}
+	return ""
+}
+
+func (x *TraceFarmerRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// TraceFarmerResponse is a farmer's months in kilograms and fen.
+type TraceFarmerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FarmerId      string                 `protobuf:"bytes,1,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	Months        []*TraceMonth          `protobuf:"bytes,2,rep,name=months,proto3" json:"months,omitempty"`
+	Total         *TraceMonth            `protobuf:"bytes,3,opt,name=total,proto3" json:"total,omitempty"`
+	AsOf          []*v1.Position         `protobuf:"bytes,4,rep,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceFarmerResponse) Reset() {
+	*x = TraceFarmerResponse{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceFarmerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceFarmerResponse) ProtoMessage() {}
+
+func (x *TraceFarmerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceFarmerResponse.ProtoReflect.Descriptor instead.
+func (*TraceFarmerResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *TraceFarmerResponse) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *TraceFarmerResponse) GetMonths() []*TraceMonth {
+	if x != nil {
+		return x.Months
+	}
+	return nil
+}
+
+func (x *TraceFarmerResponse) GetTotal() *TraceMonth {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *TraceFarmerResponse) GetAsOf() []*v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// TraceMonth is one month (China Standard Time) of a farmer's produce:
+// deliveries by their weigh-in day, sales by their sale day.
+type TraceMonth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "YYYY-MM"; empty for the total.
+	Month      string `protobuf:"bytes,1,opt,name=month,proto3" json:"month,omitempty"`
+	Deliveries int32  `protobuf:"varint,2,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// Delivered grams and payable, as corrected.
+	DeliveredGrams int64 `protobuf:"varint,3,opt,name=delivered_grams,json=deliveredGrams,proto3" json:"delivered_grams,omitempty"`
+	PayableFen     int64 `protobuf:"varint,4,opt,name=payable_fen,json=payableFen,proto3" json:"payable_fen,omitempty"`
+	// Grams sold under a brand (every current sale, earning or not).
+	BrandedGrams int64 `protobuf:"varint,5,opt,name=branded_grams,json=brandedGrams,proto3" json:"branded_grams,omitempty"`
+	// Grams that earn a premium, and the premium.
+	EarningGrams  int64 `protobuf:"varint,6,opt,name=earning_grams,json=earningGrams,proto3" json:"earning_grams,omitempty"`
+	PremiumFen    int64 `protobuf:"varint,7,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceMonth) Reset() {
+	*x = TraceMonth{}
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceMonth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceMonth) ProtoMessage() {}
+
+func (x *TraceMonth) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_ledger_v1_ledger_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceMonth.ProtoReflect.Descriptor instead.
+func (*TraceMonth) Descriptor() ([]byte, []int) {
+	return file_furrow_ledger_v1_ledger_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *TraceMonth) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *TraceMonth) GetDeliveries() int32 {
+	if x != nil {
+		return x.Deliveries
+	}
+	return 0
+}
+
+func (x *TraceMonth) GetDeliveredGrams() int64 {
+	if x != nil {
+		return x.DeliveredGrams
+	}
+	return 0
+}
+
+func (x *TraceMonth) GetPayableFen() int64 {
+	if x != nil {
+		return x.PayableFen
+	}
+	return 0
+}
+
+func (x *TraceMonth) GetBrandedGrams() int64 {
+	if x != nil {
+		return x.BrandedGrams
+	}
+	return 0
+}
+
+func (x *TraceMonth) GetEarningGrams() int64 {
+	if x != nil {
+		return x.EarningGrams
+	}
+	return 0
+}
+
+func (x *TraceMonth) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
 var File_furrow_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
@@ -3436,7 +4685,7 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x06erased\x18\b \x01(\bR\x06erased\"t\n" +
 	"\x17GetFarmerBalanceRequest\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12<\n" +
-	"\fmin_position\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\x8a\x02\n" +
+	"\fmin_position\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xb1\x02\n" +
 	"\x18GetFarmerBalanceResponse\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12#\n" +
 	"\rpurchases_fen\x18\x02 \x01(\x03R\fpurchasesFen\x12!\n" +
@@ -3444,13 +4693,15 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\bheld_fen\x18\x04 \x01(\x03R\aheldFen\x12\x19\n" +
 	"\bpaid_fen\x18\x05 \x01(\x03R\apaidFen\x12#\n" +
 	"\ravailable_fen\x18\x06 \x01(\x03R\favailableFen\x12.\n" +
-	"\x05as_of\x18\a \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xb2\x01\n" +
+	"\x05as_of\x18\a \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\x12%\n" +
+	"\x0ereceivable_fen\x18\b \x01(\x03R\rreceivableFen\"\xd9\x01\n" +
 	"\rFarmerBalance\x12#\n" +
 	"\rpurchases_fen\x18\x01 \x01(\x03R\fpurchasesFen\x12!\n" +
 	"\fpremiums_fen\x18\x02 \x01(\x03R\vpremiumsFen\x12\x19\n" +
 	"\bheld_fen\x18\x03 \x01(\x03R\aheldFen\x12\x19\n" +
 	"\bpaid_fen\x18\x04 \x01(\x03R\apaidFen\x12#\n" +
-	"\ravailable_fen\x18\x05 \x01(\x03R\favailableFen\"\xc8\x01\n" +
+	"\ravailable_fen\x18\x05 \x01(\x03R\favailableFen\x12%\n" +
+	"\x0ereceivable_fen\x18\x06 \x01(\x03R\rreceivableFen\"\xc8\x01\n" +
 	"\x12ListFarmersRequest\x12\x16\n" +
 	"\x06county\x18\x01 \x01(\tR\x06county\x12 \n" +
 	"\vcooperative\x18\x02 \x01(\tR\vcooperative\x12\x1b\n" +
@@ -3636,7 +4887,137 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\bdecision\x18\x03 \x01(\x0e2\x1f.furrow.ledger.v1.BreakDecisionR\bdecision\x12\x12\n" +
 	"\x04note\x18\x04 \x01(\tR\x04note\"S\n" +
 	"\x1aResolvePayoutBreakResponse\x125\n" +
-	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition*\xd7\x01\n" +
+	"\bposition\x18\x01 \x01(\v2\x19.furrow.types.v1.PositionR\bposition\"p\n" +
+	"\x0fTraceLotRequest\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12<\n" +
+	"\fmin_position\x18\x02 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xb4\x04\n" +
+	"\x10TraceLotResponse\x129\n" +
+	"\brecorded\x18\x01 \x01(\v2\x1d.furrow.ledger.v1.LotDeliveryR\brecorded\x127\n" +
+	"\acurrent\x18\x02 \x01(\v2\x1d.furrow.ledger.v1.LotDeliveryR\acurrent\x12?\n" +
+	"\vcorrections\x18\x03 \x03(\v2\x1d.furrow.ledger.v1.LotDeliveryR\vcorrections\x12/\n" +
+	"\x05sales\x18\x04 \x03(\v2\x19.furrow.ledger.v1.LotSaleR\x05sales\x12H\n" +
+	"\x0epremium_events\x18\x05 \x03(\v2!.furrow.ledger.v1.LotPremiumEventR\rpremiumEvents\x124\n" +
+	"\aentries\x18\x06 \x03(\v2\x1a.furrow.ledger.v1.LotEntryR\aentries\x125\n" +
+	"\apayouts\x18\a \x03(\v2\x1b.furrow.ledger.v1.LotPayoutR\apayouts\x123\n" +
+	"\x06totals\x18\b \x01(\v2\x1b.furrow.ledger.v1.LotTotalsR\x06totals\x12\x1e\n" +
+	"\n" +
+	"allocation\x18\t \x01(\tR\n" +
+	"allocation\x12.\n" +
+	"\x05as_of\x18\n" +
+	" \x03(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\x93\x04\n" +
+	"\vLotDelivery\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12\x1b\n" +
+	"\tfarmer_id\x18\x02 \x01(\tR\bfarmerId\x12\x18\n" +
+	"\aproduct\x18\x03 \x01(\tR\aproduct\x12\x14\n" +
+	"\x05grade\x18\x04 \x01(\tR\x05grade\x12\x1b\n" +
+	"\tnet_grams\x18\x05 \x01(\x03R\bnetGrams\x12'\n" +
+	"\x10price_fen_per_kg\x18\x06 \x01(\x03R\rpriceFenPerKg\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\a \x01(\x03R\tamountFen\x12+\n" +
+	"\x11correction_number\x18\b \x01(\x05R\x10correctionNumber\x12.\n" +
+	"\x13reversed_amount_fen\x18\t \x01(\x03R\x11reversedAmountFen\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"weighed_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tweighedAt\x12\x1c\n" +
+	"\twarehouse\x18\f \x01(\tR\twarehouse\x12\x16\n" +
+	"\x06county\x18\r \x01(\tR\x06county\x12\x1a\n" +
+	"\bsequence\x18\x0e \x01(\x04R\bsequence\x12/\n" +
+	"\x13distribution_centre\x18\x0f \x01(\tR\x12distributionCentre\"\xfc\x02\n" +
+	"\aLotSale\x12\x17\n" +
+	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12\x17\n" +
+	"\aline_id\x18\x03 \x01(\tR\x06lineId\x12\x19\n" +
+	"\bbrand_id\x18\x04 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x05 \x01(\tR\achannel\x12\x14\n" +
+	"\x05grams\x18\x06 \x01(\x03R\x05grams\x123\n" +
+	"\asold_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06soldAt\x12\x17\n" +
+	"\arule_id\x18\b \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\t \x01(\x05R\vruleVersion\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\n" +
+	" \x01(\x03R\bfenPerKg\x12\x1f\n" +
+	"\vpremium_fen\x18\v \x01(\x03R\n" +
+	"premiumFen\x12'\n" +
+	"\x0fwithheld_reason\x18\f \x01(\x05R\x0ewithheldReason\"\x86\x03\n" +
+	"\x0fLotPremiumEvent\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x17\n" +
+	"\asale_id\x18\x02 \x01(\tR\x06saleId\x12\x19\n" +
+	"\bbrand_id\x18\x03 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12\x14\n" +
+	"\x05grams\x18\x05 \x01(\x03R\x05grams\x12\x17\n" +
+	"\arule_id\x18\x06 \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\a \x01(\x05R\vruleVersion\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\b \x01(\x03R\bfenPerKg\x12\x1f\n" +
+	"\vpremium_fen\x18\t \x01(\x03R\n" +
+	"premiumFen\x12\x1b\n" +
+	"\tdelta_fen\x18\n" +
+	" \x01(\x03R\bdeltaFen\x12\x14\n" +
+	"\x05cause\x18\v \x01(\x05R\x05cause\x12\x16\n" +
+	"\x06reason\x18\f \x01(\tR\x06reason\x12\x1a\n" +
+	"\bsequence\x18\r \x01(\x04R\bsequence\x12\x19\n" +
+	"\bevent_id\x18\x0e \x01(\tR\aeventId\"\x84\x02\n" +
+	"\bLotEntry\x12\x19\n" +
+	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12'\n" +
+	"\x0fledger_sequence\x18\x02 \x01(\x04R\x0eledgerSequence\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12&\n" +
+	"\x0fsource_event_id\x18\x04 \x01(\tR\rsourceEventId\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x05 \x01(\x03R\tamountFen\x12>\n" +
+	"\vallocations\x18\x06 \x03(\v2\x1c.furrow.ledger.v1.AllocationR\vallocations\x12\x19\n" +
+	"\bopen_fen\x18\a \x01(\x03R\aopenFen\"j\n" +
+	"\n" +
+	"Allocation\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03fen\x18\x02 \x01(\x03R\x03fen\x12\x1b\n" +
+	"\tpayout_id\x18\x03 \x01(\tR\bpayoutId\x12\x19\n" +
+	"\bentry_id\x18\x04 \x01(\tR\aentryId\"\x8b\x01\n" +
+	"\tLotPayout\x12\x1b\n" +
+	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x02 \x01(\x03R\tamountFen\x12\x17\n" +
+	"\alot_fen\x18\x03 \x01(\x03R\x06lotFen\x12)\n" +
+	"\x10settled_sequence\x18\x04 \x01(\x04R\x0fsettledSequence\"\x9b\x02\n" +
+	"\tLotTotals\x12'\n" +
+	"\x0fdelivered_grams\x18\x01 \x01(\x03R\x0edeliveredGrams\x12\x1d\n" +
+	"\n" +
+	"sold_grams\x18\x02 \x01(\x03R\tsoldGrams\x12#\n" +
+	"\rearning_grams\x18\x03 \x01(\x03R\fearningGrams\x12\x1f\n" +
+	"\vpayable_fen\x18\x04 \x01(\x03R\n" +
+	"payableFen\x12\x1f\n" +
+	"\vpremium_fen\x18\x05 \x01(\x03R\n" +
+	"premiumFen\x12\x19\n" +
+	"\bpaid_fen\x18\x06 \x01(\x03R\apaidFen\x12\x1d\n" +
+	"\n" +
+	"unpaid_fen\x18\a \x01(\x03R\tunpaidFen\x12%\n" +
+	"\x0ereceivable_fen\x18\b \x01(\x03R\rreceivableFen\"\xa9\x01\n" +
+	"\x12TraceFarmerRequest\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x1d\n" +
+	"\n" +
+	"month_from\x18\x02 \x01(\tR\tmonthFrom\x12\x19\n" +
+	"\bmonth_to\x18\x03 \x01(\tR\amonthTo\x12<\n" +
+	"\fmin_position\x18\x04 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xcc\x01\n" +
+	"\x13TraceFarmerResponse\x12\x1b\n" +
+	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x124\n" +
+	"\x06months\x18\x02 \x03(\v2\x1c.furrow.ledger.v1.TraceMonthR\x06months\x122\n" +
+	"\x05total\x18\x03 \x01(\v2\x1c.furrow.ledger.v1.TraceMonthR\x05total\x12.\n" +
+	"\x05as_of\x18\x04 \x03(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xf7\x01\n" +
+	"\n" +
+	"TraceMonth\x12\x14\n" +
+	"\x05month\x18\x01 \x01(\tR\x05month\x12\x1e\n" +
+	"\n" +
+	"deliveries\x18\x02 \x01(\x05R\n" +
+	"deliveries\x12'\n" +
+	"\x0fdelivered_grams\x18\x03 \x01(\x03R\x0edeliveredGrams\x12\x1f\n" +
+	"\vpayable_fen\x18\x04 \x01(\x03R\n" +
+	"payableFen\x12#\n" +
+	"\rbranded_grams\x18\x05 \x01(\x03R\fbrandedGrams\x12#\n" +
+	"\rearning_grams\x18\x06 \x01(\x03R\fearningGrams\x12\x1f\n" +
+	"\vpremium_fen\x18\a \x01(\x03R\n" +
+	"premiumFen*\xd7\x01\n" +
 	"\fPayoutStatus\x12\x1d\n" +
 	"\x19PAYOUT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYOUT_STATUS_REQUESTED\x10\x01\x12\x16\n" +
@@ -3659,7 +5040,7 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x17BREAK_DECISION_ACCEPTED\x10\x01\x12&\n" +
 	"\"BREAK_DECISION_PROVIDER_TO_CORRECT\x10\x02\x12$\n" +
 	" BREAK_DECISION_LEDGER_TO_CORRECT\x10\x03\x12\x1e\n" +
-	"\x1aBREAK_DECISION_WRITTEN_OFF\x10\x042\xca\x11\n" +
+	"\x1aBREAK_DECISION_WRITTEN_OFF\x10\x042\xcd\x13\n" +
 	"\rLedgerService\x12{\n" +
 	"\x0eRegisterFarmer\x12'.furrow.ledger.v1.RegisterFarmerRequest\x1a(.furrow.ledger.v1.RegisterFarmerResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/farmers\x12\xaa\x01\n" +
 	"\x13UpdatePayoutAccount\x12,.furrow.ledger.v1.UpdatePayoutAccountRequest\x1a-.furrow.ledger.v1.UpdatePayoutAccountResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/v1/farmers/{farmer_id}:updatePayoutAccount\x12\x84\x01\n" +
@@ -3676,7 +5057,9 @@ const file_furrow_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x12GetFarmerStatement\x12+.furrow.ledger.v1.GetFarmerStatementRequest\x1a,.furrow.ledger.v1.GetFarmerStatementResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/farmers/{farmer_id}/statement\x12\x88\x01\n" +
 	"\x0fGetTrialBalance\x12(.furrow.ledger.v1.GetTrialBalanceRequest\x1a).furrow.ledger.v1.GetTrialBalanceResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/ledger/trial-balance\x12\x90\x01\n" +
 	"\x10ReconcilePayouts\x12).furrow.ledger.v1.ReconcilePayoutsRequest\x1a*.furrow.ledger.v1.ReconcilePayoutsResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/ledger/reconciliations\x12\xa0\x01\n" +
-	"\x12ResolvePayoutBreak\x12+.furrow.ledger.v1.ResolvePayoutBreakRequest\x1a,.furrow.ledger.v1.ResolvePayoutBreakResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/ledger/breaks/{break_id}:resolveB:Z8github.com/furrow/furrow/proto/furrow/ledger/v1;ledgerv1b\x06proto3"
+	"\x12ResolvePayoutBreak\x12+.furrow.ledger.v1.ResolvePayoutBreakRequest\x1a,.furrow.ledger.v1.ResolvePayoutBreakResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/ledger/breaks/{break_id}:resolve\x12}\n" +
+	"\bTraceLot\x12!.furrow.ledger.v1.TraceLotRequest\x1a\".furrow.ledger.v1.TraceLotResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/deliveries/{delivery_id}/trace\x12\x81\x01\n" +
+	"\vTraceFarmer\x12$.furrow.ledger.v1.TraceFarmerRequest\x1a%.furrow.ledger.v1.TraceFarmerResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/farmers/{farmer_id}/traceB:Z8github.com/furrow/furrow/proto/furrow/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_furrow_ledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -3691,7 +5074,7 @@ func file_furrow_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_furrow_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_furrow_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_furrow_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_furrow_ledger_v1_ledger_proto_goTypes = []any{
 	(PayoutStatus)(0),                   // 0: furrow.ledger.v1.PayoutStatus
 	(ReconciliationResult)(0),           // 1: furrow.ledger.v1.ReconciliationResult
@@ -3739,107 +5122,140 @@ var file_furrow_ledger_v1_ledger_proto_goTypes = []any{
 	(*ReconcilePayoutsResponse)(nil),    // 43: furrow.ledger.v1.ReconcilePayoutsResponse
 	(*ResolvePayoutBreakRequest)(nil),   // 44: furrow.ledger.v1.ResolvePayoutBreakRequest
 	(*ResolvePayoutBreakResponse)(nil),  // 45: furrow.ledger.v1.ResolvePayoutBreakResponse
-	(*v1.Position)(nil),                 // 46: furrow.types.v1.Position
-	(*timestamppb.Timestamp)(nil),       // 47: google.protobuf.Timestamp
+	(*TraceLotRequest)(nil),             // 46: furrow.ledger.v1.TraceLotRequest
+	(*TraceLotResponse)(nil),            // 47: furrow.ledger.v1.TraceLotResponse
+	(*LotDelivery)(nil),                 // 48: furrow.ledger.v1.LotDelivery
+	(*LotSale)(nil),                     // 49: furrow.ledger.v1.LotSale
+	(*LotPremiumEvent)(nil),             // 50: furrow.ledger.v1.LotPremiumEvent
+	(*LotEntry)(nil),                    // 51: furrow.ledger.v1.LotEntry
+	(*Allocation)(nil),                  // 52: furrow.ledger.v1.Allocation
+	(*LotPayout)(nil),                   // 53: furrow.ledger.v1.LotPayout
+	(*LotTotals)(nil),                   // 54: furrow.ledger.v1.LotTotals
+	(*TraceFarmerRequest)(nil),          // 55: furrow.ledger.v1.TraceFarmerRequest
+	(*TraceFarmerResponse)(nil),         // 56: furrow.ledger.v1.TraceFarmerResponse
+	(*TraceMonth)(nil),                  // 57: furrow.ledger.v1.TraceMonth
+	(*v1.Position)(nil),                 // 58: furrow.types.v1.Position
+	(*timestamppb.Timestamp)(nil),       // 59: google.protobuf.Timestamp
 }
 var file_furrow_ledger_v1_ledger_proto_depIdxs = []int32{
-	46, // 0: furrow.ledger.v1.RegisterFarmerResponse.position:type_name -> furrow.types.v1.Position
-	46, // 1: furrow.ledger.v1.UpdatePayoutAccountResponse.position:type_name -> furrow.types.v1.Position
-	46, // 2: furrow.ledger.v1.EraseFarmerResponse.position:type_name -> furrow.types.v1.Position
+	58, // 0: furrow.ledger.v1.RegisterFarmerResponse.position:type_name -> furrow.types.v1.Position
+	58, // 1: furrow.ledger.v1.UpdatePayoutAccountResponse.position:type_name -> furrow.types.v1.Position
+	58, // 2: furrow.ledger.v1.EraseFarmerResponse.position:type_name -> furrow.types.v1.Position
 	11, // 3: furrow.ledger.v1.GetFarmerResponse.farmer:type_name -> furrow.ledger.v1.Farmer
-	46, // 4: furrow.ledger.v1.GetFarmerBalanceRequest.min_position:type_name -> furrow.types.v1.Position
-	46, // 5: furrow.ledger.v1.GetFarmerBalanceResponse.as_of:type_name -> furrow.types.v1.Position
-	46, // 6: furrow.ledger.v1.ListFarmersRequest.min_position:type_name -> furrow.types.v1.Position
+	58, // 4: furrow.ledger.v1.GetFarmerBalanceRequest.min_position:type_name -> furrow.types.v1.Position
+	58, // 5: furrow.ledger.v1.GetFarmerBalanceResponse.as_of:type_name -> furrow.types.v1.Position
+	58, // 6: furrow.ledger.v1.ListFarmersRequest.min_position:type_name -> furrow.types.v1.Position
 	11, // 7: furrow.ledger.v1.ListFarmersResponse.farmers:type_name -> furrow.ledger.v1.Farmer
-	46, // 8: furrow.ledger.v1.ListFarmersResponse.as_of:type_name -> furrow.types.v1.Position
-	47, // 9: furrow.ledger.v1.GetFarmerBalanceAtRequest.time:type_name -> google.protobuf.Timestamp
+	58, // 8: furrow.ledger.v1.ListFarmersResponse.as_of:type_name -> furrow.types.v1.Position
+	59, // 9: furrow.ledger.v1.GetFarmerBalanceAtRequest.time:type_name -> google.protobuf.Timestamp
 	14, // 10: furrow.ledger.v1.GetFarmerBalanceAtResponse.balance:type_name -> furrow.ledger.v1.FarmerBalance
-	46, // 11: furrow.ledger.v1.GetFarmerBalanceAtResponse.as_of:type_name -> furrow.types.v1.Position
+	58, // 11: furrow.ledger.v1.GetFarmerBalanceAtResponse.as_of:type_name -> furrow.types.v1.Position
 	0,  // 12: furrow.ledger.v1.Payout.status:type_name -> furrow.ledger.v1.PayoutStatus
-	47, // 13: furrow.ledger.v1.Payout.requested_at:type_name -> google.protobuf.Timestamp
-	47, // 14: furrow.ledger.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
+	59, // 13: furrow.ledger.v1.Payout.requested_at:type_name -> google.protobuf.Timestamp
+	59, // 14: furrow.ledger.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
 	19, // 15: furrow.ledger.v1.RequestPayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
-	46, // 16: furrow.ledger.v1.RequestPayoutResponse.position:type_name -> furrow.types.v1.Position
+	58, // 16: furrow.ledger.v1.RequestPayoutResponse.position:type_name -> furrow.types.v1.Position
 	19, // 17: furrow.ledger.v1.ApprovePayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
-	46, // 18: furrow.ledger.v1.ApprovePayoutResponse.position:type_name -> furrow.types.v1.Position
+	58, // 18: furrow.ledger.v1.ApprovePayoutResponse.position:type_name -> furrow.types.v1.Position
 	19, // 19: furrow.ledger.v1.RejectPayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
-	46, // 20: furrow.ledger.v1.RejectPayoutResponse.position:type_name -> furrow.types.v1.Position
-	46, // 21: furrow.ledger.v1.GetPayoutRequest.min_position:type_name -> furrow.types.v1.Position
+	58, // 20: furrow.ledger.v1.RejectPayoutResponse.position:type_name -> furrow.types.v1.Position
+	58, // 21: furrow.ledger.v1.GetPayoutRequest.min_position:type_name -> furrow.types.v1.Position
 	19, // 22: furrow.ledger.v1.GetPayoutResponse.payout:type_name -> furrow.ledger.v1.Payout
-	46, // 23: furrow.ledger.v1.GetPayoutResponse.as_of:type_name -> furrow.types.v1.Position
+	58, // 23: furrow.ledger.v1.GetPayoutResponse.as_of:type_name -> furrow.types.v1.Position
 	0,  // 24: furrow.ledger.v1.ListPayoutsRequest.status:type_name -> furrow.ledger.v1.PayoutStatus
-	46, // 25: furrow.ledger.v1.ListPayoutsRequest.min_position:type_name -> furrow.types.v1.Position
+	58, // 25: furrow.ledger.v1.ListPayoutsRequest.min_position:type_name -> furrow.types.v1.Position
 	19, // 26: furrow.ledger.v1.ListPayoutsResponse.payouts:type_name -> furrow.ledger.v1.Payout
-	46, // 27: furrow.ledger.v1.ListPayoutsResponse.as_of:type_name -> furrow.types.v1.Position
-	47, // 28: furrow.ledger.v1.GetFarmerStatementRequest.from:type_name -> google.protobuf.Timestamp
-	47, // 29: furrow.ledger.v1.GetFarmerStatementRequest.to:type_name -> google.protobuf.Timestamp
-	46, // 30: furrow.ledger.v1.GetFarmerStatementRequest.min_position:type_name -> furrow.types.v1.Position
+	58, // 27: furrow.ledger.v1.ListPayoutsResponse.as_of:type_name -> furrow.types.v1.Position
+	59, // 28: furrow.ledger.v1.GetFarmerStatementRequest.from:type_name -> google.protobuf.Timestamp
+	59, // 29: furrow.ledger.v1.GetFarmerStatementRequest.to:type_name -> google.protobuf.Timestamp
+	58, // 30: furrow.ledger.v1.GetFarmerStatementRequest.min_position:type_name -> furrow.types.v1.Position
 	11, // 31: furrow.ledger.v1.GetFarmerStatementResponse.farmer:type_name -> furrow.ledger.v1.Farmer
-	47, // 32: furrow.ledger.v1.GetFarmerStatementResponse.from:type_name -> google.protobuf.Timestamp
-	47, // 33: furrow.ledger.v1.GetFarmerStatementResponse.to:type_name -> google.protobuf.Timestamp
+	59, // 32: furrow.ledger.v1.GetFarmerStatementResponse.from:type_name -> google.protobuf.Timestamp
+	59, // 33: furrow.ledger.v1.GetFarmerStatementResponse.to:type_name -> google.protobuf.Timestamp
 	14, // 34: furrow.ledger.v1.GetFarmerStatementResponse.opening:type_name -> furrow.ledger.v1.FarmerBalance
 	32, // 35: furrow.ledger.v1.GetFarmerStatementResponse.entries:type_name -> furrow.ledger.v1.StatementEntry
 	14, // 36: furrow.ledger.v1.GetFarmerStatementResponse.closing:type_name -> furrow.ledger.v1.FarmerBalance
-	46, // 37: furrow.ledger.v1.GetFarmerStatementResponse.as_of:type_name -> furrow.types.v1.Position
-	47, // 38: furrow.ledger.v1.StatementEntry.posted_at:type_name -> google.protobuf.Timestamp
+	58, // 37: furrow.ledger.v1.GetFarmerStatementResponse.as_of:type_name -> furrow.types.v1.Position
+	59, // 38: furrow.ledger.v1.StatementEntry.posted_at:type_name -> google.protobuf.Timestamp
 	33, // 39: furrow.ledger.v1.StatementEntry.source:type_name -> furrow.ledger.v1.SourceEvent
 	14, // 40: furrow.ledger.v1.StatementEntry.change:type_name -> furrow.ledger.v1.FarmerBalance
 	34, // 41: furrow.ledger.v1.StatementEntry.lines:type_name -> furrow.ledger.v1.JournalLine
-	46, // 42: furrow.ledger.v1.GetTrialBalanceRequest.min_position:type_name -> furrow.types.v1.Position
+	58, // 42: furrow.ledger.v1.GetTrialBalanceRequest.min_position:type_name -> furrow.types.v1.Position
 	37, // 43: furrow.ledger.v1.GetTrialBalanceResponse.accounts:type_name -> furrow.ledger.v1.AccountTotal
-	46, // 44: furrow.ledger.v1.GetTrialBalanceResponse.as_of:type_name -> furrow.types.v1.Position
-	47, // 45: furrow.ledger.v1.ReconcilePayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	47, // 46: furrow.ledger.v1.ReconcilePayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	46, // 47: furrow.ledger.v1.ReconcilePayoutsRequest.min_position:type_name -> furrow.types.v1.Position
+	58, // 44: furrow.ledger.v1.GetTrialBalanceResponse.as_of:type_name -> furrow.types.v1.Position
+	59, // 45: furrow.ledger.v1.ReconcilePayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	59, // 46: furrow.ledger.v1.ReconcilePayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	58, // 47: furrow.ledger.v1.ReconcilePayoutsRequest.min_position:type_name -> furrow.types.v1.Position
 	1,  // 48: furrow.ledger.v1.ReconciliationItem.result:type_name -> furrow.ledger.v1.ReconciliationResult
 	40, // 49: furrow.ledger.v1.ReconciliationItem.resolution:type_name -> furrow.ledger.v1.BreakResolution
 	2,  // 50: furrow.ledger.v1.BreakResolution.decision:type_name -> furrow.ledger.v1.BreakDecision
-	47, // 51: furrow.ledger.v1.BreakResolution.resolved_at:type_name -> google.protobuf.Timestamp
-	46, // 52: furrow.ledger.v1.BreakResolution.position:type_name -> furrow.types.v1.Position
+	59, // 51: furrow.ledger.v1.BreakResolution.resolved_at:type_name -> google.protobuf.Timestamp
+	58, // 52: furrow.ledger.v1.BreakResolution.position:type_name -> furrow.types.v1.Position
 	1,  // 53: furrow.ledger.v1.ResultTotal.result:type_name -> furrow.ledger.v1.ReconciliationResult
 	41, // 54: furrow.ledger.v1.ReconciliationTotals.by_result:type_name -> furrow.ledger.v1.ResultTotal
 	39, // 55: furrow.ledger.v1.ReconcilePayoutsResponse.items:type_name -> furrow.ledger.v1.ReconciliationItem
 	42, // 56: furrow.ledger.v1.ReconcilePayoutsResponse.totals:type_name -> furrow.ledger.v1.ReconciliationTotals
-	46, // 57: furrow.ledger.v1.ReconcilePayoutsResponse.as_of:type_name -> furrow.types.v1.Position
+	58, // 57: furrow.ledger.v1.ReconcilePayoutsResponse.as_of:type_name -> furrow.types.v1.Position
 	2,  // 58: furrow.ledger.v1.ResolvePayoutBreakRequest.decision:type_name -> furrow.ledger.v1.BreakDecision
-	46, // 59: furrow.ledger.v1.ResolvePayoutBreakResponse.position:type_name -> furrow.types.v1.Position
-	3,  // 60: furrow.ledger.v1.LedgerService.RegisterFarmer:input_type -> furrow.ledger.v1.RegisterFarmerRequest
-	5,  // 61: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:input_type -> furrow.ledger.v1.UpdatePayoutAccountRequest
-	7,  // 62: furrow.ledger.v1.LedgerService.EraseFarmer:input_type -> furrow.ledger.v1.EraseFarmerRequest
-	9,  // 63: furrow.ledger.v1.LedgerService.GetFarmer:input_type -> furrow.ledger.v1.GetFarmerRequest
-	12, // 64: furrow.ledger.v1.LedgerService.GetFarmerBalance:input_type -> furrow.ledger.v1.GetFarmerBalanceRequest
-	15, // 65: furrow.ledger.v1.LedgerService.ListFarmers:input_type -> furrow.ledger.v1.ListFarmersRequest
-	17, // 66: furrow.ledger.v1.LedgerService.GetFarmerBalanceAt:input_type -> furrow.ledger.v1.GetFarmerBalanceAtRequest
-	20, // 67: furrow.ledger.v1.LedgerService.RequestPayout:input_type -> furrow.ledger.v1.RequestPayoutRequest
-	22, // 68: furrow.ledger.v1.LedgerService.ApprovePayout:input_type -> furrow.ledger.v1.ApprovePayoutRequest
-	24, // 69: furrow.ledger.v1.LedgerService.RejectPayout:input_type -> furrow.ledger.v1.RejectPayoutRequest
-	26, // 70: furrow.ledger.v1.LedgerService.GetPayout:input_type -> furrow.ledger.v1.GetPayoutRequest
-	28, // 71: furrow.ledger.v1.LedgerService.ListPayouts:input_type -> furrow.ledger.v1.ListPayoutsRequest
-	30, // 72: furrow.ledger.v1.LedgerService.GetFarmerStatement:input_type -> furrow.ledger.v1.GetFarmerStatementRequest
-	35, // 73: furrow.ledger.v1.LedgerService.GetTrialBalance:input_type -> furrow.ledger.v1.GetTrialBalanceRequest
-	38, // 74: furrow.ledger.v1.LedgerService.ReconcilePayouts:input_type -> furrow.ledger.v1.ReconcilePayoutsRequest
-	44, // 75: furrow.ledger.v1.LedgerService.ResolvePayoutBreak:input_type -> furrow.ledger.v1.ResolvePayoutBreakRequest
-	4,  // 76: furrow.ledger.v1.LedgerService.RegisterFarmer:output_type -> furrow.ledger.v1.RegisterFarmerResponse
-	6,  // 77: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:output_type -> furrow.ledger.v1.UpdatePayoutAccountResponse
-	8,  // 78: furrow.ledger.v1.LedgerService.EraseFarmer:output_type -> furrow.ledger.v1.EraseFarmerResponse
-	10, // 79: furrow.ledger.v1.LedgerService.GetFarmer:output_type -> furrow.ledger.v1.GetFarmerResponse
-	13, // 80: furrow.ledger.v1.LedgerService.GetFarmerBalance:output_type -> furrow.ledger.v1.GetFarmerBalanceResponse
-	16, // 81: furrow.ledger.v1.LedgerService.ListFarmers:output_type -> furrow.ledger.v1.ListFarmersResponse
-	18, // 82: furrow.ledger.v1.LedgerService.GetFarmerBalanceAt:output_type -> furrow.ledger.v1.GetFarmerBalanceAtResponse
-	21, // 83: furrow.ledger.v1.LedgerService.RequestPayout:output_type -> furrow.ledger.v1.RequestPayoutResponse
-	23, // 84: furrow.ledger.v1.LedgerService.ApprovePayout:output_type -> furrow.ledger.v1.ApprovePayoutResponse
-	25, // 85: furrow.ledger.v1.LedgerService.RejectPayout:output_type -> furrow.ledger.v1.RejectPayoutResponse
-	27, // 86: furrow.ledger.v1.LedgerService.GetPayout:output_type -> furrow.ledger.v1.GetPayoutResponse
-	29, // 87: furrow.ledger.v1.LedgerService.ListPayouts:output_type -> furrow.ledger.v1.ListPayoutsResponse
-	31, // 88: furrow.ledger.v1.LedgerService.GetFarmerStatement:output_type -> furrow.ledger.v1.GetFarmerStatementResponse
-	36, // 89: furrow.ledger.v1.LedgerService.GetTrialBalance:output_type -> furrow.ledger.v1.GetTrialBalanceResponse
-	43, // 90: furrow.ledger.v1.LedgerService.ReconcilePayouts:output_type -> furrow.ledger.v1.ReconcilePayoutsResponse
-	45, // 91: furrow.ledger.v1.LedgerService.ResolvePayoutBreak:output_type -> furrow.ledger.v1.ResolvePayoutBreakResponse
-	76, // [76:92] is the sub-list for method output_type
-	60, // [60:76] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	58, // 59: furrow.ledger.v1.ResolvePayoutBreakResponse.position:type_name -> furrow.types.v1.Position
+	58, // 60: furrow.ledger.v1.TraceLotRequest.min_position:type_name -> furrow.types.v1.Position
+	48, // 61: furrow.ledger.v1.TraceLotResponse.recorded:type_name -> furrow.ledger.v1.LotDelivery
+	48, // 62: furrow.ledger.v1.TraceLotResponse.current:type_name -> furrow.ledger.v1.LotDelivery
+	48, // 63: furrow.ledger.v1.TraceLotResponse.corrections:type_name -> furrow.ledger.v1.LotDelivery
+	49, // 64: furrow.ledger.v1.TraceLotResponse.sales:type_name -> furrow.ledger.v1.LotSale
+	50, // 65: furrow.ledger.v1.TraceLotResponse.premium_events:type_name -> furrow.ledger.v1.LotPremiumEvent
+	51, // 66: furrow.ledger.v1.TraceLotResponse.entries:type_name -> furrow.ledger.v1.LotEntry
+	53, // 67: furrow.ledger.v1.TraceLotResponse.payouts:type_name -> furrow.ledger.v1.LotPayout
+	54, // 68: furrow.ledger.v1.TraceLotResponse.totals:type_name -> furrow.ledger.v1.LotTotals
+	58, // 69: furrow.ledger.v1.TraceLotResponse.as_of:type_name -> furrow.types.v1.Position
+	59, // 70: furrow.ledger.v1.LotDelivery.weighed_at:type_name -> google.protobuf.Timestamp
+	59, // 71: furrow.ledger.v1.LotSale.sold_at:type_name -> google.protobuf.Timestamp
+	52, // 72: furrow.ledger.v1.LotEntry.allocations:type_name -> furrow.ledger.v1.Allocation
+	58, // 73: furrow.ledger.v1.TraceFarmerRequest.min_position:type_name -> furrow.types.v1.Position
+	57, // 74: furrow.ledger.v1.TraceFarmerResponse.months:type_name -> furrow.ledger.v1.TraceMonth
+	57, // 75: furrow.ledger.v1.TraceFarmerResponse.total:type_name -> furrow.ledger.v1.TraceMonth
+	58, // 76: furrow.ledger.v1.TraceFarmerResponse.as_of:type_name -> furrow.types.v1.Position
+	3,  // 77: furrow.ledger.v1.LedgerService.RegisterFarmer:input_type -> furrow.ledger.v1.RegisterFarmerRequest
+	5,  // 78: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:input_type -> furrow.ledger.v1.UpdatePayoutAccountRequest
+	7,  // 79: furrow.ledger.v1.LedgerService.EraseFarmer:input_type -> furrow.ledger.v1.EraseFarmerRequest
+	9,  // 80: furrow.ledger.v1.LedgerService.GetFarmer:input_type -> furrow.ledger.v1.GetFarmerRequest
+	12, // 81: furrow.ledger.v1.LedgerService.GetFarmerBalance:input_type -> furrow.ledger.v1.GetFarmerBalanceRequest
+	15, // 82: furrow.ledger.v1.LedgerService.ListFarmers:input_type -> furrow.ledger.v1.ListFarmersRequest
+	17, // 83: furrow.ledger.v1.LedgerService.GetFarmerBalanceAt:input_type -> furrow.ledger.v1.GetFarmerBalanceAtRequest
+	20, // 84: furrow.ledger.v1.LedgerService.RequestPayout:input_type -> furrow.ledger.v1.RequestPayoutRequest
+	22, // 85: furrow.ledger.v1.LedgerService.ApprovePayout:input_type -> furrow.ledger.v1.ApprovePayoutRequest
+	24, // 86: furrow.ledger.v1.LedgerService.RejectPayout:input_type -> furrow.ledger.v1.RejectPayoutRequest
+	26, // 87: furrow.ledger.v1.LedgerService.GetPayout:input_type -> furrow.ledger.v1.GetPayoutRequest
+	28, // 88: furrow.ledger.v1.LedgerService.ListPayouts:input_type -> furrow.ledger.v1.ListPayoutsRequest
+	30, // 89: furrow.ledger.v1.LedgerService.GetFarmerStatement:input_type -> furrow.ledger.v1.GetFarmerStatementRequest
+	35, // 90: furrow.ledger.v1.LedgerService.GetTrialBalance:input_type -> furrow.ledger.v1.GetTrialBalanceRequest
+	38, // 91: furrow.ledger.v1.LedgerService.ReconcilePayouts:input_type -> furrow.ledger.v1.ReconcilePayoutsRequest
+	44, // 92: furrow.ledger.v1.LedgerService.ResolvePayoutBreak:input_type -> furrow.ledger.v1.ResolvePayoutBreakRequest
+	46, // 93: furrow.ledger.v1.LedgerService.TraceLot:input_type -> furrow.ledger.v1.TraceLotRequest
+	55, // 94: furrow.ledger.v1.LedgerService.TraceFarmer:input_type -> furrow.ledger.v1.TraceFarmerRequest
+	4,  // 95: furrow.ledger.v1.LedgerService.RegisterFarmer:output_type -> furrow.ledger.v1.RegisterFarmerResponse
+	6,  // 96: furrow.ledger.v1.LedgerService.UpdatePayoutAccount:output_type -> furrow.ledger.v1.UpdatePayoutAccountResponse
+	8,  // 97: furrow.ledger.v1.LedgerService.EraseFarmer:output_type -> furrow.ledger.v1.EraseFarmerResponse
+	10, // 98: furrow.ledger.v1.LedgerService.GetFarmer:output_type -> furrow.ledger.v1.GetFarmerResponse
+	13, // 99: furrow.ledger.v1.LedgerService.GetFarmerBalance:output_type -> furrow.ledger.v1.GetFarmerBalanceResponse
+	16, // 100: furrow.ledger.v1.LedgerService.ListFarmers:output_type -> furrow.ledger.v1.ListFarmersResponse
+	18, // 101: furrow.ledger.v1.LedgerService.GetFarmerBalanceAt:output_type -> furrow.ledger.v1.GetFarmerBalanceAtResponse
+	21, // 102: furrow.ledger.v1.LedgerService.RequestPayout:output_type -> furrow.ledger.v1.RequestPayoutResponse
+	23, // 103: furrow.ledger.v1.LedgerService.ApprovePayout:output_type -> furrow.ledger.v1.ApprovePayoutResponse
+	25, // 104: furrow.ledger.v1.LedgerService.RejectPayout:output_type -> furrow.ledger.v1.RejectPayoutResponse
+	27, // 105: furrow.ledger.v1.LedgerService.GetPayout:output_type -> furrow.ledger.v1.GetPayoutResponse
+	29, // 106: furrow.ledger.v1.LedgerService.ListPayouts:output_type -> furrow.ledger.v1.ListPayoutsResponse
+	31, // 107: furrow.ledger.v1.LedgerService.GetFarmerStatement:output_type -> furrow.ledger.v1.GetFarmerStatementResponse
+	36, // 108: furrow.ledger.v1.LedgerService.GetTrialBalance:output_type -> furrow.ledger.v1.GetTrialBalanceResponse
+	43, // 109: furrow.ledger.v1.LedgerService.ReconcilePayouts:output_type -> furrow.ledger.v1.ReconcilePayoutsResponse
+	45, // 110: furrow.ledger.v1.LedgerService.ResolvePayoutBreak:output_type -> furrow.ledger.v1.ResolvePayoutBreakResponse
+	47, // 111: furrow.ledger.v1.LedgerService.TraceLot:output_type -> furrow.ledger.v1.TraceLotResponse
+	56, // 112: furrow.ledger.v1.LedgerService.TraceFarmer:output_type -> furrow.ledger.v1.TraceFarmerResponse
+	95, // [95:113] is the sub-list for method output_type
+	77, // [77:95] is the sub-list for method input_type
+	77, // [77:77] is the sub-list for extension type_name
+	77, // [77:77] is the sub-list for extension extendee
+	0,  // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_furrow_ledger_v1_ledger_proto_init() }
@@ -3862,7 +5278,7 @@ func file_furrow_ledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_ledger_v1_ledger_proto_rawDesc), len(file_furrow_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   43,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,8 @@ const (
 	LedgerService_GetTrialBalance_FullMethodName     = "/furrow.ledger.v1.LedgerService/GetTrialBalance"
 	LedgerService_ReconcilePayouts_FullMethodName    = "/furrow.ledger.v1.LedgerService/ReconcilePayouts"
 	LedgerService_ResolvePayoutBreak_FullMethodName  = "/furrow.ledger.v1.LedgerService/ResolvePayoutBreak"
+	LedgerService_TraceLot_FullMethodName            = "/furrow.ledger.v1.LedgerService/TraceLot"
+	LedgerService_TraceFarmer_FullMethodName         = "/furrow.ledger.v1.LedgerService/TraceFarmer"
 )
 
 // LedgerServiceClient is the client API for LedgerService service.
@@ -149,6 +151,21 @@ type LedgerServiceClient interface {
 	// request_id; a break is resolved once (ALREADY_EXISTS after); an id no
 	// reconciliation reported is NOT_FOUND (nothing recorded).
 	ResolvePayoutBreak(ctx context.Context, in *ResolvePayoutBreakRequest, opts ...grpc.CallOption) (*ResolvePayoutBreakResponse, error)
+	// TraceLot follows one delivered lot (a procurement delivery) from its
+	// weigh-in to the payouts that paid for it: the delivery and its
+	// corrections, every branded sale of it with the premium rule applied,
+	// every premium event, each ledger entry they caused and, allocated
+	// first-in first-out to the fen, the payouts (and reductions) that took
+	// those entries' money. It reads the ledger's trace read models, fed by
+	// procurement's and brand incubation's events and the ledger's own; it
+	// first waits until they reflect the three streams as they are when
+	// called (and min_position). NOT_FOUND for a delivery the ledger never
+	// saw.
+	TraceLot(ctx context.Context, in *TraceLotRequest, opts ...grpc.CallOption) (*TraceLotResponse, error)
+	// TraceFarmer is a farmer's statement in kilograms as well as fen, per
+	// month (China Standard Time): delivered, sold under a brand, earning a
+	// premium.
+	TraceFarmer(ctx context.Context, in *TraceFarmerRequest, opts ...grpc.CallOption) (*TraceFarmerResponse, error)
 }
 
 type ledgerServiceClient struct {
@@ -319,6 +336,26 @@ func (c *ledgerServiceClient) ResolvePayoutBreak(ctx context.Context, in *Resolv
 	return out, nil
 }
 
+func (c *ledgerServiceClient) TraceLot(ctx context.Context, in *TraceLotRequest, opts ...grpc.CallOption) (*TraceLotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TraceLotResponse)
+	err := c.cc.Invoke(ctx, LedgerService_TraceLot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) TraceFarmer(ctx context.Context, in *TraceFarmerRequest, opts ...grpc.CallOption) (*TraceFarmerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TraceFarmerResponse)
+	err := c.cc.Invoke(ctx, LedgerService_TraceFarmer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LedgerServiceServer is the server API for LedgerService service.
 // All implementations must embed UnimplementedLedgerServiceServer
 // for forward compatibility.
@@ -431,6 +468,21 @@ type LedgerServiceServer interface {
 	// request_id; a break is resolved once (ALREADY_EXISTS after); an id no
 	// reconciliation reported is NOT_FOUND (nothing recorded).
 	ResolvePayoutBreak(context.Context, *ResolvePayoutBreakRequest) (*ResolvePayoutBreakResponse, error)
+	// TraceLot follows one delivered lot (a procurement delivery) from its
+	// weigh-in to the payouts that paid for it: the delivery and its
+	// corrections, every branded sale of it with the premium rule applied,
+	// every premium event, each ledger entry they caused and, allocated
+	// first-in first-out to the fen, the payouts (and reductions) that took
+	// those entries' money. It reads the ledger's trace read models, fed by
+	// procurement's and brand incubation's events and the ledger's own; it
+	// first waits until they reflect the three streams as they are when
+	// called (and min_position). NOT_FOUND for a delivery the ledger never
+	// saw.
+	TraceLot(context.Context, *TraceLotRequest) (*TraceLotResponse, error)
+	// TraceFarmer is a farmer's statement in kilograms as well as fen, per
+	// month (China Standard Time): delivered, sold under a brand, earning a
+	// premium.
+	TraceFarmer(context.Context, *TraceFarmerRequest) (*TraceFarmerResponse, error)
 	mustEmbedUnimplementedLedgerServiceServer()
 }
 
@@ -488,6 +540,12 @@ func (UnimplementedLedgerServiceServer) ReconcilePayouts(context.Context, *Recon
 }
 func (UnimplementedLedgerServiceServer) ResolvePayoutBreak(context.Context, *ResolvePayoutBreakRequest) (*ResolvePayoutBreakResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResolvePayoutBreak not implemented")
+}
+func (UnimplementedLedgerServiceServer) TraceLot(context.Context, *TraceLotRequest) (*TraceLotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TraceLot not implemented")
+}
+func (UnimplementedLedgerServiceServer) TraceFarmer(context.Context, *TraceFarmerRequest) (*TraceFarmerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TraceFarmer not implemented")
 }
 func (UnimplementedLedgerServiceServer) mustEmbedUnimplementedLedgerServiceServer() {}
 func (UnimplementedLedgerServiceServer) testEmbeddedByValue()                       {}
@@ -798,6 +856,42 @@ func _LedgerService_ResolvePayoutBreak_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LedgerService_TraceLot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TraceLotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).TraceLot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_TraceLot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).TraceLot(ctx, req.(*TraceLotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_TraceFarmer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TraceFarmerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).TraceFarmer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_TraceFarmer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).TraceFarmer(ctx, req.(*TraceFarmerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LedgerService_ServiceDesc is the grpc.ServiceDesc for LedgerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -868,6 +962,14 @@ var LedgerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResolvePayoutBreak",
 			Handler:    _LedgerService_ResolvePayoutBreak_Handler,
+		},
+		{
+			MethodName: "TraceLot",
+			Handler:    _LedgerService_TraceLot_Handler,
+		},
+		{
+			MethodName: "TraceFarmer",
+			Handler:    _LedgerService_TraceFarmer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

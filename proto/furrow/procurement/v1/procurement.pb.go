@@ -1743,9 +1743,13 @@ type RecordDeliveryRequest struct {
 	OrderId string `protobuf:"bytes,8,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	// Warehouse that weighed it in (an id: at most 64 characters); defaults
 	// to the order's origin warehouse.
-	Warehouse     string `protobuf:"bytes,9,opt,name=warehouse,proto3" json:"warehouse,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Warehouse string `protobuf:"bytes,9,opt,name=warehouse,proto3" json:"warehouse,omitempty"`
+	// The county distribution centre that weighed it in (an id: at most 64
+	// characters); optional. ListCentreIntake counts deliveries without one
+	// under "unknown".
+	DistributionCentre string `protobuf:"bytes,10,opt,name=distribution_centre,json=distributionCentre,proto3" json:"distribution_centre,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *RecordDeliveryRequest) Reset() {
@@ -1837,6 +1841,13 @@ func (x *RecordDeliveryRequest) GetOrderId() string {
 func (x *RecordDeliveryRequest) GetWarehouse() string {
 	if x != nil {
 		return x.Warehouse
+	}
+	return ""
+}
+
+func (x *RecordDeliveryRequest) GetDistributionCentre() string {
+	if x != nil {
+		return x.DistributionCentre
 	}
 	return ""
 }
@@ -2428,9 +2439,11 @@ type Delivery struct {
 	Warehouse string `protobuf:"bytes,12,opt,name=warehouse,proto3" json:"warehouse,omitempty"`
 	County    string `protobuf:"bytes,13,opt,name=county,proto3" json:"county,omitempty"`
 	// How often it was corrected.
-	Corrections   int32 `protobuf:"varint,14,opt,name=corrections,proto3" json:"corrections,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Corrections int32 `protobuf:"varint,14,opt,name=corrections,proto3" json:"corrections,omitempty"`
+	// The county distribution centre that weighed it in; empty if not named.
+	DistributionCentre string `protobuf:"bytes,15,opt,name=distribution_centre,json=distributionCentre,proto3" json:"distribution_centre,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
@@ -2559,6 +2572,13 @@ func (x *Delivery) GetCorrections() int32 {
 		return x.Corrections
 	}
 	return 0
+}
+
+func (x *Delivery) GetDistributionCentre() string {
+	if x != nil {
+		return x.DistributionCentre
+	}
+	return ""
 }
 
 // ListFarmerDeliveriesRequest pages a farmer's deliveries.
@@ -2854,6 +2874,366 @@ func (x *CountyTotals) GetProgress() *Progress {
 	return nil
 }
 
+// ListCentreIntakeRequest filters the intake; empty filters match
+// everything.
+type ListCentreIntakeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this county (at most 64 characters).
+	County string `protobuf:"bytes,1,opt,name=county,proto3" json:"county,omitempty"`
+	// Only this centre (an id, or "unknown").
+	DistributionCentre string `protobuf:"bytes,2,opt,name=distribution_centre,json=distributionCentre,proto3" json:"distribution_centre,omitempty"`
+	// "YYYY-MM-DD" (CST), inclusive.
+	DayFrom       string       `protobuf:"bytes,3,opt,name=day_from,json=dayFrom,proto3" json:"day_from,omitempty"`
+	DayTo         string       `protobuf:"bytes,4,opt,name=day_to,json=dayTo,proto3" json:"day_to,omitempty"`
+	MinPosition   *v1.Position `protobuf:"bytes,5,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCentreIntakeRequest) Reset() {
+	*x = ListCentreIntakeRequest{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCentreIntakeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCentreIntakeRequest) ProtoMessage() {}
+
+func (x *ListCentreIntakeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCentreIntakeRequest.ProtoReflect.Descriptor instead.
+func (*ListCentreIntakeRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListCentreIntakeRequest) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *ListCentreIntakeRequest) GetDistributionCentre() string {
+	if x != nil {
+		return x.DistributionCentre
+	}
+	return ""
+}
+
+func (x *ListCentreIntakeRequest) GetDayFrom() string {
+	if x != nil {
+		return x.DayFrom
+	}
+	return ""
+}
+
+func (x *ListCentreIntakeRequest) GetDayTo() string {
+	if x != nil {
+		return x.DayTo
+	}
+	return ""
+}
+
+func (x *ListCentreIntakeRequest) GetMinPosition() *v1.Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+// ListCentreIntakeResponse is the intake by day and each centre's share.
+type ListCentreIntakeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By centre, day, product and grade.
+	Intake []*CentreIntake `protobuf:"bytes,1,rep,name=intake,proto3" json:"intake,omitempty"`
+	// By county and centre: the selected days' totals.
+	Centres       []*CentreShare `protobuf:"bytes,2,rep,name=centres,proto3" json:"centres,omitempty"`
+	AsOf          *v1.Position   `protobuf:"bytes,3,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCentreIntakeResponse) Reset() {
+	*x = ListCentreIntakeResponse{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCentreIntakeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCentreIntakeResponse) ProtoMessage() {}
+
+func (x *ListCentreIntakeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCentreIntakeResponse.ProtoReflect.Descriptor instead.
+func (*ListCentreIntakeResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListCentreIntakeResponse) GetIntake() []*CentreIntake {
+	if x != nil {
+		return x.Intake
+	}
+	return nil
+}
+
+func (x *ListCentreIntakeResponse) GetCentres() []*CentreShare {
+	if x != nil {
+		return x.Centres
+	}
+	return nil
+}
+
+func (x *ListCentreIntakeResponse) GetAsOf() *v1.Position {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+// CentreIntake is one centre's weigh-ins of one product and grade on one
+// day, as corrected.
+type CentreIntake struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	DistributionCentre string                 `protobuf:"bytes,1,opt,name=distribution_centre,json=distributionCentre,proto3" json:"distribution_centre,omitempty"`
+	County             string                 `protobuf:"bytes,2,opt,name=county,proto3" json:"county,omitempty"`
+	Day                string                 `protobuf:"bytes,3,opt,name=day,proto3" json:"day,omitempty"`
+	Product            string                 `protobuf:"bytes,4,opt,name=product,proto3" json:"product,omitempty"`
+	Grade              string                 `protobuf:"bytes,5,opt,name=grade,proto3" json:"grade,omitempty"`
+	Deliveries         int32                  `protobuf:"varint,6,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	NetGrams           int64                  `protobuf:"varint,7,opt,name=net_grams,json=netGrams,proto3" json:"net_grams,omitempty"`
+	AmountFen          int64                  `protobuf:"varint,8,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *CentreIntake) Reset() {
+	*x = CentreIntake{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CentreIntake) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CentreIntake) ProtoMessage() {}
+
+func (x *CentreIntake) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CentreIntake.ProtoReflect.Descriptor instead.
+func (*CentreIntake) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *CentreIntake) GetDistributionCentre() string {
+	if x != nil {
+		return x.DistributionCentre
+	}
+	return ""
+}
+
+func (x *CentreIntake) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *CentreIntake) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
+}
+
+func (x *CentreIntake) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *CentreIntake) GetGrade() string {
+	if x != nil {
+		return x.Grade
+	}
+	return ""
+}
+
+func (x *CentreIntake) GetDeliveries() int32 {
+	if x != nil {
+		return x.Deliveries
+	}
+	return 0
+}
+
+func (x *CentreIntake) GetNetGrams() int64 {
+	if x != nil {
+		return x.NetGrams
+	}
+	return 0
+}
+
+func (x *CentreIntake) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+// CentreShare is a centre's part of its county's purchases over the
+// selected days (whatever the centre filter: the county's totals count
+// every centre).
+type CentreShare struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	DistributionCentre string                 `protobuf:"bytes,1,opt,name=distribution_centre,json=distributionCentre,proto3" json:"distribution_centre,omitempty"`
+	County             string                 `protobuf:"bytes,2,opt,name=county,proto3" json:"county,omitempty"`
+	Deliveries         int32                  `protobuf:"varint,3,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	NetGrams           int64                  `protobuf:"varint,4,opt,name=net_grams,json=netGrams,proto3" json:"net_grams,omitempty"`
+	AmountFen          int64                  `protobuf:"varint,5,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	CountyNetGrams     int64                  `protobuf:"varint,6,opt,name=county_net_grams,json=countyNetGrams,proto3" json:"county_net_grams,omitempty"`
+	CountyAmountFen    int64                  `protobuf:"varint,7,opt,name=county_amount_fen,json=countyAmountFen,proto3" json:"county_amount_fen,omitempty"`
+	// amount_fen / county_amount_fen in basis points (1/100 of a percent),
+	// rounded half-to-even; 0 when the county bought nothing.
+	AmountShareBp int64 `protobuf:"varint,8,opt,name=amount_share_bp,json=amountShareBp,proto3" json:"amount_share_bp,omitempty"`
+	// net_grams / county_net_grams in basis points.
+	GramsShareBp  int64 `protobuf:"varint,9,opt,name=grams_share_bp,json=gramsShareBp,proto3" json:"grams_share_bp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CentreShare) Reset() {
+	*x = CentreShare{}
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CentreShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CentreShare) ProtoMessage() {}
+
+func (x *CentreShare) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_procurement_v1_procurement_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CentreShare.ProtoReflect.Descriptor instead.
+func (*CentreShare) Descriptor() ([]byte, []int) {
+	return file_furrow_procurement_v1_procurement_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CentreShare) GetDistributionCentre() string {
+	if x != nil {
+		return x.DistributionCentre
+	}
+	return ""
+}
+
+func (x *CentreShare) GetCounty() string {
+	if x != nil {
+		return x.County
+	}
+	return ""
+}
+
+func (x *CentreShare) GetDeliveries() int32 {
+	if x != nil {
+		return x.Deliveries
+	}
+	return 0
+}
+
+func (x *CentreShare) GetNetGrams() int64 {
+	if x != nil {
+		return x.NetGrams
+	}
+	return 0
+}
+
+func (x *CentreShare) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *CentreShare) GetCountyNetGrams() int64 {
+	if x != nil {
+		return x.CountyNetGrams
+	}
+	return 0
+}
+
+func (x *CentreShare) GetCountyAmountFen() int64 {
+	if x != nil {
+		return x.CountyAmountFen
+	}
+	return 0
+}
+
+func (x *CentreShare) GetAmountShareBp() int64 {
+	if x != nil {
+		return x.AmountShareBp
+	}
+	return 0
+}
+
+func (x *CentreShare) GetGramsShareBp() int64 {
+	if x != nil {
+		return x.GramsShareBp
+	}
+	return 0
+}
+
 var File_furrow_procurement_v1_procurement_proto protoreflect.FileDescriptor
 
 const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
@@ -3007,7 +3387,7 @@ const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"\x12ListOrdersResponse\x124\n" +
 	"\x06orders\x18\x01 \x03(\v2\x1c.furrow.procurement.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
-	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xbd\x02\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xee\x02\n" +
 	"\x15RecordDeliveryRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
@@ -3019,7 +3399,9 @@ const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"\n" +
 	"weighed_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tweighedAt\x12\x19\n" +
 	"\border_id\x18\b \x01(\tR\aorderId\x12\x1c\n" +
-	"\twarehouse\x18\t \x01(\tR\twarehouse\"\xb8\x01\n" +
+	"\twarehouse\x18\t \x01(\tR\twarehouse\x12/\n" +
+	"\x13distribution_centre\x18\n" +
+	" \x01(\tR\x12distributionCentre\"\xb8\x01\n" +
 	"\x16RecordDeliveryResponse\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1d\n" +
@@ -3063,7 +3445,7 @@ const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\"R\n" +
 	"\x13GetDeliveryResponse\x12;\n" +
-	"\bdelivery\x18\x01 \x01(\v2\x1f.furrow.procurement.v1.DeliveryR\bdelivery\"\xe1\x03\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x1f.furrow.procurement.v1.DeliveryR\bdelivery\"\x92\x04\n" +
 	"\bDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1b\n" +
@@ -3083,7 +3465,8 @@ const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"program_id\x18\v \x01(\tR\tprogramId\x12\x1c\n" +
 	"\twarehouse\x18\f \x01(\tR\twarehouse\x12\x16\n" +
 	"\x06county\x18\r \x01(\tR\x06county\x12 \n" +
-	"\vcorrections\x18\x0e \x01(\x05R\vcorrections\"\xb4\x01\n" +
+	"\vcorrections\x18\x0e \x01(\x05R\vcorrections\x12/\n" +
+	"\x13distribution_centre\x18\x0f \x01(\tR\x12distributionCentre\"\xb4\x01\n" +
 	"\x1bListFarmerDeliveriesRequest\x12\x1b\n" +
 	"\tfarmer_id\x18\x01 \x01(\tR\bfarmerId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -3104,7 +3487,42 @@ const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"\fCountyTotals\x12\x16\n" +
 	"\x06county\x18\x01 \x01(\tR\x06county\x12\x18\n" +
 	"\afarmers\x18\x02 \x01(\x03R\afarmers\x12;\n" +
-	"\bprogress\x18\x03 \x01(\v2\x1f.furrow.procurement.v1.ProgressR\bprogress*c\n" +
+	"\bprogress\x18\x03 \x01(\v2\x1f.furrow.procurement.v1.ProgressR\bprogress\"\xd2\x01\n" +
+	"\x17ListCentreIntakeRequest\x12\x16\n" +
+	"\x06county\x18\x01 \x01(\tR\x06county\x12/\n" +
+	"\x13distribution_centre\x18\x02 \x01(\tR\x12distributionCentre\x12\x19\n" +
+	"\bday_from\x18\x03 \x01(\tR\adayFrom\x12\x15\n" +
+	"\x06day_to\x18\x04 \x01(\tR\x05dayTo\x12<\n" +
+	"\fmin_position\x18\x05 \x01(\v2\x19.furrow.types.v1.PositionR\vminPosition\"\xc5\x01\n" +
+	"\x18ListCentreIntakeResponse\x12;\n" +
+	"\x06intake\x18\x01 \x03(\v2#.furrow.procurement.v1.CentreIntakeR\x06intake\x12<\n" +
+	"\acentres\x18\x02 \x03(\v2\".furrow.procurement.v1.CentreShareR\acentres\x12.\n" +
+	"\x05as_of\x18\x03 \x01(\v2\x19.furrow.types.v1.PositionR\x04asOf\"\xf5\x01\n" +
+	"\fCentreIntake\x12/\n" +
+	"\x13distribution_centre\x18\x01 \x01(\tR\x12distributionCentre\x12\x16\n" +
+	"\x06county\x18\x02 \x01(\tR\x06county\x12\x10\n" +
+	"\x03day\x18\x03 \x01(\tR\x03day\x12\x18\n" +
+	"\aproduct\x18\x04 \x01(\tR\aproduct\x12\x14\n" +
+	"\x05grade\x18\x05 \x01(\tR\x05grade\x12\x1e\n" +
+	"\n" +
+	"deliveries\x18\x06 \x01(\x05R\n" +
+	"deliveries\x12\x1b\n" +
+	"\tnet_grams\x18\a \x01(\x03R\bnetGrams\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\b \x01(\x03R\tamountFen\"\xd6\x02\n" +
+	"\vCentreShare\x12/\n" +
+	"\x13distribution_centre\x18\x01 \x01(\tR\x12distributionCentre\x12\x16\n" +
+	"\x06county\x18\x02 \x01(\tR\x06county\x12\x1e\n" +
+	"\n" +
+	"deliveries\x18\x03 \x01(\x05R\n" +
+	"deliveries\x12\x1b\n" +
+	"\tnet_grams\x18\x04 \x01(\x03R\bnetGrams\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x05 \x01(\x03R\tamountFen\x12(\n" +
+	"\x10county_net_grams\x18\x06 \x01(\x03R\x0ecountyNetGrams\x12*\n" +
+	"\x11county_amount_fen\x18\a \x01(\x03R\x0fcountyAmountFen\x12&\n" +
+	"\x0famount_share_bp\x18\b \x01(\x03R\ramountShareBp\x12$\n" +
+	"\x0egrams_share_bp\x18\t \x01(\x03R\fgramsShareBp*c\n" +
 	"\rProgramStatus\x12\x1e\n" +
 	"\x1aPROGRAM_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PROGRAM_STATUS_OPEN\x10\x01\x12\x19\n" +
@@ -3113,7 +3531,7 @@ const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ORDER_STATUS_OPEN\x10\x01\x12\x1a\n" +
 	"\x16ORDER_STATUS_FULFILLED\x10\x02\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x032\xf9\x0f\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x032\x98\x11\n" +
 	"\x12ProcurementService\x12}\n" +
 	"\vOpenProgram\x12).furrow.procurement.v1.OpenProgramRequest\x1a*.furrow.procurement.v1.OpenProgramResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/programs\x12\x93\x01\n" +
 	"\fCloseProgram\x12*.furrow.procurement.v1.CloseProgramRequest\x1a+.furrow.procurement.v1.CloseProgramResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/programs/{program_id}:close\x12\x84\x01\n" +
@@ -3132,7 +3550,8 @@ const file_furrow_procurement_v1_procurement_proto_rawDesc = "" +
 	"\x0fCorrectDelivery\x12-.furrow.procurement.v1.CorrectDeliveryRequest\x1a..furrow.procurement.v1.CorrectDeliveryResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/deliveries/{delivery_id}:correct\x12\x8a\x01\n" +
 	"\vGetDelivery\x12).furrow.procurement.v1.GetDeliveryRequest\x1a*.furrow.procurement.v1.GetDeliveryResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/deliveries/{delivery_id}\x12\xab\x01\n" +
 	"\x14ListFarmerDeliveries\x122.furrow.procurement.v1.ListFarmerDeliveriesRequest\x1a3.furrow.procurement.v1.ListFarmerDeliveriesResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/farmers/{farmer_id}/deliveries\x12\x89\x01\n" +
-	"\x10ListCountyTotals\x12..furrow.procurement.v1.ListCountyTotalsRequest\x1a/.furrow.procurement.v1.ListCountyTotalsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/countiesBDZBgithub.com/furrow/furrow/proto/furrow/procurement/v1;procurementv1b\x06proto3"
+	"\x10ListCountyTotals\x12..furrow.procurement.v1.ListCountyTotalsRequest\x1a/.furrow.procurement.v1.ListCountyTotalsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/counties\x12\x9c\x01\n" +
+	"\x10ListCentreIntake\x12..furrow.procurement.v1.ListCentreIntakeRequest\x1a/.furrow.procurement.v1.ListCentreIntakeResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/distribution-centres/intakeBDZBgithub.com/furrow/furrow/proto/furrow/procurement/v1;procurementv1b\x06proto3"
 
 var (
 	file_furrow_procurement_v1_procurement_proto_rawDescOnce sync.Once
@@ -3147,7 +3566,7 @@ func file_furrow_procurement_v1_procurement_proto_rawDescGZIP() []byte {
 }
 
 var file_furrow_procurement_v1_procurement_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_furrow_procurement_v1_procurement_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_furrow_procurement_v1_procurement_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_furrow_procurement_v1_procurement_proto_goTypes = []any{
 	(ProgramStatus)(0),                   // 0: furrow.procurement.v1.ProgramStatus
 	(OrderStatus)(0),                     // 1: furrow.procurement.v1.OrderStatus
@@ -3187,89 +3606,99 @@ var file_furrow_procurement_v1_procurement_proto_goTypes = []any{
 	(*ListCountyTotalsRequest)(nil),      // 35: furrow.procurement.v1.ListCountyTotalsRequest
 	(*ListCountyTotalsResponse)(nil),     // 36: furrow.procurement.v1.ListCountyTotalsResponse
 	(*CountyTotals)(nil),                 // 37: furrow.procurement.v1.CountyTotals
-	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
-	(*v1.Position)(nil),                  // 39: furrow.types.v1.Position
+	(*ListCentreIntakeRequest)(nil),      // 38: furrow.procurement.v1.ListCentreIntakeRequest
+	(*ListCentreIntakeResponse)(nil),     // 39: furrow.procurement.v1.ListCentreIntakeResponse
+	(*CentreIntake)(nil),                 // 40: furrow.procurement.v1.CentreIntake
+	(*CentreShare)(nil),                  // 41: furrow.procurement.v1.CentreShare
+	(*timestamppb.Timestamp)(nil),        // 42: google.protobuf.Timestamp
+	(*v1.Position)(nil),                  // 43: furrow.types.v1.Position
 }
 var file_furrow_procurement_v1_procurement_proto_depIdxs = []int32{
-	38, // 0: furrow.procurement.v1.OpenProgramRequest.period_start:type_name -> google.protobuf.Timestamp
-	38, // 1: furrow.procurement.v1.OpenProgramRequest.period_end:type_name -> google.protobuf.Timestamp
-	39, // 2: furrow.procurement.v1.OpenProgramResponse.position:type_name -> furrow.types.v1.Position
-	39, // 3: furrow.procurement.v1.CloseProgramResponse.position:type_name -> furrow.types.v1.Position
+	42, // 0: furrow.procurement.v1.OpenProgramRequest.period_start:type_name -> google.protobuf.Timestamp
+	42, // 1: furrow.procurement.v1.OpenProgramRequest.period_end:type_name -> google.protobuf.Timestamp
+	43, // 2: furrow.procurement.v1.OpenProgramResponse.position:type_name -> furrow.types.v1.Position
+	43, // 3: furrow.procurement.v1.CloseProgramResponse.position:type_name -> furrow.types.v1.Position
 	8,  // 4: furrow.procurement.v1.GetProgramResponse.program:type_name -> furrow.procurement.v1.Program
-	38, // 5: furrow.procurement.v1.Program.period_start:type_name -> google.protobuf.Timestamp
-	38, // 6: furrow.procurement.v1.Program.period_end:type_name -> google.protobuf.Timestamp
+	42, // 5: furrow.procurement.v1.Program.period_start:type_name -> google.protobuf.Timestamp
+	42, // 6: furrow.procurement.v1.Program.period_end:type_name -> google.protobuf.Timestamp
 	0,  // 7: furrow.procurement.v1.Program.status:type_name -> furrow.procurement.v1.ProgramStatus
-	39, // 8: furrow.procurement.v1.GetProgramProgressRequest.min_position:type_name -> furrow.types.v1.Position
+	43, // 8: furrow.procurement.v1.GetProgramProgressRequest.min_position:type_name -> furrow.types.v1.Position
 	0,  // 9: furrow.procurement.v1.GetProgramProgressResponse.status:type_name -> furrow.procurement.v1.ProgramStatus
 	11, // 10: furrow.procurement.v1.GetProgramProgressResponse.total:type_name -> furrow.procurement.v1.Progress
 	11, // 11: furrow.procurement.v1.GetProgramProgressResponse.by_product:type_name -> furrow.procurement.v1.Progress
 	11, // 12: furrow.procurement.v1.GetProgramProgressResponse.by_county:type_name -> furrow.procurement.v1.Progress
-	39, // 13: furrow.procurement.v1.GetProgramProgressResponse.as_of:type_name -> furrow.types.v1.Position
+	43, // 13: furrow.procurement.v1.GetProgramProgressResponse.as_of:type_name -> furrow.types.v1.Position
 	12, // 14: furrow.procurement.v1.PlaceOrderRequest.prices:type_name -> furrow.procurement.v1.GradePrice
-	38, // 15: furrow.procurement.v1.PlaceOrderRequest.window_start:type_name -> google.protobuf.Timestamp
-	38, // 16: furrow.procurement.v1.PlaceOrderRequest.window_end:type_name -> google.protobuf.Timestamp
-	39, // 17: furrow.procurement.v1.PlaceOrderResponse.position:type_name -> furrow.types.v1.Position
-	39, // 18: furrow.procurement.v1.CancelOrderResponse.position:type_name -> furrow.types.v1.Position
+	42, // 15: furrow.procurement.v1.PlaceOrderRequest.window_start:type_name -> google.protobuf.Timestamp
+	42, // 16: furrow.procurement.v1.PlaceOrderRequest.window_end:type_name -> google.protobuf.Timestamp
+	43, // 17: furrow.procurement.v1.PlaceOrderResponse.position:type_name -> furrow.types.v1.Position
+	43, // 18: furrow.procurement.v1.CancelOrderResponse.position:type_name -> furrow.types.v1.Position
 	19, // 19: furrow.procurement.v1.GetOrderResponse.order:type_name -> furrow.procurement.v1.Order
 	12, // 20: furrow.procurement.v1.Order.prices:type_name -> furrow.procurement.v1.GradePrice
-	38, // 21: furrow.procurement.v1.Order.window_start:type_name -> google.protobuf.Timestamp
-	38, // 22: furrow.procurement.v1.Order.window_end:type_name -> google.protobuf.Timestamp
+	42, // 21: furrow.procurement.v1.Order.window_start:type_name -> google.protobuf.Timestamp
+	42, // 22: furrow.procurement.v1.Order.window_end:type_name -> google.protobuf.Timestamp
 	1,  // 23: furrow.procurement.v1.Order.status:type_name -> furrow.procurement.v1.OrderStatus
 	1,  // 24: furrow.procurement.v1.ListOrdersRequest.status:type_name -> furrow.procurement.v1.OrderStatus
-	39, // 25: furrow.procurement.v1.ListOrdersRequest.min_position:type_name -> furrow.types.v1.Position
+	43, // 25: furrow.procurement.v1.ListOrdersRequest.min_position:type_name -> furrow.types.v1.Position
 	19, // 26: furrow.procurement.v1.ListOrdersResponse.orders:type_name -> furrow.procurement.v1.Order
-	39, // 27: furrow.procurement.v1.ListOrdersResponse.as_of:type_name -> furrow.types.v1.Position
-	38, // 28: furrow.procurement.v1.RecordDeliveryRequest.weighed_at:type_name -> google.protobuf.Timestamp
-	39, // 29: furrow.procurement.v1.RecordDeliveryResponse.position:type_name -> furrow.types.v1.Position
+	43, // 27: furrow.procurement.v1.ListOrdersResponse.as_of:type_name -> furrow.types.v1.Position
+	42, // 28: furrow.procurement.v1.RecordDeliveryRequest.weighed_at:type_name -> google.protobuf.Timestamp
+	43, // 29: furrow.procurement.v1.RecordDeliveryResponse.position:type_name -> furrow.types.v1.Position
 	22, // 30: furrow.procurement.v1.RecordDeliveriesRequest.lines:type_name -> furrow.procurement.v1.RecordDeliveryRequest
 	26, // 31: furrow.procurement.v1.RecordDeliveriesResponse.results:type_name -> furrow.procurement.v1.DeliveryLineResult
-	39, // 32: furrow.procurement.v1.RecordDeliveriesResponse.position:type_name -> furrow.types.v1.Position
+	43, // 32: furrow.procurement.v1.RecordDeliveriesResponse.position:type_name -> furrow.types.v1.Position
 	23, // 33: furrow.procurement.v1.DeliveryLineResult.recorded:type_name -> furrow.procurement.v1.RecordDeliveryResponse
 	27, // 34: furrow.procurement.v1.DeliveryLineResult.error:type_name -> furrow.procurement.v1.LineError
-	39, // 35: furrow.procurement.v1.CorrectDeliveryResponse.position:type_name -> furrow.types.v1.Position
+	43, // 35: furrow.procurement.v1.CorrectDeliveryResponse.position:type_name -> furrow.types.v1.Position
 	32, // 36: furrow.procurement.v1.GetDeliveryResponse.delivery:type_name -> furrow.procurement.v1.Delivery
-	38, // 37: furrow.procurement.v1.Delivery.weighed_at:type_name -> google.protobuf.Timestamp
-	39, // 38: furrow.procurement.v1.Delivery.position:type_name -> furrow.types.v1.Position
-	39, // 39: furrow.procurement.v1.ListFarmerDeliveriesRequest.min_position:type_name -> furrow.types.v1.Position
+	42, // 37: furrow.procurement.v1.Delivery.weighed_at:type_name -> google.protobuf.Timestamp
+	43, // 38: furrow.procurement.v1.Delivery.position:type_name -> furrow.types.v1.Position
+	43, // 39: furrow.procurement.v1.ListFarmerDeliveriesRequest.min_position:type_name -> furrow.types.v1.Position
 	32, // 40: furrow.procurement.v1.ListFarmerDeliveriesResponse.deliveries:type_name -> furrow.procurement.v1.Delivery
-	39, // 41: furrow.procurement.v1.ListFarmerDeliveriesResponse.as_of:type_name -> furrow.types.v1.Position
-	39, // 42: furrow.procurement.v1.ListCountyTotalsRequest.min_position:type_name -> furrow.types.v1.Position
+	43, // 41: furrow.procurement.v1.ListFarmerDeliveriesResponse.as_of:type_name -> furrow.types.v1.Position
+	43, // 42: furrow.procurement.v1.ListCountyTotalsRequest.min_position:type_name -> furrow.types.v1.Position
 	37, // 43: furrow.procurement.v1.ListCountyTotalsResponse.counties:type_name -> furrow.procurement.v1.CountyTotals
-	39, // 44: furrow.procurement.v1.ListCountyTotalsResponse.as_of:type_name -> furrow.types.v1.Position
+	43, // 44: furrow.procurement.v1.ListCountyTotalsResponse.as_of:type_name -> furrow.types.v1.Position
 	11, // 45: furrow.procurement.v1.CountyTotals.progress:type_name -> furrow.procurement.v1.Progress
-	2,  // 46: furrow.procurement.v1.ProcurementService.OpenProgram:input_type -> furrow.procurement.v1.OpenProgramRequest
-	4,  // 47: furrow.procurement.v1.ProcurementService.CloseProgram:input_type -> furrow.procurement.v1.CloseProgramRequest
-	6,  // 48: furrow.procurement.v1.ProcurementService.GetProgram:input_type -> furrow.procurement.v1.GetProgramRequest
-	9,  // 49: furrow.procurement.v1.ProcurementService.GetProgramProgress:input_type -> furrow.procurement.v1.GetProgramProgressRequest
-	13, // 50: furrow.procurement.v1.ProcurementService.PlaceOrder:input_type -> furrow.procurement.v1.PlaceOrderRequest
-	15, // 51: furrow.procurement.v1.ProcurementService.CancelOrder:input_type -> furrow.procurement.v1.CancelOrderRequest
-	17, // 52: furrow.procurement.v1.ProcurementService.GetOrder:input_type -> furrow.procurement.v1.GetOrderRequest
-	20, // 53: furrow.procurement.v1.ProcurementService.ListOrders:input_type -> furrow.procurement.v1.ListOrdersRequest
-	22, // 54: furrow.procurement.v1.ProcurementService.RecordDelivery:input_type -> furrow.procurement.v1.RecordDeliveryRequest
-	24, // 55: furrow.procurement.v1.ProcurementService.RecordDeliveries:input_type -> furrow.procurement.v1.RecordDeliveriesRequest
-	28, // 56: furrow.procurement.v1.ProcurementService.CorrectDelivery:input_type -> furrow.procurement.v1.CorrectDeliveryRequest
-	30, // 57: furrow.procurement.v1.ProcurementService.GetDelivery:input_type -> furrow.procurement.v1.GetDeliveryRequest
-	33, // 58: furrow.procurement.v1.ProcurementService.ListFarmerDeliveries:input_type -> furrow.procurement.v1.ListFarmerDeliveriesRequest
-	35, // 59: furrow.procurement.v1.ProcurementService.ListCountyTotals:input_type -> furrow.procurement.v1.ListCountyTotalsRequest
-	3,  // 60: furrow.procurement.v1.ProcurementService.OpenProgram:output_type -> furrow.procurement.v1.OpenProgramResponse
-	5,  // 61: furrow.procurement.v1.ProcurementService.CloseProgram:output_type -> furrow.procurement.v1.CloseProgramResponse
-	7,  // 62: furrow.procurement.v1.ProcurementService.GetProgram:output_type -> furrow.procurement.v1.GetProgramResponse
-	10, // 63: furrow.procurement.v1.ProcurementService.GetProgramProgress:output_type -> furrow.procurement.v1.GetProgramProgressResponse
-	14, // 64: furrow.procurement.v1.ProcurementService.PlaceOrder:output_type -> furrow.procurement.v1.PlaceOrderResponse
-	16, // 65: furrow.procurement.v1.ProcurementService.CancelOrder:output_type -> furrow.procurement.v1.CancelOrderResponse
-	18, // 66: furrow.procurement.v1.ProcurementService.GetOrder:output_type -> furrow.procurement.v1.GetOrderResponse
-	21, // 67: furrow.procurement.v1.ProcurementService.ListOrders:output_type -> furrow.procurement.v1.ListOrdersResponse
-	23, // 68: furrow.procurement.v1.ProcurementService.RecordDelivery:output_type -> furrow.procurement.v1.RecordDeliveryResponse
-	25, // 69: furrow.procurement.v1.ProcurementService.RecordDeliveries:output_type -> furrow.procurement.v1.RecordDeliveriesResponse
-	29, // 70: furrow.procurement.v1.ProcurementService.CorrectDelivery:output_type -> furrow.procurement.v1.CorrectDeliveryResponse
-	31, // 71: furrow.procurement.v1.ProcurementService.GetDelivery:output_type -> furrow.procurement.v1.GetDeliveryResponse
-	34, // 72: furrow.procurement.v1.ProcurementService.ListFarmerDeliveries:output_type -> furrow.procurement.v1.ListFarmerDeliveriesResponse
-	36, // 73: furrow.procurement.v1.ProcurementService.ListCountyTotals:output_type -> furrow.procurement.v1.ListCountyTotalsResponse
-	60, // [60:74] is the sub-list for method output_type
-	46, // [46:60] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	43, // 46: furrow.procurement.v1.ListCentreIntakeRequest.min_position:type_name -> furrow.types.v1.Position
+	40, // 47: furrow.procurement.v1.ListCentreIntakeResponse.intake:type_name -> furrow.procurement.v1.CentreIntake
+	41, // 48: furrow.procurement.v1.ListCentreIntakeResponse.centres:type_name -> furrow.procurement.v1.CentreShare
+	43, // 49: furrow.procurement.v1.ListCentreIntakeResponse.as_of:type_name -> furrow.types.v1.Position
+	2,  // 50: furrow.procurement.v1.ProcurementService.OpenProgram:input_type -> furrow.procurement.v1.OpenProgramRequest
+	4,  // 51: furrow.procurement.v1.ProcurementService.CloseProgram:input_type -> furrow.procurement.v1.CloseProgramRequest
+	6,  // 52: furrow.procurement.v1.ProcurementService.GetProgram:input_type -> furrow.procurement.v1.GetProgramRequest
+	9,  // 53: furrow.procurement.v1.ProcurementService.GetProgramProgress:input_type -> furrow.procurement.v1.GetProgramProgressRequest
+	13, // 54: furrow.procurement.v1.ProcurementService.PlaceOrder:input_type -> furrow.procurement.v1.PlaceOrderRequest
+	15, // 55: furrow.procurement.v1.ProcurementService.CancelOrder:input_type -> furrow.procurement.v1.CancelOrderRequest
+	17, // 56: furrow.procurement.v1.ProcurementService.GetOrder:input_type -> furrow.procurement.v1.GetOrderRequest
+	20, // 57: furrow.procurement.v1.ProcurementService.ListOrders:input_type -> furrow.procurement.v1.ListOrdersRequest
+	22, // 58: furrow.procurement.v1.ProcurementService.RecordDelivery:input_type -> furrow.procurement.v1.RecordDeliveryRequest
+	24, // 59: furrow.procurement.v1.ProcurementService.RecordDeliveries:input_type -> furrow.procurement.v1.RecordDeliveriesRequest
+	28, // 60: furrow.procurement.v1.ProcurementService.CorrectDelivery:input_type -> furrow.procurement.v1.CorrectDeliveryRequest
+	30, // 61: furrow.procurement.v1.ProcurementService.GetDelivery:input_type -> furrow.procurement.v1.GetDeliveryRequest
+	33, // 62: furrow.procurement.v1.ProcurementService.ListFarmerDeliveries:input_type -> furrow.procurement.v1.ListFarmerDeliveriesRequest
+	35, // 63: furrow.procurement.v1.ProcurementService.ListCountyTotals:input_type -> furrow.procurement.v1.ListCountyTotalsRequest
+	38, // 64: furrow.procurement.v1.ProcurementService.ListCentreIntake:input_type -> furrow.procurement.v1.ListCentreIntakeRequest
+	3,  // 65: furrow.procurement.v1.ProcurementService.OpenProgram:output_type -> furrow.procurement.v1.OpenProgramResponse
+	5,  // 66: furrow.procurement.v1.ProcurementService.CloseProgram:output_type -> furrow.procurement.v1.CloseProgramResponse
+	7,  // 67: furrow.procurement.v1.ProcurementService.GetProgram:output_type -> furrow.procurement.v1.GetProgramResponse
+	10, // 68: furrow.procurement.v1.ProcurementService.GetProgramProgress:output_type -> furrow.procurement.v1.GetProgramProgressResponse
+	14, // 69: furrow.procurement.v1.ProcurementService.PlaceOrder:output_type -> furrow.procurement.v1.PlaceOrderResponse
+	16, // 70: furrow.procurement.v1.ProcurementService.CancelOrder:output_type -> furrow.procurement.v1.CancelOrderResponse
+	18, // 71: furrow.procurement.v1.ProcurementService.GetOrder:output_type -> furrow.procurement.v1.GetOrderResponse
+	21, // 72: furrow.procurement.v1.ProcurementService.ListOrders:output_type -> furrow.procurement.v1.ListOrdersResponse
+	23, // 73: furrow.procurement.v1.ProcurementService.RecordDelivery:output_type -> furrow.procurement.v1.RecordDeliveryResponse
+	25, // 74: furrow.procurement.v1.ProcurementService.RecordDeliveries:output_type -> furrow.procurement.v1.RecordDeliveriesResponse
+	29, // 75: furrow.procurement.v1.ProcurementService.CorrectDelivery:output_type -> furrow.procurement.v1.CorrectDeliveryResponse
+	31, // 76: furrow.procurement.v1.ProcurementService.GetDelivery:output_type -> furrow.procurement.v1.GetDeliveryResponse
+	34, // 77: furrow.procurement.v1.ProcurementService.ListFarmerDeliveries:output_type -> furrow.procurement.v1.ListFarmerDeliveriesResponse
+	36, // 78: furrow.procurement.v1.ProcurementService.ListCountyTotals:output_type -> furrow.procurement.v1.ListCountyTotalsResponse
+	39, // 79: furrow.procurement.v1.ProcurementService.ListCentreIntake:output_type -> furrow.procurement.v1.ListCentreIntakeResponse
+	65, // [65:80] is the sub-list for method output_type
+	50, // [50:65] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_furrow_procurement_v1_procurement_proto_init() }
@@ -3284,7 +3713,7 @@ func file_furrow_procurement_v1_procurement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_procurement_v1_procurement_proto_rawDesc), len(file_furrow_procurement_v1_procurement_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

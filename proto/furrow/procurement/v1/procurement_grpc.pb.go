@@ -33,6 +33,7 @@ const (
 	ProcurementService_GetDelivery_FullMethodName          = "/furrow.procurement.v1.ProcurementService/GetDelivery"
 	ProcurementService_ListFarmerDeliveries_FullMethodName = "/furrow.procurement.v1.ProcurementService/ListFarmerDeliveries"
 	ProcurementService_ListCountyTotals_FullMethodName     = "/furrow.procurement.v1.ProcurementService/ListCountyTotals"
+	ProcurementService_ListCentreIntake_FullMethodName     = "/furrow.procurement.v1.ProcurementService/ListCentreIntake"
 )
 
 // ProcurementServiceClient is the client API for ProcurementService service.
@@ -113,6 +114,11 @@ type ProcurementServiceClient interface {
 	// was ordered and delivered, across programmes and ad-hoc purchases
 	// (from projections).
 	ListCountyTotals(ctx context.Context, in *ListCountyTotalsRequest, opts ...grpc.CallOption) (*ListCountyTotalsResponse, error)
+	// ListCentreIntake returns what each county distribution centre weighed
+	// in per day (China Standard Time), product and grade, as corrected, and
+	// each centre's share of its county's purchases over the same days (from
+	// a projection). Deliveries that name no centre count under "unknown".
+	ListCentreIntake(ctx context.Context, in *ListCentreIntakeRequest, opts ...grpc.CallOption) (*ListCentreIntakeResponse, error)
 }
 
 type procurementServiceClient struct {
@@ -263,6 +269,16 @@ func (c *procurementServiceClient) ListCountyTotals(ctx context.Context, in *Lis
 	return out, nil
 }
 
+func (c *procurementServiceClient) ListCentreIntake(ctx context.Context, in *ListCentreIntakeRequest, opts ...grpc.CallOption) (*ListCentreIntakeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCentreIntakeResponse)
+	err := c.cc.Invoke(ctx, ProcurementService_ListCentreIntake_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProcurementServiceServer is the server API for ProcurementService service.
 // All implementations must embed UnimplementedProcurementServiceServer
 // for forward compatibility.
@@ -341,6 +357,11 @@ type ProcurementServiceServer interface {
 	// was ordered and delivered, across programmes and ad-hoc purchases
 	// (from projections).
 	ListCountyTotals(context.Context, *ListCountyTotalsRequest) (*ListCountyTotalsResponse, error)
+	// ListCentreIntake returns what each county distribution centre weighed
+	// in per day (China Standard Time), product and grade, as corrected, and
+	// each centre's share of its county's purchases over the same days (from
+	// a projection). Deliveries that name no centre count under "unknown".
+	ListCentreIntake(context.Context, *ListCentreIntakeRequest) (*ListCentreIntakeResponse, error)
 	mustEmbedUnimplementedProcurementServiceServer()
 }
 
@@ -392,6 +413,9 @@ func (UnimplementedProcurementServiceServer) ListFarmerDeliveries(context.Contex
 }
 func (UnimplementedProcurementServiceServer) ListCountyTotals(context.Context, *ListCountyTotalsRequest) (*ListCountyTotalsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCountyTotals not implemented")
+}
+func (UnimplementedProcurementServiceServer) ListCentreIntake(context.Context, *ListCentreIntakeRequest) (*ListCentreIntakeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCentreIntake not implemented")
 }
 func (UnimplementedProcurementServiceServer) mustEmbedUnimplementedProcurementServiceServer() {}
 func (UnimplementedProcurementServiceServer) testEmbeddedByValue()                            {}
@@ -666,6 +690,24 @@ func _ProcurementService_ListCountyTotals_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProcurementService_ListCentreIntake_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCentreIntakeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcurementServiceServer).ListCentreIntake(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcurementService_ListCentreIntake_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcurementServiceServer).ListCentreIntake(ctx, req.(*ListCentreIntakeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProcurementService_ServiceDesc is the grpc.ServiceDesc for ProcurementService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -728,6 +770,10 @@ var ProcurementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCountyTotals",
 			Handler:    _ProcurementService_ListCountyTotals_Handler,
+		},
+		{
+			MethodName: "ListCentreIntake",
+			Handler:    _ProcurementService_ListCentreIntake_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Short:  "procurement",
 		Stream: procurement.Stream,
 		New: func(d serve.Deps) (serve.Wired, error) {
-			return procurement.New(procurement.Deps{JS: d.JS, DB: d.DB, Log: d.Log})
+			return procurement.New(procurement.Deps{JS: d.JS, DB: d.DB, Log: d.Log, Requests: d.Requests})
 		},
 	}, stderr)
 }

@@ -596,6 +596,106 @@ func (x *PremiumRuleRevised) GetPreviousFenPerKg() int64 {
 	return 0
 }
 
+// PremiumRuleEnded: a rule was ended early: its last day in force became
+// effective_to. Premiums earned under the rule after that day are re-rated
+// to nothing (PremiumAdjusted, cause RULE_ENDED, withheld NO_RULE); a later
+// rule of the brand and channel may then start the day after effective_to.
+// Subject: brand.rules.<brand_id>~<channel>.premium_rule_ended
+type PremiumRuleEnded struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	BrandId string                 `protobuf:"bytes,1,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Channel string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	RuleId  string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// The rule's new version (the previous version + 1).
+	RuleVersion int32 `protobuf:"varint,4,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	// The new last day in force (inclusive).
+	EffectiveTo string `protobuf:"bytes,5,opt,name=effective_to,json=effectiveTo,proto3" json:"effective_to,omitempty"`
+	Reason      string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The last day before the end; empty when the rule was open-ended.
+	PreviousEffectiveTo string `protobuf:"bytes,7,opt,name=previous_effective_to,json=previousEffectiveTo,proto3" json:"previous_effective_to,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *PremiumRuleEnded) Reset() {
+	*x = PremiumRuleEnded{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PremiumRuleEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PremiumRuleEnded) ProtoMessage() {}
+
+func (x *PremiumRuleEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PremiumRuleEnded.ProtoReflect.Descriptor instead.
+func (*PremiumRuleEnded) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PremiumRuleEnded) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *PremiumRuleEnded) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PremiumRuleEnded) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *PremiumRuleEnded) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *PremiumRuleEnded) GetEffectiveTo() string {
+	if x != nil {
+		return x.EffectiveTo
+	}
+	return ""
+}
+
+func (x *PremiumRuleEnded) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PremiumRuleEnded) GetPreviousEffectiveTo() string {
+	if x != nil {
+		return x.PreviousEffectiveTo
+	}
+	return ""
+}
+
 // SalesReported: a channel reported (or restated) its branded sales. It
 // heads the batch of per-line events of the same revision: PremiumEarned,
 // PremiumWithheld and PremiumAdjusted for the lines whose outcome changed.
@@ -619,7 +719,7 @@ type SalesReported struct {
 
 func (x *SalesReported) Reset() {
 	*x = SalesReported{}
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[7]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +731,7 @@ func (x *SalesReported) String() string {
 func (*SalesReported) ProtoMessage() {}
 
 func (x *SalesReported) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[7]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +744,7 @@ func (x *SalesReported) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SalesReported.ProtoReflect.Descriptor instead.
 func (*SalesReported) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SalesReported) GetReportId() string {
@@ -700,7 +800,7 @@ type RuleSetVersion struct {
 
 func (x *RuleSetVersion) Reset() {
 	*x = RuleSetVersion{}
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[8]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +812,7 @@ func (x *RuleSetVersion) String() string {
 func (*RuleSetVersion) ProtoMessage() {}
 
 func (x *RuleSetVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[8]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +825,7 @@ func (x *RuleSetVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleSetVersion.ProtoReflect.Descriptor instead.
 func (*RuleSetVersion) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RuleSetVersion) GetBrandId() string {
@@ -771,7 +871,7 @@ type PremiumEarned struct {
 
 func (x *PremiumEarned) Reset() {
 	*x = PremiumEarned{}
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[9]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +883,7 @@ func (x *PremiumEarned) String() string {
 func (*PremiumEarned) ProtoMessage() {}
 
 func (x *PremiumEarned) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[9]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +896,7 @@ func (x *PremiumEarned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PremiumEarned.ProtoReflect.Descriptor instead.
 func (*PremiumEarned) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PremiumEarned) GetSaleId() string {
@@ -899,7 +999,11 @@ func (x *PremiumEarned) GetDeliveryId() string {
 
 // PremiumAdjusted: an earned premium was re-rated (a rule was revised, or a
 // report restated). delta_fen is the exact change, positive or negative.
-// The grams, sold_at and rule fields describe the sale after the change.
+// The grams, sold_at and rule fields describe the sale after the change,
+// except that an adjustment of cause RULE_ENDED names the ended rule and
+// the version that ended it (with fen_per_kg 0). delta_fen is never 0:
+// re-rating that changes no premium writes nothing, and a restatement that
+// changes a sale but not its premium writes a SaleRestated.
 // Subject: brand.<aggregate>.<id>.premium_adjusted
 // (brand.report.<report_id>.premium_adjusted)
 type PremiumAdjusted struct {
@@ -928,8 +1032,8 @@ type PremiumAdjusted struct {
 	// The furrow.brand.v1.AdjustmentCause number.
 	Cause int32 `protobuf:"varint,18,opt,name=cause,proto3" json:"cause,omitempty"`
 	// The furrow.brand.v1.WithheldReason number when the sale no longer
-	// earns (premium_fen is then 0 and the rule fields are empty); 0 while
-	// it earns.
+	// earns (premium_fen is then 0 and the rule fields are empty, but for
+	// cause RULE_ENDED); 0 while it earns.
 	WithheldReason int32 `protobuf:"varint,19,opt,name=withheld_reason,json=withheldReason,proto3" json:"withheld_reason,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -937,7 +1041,7 @@ type PremiumAdjusted struct {
 
 func (x *PremiumAdjusted) Reset() {
 	*x = PremiumAdjusted{}
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[10]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1053,7 @@ func (x *PremiumAdjusted) String() string {
 func (*PremiumAdjusted) ProtoMessage() {}
 
 func (x *PremiumAdjusted) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[10]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1066,7 @@ func (x *PremiumAdjusted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PremiumAdjusted.ProtoReflect.Descriptor instead.
 func (*PremiumAdjusted) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PremiumAdjusted) GetSaleId() string {
@@ -1125,7 +1229,7 @@ type PremiumWithheld struct {
 
 func (x *PremiumWithheld) Reset() {
 	*x = PremiumWithheld{}
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[11]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1241,7 @@ func (x *PremiumWithheld) String() string {
 func (*PremiumWithheld) ProtoMessage() {}
 
 func (x *PremiumWithheld) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[11]
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1254,7 @@ func (x *PremiumWithheld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PremiumWithheld.ProtoReflect.Descriptor instead.
 func (*PremiumWithheld) Descriptor() ([]byte, []int) {
-	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PremiumWithheld) GetSaleId() string {
@@ -1237,6 +1341,369 @@ func (x *PremiumWithheld) GetDetail() string {
 	return ""
 }
 
+// LotClaimed: a sales report's claim on a delivered lot (a procurement
+// delivery its lines name) changed: the report, at report_revision, now
+// claims claimed_grams of it in all (0 when a restatement left out every
+// line naming it). The claims of all reports on a lot never exceed what it
+// delivered (as corrected) when they were made: each is appended in the
+// report's atomic batch, expecting the lot's last event to be the one the
+// check read.
+// Subject: brand.lot.<delivery_id>.lot_claimed
+type LotClaimed struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	DeliveryId     string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	ReportId       string                 `protobuf:"bytes,2,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	ReportRevision uint32                 `protobuf:"varint,3,opt,name=report_revision,json=reportRevision,proto3" json:"report_revision,omitempty"`
+	Channel        string                 `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	// The report's claim on the lot after this revision, and before it.
+	ClaimedGrams  int64 `protobuf:"varint,5,opt,name=claimed_grams,json=claimedGrams,proto3" json:"claimed_grams,omitempty"`
+	PreviousGrams int64 `protobuf:"varint,6,opt,name=previous_grams,json=previousGrams,proto3" json:"previous_grams,omitempty"`
+	// The lot's grams (delivered, as corrected) the claim was checked
+	// against, and every report's claims on it after this one.
+	LotGrams        int64 `protobuf:"varint,7,opt,name=lot_grams,json=lotGrams,proto3" json:"lot_grams,omitempty"`
+	LotClaimedGrams int64 `protobuf:"varint,8,opt,name=lot_claimed_grams,json=lotClaimedGrams,proto3" json:"lot_claimed_grams,omitempty"`
+	// The report's lines that name the lot, as this revision states them.
+	Lines         []*LotClaimLine `protobuf:"bytes,9,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LotClaimed) Reset() {
+	*x = LotClaimed{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LotClaimed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LotClaimed) ProtoMessage() {}
+
+func (x *LotClaimed) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LotClaimed.ProtoReflect.Descriptor instead.
+func (*LotClaimed) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LotClaimed) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *LotClaimed) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *LotClaimed) GetReportRevision() uint32 {
+	if x != nil {
+		return x.ReportRevision
+	}
+	return 0
+}
+
+func (x *LotClaimed) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *LotClaimed) GetClaimedGrams() int64 {
+	if x != nil {
+		return x.ClaimedGrams
+	}
+	return 0
+}
+
+func (x *LotClaimed) GetPreviousGrams() int64 {
+	if x != nil {
+		return x.PreviousGrams
+	}
+	return 0
+}
+
+func (x *LotClaimed) GetLotGrams() int64 {
+	if x != nil {
+		return x.LotGrams
+	}
+	return 0
+}
+
+func (x *LotClaimed) GetLotClaimedGrams() int64 {
+	if x != nil {
+		return x.LotClaimedGrams
+	}
+	return 0
+}
+
+func (x *LotClaimed) GetLines() []*LotClaimLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+// LotClaimLine is one sales line's grams of a lot.
+type LotClaimLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SaleId        string                 `protobuf:"bytes,1,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
+	LineId        string                 `protobuf:"bytes,2,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	BrandId       string                 `protobuf:"bytes,3,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	Grams         int64                  `protobuf:"varint,4,opt,name=grams,proto3" json:"grams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LotClaimLine) Reset() {
+	*x = LotClaimLine{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LotClaimLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LotClaimLine) ProtoMessage() {}
+
+func (x *LotClaimLine) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LotClaimLine.ProtoReflect.Descriptor instead.
+func (*LotClaimLine) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LotClaimLine) GetSaleId() string {
+	if x != nil {
+		return x.SaleId
+	}
+	return ""
+}
+
+func (x *LotClaimLine) GetLineId() string {
+	if x != nil {
+		return x.LineId
+	}
+	return ""
+}
+
+func (x *LotClaimLine) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *LotClaimLine) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+// SaleRestated: a restatement changed a sale that has earned before (its
+// grams, day, delivery, rule or withheld state) without changing its
+// premium, so there is nothing to adjust: it is written instead of a
+// PremiumAdjusted of delta 0, and the ledger posts nothing for it. The
+// fields describe the sale after the change, as in PremiumAdjusted.
+// Subject: brand.report.<report_id>.sale_restated
+type SaleRestated struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	SaleId   string                 `protobuf:"bytes,1,opt,name=sale_id,json=saleId,proto3" json:"sale_id,omitempty"`
+	BrandId  string                 `protobuf:"bytes,2,opt,name=brand_id,json=brandId,proto3" json:"brand_id,omitempty"`
+	FarmerId string                 `protobuf:"bytes,3,opt,name=farmer_id,json=farmerId,proto3" json:"farmer_id,omitempty"`
+	Channel  string                 `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	// The sale's premium, unchanged.
+	PremiumFen     int64  `protobuf:"varint,5,opt,name=premium_fen,json=premiumFen,proto3" json:"premium_fen,omitempty"`
+	RuleId         string `protobuf:"bytes,6,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleVersion    int32  `protobuf:"varint,7,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	FenPerKg       int64  `protobuf:"varint,8,opt,name=fen_per_kg,json=fenPerKg,proto3" json:"fen_per_kg,omitempty"`
+	Reason         string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	ReportId       string `protobuf:"bytes,10,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	ReportRevision uint32 `protobuf:"varint,11,opt,name=report_revision,json=reportRevision,proto3" json:"report_revision,omitempty"`
+	LineId         string `protobuf:"bytes,12,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	DeliveryId     string `protobuf:"bytes,13,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// 0 when the line was withdrawn.
+	Grams  int64                  `protobuf:"varint,14,opt,name=grams,proto3" json:"grams,omitempty"`
+	SoldAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=sold_at,json=soldAt,proto3" json:"sold_at,omitempty"`
+	// The furrow.brand.v1.WithheldReason number when the sale earns nothing;
+	// 0 while it earns.
+	WithheldReason int32 `protobuf:"varint,16,opt,name=withheld_reason,json=withheldReason,proto3" json:"withheld_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SaleRestated) Reset() {
+	*x = SaleRestated{}
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaleRestated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaleRestated) ProtoMessage() {}
+
+func (x *SaleRestated) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_brand_events_v1_events_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaleRestated.ProtoReflect.Descriptor instead.
+func (*SaleRestated) Descriptor() ([]byte, []int) {
+	return file_furrow_brand_events_v1_events_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SaleRestated) GetSaleId() string {
+	if x != nil {
+		return x.SaleId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetBrandId() string {
+	if x != nil {
+		return x.BrandId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetFarmerId() string {
+	if x != nil {
+		return x.FarmerId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetPremiumFen() int64 {
+	if x != nil {
+		return x.PremiumFen
+	}
+	return 0
+}
+
+func (x *SaleRestated) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *SaleRestated) GetFenPerKg() int64 {
+	if x != nil {
+		return x.FenPerKg
+	}
+	return 0
+}
+
+func (x *SaleRestated) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetReportRevision() uint32 {
+	if x != nil {
+		return x.ReportRevision
+	}
+	return 0
+}
+
+func (x *SaleRestated) GetLineId() string {
+	if x != nil {
+		return x.LineId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *SaleRestated) GetGrams() int64 {
+	if x != nil {
+		return x.Grams
+	}
+	return 0
+}
+
+func (x *SaleRestated) GetSoldAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SoldAt
+	}
+	return nil
+}
+
+func (x *SaleRestated) GetWithheldReason() int32 {
+	if x != nil {
+		return x.WithheldReason
+	}
+	return 0
+}
+
 var File_furrow_brand_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
@@ -1287,7 +1754,15 @@ const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
 	"fen_per_kg\x18\x05 \x01(\x03R\bfenPerKg\x12!\n" +
 	"\frevised_from\x18\x06 \x01(\tR\vrevisedFrom\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12-\n" +
-	"\x13previous_fen_per_kg\x18\b \x01(\x03R\x10previousFenPerKg\"\xef\x01\n" +
+	"\x13previous_fen_per_kg\x18\b \x01(\x03R\x10previousFenPerKg\"\xf2\x01\n" +
+	"\x10PremiumRuleEnded\x12\x19\n" +
+	"\bbrand_id\x18\x01 \x01(\tR\abrandId\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\x04 \x01(\x05R\vruleVersion\x12!\n" +
+	"\feffective_to\x18\x05 \x01(\tR\veffectiveTo\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x122\n" +
+	"\x15previous_effective_to\x18\a \x01(\tR\x13previousEffectiveTo\"\xef\x01\n" +
 	"\rSalesReported\x12\x1b\n" +
 	"\treport_id\x18\x01 \x01(\tR\breportId\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\rR\brevision\x12\x18\n" +
@@ -1356,7 +1831,45 @@ const file_furrow_brand_events_v1_events_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"deliveryId\x12\x16\n" +
 	"\x06reason\x18\v \x01(\x05R\x06reason\x12\x16\n" +
-	"\x06detail\x18\f \x01(\tR\x06detailBCZAgithub.com/furrow/furrow/proto/furrow/brand/events/v1;brandeventsb\x06proto3"
+	"\x06detail\x18\f \x01(\tR\x06detail\"\xde\x02\n" +
+	"\n" +
+	"LotClaimed\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12\x1b\n" +
+	"\treport_id\x18\x02 \x01(\tR\breportId\x12'\n" +
+	"\x0freport_revision\x18\x03 \x01(\rR\x0ereportRevision\x12\x18\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12#\n" +
+	"\rclaimed_grams\x18\x05 \x01(\x03R\fclaimedGrams\x12%\n" +
+	"\x0eprevious_grams\x18\x06 \x01(\x03R\rpreviousGrams\x12\x1b\n" +
+	"\tlot_grams\x18\a \x01(\x03R\blotGrams\x12*\n" +
+	"\x11lot_claimed_grams\x18\b \x01(\x03R\x0flotClaimedGrams\x12:\n" +
+	"\x05lines\x18\t \x03(\v2$.furrow.brand.events.v1.LotClaimLineR\x05lines\"q\n" +
+	"\fLotClaimLine\x12\x17\n" +
+	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x17\n" +
+	"\aline_id\x18\x02 \x01(\tR\x06lineId\x12\x19\n" +
+	"\bbrand_id\x18\x03 \x01(\tR\abrandId\x12\x14\n" +
+	"\x05grams\x18\x04 \x01(\x03R\x05grams\"\x80\x04\n" +
+	"\fSaleRestated\x12\x17\n" +
+	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x19\n" +
+	"\bbrand_id\x18\x02 \x01(\tR\abrandId\x12\x1b\n" +
+	"\tfarmer_id\x18\x03 \x01(\tR\bfarmerId\x12\x18\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12\x1f\n" +
+	"\vpremium_fen\x18\x05 \x01(\x03R\n" +
+	"premiumFen\x12\x17\n" +
+	"\arule_id\x18\x06 \x01(\tR\x06ruleId\x12!\n" +
+	"\frule_version\x18\a \x01(\x05R\vruleVersion\x12\x1c\n" +
+	"\n" +
+	"fen_per_kg\x18\b \x01(\x03R\bfenPerKg\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x12\x1b\n" +
+	"\treport_id\x18\n" +
+	" \x01(\tR\breportId\x12'\n" +
+	"\x0freport_revision\x18\v \x01(\rR\x0ereportRevision\x12\x17\n" +
+	"\aline_id\x18\f \x01(\tR\x06lineId\x12\x1f\n" +
+	"\vdelivery_id\x18\r \x01(\tR\n" +
+	"deliveryId\x12\x14\n" +
+	"\x05grams\x18\x0e \x01(\x03R\x05grams\x123\n" +
+	"\asold_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x06soldAt\x12'\n" +
+	"\x0fwithheld_reason\x18\x10 \x01(\x05R\x0ewithheldReasonBCZAgithub.com/furrow/furrow/proto/furrow/brand/events/v1;brandeventsb\x06proto3"
 
 var (
 	file_furrow_brand_events_v1_events_proto_rawDescOnce sync.Once
@@ -1370,7 +1883,7 @@ func file_furrow_brand_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_furrow_brand_events_v1_events_proto_rawDescData
 }
 
-var file_furrow_brand_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_furrow_brand_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_furrow_brand_events_v1_events_proto_goTypes = []any{
 	(*BrandRegistered)(nil),       // 0: furrow.brand.events.v1.BrandRegistered
 	(*BrandStageChanged)(nil),     // 1: furrow.brand.events.v1.BrandStageChanged
@@ -1379,23 +1892,29 @@ var file_furrow_brand_events_v1_events_proto_goTypes = []any{
 	(*FarmerSuspended)(nil),       // 4: furrow.brand.events.v1.FarmerSuspended
 	(*PremiumRuleSet)(nil),        // 5: furrow.brand.events.v1.PremiumRuleSet
 	(*PremiumRuleRevised)(nil),    // 6: furrow.brand.events.v1.PremiumRuleRevised
-	(*SalesReported)(nil),         // 7: furrow.brand.events.v1.SalesReported
-	(*RuleSetVersion)(nil),        // 8: furrow.brand.events.v1.RuleSetVersion
-	(*PremiumEarned)(nil),         // 9: furrow.brand.events.v1.PremiumEarned
-	(*PremiumAdjusted)(nil),       // 10: furrow.brand.events.v1.PremiumAdjusted
-	(*PremiumWithheld)(nil),       // 11: furrow.brand.events.v1.PremiumWithheld
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*PremiumRuleEnded)(nil),      // 7: furrow.brand.events.v1.PremiumRuleEnded
+	(*SalesReported)(nil),         // 8: furrow.brand.events.v1.SalesReported
+	(*RuleSetVersion)(nil),        // 9: furrow.brand.events.v1.RuleSetVersion
+	(*PremiumEarned)(nil),         // 10: furrow.brand.events.v1.PremiumEarned
+	(*PremiumAdjusted)(nil),       // 11: furrow.brand.events.v1.PremiumAdjusted
+	(*PremiumWithheld)(nil),       // 12: furrow.brand.events.v1.PremiumWithheld
+	(*LotClaimed)(nil),            // 13: furrow.brand.events.v1.LotClaimed
+	(*LotClaimLine)(nil),          // 14: furrow.brand.events.v1.LotClaimLine
+	(*SaleRestated)(nil),          // 15: furrow.brand.events.v1.SaleRestated
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_furrow_brand_events_v1_events_proto_depIdxs = []int32{
-	8,  // 0: furrow.brand.events.v1.SalesReported.rule_sets:type_name -> furrow.brand.events.v1.RuleSetVersion
-	12, // 1: furrow.brand.events.v1.PremiumEarned.sold_at:type_name -> google.protobuf.Timestamp
-	12, // 2: furrow.brand.events.v1.PremiumAdjusted.sold_at:type_name -> google.protobuf.Timestamp
-	12, // 3: furrow.brand.events.v1.PremiumWithheld.sold_at:type_name -> google.protobuf.Timestamp
-	4,  // [4:4] is the sub-list for method output_type
-	4,  // [4:4] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	9,  // 0: furrow.brand.events.v1.SalesReported.rule_sets:type_name -> furrow.brand.events.v1.RuleSetVersion
+	16, // 1: furrow.brand.events.v1.PremiumEarned.sold_at:type_name -> google.protobuf.Timestamp
+	16, // 2: furrow.brand.events.v1.PremiumAdjusted.sold_at:type_name -> google.protobuf.Timestamp
+	16, // 3: furrow.brand.events.v1.PremiumWithheld.sold_at:type_name -> google.protobuf.Timestamp
+	14, // 4: furrow.brand.events.v1.LotClaimed.lines:type_name -> furrow.brand.events.v1.LotClaimLine
+	16, // 5: furrow.brand.events.v1.SaleRestated.sold_at:type_name -> google.protobuf.Timestamp
+	6,  // [6:6] is the sub-list for method output_type
+	6,  // [6:6] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_furrow_brand_events_v1_events_proto_init() }
@@ -1409,7 +1928,7 @@ func file_furrow_brand_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_brand_events_v1_events_proto_rawDesc), len(file_furrow_brand_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -46,9 +46,12 @@ type DeliveryRecorded struct {
 	Warehouse string `protobuf:"bytes,11,opt,name=warehouse,proto3" json:"warehouse,omitempty"`
 	// The farmer's county when the delivery was recorded (from the ledger's
 	// FarmerRegistered), so county totals need no other stream.
-	County        string `protobuf:"bytes,12,opt,name=county,proto3" json:"county,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	County string `protobuf:"bytes,12,opt,name=county,proto3" json:"county,omitempty"`
+	// The county distribution centre that weighed it in; empty in events
+	// written before the field existed, or when the weigh-in named none.
+	DistributionCentre string `protobuf:"bytes,13,opt,name=distribution_centre,json=distributionCentre,proto3" json:"distribution_centre,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *DeliveryRecorded) Reset() {
@@ -161,6 +164,13 @@ func (x *DeliveryRecorded) GetWarehouse() string {
 func (x *DeliveryRecorded) GetCounty() string {
 	if x != nil {
 		return x.County
+	}
+	return ""
+}
+
+func (x *DeliveryRecorded) GetDistributionCentre() string {
+	if x != nil {
+		return x.DistributionCentre
 	}
 	return ""
 }
@@ -868,7 +878,7 @@ var File_furrow_procurement_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_furrow_procurement_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	")furrow/procurement/events/v1/events.proto\x12\x1cfurrow.procurement.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x03\n" +
+	")furrow/procurement/events/v1/events.proto\x12\x1cfurrow.procurement.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x03\n" +
 	"\x10DeliveryRecorded\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1b\n" +
@@ -886,7 +896,8 @@ const file_furrow_procurement_events_v1_events_proto_rawDesc = "" +
 	"program_id\x18\n" +
 	" \x01(\tR\tprogramId\x12\x1c\n" +
 	"\twarehouse\x18\v \x01(\tR\twarehouse\x12\x16\n" +
-	"\x06county\x18\f \x01(\tR\x06county\"\x95\x03\n" +
+	"\x06county\x18\f \x01(\tR\x06county\x12/\n" +
+	"\x13distribution_centre\x18\r \x01(\tR\x12distributionCentre\"\x95\x03\n" +
 	"\x11DeliveryCorrected\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1b\n" +

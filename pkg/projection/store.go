@@ -10,8 +10,9 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the pure-Go "sqlite" driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"modernc.org/sqlite"
 
 	"github.com/furrow/furrow/pkg/dirlock"
 )
@@ -37,6 +38,8 @@ type DB struct {
 	writer chan struct{}
 	// lock, for a SQLite file, keeps other processes out (OpenSQLite).
 	lock *dirlock.Lock
+	// stats counts what the connections saved (conn.go).
+	stats *connStats
 }
 
 // Close closes the database and gives up its SQLite file's lock.
@@ -138,10 +141,12 @@ func OpenSQLite(path string) (_ *DB, err error) {
 			_ = lock.Release()
 		}
 	}()
-	db, err := sql.Open("sqlite", path+"?"+sqliteParams)
+	base, err := sqlite.NewConnector(path + "?" + sqliteParams)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	stats := &connStats{}
+	db := sql.OpenDB(connector{inner: base, stats: stats})
 	db.SetMaxOpenConns(sqliteConns)
 	// Keep idle connections: closing the last one checkpoints and removes
 	// the WAL, and reopening re-runs every pragma.
@@ -151,7 +156,7 @@ func OpenSQLite(path string) (_ *DB, err error) {
 	if err := db.PingContext(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("open sqlite %s: %w", path, err), db.Close())
 	}
-	return &DB{DB: db, dialect: sqliteDialect{}, writer: make(chan struct{}, 1), lock: lock}, nil
+	return &DB{DB: db, dialect: sqliteDialect{}, writer: make(chan struct{}, 1), lock: lock, stats: stats}, nil
 }
 
 // postgresConns bounds the pool per process; each runner holds at most one
@@ -166,10 +171,13 @@ func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 	if dsn == "" {
 		return nil, fmt.Errorf("%w: empty PostgreSQL DSN", ErrInvalidConfig)
 	}
-	db, err := sql.Open("pgx", dsn)
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
+		// pgx redacts the password from its parse errors.
 		return nil, fmt.Errorf("%w: PostgreSQL DSN: %v", ErrInvalidConfig, err)
 	}
+	stats := &connStats{}
+	db := sql.OpenDB(connector{inner: stdlib.GetConnector(*cfg), postgres: true, stats: stats})
 	db.SetMaxOpenConns(postgresConns)
 	db.SetMaxIdleConns(postgresConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -182,7 +190,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 		// The DSN may hold a password: name only the failure.
 		return nil, errors.Join(fmt.Errorf("open postgres: %w", err), db.Close())
 	}
-	return &DB{DB: db, dialect: postgresDialect{}}, nil
+	return &DB{DB: db, dialect: postgresDialect{}, stats: stats}, nil
 }
 
 // dialect is what the runner needs to know about one kind of database

@@ -8,15 +8,20 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/furrow/furrow/pkg/snapshot"
 )
 
 // KVSnapshots keeps snapshots in a JetStream key-value bucket, one key per
 // aggregate ("<kind>.<id>"). A snapshot larger than a message may be
 // (a farmer with a long history) is split into parts: the key holds the
-// number of parts and the first, "<key>.p1", "<key>.p2", … the rest,
-// written before the key itself. Two writers racing on one aggregate can
-// leave parts of two snapshots under one key; the snapshot's checksum
-// then fails and the Loader replays the aggregate instead.
+// number of parts, the slot ('a' or 'b') of the others and the first part;
+// "<key>.<slot>1", "<key>.<slot>2", … hold the rest, and are written
+// before the key. A write uses the slot the key does not name, so a
+// reader who read the key finds the parts it names intact unless two
+// writes of the same aggregate have happened since. Should parts of two
+// snapshots meet all the same (two writers racing), the snapshot's
+// checksum fails and the Loader replays the aggregate instead.
 type KVSnapshots struct {
 	kv   jetstream.KeyValue
 	part int
@@ -48,14 +53,13 @@ func (s *KVSnapshots) GetSnapshot(ctx context.Context, key string) ([]byte, erro
 	if err != nil {
 		return nil, fmt.Errorf("get snapshot %s: %w", key, err)
 	}
-	v := head.Value()
-	parts, n := binary.Uvarint(v)
-	if n <= 0 || parts == 0 || parts > 1<<16 {
-		return nil, fmt.Errorf("get snapshot %s: bad part count", key)
+	parts, slot, first, err := parseHead(head.Value())
+	if err != nil {
+		return nil, fmt.Errorf("get snapshot %s: %w", key, err)
 	}
-	out := append([]byte(nil), v[n:]...)
+	out := append([]byte(nil), first...)
 	for i := uint64(1); i < parts; i++ {
-		p, err := s.kv.Get(ctx, partKey(key, i))
+		p, err := s.kv.Get(ctx, partKey(key, slot, i))
 		if err != nil {
 			return nil, fmt.Errorf("get snapshot %s part %d of %d: %w", key, i+1, parts, err)
 		}
@@ -68,19 +72,39 @@ func (s *KVSnapshots) GetSnapshot(ctx context.Context, key string) ([]byte, erro
 func (s *KVSnapshots) PutSnapshot(ctx context.Context, key string, data []byte) error {
 	first := min(len(data), s.part)
 	parts := 1 + (len(data)-first+s.part-1)/s.part
+	slot := byte('a')
+	if parts > 1 {
+		// The other slot than the current snapshot's.
+		if head, err := s.kv.Get(ctx, key); err == nil {
+			if _, cur, _, err := parseHead(head.Value()); err == nil && cur == 'a' {
+				slot = 'b'
+			}
+		}
+	}
 	for i, off := 1, first; off < len(data); i, off = i+1, off+s.part {
-		if _, err := s.kv.Put(ctx, partKey(key, uint64(i)), data[off:min(off+s.part, len(data))]); err != nil {
+		if _, err := s.kv.Put(ctx, partKey(key, slot, uint64(i)), data[off:min(off+s.part, len(data))]); err != nil {
 			return fmt.Errorf("put snapshot %s part %d of %d: %w", key, i+1, parts, err)
 		}
 	}
-	head := binary.AppendUvarint(nil, uint64(parts))
+	head := append(binary.AppendUvarint(nil, uint64(parts)), slot)
 	if _, err := s.kv.Put(ctx, key, append(head, data[:first]...)); err != nil {
 		return fmt.Errorf("put snapshot %s: %w", key, err)
 	}
 	return nil
 }
 
-func partKey(key string, i uint64) string { return key + ".p" + strconv.FormatUint(i, 10) }
+// parseHead reads a snapshot's key: part count, slot, first part.
+func parseHead(v []byte) (parts uint64, slot byte, first []byte, err error) {
+	parts, n := binary.Uvarint(v)
+	if n <= 0 || parts == 0 || parts > 1<<16 || len(v) <= n || (v[n] != 'a' && v[n] != 'b') {
+		return 0, 0, nil, fmt.Errorf("%w: bad snapshot head", snapshot.ErrCorrupt)
+	}
+	return parts, v[n], v[n+1:], nil
+}
+
+func partKey(key string, slot byte, i uint64) string {
+	return key + "." + string(slot) + strconv.FormatUint(i, 10)
+}
 
 // SnapshotBucket is the configuration of the key-value bucket (the stream
 // KV_<bucket>) that keeps a service's aggregate snapshots: file storage,

@@ -184,6 +184,10 @@ func (l *Loader[A]) readSnapshot(ctx context.Context, id string) (snap[A], bool)
 	if errors.Is(err, ErrNoSnapshot) {
 		return snap[A]{}, false
 	}
+	if errors.Is(err, snapshot.ErrCorrupt) {
+		l.rejectSnapshot(ctx, id, err)
+		return snap[A]{}, false
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			l.log.WarnContext(ctx, "aggregate snapshot unreadable; replaying the aggregate", "kind", l.kind.Name, "id", id, "error", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,19 +110,20 @@ func checkLoad(t *testing.T, e *snapEnv, l *aggregate.Loader[*tally], id string,
 		want, wok, werr := fullSeen.Check(k, k)
 		res, ok, err := seen.Check(k, k)
 		if ok != wok || err != nil || werr != nil || !cmp.Equal(want, res) {
-			t.Fatalf("key %s: Check = %+v %v %v, full replay %+v %v %v", k, res, ok, err, want, wok, werr)
+			t.Fatalf("key %s: Check = events %d..%d (%d ids) %v %v, full replay %d..%d (%d ids) %v %v; differ: %v",
+				k, res.First, res.Last, len(res.EventIDs), ok, err, want.First, want.Last, len(want.EventIDs), wok, werr, !cmp.Equal(want, res))
 		}
 	}
 }
 
 // grow adds values one append at a time, loading through l after each
 // (what a command does), and returns the appends' idempotency keys.
-func grow(t *testing.T, e *snapEnv, l *aggregate.Loader[*tally], id string, from, n int) []string {
+func grow(t *testing.T, e *snapEnv, l *aggregate.Loader[*tally], id string, from, n int, keyPrefix ...string) []string {
 	t.Helper()
 	var keys []string
 	for i := from; i < from+n; i++ {
 		a, _ := mustLoad(t, l, id)
-		key := fmt.Sprintf("%s@%d", id, a.Version())
+		key := fmt.Sprintf("%s%s@%d", strings.Join(keyPrefix, ""), id, a.Version())
 		if _, err := e.add(context.Background(), id, a.Version(), key, int64(i), int64(i*i)); err != nil {
 			t.Fatal(err)
 		}
@@ -177,6 +179,7 @@ func TestUnusableSnapshotsAreIgnored(t *testing.T) {
 		{"cut short", 1, func(_ *testing.T, _ *snapEnv, d []byte) []byte { return d[:len(d)-7] }},
 		{"a byte added", 1, func(_ *testing.T, _ *snapEnv, d []byte) []byte { return append(d, 0) }},
 		{"not a snapshot", 1, func(_ *testing.T, _ *snapEnv, _ []byte) []byte { return []byte("\x01{\"sum\": 3}") }},
+		{"not a snapshot, in one part", 1, func(_ *testing.T, _ *snapEnv, _ []byte) []byte { return []byte("\x01a{\"sum\": 3}") }},
 		{"an old schema version", 2, func(_ *testing.T, _ *snapEnv, d []byte) []byte { return d }},
 		{"another aggregate's", 1, func(t *testing.T, e *snapEnv, _ []byte) []byte {
 			b, err := e.kv.Get(ctx, "tally.B")
@@ -185,30 +188,20 @@ func TestUnusableSnapshotsAreIgnored(t *testing.T) {
 			}
 			return b.Value()
 		}},
-		{"another stream's history", 1, func(t *testing.T, _ *snapEnv, d []byte) []byte {
-			// The same aggregate in a stream with other events: its
-			// snapshot covers a sequence whose event is another one here.
-			other := newSnapEnv(t)
-			o := other.loader(2, 1)
-			grow(t, other, o, "A", 100, 5)
-			waitWritten(t, o, 1)
-			v, err := other.kv.Get(ctx, "tally.A")
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v.Value()
+		{"another stream's history, same event ids", 1, func(t *testing.T, _ *snapEnv, _ []byte) []byte {
+			// The same requests replayed into another stream: the same
+			// sequences and event ids (they derive from the keys), but
+			// other events, stored at other times.
+			return otherHistory(t, "")
+		}},
+		{"another stream's history, other event ids", 1, func(t *testing.T, _ *snapEnv, _ []byte) []byte {
+			return otherHistory(t, "other-")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newSnapEnv(t)
-			keys := grow(t, e, e.loader(1000, 1), "B", 50, 3)
-			w := e.loader(4, 1)
-			grow(t, e, w, "B", 60, 3) // B's snapshot, for "another aggregate's"
-			waitWritten(t, w, 1)
-			w = e.loader(4, 1)
-			keys = append(keys, grow(t, e, w, "A", 0, 4)...)
-			waitWritten(t, w, 1)
+			keys := history(t, e, "", 0)
 			got, err := e.kv.Get(ctx, "tally.A")
 			if err != nil {
 				t.Fatal(err)
@@ -223,6 +216,34 @@ func TestUnusableSnapshotsAreIgnored(t *testing.T) {
 			}
 		})
 	}
+}
+
+// history gives e a snapshot of B and then one of A (at 8 events), with
+// idempotency keys prefixed by prefix and values from base on, and
+// returns A's keys.
+func history(t *testing.T, e *snapEnv, prefix string, base int) []string {
+	t.Helper()
+	grow(t, e, e.loader(1000, 1), "B", base+50, 3, prefix)
+	w := e.loader(4, 1)
+	grow(t, e, w, "B", base+60, 3, prefix) // B's snapshot, for "another aggregate's"
+	waitWritten(t, w, 1)
+	w = e.loader(4, 1)
+	keys := grow(t, e, w, "A", base, 4, prefix)
+	waitWritten(t, w, 1)
+	return keys
+}
+
+// otherHistory returns A's snapshot in another stream with the same
+// layout: the same sequences, other values, keys prefixed by prefix.
+func otherHistory(t *testing.T, prefix string) []byte {
+	t.Helper()
+	other := newSnapEnv(t)
+	history(t, other, prefix, 1000)
+	v, err := other.kv.Get(context.Background(), "tally.A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.Value()
 }
 
 // Snapshots larger than a message are stored in parts, and parts of two
@@ -241,35 +262,34 @@ func TestLargeSnapshotsInParts(t *testing.T) {
 		for j := range values {
 			values[j] = int64(i*1_000_000 + j*7919)
 		}
-		a, _ := mustLoad(t, w, "A")
-		key := fmt.Sprintf("A@%d", a.Version())
-		if _, err := e.add(ctx, "A", a.Version(), key, values...); err != nil {
+		a, _ := mustLoad(t, w, "L")
+		key := fmt.Sprintf("L@%d", a.Version())
+		if _, err := e.add(ctx, "L", a.Version(), key, values...); err != nil {
 			t.Fatal(err)
 		}
 		keys = append(keys, key)
 	}
-	mustLoad(t, w, "A") // 3,000 events: due
-	waitWritten(t, w, 1)
-	if _, err := e.kv.Get(ctx, "tally.A.p2"); err != nil {
+	waitWritten(t, w, 1) // the load before the 5th append saw 2,400 events
+	if _, err := e.kv.Get(ctx, "tally.L.a2"); err != nil {
 		t.Fatalf("no third part: %v", err)
 	}
 	r := aggregate.NewLoader(e.store, k, aggregate.Options{MaxAggregates: -1, Snapshots: small, SnapshotEvery: 100_000})
-	checkLoad(t, e, r, "A", keys)
+	checkLoad(t, e, r, "L", keys)
 	if s := r.Stats(); s.SnapshotsLoaded != 1 {
 		t.Fatalf("stats %+v: want the snapshot in parts loaded", s)
 	}
 
-	p1, err := e.kv.Get(ctx, "tally.A.p1")
+	p1, err := e.kv.Get(ctx, "tally.L.a1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	torn := slices.Clone(p1.Value())
 	torn[100] ^= 1
-	if _, err := e.kv.Put(ctx, "tally.A.p1", torn); err != nil {
+	if _, err := e.kv.Put(ctx, "tally.L.a1", torn); err != nil {
 		t.Fatal(err)
 	}
 	r = aggregate.NewLoader(e.store, k, aggregate.Options{MaxAggregates: -1, Snapshots: small, SnapshotEvery: 100_000})
-	checkLoad(t, e, r, "A", keys)
+	checkLoad(t, e, r, "L", keys)
 	if s := r.Stats(); s.SnapshotsRejected != 1 {
 		t.Fatalf("stats %+v: want the torn snapshot rejected", s)
 	}

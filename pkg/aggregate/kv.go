@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -143,4 +145,23 @@ func OpenSnapshots(ctx context.Context, js jetstream.JetStream, bucket string) (
 		return nil, fmt.Errorf("open snapshot bucket %s: %w", bucket, err)
 	}
 	return NewKVSnapshots(kv, js.Conn().MaxPayload()), nil
+}
+
+// bindTimeout bounds BindSnapshots' look-up of the bucket.
+const bindTimeout = 10 * time.Second
+
+// BindSnapshots is how a service turns snapshots on: it binds bucket and
+// returns the store (nil when the bucket does not exist, or cannot be
+// read: loads then replay, as without snapshots), saying which in log.
+func BindSnapshots(js jetstream.JetStream, bucket string, log *slog.Logger) SnapshotStore {
+	ctx, cancel := context.WithTimeout(context.Background(), bindTimeout)
+	defer cancel()
+	snaps, err := OpenSnapshots(ctx, js, bucket)
+	switch {
+	case err != nil:
+		log.Warn("aggregate snapshots off: snapshot bucket unreadable", "bucket", bucket, "error", err)
+	case snaps == nil:
+		log.Info("aggregate snapshots off: no snapshot bucket", "bucket", bucket)
+	}
+	return snaps
 }

@@ -110,8 +110,10 @@ func partKey(key string, slot byte, i uint64) string {
 
 // SnapshotBucket is the configuration of the key-value bucket (the stream
 // KV_<bucket>) that keeps a service's aggregate snapshots: file storage,
-// the last value of each key only, compressed. Snapshots are derived data
-// (a lost one costs a replay), so the bucket needs no more than that.
+// the last value of each key only. Snapshots are derived data (a lost one
+// costs a replay), so the bucket needs no more than that. It is not
+// compressed: the bucket holds one value per aggregate, and decompressing
+// a long history's snapshot on every load cost more than it saved.
 func SnapshotBucket(bucket string, replicas int) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      bucket,
@@ -119,7 +121,6 @@ func SnapshotBucket(bucket string, replicas int) jetstream.KeyValueConfig {
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
-		Compression: true,
 	}
 }
 

@@ -61,8 +61,17 @@ type SnapshotStore interface {
 var ErrNoSnapshot = errors.New("aggregate: no snapshot")
 
 // DefaultSnapshotEvery is how many events an aggregate gains between
-// snapshots unless Options say otherwise.
-const DefaultSnapshotEvery = 500
+// snapshots unless Options say otherwise. A load from a snapshot reads
+// half as many events on average: at 100, an uncached farmer of 2,000
+// entries loads some twenty times faster than by replay (BenchmarkFarmerLoad).
+const DefaultSnapshotEvery = 100
+
+// snapshotShare: an aggregate of n events is saved again after at least
+// n/snapshotShare more. A snapshot's size grows with its aggregate, so a
+// fixed interval would make each event of a long history cost ever more
+// snapshot bytes written; this keeps that cost per event bounded, and the
+// tail a load reads within 1/snapshotShare of the history.
+const snapshotShare = 20
 
 // snapshotWriteTimeout bounds one background snapshot write.
 const snapshotWriteTimeout = 10 * time.Second
@@ -141,7 +150,7 @@ func decodeSnapshot[A Root[A]](kind Kind[A], id string, data []byte) (s snap[A],
 		return s, fmt.Errorf("%w: checksum mismatch", snapshot.ErrCorrupt)
 	}
 	r := snapshot.NewReader(body[len(snapshotMagic):])
-	gotKind, gotID, schema := r.String(), r.String(), r.Uint()
+	gotKind, gotID, schema := r.Text(), r.Text(), r.Uint()
 	if err := r.Err(); err != nil {
 		return s, err
 	}
@@ -151,7 +160,7 @@ func decodeSnapshot[A Root[A]](kind Kind[A], id string, data []byte) (s snap[A],
 	case schema != kind.Snapshot.Version:
 		return s, fmt.Errorf("%w: schema version %d, want %d", errOldSchema, schema, kind.Snapshot.Version)
 	}
-	s.version, s.last.id, s.last.at = r.Uint(), r.String(), r.Int()
+	s.version, s.last.id, s.last.at = r.Uint(), r.Text(), r.Int()
 	events := r.Uint()
 	s.seen = eventstore.DecodeRequests(r)
 	state := r.Bytes()
@@ -219,7 +228,7 @@ func (l *Loader[A]) rejectSnapshot(ctx context.Context, id string, err error) {
 // claims the writer (one write in flight per Loader; a snapshot due while
 // another is written waits for a later load).
 func (l *Loader[A]) snapshotDue(events, snapped int, last anchor) bool {
-	if l.snaps == nil || last.id == "" || events-snapped < l.snapshotEvery {
+	if l.snaps == nil || last.id == "" || events-snapped < max(l.snapshotEvery, events/snapshotShare) {
 		return false
 	}
 	return l.writing.CompareAndSwap(false, true)

@@ -149,8 +149,11 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 	k.Snapshot = tallySchema(1)
 	reader := aggregate.NewLoader(rec, k, aggregate.Options{MaxAggregates: -1, Snapshots: e.snaps, SnapshotEvery: 1000})
 	checkLoad(t, e, reader, "A", keys)
-	if s := reader.Stats(); s.SnapshotsLoaded != 1 || s.SnapshotsRejected != 0 || s.EventsRead != 4 {
-		t.Fatalf("stats %+v: want one snapshot loaded and only the 4 events after it read", s)
+	// (A third snapshot, at 14 events, is possible: the writer's load
+	// before the last append may have read the snapshot at 6 while the one
+	// at 12 was being written, and found a write due once it was done.)
+	if s := reader.Stats(); s.SnapshotsLoaded != 1 || s.SnapshotsRejected != 0 || (s.EventsRead != 4 && s.EventsRead != 2) {
+		t.Fatalf("stats %+v: want one snapshot loaded and only the events after it read", s)
 	}
 	if rec.lastAfter() == 0 {
 		t.Fatal("the load read from the first event")

@@ -26,16 +26,23 @@ func (r *Requests) EncodeSnapshot(w *snapshot.Writer) {
 
 // DecodeRequests reads a set EncodeSnapshot wrote; rd reports a failure.
 func DecodeRequests(rd *snapshot.Reader) *Requests {
-	stream := rd.String()
+	stream := rd.Text()
 	n := rd.Count(5)
 	byKey := make(map[string]request, n)
+	// Most requests wrote one event: their ids share one array.
+	shared := make([]string, 0, n)
 	for range n {
-		key := rd.String()
-		q := request{first: rd.Uint(), last: rd.Uint(), fingerprint: rd.String()}
+		key := rd.Text()
+		q := request{first: rd.Uint(), last: rd.Uint(), fingerprint: rd.Text()}
 		ids := rd.Count(1)
-		q.ids = make([]string, ids)
+		if ids <= cap(shared)-len(shared) {
+			q.ids = shared[len(shared) : len(shared)+ids : len(shared)+ids]
+			shared = shared[:len(shared)+ids]
+		} else {
+			q.ids = make([]string, ids)
+		}
 		for i := range q.ids {
-			q.ids[i] = rd.String()
+			q.ids[i] = rd.Text()
 		}
 		if rd.Err() != nil {
 			return NewRequests(stream)

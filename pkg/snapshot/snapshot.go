@@ -55,13 +55,22 @@ func (w *Writer) Bytes(b []byte) {
 func (w *Writer) Data() []byte { return w.buf }
 
 // Reader reads values in the order a Writer wrote them.
+//
+// The strings Text returns share one copy of its input, made on the first
+// String: an aggregate decoded from a snapshot holds thousands of ids, and
+// one allocation for all of them loads it several times faster than one
+// each (the copy lives as long as any of them).
 type Reader struct {
 	buf []byte
 	err error
+	// all is the whole input (buf is what is left of it) and str a copy
+	// of it as a string, made on the first Text.
+	str string
+	all []byte
 }
 
 // NewReader returns a reader of b.
-func NewReader(b []byte) *Reader { return &Reader{buf: b} }
+func NewReader(b []byte) *Reader { return &Reader{buf: b, all: b} }
 
 func (r *Reader) fail(what string) {
 	if r.err == nil {
@@ -127,8 +136,20 @@ func (r *Reader) Bytes() []byte {
 	return b
 }
 
-// String reads a length-prefixed string.
-func (r *Reader) String() string { return string(r.Bytes()) }
+// Text reads a length-prefixed string (Writer.String wrote it). It is not
+// called String, which would make a Reader a fmt.Stringer that consumes
+// its input when printed.
+func (r *Reader) Text() string {
+	b := r.Bytes()
+	if r.err != nil || len(b) == 0 {
+		return ""
+	}
+	if r.str == "" {
+		r.str = string(r.all)
+	}
+	end := len(r.all) - len(r.buf)
+	return r.str[end-len(b) : end]
+}
 
 // Count reads the number of items of a collection that follows, each of
 // which takes at least minBytes (≥ 1): a count the rest of the input

@@ -22,11 +22,11 @@ func TestRoundTripAndDamage(t *testing.T) {
 	data := w.Data()
 
 	r := snapshot.NewReader(data)
-	u, i, b, s, bs := r.Uint(), r.Int(), r.Bool(), r.String(), r.Bytes()
+	u, i, b, s, bs := r.Uint(), r.Int(), r.Bool(), r.Text(), r.Bytes()
 	n := r.Count(1)
 	var items []string
 	for range n {
-		items = append(items, r.String())
+		items = append(items, r.Text())
 	}
 	if err := r.Done(); err != nil {
 		t.Fatal(err)
@@ -40,10 +40,10 @@ func TestRoundTripAndDamage(t *testing.T) {
 		r.Uint()
 		r.Int()
 		r.Bool()
-		r.String()
+		r.Text()
 		r.Bytes()
 		for range r.Count(1) {
-			r.String()
+			r.Text()
 		}
 		if err := r.Done(); !errors.Is(err, snapshot.ErrCorrupt) {
 			t.Errorf("cut to %d of %d bytes: Done = %v, want ErrCorrupt", cut, len(data), err)
@@ -53,10 +53,10 @@ func TestRoundTripAndDamage(t *testing.T) {
 	r.Uint()
 	r.Int()
 	r.Bool()
-	r.String()
+	r.Text()
 	r.Bytes()
 	for range r.Count(1) {
-		r.String()
+		r.Text()
 	}
 	if err := r.Done(); !errors.Is(err, snapshot.ErrCorrupt) {
 		t.Errorf("a byte left over: Done = %v, want ErrCorrupt", err)

@@ -63,20 +63,20 @@ func EncodeFarmerSnapshot(f *Farmer, w *snapshot.Writer) error {
 func DecodeFarmerSnapshot(id string, r *snapshot.Reader) *Farmer {
 	f := NewFarmer(id)
 	f.registered = r.Bool()
-	f.name, f.county, f.cooperative, f.phone, f.payoutAccount = r.String(), r.String(), r.String(), r.String(), r.String()
+	f.name, f.county, f.cooperative, f.phone, f.payoutAccount = r.Text(), r.Text(), r.Text(), r.Text(), r.Text()
 	f.version = r.Uint()
 	nPosted := r.Count(1)
 	posted := make(map[string]struct{}, nPosted)
 	for range nPosted {
-		posted[r.String()] = struct{}{}
+		posted[r.Text()] = struct{}{}
 	}
 	f.posted = cowmap.Of(posted)
 	f.balance.PurchasesFen, f.balance.PremiumsFen, f.balance.HeldFen, f.balance.PaidFen = r.Int(), r.Int(), r.Int(), r.Int()
 	nPayouts := r.Count(8)
 	payouts := make(map[string]Payout, nPayouts)
 	for range nPayouts {
-		p := Payout{ID: r.String(), FarmerID: id, RequestID: r.String(), AmountFen: r.Int(), Currency: r.String(),
-			Account: r.String(), Status: PayoutStatus(r.Int()), ProviderRef: r.String(), Reason: r.String()}
+		p := Payout{ID: r.Text(), FarmerID: id, RequestID: r.Text(), AmountFen: r.Int(), Currency: r.Text(),
+			Account: r.Text(), Status: PayoutStatus(r.Int()), ProviderRef: r.Text(), Reason: r.Text()}
 		if _, ok := ParsePayoutStatus(p.Status.String()); !ok && r.Err() == nil {
 			r.Fail("unknown payout status")
 		}
@@ -86,8 +86,8 @@ func DecodeFarmerSnapshot(id string, r *snapshot.Reader) *Farmer {
 	nRequests := r.Count(2)
 	byRequest := make(map[string]string, nRequests)
 	for range nRequests {
-		req := r.String()
-		byRequest[req] = r.String()
+		req := r.Text()
+		byRequest[req] = r.Text()
 	}
 	f.byRequest = cowmap.Of(byRequest)
 	if len(posted) != nPosted || len(payouts) != nPayouts || len(byRequest) != nRequests {

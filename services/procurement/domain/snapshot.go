@@ -100,7 +100,7 @@ func DecodeOrderSnapshot(id string, r *snapshot.Reader) *Order {
 	o.placed = readProto[procurementevents.OrderPlaced](r)
 	nPrices := r.Count(2)
 	for range nPrices {
-		grade := r.String()
+		grade := r.Text()
 		o.prices[grade] = r.Int()
 	}
 	o.cancelled = r.Bool()
@@ -109,8 +109,8 @@ func DecodeOrderSnapshot(id string, r *snapshot.Reader) *Order {
 	nDeliveries := r.Count(8)
 	deliveries := make(map[string]line, nDeliveries)
 	for range nDeliveries {
-		id := r.String()
-		l := line{recorded: readProto[procurementevents.DeliveryRecorded](r), grams: r.Int(), grade: r.String(),
+		id := r.Text()
+		l := line{recorded: readProto[procurementevents.DeliveryRecorded](r), grams: r.Int(), grade: r.Text(),
 			price: r.Int(), amount: r.Int(), corrections: int32(r.Int()), seq: r.Uint()}
 		if n := r.Count(2); n > 0 {
 			l.history = make([]correctionAt, n)

@@ -116,6 +116,14 @@ type conn struct {
 	// pipe queues the writes of the open runner transaction (PostgreSQL
 	// only; nil outside one).
 	pipe *pipeline
+	// batch is set while a runner's batch transaction is open on a SQLite
+	// connection: its statements run without watching their context.
+	// modernc.org/sqlite starts a goroutine per statement to interrupt it
+	// when its context ends, a tenth of a batch's time; a batch's
+	// statements are short, take no locks (the transaction holds the
+	// write lock from BEGIN), and its transaction still ends with its
+	// context (database/sql rolls it back), so the runner stops as soon.
+	batch bool
 }
 
 var (
@@ -179,8 +187,12 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		return nil, err
 	}
 	tag, _ := ctx.Value(pipelineKey{}).(*pipelineTag)
-	if c.pg == nil || tag == nil || opts.ReadOnly {
+	if tag == nil || opts.ReadOnly {
 		return tx, nil
+	}
+	if c.pg == nil {
+		c.batch = true
+		return &batchTx{c: c, inner: tx}, nil
 	}
 	c.pipe = &pipeline{tag: tag, ctx: ctx}
 	return &pipeTx{c: c, inner: tx}, nil
@@ -196,6 +208,9 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 		}
 	}
 	if c.stmts != nil {
+		if c.batch {
+			ctx = context.WithoutCancel(ctx)
+		}
 		if s := c.stmts.get(ctx, c.inner, query); s != nil {
 			defer c.stmts.done(s)
 			return s.stmt.(driver.StmtExecContext).ExecContext(ctx, args)
@@ -214,6 +229,9 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		}
 	}
 	if c.stmts != nil {
+		if c.batch {
+			ctx = context.WithoutCancel(ctx)
+		}
 		if s := c.stmts.get(ctx, c.inner, query); s != nil {
 			rows, err := s.stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
 			if err != nil {
@@ -267,9 +285,10 @@ type pipelineTag struct {
 	failed atomic.Bool
 }
 
-// withPipeline asks the transaction begun with ctx to pipeline its writes
-// (PostgreSQL; SQLite ignores it) and returns how to tell whether one of
-// them failed.
+// withPipeline marks the transaction begun with ctx as a runner's batch:
+// PostgreSQL pipelines its writes, SQLite runs its statements without
+// watching their context (conn.batch). It returns how to tell whether a
+// pipelined write failed.
 func withPipeline(ctx context.Context) (context.Context, *pipelineTag) {
 	tag := &pipelineTag{}
 	return context.WithValue(ctx, pipelineKey{}, tag), tag
@@ -405,6 +424,23 @@ func (t *pipeTx) Commit() error {
 
 func (t *pipeTx) Rollback() error {
 	t.c.pipe = nil
+	return t.inner.Rollback()
+}
+
+// batchTx marks its SQLite connection's statements as a runner batch's
+// until it ends (conn.batch).
+type batchTx struct {
+	c     *conn
+	inner driver.Tx
+}
+
+func (t *batchTx) Commit() error {
+	t.c.batch = false
+	return t.inner.Commit()
+}
+
+func (t *batchTx) Rollback() error {
+	t.c.batch = false
 	return t.inner.Rollback()
 }
 

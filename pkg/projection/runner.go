@@ -252,6 +252,11 @@ func (r *Runner) migrate(ctx context.Context) error {
 		if err := r.p.Migrate(withCopy(ctx, c.Version), tx); err != nil {
 			return fmt.Errorf("migrate projection %s copy %d: %w", r.name, c.Version, err)
 		}
+		if c.Role == roleShadow {
+			if err := r.redropIndexes(ctx, tx, c.Version); err != nil {
+				return fmt.Errorf("migrate projection %s copy %d: %w", r.name, c.Version, err)
+			}
+		}
 		run = append(run, c)
 	}
 	if r.versioned {

@@ -211,6 +211,9 @@ type dialect interface {
 	primaryKey(ctx context.Context, q querier, table string) ([]string, error)
 	// snapshot is the transaction in which a diff reads both copies.
 	snapshot() *sql.TxOptions
+	// indexDDL returns the statement that creates index name ("" if
+	// there is no such index).
+	indexDDL(ctx context.Context, q querier, name string) (string, error)
 }
 
 // querier is a *sql.DB or a *sql.Tx.
@@ -255,6 +258,18 @@ func (sqliteDialect) primaryKey(ctx context.Context, q querier, table string) ([
 // snapshot: a deferred read transaction sees one WAL snapshot from its
 // first read on.
 func (sqliteDialect) snapshot() *sql.TxOptions { return &sql.TxOptions{ReadOnly: true} }
+
+func (sqliteDialect) indexDDL(ctx context.Context, q querier, name string) (string, error) {
+	var ddl sql.NullString
+	err := q.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = $1`, name).Scan(&ddl)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up index %s: %w", name, err)
+	}
+	return ddl.String, nil // NULL: an index SQLite made for a constraint
+}
 
 type postgresDialect struct{}
 
@@ -305,6 +320,19 @@ func (postgresDialect) snapshot() *sql.TxOptions {
 	return &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
 }
 
+func (postgresDialect) indexDDL(ctx context.Context, q querier, name string) (string, error) {
+	var ddl sql.NullString
+	err := q.QueryRowContext(ctx, `SELECT pg_get_indexdef(c.oid) FROM pg_class c
+		WHERE c.oid = to_regclass($1) AND c.relkind = 'i'`, name).Scan(&ddl)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up index %s: %w", name, err)
+	}
+	return ddl.String, nil
+}
+
 func scanStrings(rows *sql.Rows) ([]string, error) {
 	defer rows.Close()
 	var out []string
@@ -343,6 +371,7 @@ var registryDDL = []string{
 		updated_at TEXT NOT NULL,
 		PRIMARY KEY (name, version)
 	)`,
+	lateIndexesDDL,
 	// Events a copy moved past under SkipOnFailure, until redriven.
 	`CREATE TABLE IF NOT EXISTS projection_skipped (
 		name       TEXT NOT NULL,

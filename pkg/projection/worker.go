@@ -322,7 +322,7 @@ func (w *worker) consume(ctx context.Context, retry *backoff) error {
 			return err
 		}
 		if caughtUp {
-			w.markCaughtUp()
+			w.markCaughtUp(ctx)
 		}
 		retry.reset() // progress: the consumer works again
 	}
@@ -342,15 +342,32 @@ func (w *worker) checkCaughtUp(ctx context.Context) {
 		return
 	}
 	if head <= cp {
-		w.markCaughtUp()
+		w.markCaughtUp(ctx)
 		return
 	}
 	if next, err := w.r.nextPending(ctx, cp, head); err == nil && next == 0 {
-		w.markCaughtUp()
+		w.markCaughtUp(ctx)
 	}
 }
 
-func (w *worker) markCaughtUp() {
+// markCaughtUp records that the copy has caught up with the stream; a
+// shadow copy of a LateIndexed projection builds its late indexes first
+// (and stays not caught up, to try again, if that fails).
+func (w *worker) markCaughtUp(ctx context.Context) {
+	w.mu.Lock()
+	done, role := w.caughtUp, w.role
+	w.mu.Unlock()
+	if done {
+		return
+	}
+	if _, late := w.r.p.(LateIndexed); late && role == roleShadow {
+		if err := w.buildLateIndexes(ctx); err != nil {
+			if ctx.Err() == nil {
+				w.log.WarnContext(ctx, "projection copy caught up, but building its indexes failed; will retry", "error", err)
+			}
+			return
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.caughtUp = true

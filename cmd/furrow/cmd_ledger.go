@@ -522,7 +522,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 
 // resultName is a result as the reports spell it (matched, amount_mismatch, …).
 func resultName(r ledgerv1.ReconciliationResult) string {
-	return strings.ToLower(strings.TrimPrefix(r.Text(), "RECONCILIATION_RESULT_"))
+	return strings.ToLower(strings.TrimPrefix(r.String(), "RECONCILIATION_RESULT_"))
 }
 
 func decisionName(d ledgerv1.BreakDecision) string {

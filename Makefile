@@ -19,7 +19,7 @@ MODULES   = $(shell go list -f '{{.Dir}}' -m)
 PKGS      = $(addsuffix /...,$(MODULES))
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help run build build-services test faults chromium postgres test-short vet proto proto-check lint breaking bench tools cli-tools up down clean
+.PHONY: help run build build-services test faults chromium postgres test-short vet proto proto-check lint breaking bench bench-scale tools cli-tools up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -97,6 +97,9 @@ lint: vet proto-check breaking ## all static checks
 
 bench: ## benchmarks: raw JetStream baseline and end-to-end rates, with ratios
 	scripts/bench.sh
+
+bench-scale: ## scale run, not in test or CI (FURROW_SCALE_FARMERS, FURROW_SCALE_EVENTS; default 1M, 10M)
+	scripts/bench-scale.sh
 
 up: ## production shape with docker compose: 3 NATS nodes, PostgreSQL, the services (deploy/README.md)
 	docker compose up --build

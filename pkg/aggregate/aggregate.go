@@ -24,7 +24,9 @@ import (
 	"container/list"
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -67,6 +69,9 @@ type Kind[A Root[A]] struct {
 	Filter func(id string) string
 	// New returns the empty aggregate id, ready to fold events.
 	New func(id string) A
+	// Snapshot, when set, is how the kind is saved in snapshots (see
+	// Options.Snapshots); nil: never.
+	Snapshot *Schema[A]
 }
 
 // Default bounds of a Loader's cache.
@@ -90,6 +95,15 @@ type Options struct {
 	// over them (0 or less: DefaultMaxEvents). An aggregate larger than
 	// this on its own is not kept.
 	MaxEvents int
+	// Snapshots, when set (and the Kind has a Schema), keeps a snapshot of
+	// each aggregate that has gained SnapshotEvery events since its last
+	// one, and starts loads that miss the cache from it (see snapshot.go).
+	Snapshots SnapshotStore
+	// SnapshotEvery is how many events an aggregate gains between
+	// snapshots (0 or less: DefaultSnapshotEvery).
+	SnapshotEvery int
+	// Logger receives what goes wrong with snapshots (nil: slog.Default()).
+	Logger *slog.Logger
 }
 
 // Stats counts what a Loader did since it was made.
@@ -107,6 +121,12 @@ type Stats struct {
 	Conflicts, Rebuilds uint64
 	// Aggregates and Events are what the cache holds now.
 	Aggregates, Events int
+	// SnapshotsLoaded counts loads that started from a snapshot, and
+	// SnapshotsRejected the snapshots found unusable (damaged, of another
+	// schema version, not of the stream's history): those loads replayed
+	// the aggregate whole. SnapshotsWritten and SnapshotErrors count the
+	// background writes.
+	SnapshotsLoaded, SnapshotsRejected, SnapshotsWritten, SnapshotErrors uint64
 }
 
 // Loader loads aggregates of one kind, keeping recently used ones.
@@ -128,6 +148,11 @@ type Loader[A Root[A]] struct {
 	kind          Kind[A]
 	maxAggregates int
 	maxEvents     int
+	snaps         SnapshotStore // nil: no snapshots
+	snapshotEvery int
+	log           *slog.Logger
+	// writing is set while a snapshot is being written.
+	writing atomic.Bool
 
 	mu      sync.Mutex
 	entries map[string]*list.Element // values are *entry[A]
@@ -142,10 +167,15 @@ type entry[A any] struct {
 	// agg and seen are the snapshot; immutable once stored.
 	agg  A
 	seen *eventstore.Requests
-	// version is the sequence of the last event folded into agg.
+	// version is the sequence of the last event folded into agg; last
+	// says which event that is (see anchor).
 	version uint64
+	last    anchor
 	// events is how many events were folded: the entry's weight.
 	events int
+	// snapped is how many of them the last snapshot written or read
+	// holds (the one field changed in place, under Loader.mu).
+	snapped int
 	// suspect is set when an append expecting version was refused: the
 	// next load must find newer events, or it rebuilds from scratch.
 	suspect bool
@@ -159,10 +189,21 @@ func NewLoader[A Root[A]](events Events, kind Kind[A], opts Options) *Loader[A] 
 	if opts.MaxEvents <= 0 {
 		opts.MaxEvents = DefaultMaxEvents
 	}
-	return &Loader[A]{
+	if opts.SnapshotEvery <= 0 {
+		opts.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	l := &Loader[A]{
 		events: events, kind: kind, maxAggregates: opts.MaxAggregates, maxEvents: opts.MaxEvents,
+		snapshotEvery: opts.SnapshotEvery, log: opts.Logger,
 		entries: map[string]*list.Element{}, lru: list.New(),
 	}
+	if kind.Snapshot != nil {
+		l.snaps = opts.Snapshots
+	}
+	return l
 }
 
 // Load returns aggregate id as of its last event in the stream, with the
@@ -171,27 +212,57 @@ func NewLoader[A Root[A]](events Events, kind Kind[A], opts Options) *Loader[A] 
 func (l *Loader[A]) Load(ctx context.Context, id string) (A, *eventstore.Requests, error) {
 	base, hit := l.lookup(id)
 	var (
-		agg    A
-		seen   *eventstore.Requests
-		after  uint64
-		events int
+		agg     A
+		seen    *eventstore.Requests
+		after   uint64
+		last    anchor
+		events  int
+		snapped int
+		// fromSnapshot: agg is a snapshot's, to be checked against the
+		// stream before it is used.
+		fromSnapshot bool
 	)
 	if hit {
-		agg, seen, after, events = base.agg.Clone(), base.seen.Clone(), base.version, base.events
+		agg, seen, after, last, events, snapped = base.agg.Clone(), base.seen.Clone(), base.version, base.last, base.events, base.snapped
+	} else if s, ok := l.snapshotOf(ctx, id); ok {
+		agg, seen, after, last, events, snapped = s.agg, s.seen, s.version, s.last, s.events, s.events
+		fromSnapshot = true
 	} else {
 		agg, seen = l.kind.New(id), eventstore.NewRequests(l.kind.Stream)
 	}
 	filter := l.kind.Filter(id)
-	evs, err := l.events.Load(ctx, l.kind.Stream, filter, after)
+	from := after
+	if fromSnapshot {
+		from-- // read the snapshot's last event too: it anchors it in the stream
+	}
+	evs, err := l.events.Load(ctx, l.kind.Stream, filter, from)
 	if err != nil {
 		var zero A
 		return zero, nil, fmt.Errorf("load %s %s: %w", l.kind.Name, id, err)
+	}
+	if fromSnapshot {
+		if len(evs) > 0 && evs[0].Sequence == after && anchorOf(evs[0]) == last {
+			evs = evs[1:]
+			l.snapshotLoaded()
+		} else {
+			// The stream does not hold the snapshot's last event where the
+			// snapshot says: it is not this stream's history (the stream
+			// was recreated, or restored from an older backup). Replay the
+			// aggregate whole.
+			l.rejectSnapshot(ctx, id, fmt.Errorf("its last event %s (stored %d) is not at %s:%d", last.id, last.at, l.kind.Stream, after))
+			agg, seen, after, last, events, snapped = l.kind.New(id), eventstore.NewRequests(l.kind.Stream), 0, anchor{}, 0, 0
+			fromSnapshot = false
+			if evs, err = l.events.Load(ctx, l.kind.Stream, filter, 0); err != nil {
+				var zero A
+				return zero, nil, fmt.Errorf("load %s %s: %w", l.kind.Name, id, err)
+			}
+		}
 	}
 	if hit && base.suspect && len(evs) == 0 {
 		// An append at this version was refused, yet the stream holds
 		// nothing after it: the cached state is not the stream's history.
 		l.rebuilt(id)
-		agg, seen, after, events = l.kind.New(id), eventstore.NewRequests(l.kind.Stream), 0, 0
+		agg, seen, after, last, events, snapped = l.kind.New(id), eventstore.NewRequests(l.kind.Stream), 0, anchor{}, 0, 0
 		if evs, err = l.events.Load(ctx, l.kind.Stream, filter, 0); err != nil {
 			var zero A
 			return zero, nil, fmt.Errorf("load %s %s: %w", l.kind.Name, id, err)
@@ -206,18 +277,40 @@ func (l *Loader[A]) Load(ctx context.Context, id string) (A, *eventstore.Request
 		}
 		agg.Apply(ev.Sequence, msg)
 		seen.Record(ev)
-		version = ev.Sequence
+		version, last = ev.Sequence, anchorOf(ev)
 	}
 	events += len(evs)
 	l.count(len(evs))
+	due := l.snapshotDue(events, snapped, last)
+	if due {
+		snapped = events
+	}
 	switch {
-	case len(evs) == 0 || l.maxAggregates < 0:
+	case (len(evs) == 0 && !fromSnapshot && !due) || l.maxAggregates < 0:
 	case events > l.maxEvents:
 		l.Forget(id) // too large to keep: loads rebuild it, as without a cache
 	default:
-		l.store(&entry[A]{id: id, agg: agg.Clone(), seen: seen.Clone(), version: version, events: events})
+		l.store(&entry[A]{id: id, agg: agg.Clone(), seen: seen.Clone(), version: version, last: last, events: events, snapped: snapped})
+	}
+	if due {
+		l.writeSnapshot(id, snap[A]{agg: agg.Clone(), seen: seen.Clone(), version: version, last: last, events: events})
 	}
 	return agg, seen, nil
+}
+
+// snapshotOf returns aggregate id's snapshot, if snapshots are on and it
+// has a usable one.
+func (l *Loader[A]) snapshotOf(ctx context.Context, id string) (snap[A], bool) {
+	if l.snaps == nil {
+		return snap[A]{}, false
+	}
+	return l.readSnapshot(ctx, id)
+}
+
+func (l *Loader[A]) snapshotLoaded() {
+	l.mu.Lock()
+	l.stats.SnapshotsLoaded++
+	l.mu.Unlock()
 }
 
 // Conflicted reports that an append to aggregate id expecting version was
@@ -292,6 +385,9 @@ func (l *Loader[A]) store(e *entry[A]) {
 	if el, ok := l.entries[e.id]; ok {
 		old := el.Value.(*entry[A])
 		if old.version >= e.version && !old.suspect {
+			if old.version == e.version {
+				old.snapped = max(old.snapped, e.snapped)
+			}
 			return
 		}
 		l.held += e.events - old.events

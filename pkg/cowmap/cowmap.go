@@ -39,6 +39,13 @@ type Map[K comparable, V any] struct {
 	n int
 }
 
+// Of returns a Map holding m, which it takes over: the caller must not
+// use m afterwards. It costs nothing, where setting the keys one by one
+// would merge about √n times (rebuilding an index from a snapshot).
+func Of[K comparable, V any](m map[K]V) Map[K, V] {
+	return Map[K, V]{base: m, n: len(m)}
+}
+
 // Get returns the value of k, and whether k is present.
 func (m *Map[K, V]) Get(k K) (V, bool) {
 	if v, ok := m.delta[k]; ok {

@@ -78,6 +78,9 @@ func (r *Runner) Rebuild(ctx context.Context, opts RebuildOptions) (int64, error
 	if err := r.p.Migrate(withCopy(ctx, version), tx); err != nil {
 		return 0, fmt.Errorf("rebuild %s: migrate copy %d: %w", r.name, version, err)
 	}
+	if err := r.deferIndexes(ctx, tx, version); err != nil {
+		return 0, fmt.Errorf("rebuild %s: %w", r.name, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("rebuild %s: commit: %w", r.name, err)
 	}
@@ -297,6 +300,7 @@ func (r *Runner) DropCopy(ctx context.Context, version int64) error {
 	}
 	for _, q := range []string{
 		`DELETE FROM projection_skipped WHERE name = $1 AND version = $2`,
+		`DELETE FROM projection_late_indexes WHERE name = $1 AND version = $2`,
 		`DELETE FROM projection_copies WHERE name = $1 AND version = $2`,
 	} {
 		if _, err := tx.ExecContext(ctx, q, r.name, version); err != nil {

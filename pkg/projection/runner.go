@@ -18,10 +18,13 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultBatchSize  = 256
-	DefaultIdleWait   = 2 * time.Second
-	DefaultMaxRetries = 5
-	DefaultStallAfter = 30 * time.Second
+	DefaultBatchSize = 256
+	// DefaultCatchUpBatchSize is the batch size of a copy with a backlog
+	// when BatchSize is left at its default.
+	DefaultCatchUpBatchSize = 4096
+	DefaultIdleWait         = 2 * time.Second
+	DefaultMaxRetries       = 5
+	DefaultStallAfter       = 30 * time.Second
 )
 
 // firstRetry is the first wait before a retry; waits double up to IdleWait.
@@ -47,6 +50,13 @@ type Options struct {
 	// a batch is never held back waiting to fill, so a lone event is
 	// applied as soon as it arrives.
 	BatchSize int
+	// CatchUpBatchSize is the most events applied in one transaction while
+	// the copy has a backlog of at least BatchSize events (a rebuild, a
+	// start after downtime): larger transactions apply a backlog faster,
+	// at the price of holding SQLite's write lock longer. Default:
+	// DefaultCatchUpBatchSize when BatchSize is left at its default, else
+	// BatchSize (an explicit BatchSize is kept).
+	CatchUpBatchSize int
 	// Logger receives the runner's logs (default slog.Default()).
 	Logger *slog.Logger
 	// IdleWait is the longest the runner waits before trying again when it
@@ -137,15 +147,22 @@ func NewRunner(db *DB, js jetstream.JetStream, p Projection, opts Options) (*Run
 	case strings.ContainsAny(p.Name(), ".*> \t\r\n"):
 		// The name is a subject token of its dead letters.
 		return nil, fmt.Errorf("%w: projection name %q: no '.', '*', '>' or spaces", ErrInvalidConfig, p.Name())
-	case opts.BatchSize < 0 || opts.IdleWait < 0 || opts.StallAfter < 0:
+	case opts.BatchSize < 0 || opts.CatchUpBatchSize < 0 || opts.IdleWait < 0 || opts.StallAfter < 0:
 		return nil, fmt.Errorf("%w: negative batch size, idle wait or stall time", ErrInvalidConfig)
 	}
 	if db.dialect == nil {
 		db.dialect = sqliteDialect{} // a DB built by hand around a SQLite handle
 	}
+	if opts.CatchUpBatchSize == 0 {
+		opts.CatchUpBatchSize = opts.BatchSize
+		if opts.BatchSize == 0 {
+			opts.CatchUpBatchSize = DefaultCatchUpBatchSize
+		}
+	}
 	if opts.BatchSize == 0 {
 		opts.BatchSize = DefaultBatchSize
 	}
+	opts.CatchUpBatchSize = max(opts.CatchUpBatchSize, opts.BatchSize)
 	if opts.IdleWait == 0 {
 		opts.IdleWait = DefaultIdleWait
 	}
@@ -234,6 +251,11 @@ func (r *Runner) migrate(ctx context.Context) error {
 		}
 		if err := r.p.Migrate(withCopy(ctx, c.Version), tx); err != nil {
 			return fmt.Errorf("migrate projection %s copy %d: %w", r.name, c.Version, err)
+		}
+		if c.Role == roleShadow {
+			if err := r.redropIndexes(ctx, tx, c.Version); err != nil {
+				return fmt.Errorf("migrate projection %s copy %d: %w", r.name, c.Version, err)
+			}
 		}
 		run = append(run, c)
 	}

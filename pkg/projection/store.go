@@ -10,8 +10,9 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the pure-Go "sqlite" driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"modernc.org/sqlite"
 
 	"github.com/furrow/furrow/pkg/dirlock"
 )
@@ -37,6 +38,8 @@ type DB struct {
 	writer chan struct{}
 	// lock, for a SQLite file, keeps other processes out (OpenSQLite).
 	lock *dirlock.Lock
+	// stats counts what the connections saved (conn.go).
+	stats *connStats
 }
 
 // Close closes the database and gives up its SQLite file's lock.
@@ -138,10 +141,12 @@ func OpenSQLite(path string) (_ *DB, err error) {
 			_ = lock.Release()
 		}
 	}()
-	db, err := sql.Open("sqlite", path+"?"+sqliteParams)
+	base, err := sqlite.NewConnector(path + "?" + sqliteParams)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	stats := &connStats{}
+	db := sql.OpenDB(connector{inner: base, stats: stats})
 	db.SetMaxOpenConns(sqliteConns)
 	// Keep idle connections: closing the last one checkpoints and removes
 	// the WAL, and reopening re-runs every pragma.
@@ -151,7 +156,7 @@ func OpenSQLite(path string) (_ *DB, err error) {
 	if err := db.PingContext(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("open sqlite %s: %w", path, err), db.Close())
 	}
-	return &DB{DB: db, dialect: sqliteDialect{}, writer: make(chan struct{}, 1), lock: lock}, nil
+	return &DB{DB: db, dialect: sqliteDialect{}, writer: make(chan struct{}, 1), lock: lock, stats: stats}, nil
 }
 
 // postgresConns bounds the pool per process; each runner holds at most one
@@ -166,10 +171,13 @@ func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 	if dsn == "" {
 		return nil, fmt.Errorf("%w: empty PostgreSQL DSN", ErrInvalidConfig)
 	}
-	db, err := sql.Open("pgx", dsn)
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
+		// pgx redacts the password from its parse errors.
 		return nil, fmt.Errorf("%w: PostgreSQL DSN: %v", ErrInvalidConfig, err)
 	}
+	stats := &connStats{}
+	db := sql.OpenDB(connector{inner: stdlib.GetConnector(*cfg), postgres: true, stats: stats})
 	db.SetMaxOpenConns(postgresConns)
 	db.SetMaxIdleConns(postgresConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -182,7 +190,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 		// The DSN may hold a password: name only the failure.
 		return nil, errors.Join(fmt.Errorf("open postgres: %w", err), db.Close())
 	}
-	return &DB{DB: db, dialect: postgresDialect{}}, nil
+	return &DB{DB: db, dialect: postgresDialect{}, stats: stats}, nil
 }
 
 // dialect is what the runner needs to know about one kind of database
@@ -203,6 +211,9 @@ type dialect interface {
 	primaryKey(ctx context.Context, q querier, table string) ([]string, error)
 	// snapshot is the transaction in which a diff reads both copies.
 	snapshot() *sql.TxOptions
+	// indexDDL returns the statement that creates index name ("" if
+	// there is no such index).
+	indexDDL(ctx context.Context, q querier, name string) (string, error)
 }
 
 // querier is a *sql.DB or a *sql.Tx.
@@ -247,6 +258,18 @@ func (sqliteDialect) primaryKey(ctx context.Context, q querier, table string) ([
 // snapshot: a deferred read transaction sees one WAL snapshot from its
 // first read on.
 func (sqliteDialect) snapshot() *sql.TxOptions { return &sql.TxOptions{ReadOnly: true} }
+
+func (sqliteDialect) indexDDL(ctx context.Context, q querier, name string) (string, error) {
+	var ddl sql.NullString
+	err := q.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = $1`, name).Scan(&ddl)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up index %s: %w", name, err)
+	}
+	return ddl.String, nil // NULL: an index SQLite made for a constraint
+}
 
 type postgresDialect struct{}
 
@@ -297,6 +320,19 @@ func (postgresDialect) snapshot() *sql.TxOptions {
 	return &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
 }
 
+func (postgresDialect) indexDDL(ctx context.Context, q querier, name string) (string, error) {
+	var ddl sql.NullString
+	err := q.QueryRowContext(ctx, `SELECT pg_get_indexdef(c.oid) FROM pg_class c
+		WHERE c.oid = to_regclass($1) AND c.relkind = 'i'`, name).Scan(&ddl)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up index %s: %w", name, err)
+	}
+	return ddl.String, nil
+}
+
 func scanStrings(rows *sql.Rows) ([]string, error) {
 	defer rows.Close()
 	var out []string
@@ -335,6 +371,7 @@ var registryDDL = []string{
 		updated_at TEXT NOT NULL,
 		PRIMARY KEY (name, version)
 	)`,
+	lateIndexesDDL,
 	// Events a copy moved past under SkipOnFailure, until redriven.
 	`CREATE TABLE IF NOT EXISTS projection_skipped (
 		name       TEXT NOT NULL,

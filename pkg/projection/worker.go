@@ -28,6 +28,9 @@ var (
 	errHeld = errors.New("projection: copy held")
 	// errBlocked: an event failed past the retry limit under StopOnFailure.
 	errBlocked = errors.New("projection: copy stopped at a failing event")
+	// errPipelineFailed: a pipelined write of the batch failed (conn.go);
+	// the batch is tried again without pipelining.
+	errPipelineFailed = errors.New("projection: a pipelined write of the batch failed")
 )
 
 // worker feeds one copy of a projection from the stream.
@@ -301,7 +304,7 @@ func (w *worker) consume(ctx context.Context, retry *backoff) error {
 	// create a new server-side consumer on every call, and waiting on a
 	// subscription lets the server wake the runner the moment an event
 	// lands instead of the runner polling.
-	msgs, err := cons.Messages(jetstream.PullMaxMessages(max(2*r.opts.BatchSize, 64)))
+	msgs, err := cons.Messages(jetstream.PullMaxMessages(max(2*r.opts.CatchUpBatchSize, 64)))
 	if err != nil {
 		return fmt.Errorf("consume %s from %d: %w", r.stream, start+1, err)
 	}
@@ -319,7 +322,7 @@ func (w *worker) consume(ctx context.Context, retry *backoff) error {
 			return err
 		}
 		if caughtUp {
-			w.markCaughtUp()
+			w.markCaughtUp(ctx)
 		}
 		retry.reset() // progress: the consumer works again
 	}
@@ -339,15 +342,32 @@ func (w *worker) checkCaughtUp(ctx context.Context) {
 		return
 	}
 	if head <= cp {
-		w.markCaughtUp()
+		w.markCaughtUp(ctx)
 		return
 	}
 	if next, err := w.r.nextPending(ctx, cp, head); err == nil && next == 0 {
-		w.markCaughtUp()
+		w.markCaughtUp(ctx)
 	}
 }
 
-func (w *worker) markCaughtUp() {
+// markCaughtUp records that the copy has caught up with the stream; a
+// shadow copy of a LateIndexed projection builds its late indexes first
+// (and stays not caught up, to try again, if that fails).
+func (w *worker) markCaughtUp(ctx context.Context) {
+	w.mu.Lock()
+	done, role := w.caughtUp, w.role
+	w.mu.Unlock()
+	if done {
+		return
+	}
+	if _, late := w.r.p.(LateIndexed); late && role == roleShadow {
+		if err := w.buildLateIndexes(ctx); err != nil {
+			if ctx.Err() == nil {
+				w.log.WarnContext(ctx, "projection copy caught up, but building its indexes failed; will retry", "error", err)
+			}
+			return
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.caughtUp = true
@@ -460,12 +480,18 @@ func (w *worker) nextBatch(ctx context.Context, msgs jetstream.MessagesContext) 
 		return nil, false, err
 	}
 	batch = []delivery{d}
-	if pending == 0 || r.opts.BatchSize == 1 {
+	size := r.opts.BatchSize
+	if pending >= uint64(size) {
+		// A backlog (a rebuild, a restart after downtime): larger
+		// transactions amortise the commit and the checkpoint further.
+		size = r.opts.CatchUpBatchSize
+	}
+	if pending == 0 || size == 1 {
 		return batch, pending == 0, nil
 	}
 	fillCtx, cancel := context.WithTimeout(ctx, batchFillWait)
 	defer cancel()
-	for len(batch) < r.opts.BatchSize && pending > 0 {
+	for len(batch) < size && pending > 0 {
 		m, err := msgs.Next(jetstream.NextContext(fillCtx))
 		if err != nil {
 			// Apply what we have; the next call reports a lasting failure.
@@ -509,9 +535,22 @@ func (w *worker) applyWithRetry(ctx context.Context, batch []delivery) error {
 		failing uint64
 		count   int
 	)
+	pipelined := true
 	for attempt := 1; ; attempt++ {
 		req := w.redriveFor(batch)
-		err := w.applyBatch(ctx, batch, skips)
+		err := w.applyBatch(ctx, batch, skips, pipelined)
+		if pipelined && errors.Is(err, errPipelineFailed) && ctx.Err() == nil {
+			// A write queued by one event failed when a later statement
+			// sent it: apply the batch again, each statement on its own,
+			// so that the failure, if it persists, names its event.
+			if req != nil {
+				w.mu.Lock()
+				w.redrive = req
+				w.mu.Unlock()
+			}
+			pipelined = false
+			continue
+		}
 		if err == nil || errors.Is(err, errHeld) {
 			w.clearFailure()
 			if req != nil {
@@ -555,7 +594,7 @@ func (w *worker) applyWithRetry(ctx context.Context, batch []delivery) error {
 		if i := slices.IndexFunc(batch, func(d delivery) bool { return d.seq == be.seq }); i > 0 {
 			// Commit the events before the failing one, so the copy stops
 			// exactly at it, not at the start of its batch.
-			switch perr := w.applyBatch(ctx, batch[:i], skips); {
+			switch perr := w.applyBatch(ctx, batch[:i], skips, pipelined); {
 			case perr == nil:
 				batch = batch[i:]
 			case errors.Is(perr, errHeld):
@@ -648,7 +687,12 @@ func (w *worker) clearFailure() {
 // applyBatch applies the events of batch the stored checkpoint does not
 // cover (and, under a hold, not beyond its limit), records the events of
 // skips as skipped, and stores the new checkpoint, in one transaction.
-func (w *worker) applyBatch(ctx context.Context, batch []delivery, skips map[uint64]string) error {
+//
+// pipelined lets a PostgreSQL transaction queue its writes and send them
+// in round trips of many (conn.go); when one of them fails, applyBatch
+// returns errPipelineFailed, whichever event's Apply or the commit it
+// surfaced in.
+func (w *worker) applyBatch(ctx context.Context, batch []delivery, skips map[uint64]string, pipelined bool) (err error) {
 	w.applyMu.Lock()
 	defer w.applyMu.Unlock()
 	r := w.r
@@ -668,7 +712,17 @@ func (w *worker) applyBatch(ctx context.Context, batch []delivery, skips map[uin
 			return errHeld
 		}
 	}
-	tx, release, err := r.db.beginWrite(ctx)
+	txCtx := ctx
+	if pipelined {
+		var tag *pipelineTag
+		txCtx, tag = withPipeline(ctx)
+		defer func() {
+			if err != nil && tag.failed.Load() {
+				err = fmt.Errorf("%w: %w", errPipelineFailed, err)
+			}
+		}()
+	}
+	tx, release, err := r.db.beginWrite(txCtx)
 	if err != nil {
 		return fmt.Errorf("begin batch: %w", err)
 	}

@@ -32,6 +32,12 @@ func (BalancesProjection) Tables() []string {
 	return []string{"ledger_farmers", "ledger_balances", "ledger_journal", "ledger_receivables"}
 }
 
+var _ projection.LateIndexed = BalancesProjection{}
+
+// LateIndexes implements projection.LateIndexed: Apply finds rows by their
+// keys only, so a rebuild builds the journal's farmer index at the end.
+func (BalancesProjection) LateIndexes() []string { return []string{"ledger_journal_farmer"} }
+
 // Name implements projection.Projection.
 func (BalancesProjection) Name() string { return "ledger_balances" }
 

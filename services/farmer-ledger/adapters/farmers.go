@@ -32,6 +32,9 @@ var _ app.Farmers = (*FarmerRepository)(nil)
 // farmerKind says where a farmer's events are.
 var farmerKind = aggregate.Kind[*domain.Farmer]{
 	Name: "farmer", Stream: domain.Stream, Filter: domain.FarmerAggregate, New: domain.NewFarmer,
+	Snapshot: &aggregate.Schema[*domain.Farmer]{
+		Version: domain.FarmerSnapshotVersion, Encode: domain.EncodeFarmerSnapshot, Decode: domain.DecodeFarmerSnapshot,
+	},
 }
 
 // NewFarmerRepository returns a repository over store that keeps recently
@@ -41,7 +44,8 @@ func NewFarmerRepository(store *eventstore.Store) *FarmerRepository {
 }
 
 // NewFarmerRepositoryWith returns a repository over store that keeps
-// recently used farmers within cache's bounds (MaxAggregates < 0: none).
+// recently used farmers within cache's bounds (MaxAggregates < 0: none),
+// and snapshots of farmers in cache.Snapshots if set.
 func NewFarmerRepositoryWith(store *eventstore.Store, cache aggregate.Options) *FarmerRepository {
 	return &FarmerRepository{store: store, farmers: aggregate.NewLoader(store, farmerKind, cache)}
 }

@@ -62,6 +62,16 @@ func (FinanceProjection) Tables() []string {
 	return []string{tableEntries, tableEntryLines, tableAccounts, tablePayouts, tableResolutions, tableBreaks}
 }
 
+var _ projection.LateIndexed = FinanceProjection{}
+
+// LateIndexes implements projection.LateIndexed: Apply finds rows by their
+// keys only (entries, payouts and accounts by id), so a rebuild builds the
+// readers' indexes at the end.
+func (FinanceProjection) LateIndexes() []string {
+	return []string{"ledger_entries_farmer_time", "ledger_entries_farmer_seq",
+		"ledger_payouts_status", "ledger_payouts_farmer", "ledger_payouts_completed"}
+}
+
 // Migrate implements projection.Projection. Times are Unix nanoseconds
 // (BIGINT): portable, and ordered as numbers.
 func (FinanceProjection) Migrate(ctx context.Context, tx *sql.Tx) error {

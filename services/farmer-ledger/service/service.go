@@ -13,6 +13,7 @@ import (
 
 	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
 
+	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/consistency"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/projection"
@@ -37,6 +38,12 @@ const (
 func Stream(replicas int) eventstore.StreamSpec {
 	return eventstore.StreamSpec{Name: domain.Stream, Subjects: []string{domain.Subjects}, Replicas: replicas}
 }
+
+// SnapshotBucket is the key-value bucket that keeps snapshots of the
+// ledger's farmers (package aggregate). The admin step creates it in
+// production, `furrow dev` at start; without it, loads replay the
+// farmers' events whole.
+const SnapshotBucket = "LEDGER_SNAPSHOTS"
 
 // Deps are what the ledger needs from its host process.
 type Deps struct {
@@ -135,7 +142,8 @@ func New(deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
 	ledger := app.New(app.Deps{
-		Farmers: adapters.NewFarmerRepository(store), Balances: adapters.NewBalanceReader(deps.DB), Positions: waiter,
+		Farmers: adapters.NewFarmerRepositoryWith(store, aggregate.Options{
+			Snapshots: aggregate.BindSnapshots(deps.JS, SnapshotBucket, log), Logger: log}), Balances: adapters.NewBalanceReader(deps.DB), Positions: waiter,
 		Directory: adapters.NewFarmerDirectory(deps.DB), Finance: fin.reader, FinancePositions: fin.waiter,
 		Breaks: adapters.NewBreakRepository(store), Provider: fin.provider, Log: log, Keys: deps.Keys,
 		PayoutControls: deps.PayoutControls, Notifier: notifier(deps, log), Notices: adapters.NewNoticeRepository(store),

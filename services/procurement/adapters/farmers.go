@@ -95,6 +95,12 @@ const tableFarmers = "procurement_farmers"
 // its live copy and swapped.
 func (FarmersProjection) Tables() []string { return []string{tableFarmers} }
 
+var _ projection.LateIndexed = FarmersProjection{}
+
+// LateIndexes implements projection.LateIndexed: Apply writes farmers by
+// id, so a rebuild builds the county index at the end.
+func (FarmersProjection) LateIndexes() []string { return []string{"procurement_farmers_county"} }
+
 // Name implements projection.Projection.
 func (FarmersProjection) Name() string { return "procurement_farmers" }
 

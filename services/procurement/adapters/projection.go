@@ -44,6 +44,15 @@ func (PurchasesProjection) Tables() []string {
 	return []string{tablePrograms, tableOrders, tableDeliveries, tableTotals}
 }
 
+var _ projection.LateIndexed = PurchasesProjection{}
+
+// LateIndexes implements projection.LateIndexed: Apply finds rows by their
+// keys only, so a rebuild builds the readers' indexes of orders and
+// deliveries at the end.
+func (PurchasesProjection) LateIndexes() []string {
+	return []string{"procurement_orders_program", "procurement_orders_farmer", "procurement_orders_county", "procurement_deliveries_farmer"}
+}
+
 // allScope is the totals scope of every purchase; no programme id can be
 // "*" (ids are letters, digits, '-' and '_').
 const allScope = "*"

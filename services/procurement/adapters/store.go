@@ -35,9 +35,15 @@ var _ app.Events = (*EventStore)(nil)
 var (
 	programKind = aggregate.Kind[*domain.Program]{
 		Name: "programme", Stream: domain.Stream, Filter: domain.ProgramAggregate, New: domain.NewProgram,
+		Snapshot: &aggregate.Schema[*domain.Program]{
+			Version: domain.ProgramSnapshotVersion, Encode: domain.EncodeProgramSnapshot, Decode: domain.DecodeProgramSnapshot,
+		},
 	}
 	orderKind = aggregate.Kind[*domain.Order]{
 		Name: "order", Stream: domain.Stream, Filter: domain.OrderAggregate, New: domain.NewOrder,
+		Snapshot: &aggregate.Schema[*domain.Order]{
+			Version: domain.OrderSnapshotVersion, Encode: domain.EncodeOrderSnapshot, Decode: domain.DecodeOrderSnapshot,
+		},
 	}
 )
 
@@ -48,7 +54,8 @@ func NewEventStore(store *eventstore.Store) *EventStore {
 }
 
 // NewEventStoreWith returns an EventStore over store whose programme and
-// order caches each keep within cache's bounds (MaxAggregates < 0: none).
+// order caches each keep within cache's bounds (MaxAggregates < 0: none),
+// with snapshots in cache.Snapshots if set.
 func NewEventStoreWith(store *eventstore.Store, cache aggregate.Options) *EventStore {
 	return &EventStore{
 		store:    store,

@@ -12,6 +12,7 @@ import (
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 
 	"github.com/furrow/furrow/pkg/consistency"
+	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/projection"
 
@@ -28,6 +29,12 @@ const Name = "procurement"
 func Stream(replicas int) eventstore.StreamSpec {
 	return eventstore.StreamSpec{Name: domain.Stream, Subjects: []string{domain.Subjects}, Replicas: replicas}
 }
+
+// SnapshotBucket is the key-value bucket that keeps snapshots of
+// procurement's programmes and orders (package aggregate). The admin step
+// creates it in production, `furrow dev` at start; without it, loads
+// replay the aggregates' events whole.
+const SnapshotBucket = "PROCUREMENT_SNAPSHOTS"
 
 // Deps are what procurement needs from its host process.
 type Deps struct {
@@ -65,7 +72,8 @@ func New(deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
 	store := eventstore.New(deps.JS)
-	a := app.New(adapters.NewEventStore(store), adapters.NewLedgerFarmers(store), adapters.NewReadModel(deps.DB),
+	cache := aggregate.Options{Snapshots: aggregate.BindSnapshots(deps.JS, SnapshotBucket, log), Logger: log}
+	a := app.New(adapters.NewEventStoreWith(store, cache), adapters.NewLedgerFarmers(store), adapters.NewReadModel(deps.DB),
 		adapters.NewPositions(deps.JS, purchases, farmers), log)
 	grpcServer := ports.NewGRPCServer(a, log).WithRequests(deps.Requests).WithCentres(
 		app.NewCentres(adapters.NewCentreReader(deps.DB), consistency.NewWaiter(deps.JS, centres, nil)))

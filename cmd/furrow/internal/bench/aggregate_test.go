@@ -236,3 +236,104 @@ func benchKeys(b *testing.B, js jetstream.JetStream) *adapters.KVKeys {
 	}
 	return keys
 }
+
+// BenchmarkFarmerLoad measures what snapshots save an uncached load of a
+// long-lived farmer (a replica's first load of it, or one evicted from the
+// cache): 2,000 entries, then a tail of half the snapshot interval (the
+// tail a load finds on average), loaded
+//
+//   - full: replaying every event;
+//   - snapshot: from the farmer's snapshot in the LEDGER_SNAPSHOTS bucket
+//     plus the events after it.
+func BenchmarkFarmerLoad(b *testing.B) {
+	js := natstest.Embedded(b).JetStream(b)
+	ctx := context.Background()
+	if err := eventstore.EnsureStreams(ctx, js, eventstore.StreamSpec{Name: domain.Stream, Subjects: []string{domain.Subjects}}); err != nil {
+		b.Fatal(err)
+	}
+	if err := aggregate.EnsureSnapshotBucket(ctx, js, aggregate.SnapshotBucket("LEDGER_SNAPSHOTS", 1)); err != nil {
+		b.Fatal(err)
+	}
+	snaps, err := aggregate.OpenSnapshots(ctx, js, "LEDGER_SNAPSHOTS")
+	if err != nil {
+		b.Fatal(err)
+	}
+	store := eventstore.New(js)
+	const farmerID = "F-snapshot"
+	quiet := slog.New(slog.DiscardHandler)
+	withSnapshots := aggregate.Options{MaxAggregates: -1, Snapshots: snaps, Logger: quiet}
+	writer := adapters.NewFarmerRepositoryWith(store, withSnapshots)
+	seedFarmer(b, ctx, store, app.New(app.Deps{Farmers: writer, Log: quiet}), farmerID, longLivedEntries)
+	if _, _, err := writer.Load(ctx, farmerID); err != nil { // writes the snapshot
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); writer.CacheStats().SnapshotsWritten == 0; time.Sleep(10 * time.Millisecond) {
+		if s := writer.CacheStats(); s.SnapshotErrors > 0 || time.Now().After(deadline) {
+			b.Fatalf("snapshot not written: %+v", s)
+		}
+	}
+	tail := aggregate.DefaultSnapshotEvery / 2
+	seedMore(b, ctx, store, farmerID, longLivedEntries, tail)
+	kv, err := js.KeyValue(ctx, "LEDGER_SNAPSHOTS")
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("snapshot bucket: %d bytes for a farmer of %d entries", st.Bytes(), longLivedEntries+1)
+
+	for _, c := range []struct {
+		name string
+		opts aggregate.Options
+	}{
+		{"full", aggregate.Options{MaxAggregates: -1}},
+		// A snapshot interval beyond the tail: the loads only read.
+		{"snapshot", aggregate.Options{MaxAggregates: -1, Snapshots: snaps, SnapshotEvery: 10 * longLivedEntries, Logger: quiet}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			repo := adapters.NewFarmerRepositoryWith(store, c.opts)
+			start := time.Now()
+			for b.Loop() {
+				f, _, err := repo.Load(ctx, farmerID)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if got := f.Balance().PurchasesFen; got != int64(longLivedEntries+tail)*8395 {
+					b.Fatalf("payable %d, want %d", got, int64(longLivedEntries+tail)*8395)
+				}
+			}
+			record(b, "farmer-load/"+c.name, b.N, time.Since(start))
+			if s := repo.CacheStats(); c.opts.Snapshots != nil && (s.SnapshotsLoaded == 0 || s.SnapshotsRejected > 0) {
+				b.Fatalf("snapshot loads: %+v", s)
+			}
+		})
+	}
+}
+
+// seedMore posts entries from+1 … from+n to farmerID, as seedFarmer does.
+func seedMore(b *testing.B, ctx context.Context, store *eventstore.Store, farmerID string, from, n int) {
+	b.Helper()
+	for i := from + 1; i <= from+n; i++ {
+		srcID := fmt.Sprintf("%s-seed-%d", farmerID, i)
+		ev, err := eventstore.NewEvent(domain.FarmerSubject(farmerID, domain.KindEntryPosted), &ledgerevents.EntryPosted{
+			EntryId: "E-" + srcID, FarmerId: farmerID, Description: "seed",
+			Source: &ledgerevents.SourceRef{Stream: "PROCUREMENT", Sequence: uint64(i), EventId: srcID,
+				EventType: "furrow.procurement.events.v1.DeliveryRecorded"},
+			Lines: []*ledgerevents.EntryLine{
+				{Account: domain.AccountProcurementExpense, DebitFen: 8395},
+				{Account: domain.FarmerAccount(farmerID, domain.FarmerPayable), CreditFen: 8395},
+			},
+		}, eventstore.Metadata{CausationID: srcID, Actor: "farmer-ledger/post-entry-on-delivery-recorded"})
+		if err == nil {
+			_, err = store.Append(ctx, eventstore.AppendRequest{
+				Stream: domain.Stream, Aggregate: domain.FarmerAggregate(farmerID), Expect: eventstore.ExpectAny,
+				IdempotencyKey: "ledger.post:" + srcID, Fingerprint: srcID, Events: []eventstore.Event{ev},
+			})
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -96,6 +96,7 @@ func printRatios() {
 	for _, c := range []string{"cached", "uncached"} {
 		ratio(fmt.Sprintf("long-lived-farmer/post/%s : raw-publish/serial", c), get("long-lived-farmer/post/"+c), get("raw-publish/serial"))
 	}
+	ratio("farmer-load/snapshot : farmer-load/full", get("farmer-load/snapshot"), get("farmer-load/full"))
 	printLatencies(&sb)
 	fmt.Print(sb.String())
 }

@@ -31,6 +31,7 @@ import (
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 
 	"github.com/furrow/furrow/pkg/admin"
+	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/dirlock"
 	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/lifecycle"
@@ -176,6 +177,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	// bucket.
 	ledgerKeys, err := ledger.KeyStore(ctx, s.js, "", cfg.Log)
 	if err != nil {
+		return nil, err
+	}
+	if err := ensureSnapshotBuckets(ctx, s.js); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -391,4 +395,17 @@ func (s *Stack) Shutdown(ctx context.Context) {
 		s.nats.Shutdown()
 	}
 	_ = s.lock.Release()
+}
+
+// ensureSnapshotBuckets creates the services' aggregate snapshot buckets
+// (each a stream KV_<bucket>). Creating streams is the admin step's work
+// in production (the services only bind the buckets), so this belongs
+// with the stream creation there.
+func ensureSnapshotBuckets(ctx context.Context, js jetstream.JetStream) error {
+	for _, bucket := range []string{procurement.SnapshotBucket, ledger.SnapshotBucket} {
+		if err := aggregate.EnsureSnapshotBucket(ctx, js, aggregate.SnapshotBucket(bucket, 1)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

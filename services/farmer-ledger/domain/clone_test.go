@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"maps"
 	"testing"
 	"time"
@@ -95,6 +96,11 @@ func cloneHistory(t *testing.T) (first, second []recorded) {
 		t.Fatal(err)
 	}
 	apply(domain.Change{Kind: domain.KindPayoutAccountUpdated, Event: acct})
+	// State the snapshot must carry too: a cooling-off period (with
+	// nanoseconds) after another account change.
+	b.seq++
+	log = append(log, recorded{seq: b.seq, ev: &ledgerevents.PayoutAccountUpdated{FarmerId: "F1", PayoutAccount: "6222-3",
+		CoolingOffUntil: timestamppb.New(time.Unix(1_700_100_000, 123))}})
 	return first, log
 }
 

@@ -74,13 +74,13 @@ func TestFarmerSnapshotCoversEveryField(t *testing.T) {
 		want string
 	}{
 		{reflect.TypeFor[domain.Farmer](), "id string; registered bool; name string; county string; cooperative string; phone string; " +
-			"payoutAccount string; version uint64; posted cowmap.Map[string,struct {}]; balance domain.Balance; overflow error; " +
+			"payoutAccount string; version uint64; erased bool; coolingOffUntil time.Time; posted cowmap.Map[string,struct {}]; balance domain.Balance; overflow error; " +
 			"payouts cowmap.Map[string,github.com/furrow/furrow/services/farmer-ledger/domain.Payout]; byRequest cowmap.Map[string,string]"},
 		{reflect.TypeFor[domain.Payout](), "ID string; FarmerID string; RequestID string; AmountFen int64; Currency string; " +
-			"Account string; Status domain.PayoutStatus; ProviderRef string; Reason string"},
-		{reflect.TypeFor[domain.Balance](), "FarmerID string; PurchasesFen int64; PremiumsFen int64; HeldFen int64; PaidFen int64"},
+			"Account string; Status domain.PayoutStatus; ProviderRef string; Reason string; RequestedBy string"},
+		{reflect.TypeFor[domain.Balance](), "FarmerID string; PurchasesFen int64; PremiumsFen int64; HeldFen int64; PaidFen int64; ReceivableFen int64; ClawbackFen int64"},
 	} {
-		if got := fields(tc.typ); got != tc.want || domain.FarmerSnapshotVersion != 1 {
+		if got := fields(tc.typ); got != tc.want || domain.FarmerSnapshotVersion != 2 {
 			t.Errorf("%s (schema version %d) has fields\n\t%s\nthe snapshot encodes\n\t%s", tc.typ, domain.FarmerSnapshotVersion, got, tc.want)
 		}
 	}

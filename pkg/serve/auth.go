@@ -172,8 +172,8 @@ var methodRoles = map[string]access{
 	// the requester (the ledger checks the certificates' names).
 	ledgerv1.LedgerService_ApprovePayout_FullMethodName: financeOnly,
 	ledgerv1.LedgerService_RejectPayout_FullMethodName:  financeOnly,
-	ledgerv1.LedgerService_TraceLot_FullMethodName:            platformReads,
-	ledgerv1.LedgerService_TraceFarmer_FullMethodName:         platformReads,
+	ledgerv1.LedgerService_TraceLot_FullMethodName:      platformReads,
+	ledgerv1.LedgerService_TraceFarmer_FullMethodName:   platformReads,
 
 	// Operators: the whole AdminService, and only they.
 	adminv1.AdminService_ListStreams_FullMethodName:        operatorOnly,

@@ -11,8 +11,8 @@ import (
 
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 
-	"github.com/furrow/furrow/pkg/consistency"
 	"github.com/furrow/furrow/pkg/aggregate"
+	"github.com/furrow/furrow/pkg/consistency"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/projection"
 

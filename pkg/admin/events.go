@@ -91,8 +91,15 @@ func (s *Server) GetStream(ctx context.Context, req *adminv1.GetStreamRequest) (
 	if n := int(req.GetSubjectsLimit()); len(res.Subjects) > n {
 		res.Subjects = res.Subjects[:n]
 	}
+	// A clustered list of infos may name a consumer twice while its
+	// leader moves; keep one row per name.
+	seen := map[string]bool{}
 	consumers := st.ListConsumers(ctx)
 	for ci := range consumers.Info() {
+		if seen[ci.Name] {
+			continue
+		}
+		seen[ci.Name] = true
 		c := &adminv1.Consumer{
 			Name: ci.Name, FilterSubjects: ci.Config.FilterSubjects, AckFloor: ci.AckFloor.Stream,
 			Pending: ci.NumPending, AckPending: uint64(ci.NumAckPending), Redelivered: uint64(ci.NumRedelivered),

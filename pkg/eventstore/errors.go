@@ -17,3 +17,8 @@ var (
 	// one answer carries.
 	ErrTooManySubjects = errors.New("eventstore: filters match too many subjects")
 )
+
+// ErrReplicaLag means the replicas that answered a load did not yet hold
+// events this process knows were written (see Reflecting). The caller may
+// retry: a lagging replica catches up within moments.
+var ErrReplicaLag = errors.New("eventstore: the replicas answering reads have not caught up with a known write")

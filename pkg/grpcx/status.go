@@ -91,7 +91,7 @@ func kindCode(k failure.Kind) codes.Code {
 func logUnreachable(err error) bool {
 	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed) ||
-		errors.Is(err, nats.ErrConnectionReconnecting)
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, eventstore.ErrReplicaLag)
 }
 
 // isWrapped reports whether err is more than a bare status error.

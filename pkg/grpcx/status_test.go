@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/money"
@@ -47,7 +48,7 @@ func TestStatusOfOverflow(t *testing.T) {
 // UNAVAILABLE, the code clients (and gRPC retry policies) retry, not
 // INTERNAL. TestFaultsWithOracle saw INTERNAL for these.
 func TestStatusOfAnUnreachableLog(t *testing.T) {
-	for _, cause := range []error{jetstream.ErrNoStreamResponse, nats.ErrTimeout, nats.ErrNoResponders, nats.ErrConnectionClosed, nats.ErrConnectionReconnecting} {
+	for _, cause := range []error{jetstream.ErrNoStreamResponse, nats.ErrTimeout, nats.ErrNoResponders, nats.ErrConnectionClosed, nats.ErrConnectionReconnecting, eventstore.ErrReplicaLag} {
 		err := grpcx.Status(context.Background(), slog.New(slog.DiscardHandler), fmt.Errorf("append to procurement.delivery.D1.>: %w", cause))
 		if got := status.Code(err); got != codes.Unavailable {
 			t.Errorf("%v: %v (%v), want Unavailable", cause, got, err)

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,12 +32,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/furrow/furrow/proto/furrow/admin/v1"
+	brandevents "github.com/furrow/furrow/proto/furrow/brand/events/v1"
 	brandv1 "github.com/furrow/furrow/proto/furrow/brand/v1"
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 	typesv1 "github.com/furrow/furrow/proto/furrow/types/v1"
 
+	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/natstest"
 )
 
@@ -265,8 +268,9 @@ type workload struct {
 	acks     map[string][]time.Time // acknowledgement times by kind
 	retries  map[string]int         // failed attempts by gRPC code
 	farmers  map[string]*farmerBook
-	payouts  map[string]payoutRecord // by payout id
-	last     map[string]uint64       // highest acknowledged position by stream
+	sales    map[string]map[string]int64 // acknowledged premiums by farmer, then sale id
+	payouts  map[string]payoutRecord     // by payout id
+	last     map[string]uint64           // highest acknowledged position by stream
 	attempts int
 }
 
@@ -283,7 +287,7 @@ type payoutRecord struct {
 
 func newWorkload(ctx context.Context, seed int64, procurement, brand, ledger *service) *workload {
 	return &workload{ctx: ctx, seed: seed, procurement: procurement, brand: brand, ledger: ledger, began: time.Now(),
-		acks: map[string][]time.Time{}, retries: map[string]int{}, farmers: map[string]*farmerBook{},
+		acks: map[string][]time.Time{}, retries: map[string]int{}, farmers: map[string]*farmerBook{}, sales: map[string]map[string]int64{},
 		payouts: map[string]payoutRecord{}, last: map[string]uint64{}}
 }
 
@@ -459,6 +463,12 @@ func (w *workload) run(worker int, stop <-chan struct{}) error {
 				}
 				credited[l.GetFarmerId()] += l.GetPremiumFen()
 				w.book(l.GetFarmerId(), func(b *farmerBook) { b.premiums += l.GetPremiumFen() })
+				w.mu.Lock()
+				if w.sales[l.GetFarmerId()] == nil {
+					w.sales[l.GetFarmerId()] = map[string]int64{}
+				}
+				w.sales[l.GetFarmerId()][req.ReportId+"/"+l.GetLineId()] += l.GetPremiumFen()
+				w.mu.Unlock()
 			}
 		default:
 			amount := min(100+rng.Int64N(5000), credited[farmer]-paid[farmer])
@@ -611,6 +621,9 @@ func (w *workload) checkBalances(t *testing.T) {
 				if time.Now().After(deadline) {
 					t.Errorf("ledger replica %d, farmer %s: balance %v (err %v); the oracle says purchases %d, premiums %d, paid %d, held 0, available %d",
 						r, id, got, err, want.purchases, want.premiums, want.payouts, want.purchases+want.premiums-want.payouts)
+					if got.GetPremiumsFen() != want.premiums {
+						t.Logf("farmer %s's premiums, sale by sale:\n%s", id, w.explainPremiums(id))
+					}
 					break
 				}
 				time.Sleep(250 * time.Millisecond)
@@ -1038,5 +1051,110 @@ func projectionStates(conn *grpc.ClientConn) string {
 		fmt.Fprintf(&b, "  %-24s checkpoint %d head %d lag %d state %v healthy %v heartbeat %s reason %q\n", p.GetName(), p.GetCheckpoint(),
 			p.GetStreamHead(), p.GetLagEvents(), p.GetState(), p.GetHealthy(), p.GetHeartbeatAt().AsTime().Format(time.RFC3339Nano), p.GetReason())
 	}
+	return b.String()
+}
+
+// explainPremiums lists, sale by sale, where a farmer's premiums in the
+// brand stream and in the ledger differ from the acknowledged ones: every
+// PremiumEarned and PremiumAdjusted of the farmer in BRAND, and every
+// ledger entry posted for a BRAND event.
+func (w *workload) explainPremiums(farmer string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type sale struct {
+		acked        int64
+		brand        []string
+		brandFen     int64
+		ledgerFen    int64
+		ledgerSource []string
+	}
+	sales := map[string]*sale{}
+	get := func(id string) *sale {
+		if sales[id] == nil {
+			sales[id] = &sale{}
+		}
+		return sales[id]
+	}
+	w.mu.Lock()
+	for id, fen := range w.sales[farmer] {
+		get(id).acked = fen
+	}
+	w.mu.Unlock()
+	var b strings.Builder
+	bySource := map[string]string{} // BRAND event id -> sale id
+	read := func(stream string, subjects []string, each func(jetstream.Msg)) {
+		c, err := w.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
+		if err != nil {
+			fmt.Fprintf(&b, "read %s: %v\n", stream, err)
+			return
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			fmt.Fprintf(&b, "read %s: %v\n", stream, err)
+			return
+		}
+		for n := info.NumPending; n > 0; n-- {
+			m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+			if err != nil {
+				fmt.Fprintf(&b, "read %s: %v\n", stream, err)
+				return
+			}
+			each(m)
+		}
+	}
+	read("BRAND", []string{"brand.*.*.premium_earned", "brand.*.*.premium_adjusted"}, func(m jetstream.Msg) {
+		md, _ := m.Metadata()
+		id := m.Headers().Get(eventstore.HeaderEventID)
+		if strings.HasSuffix(m.Subject(), ".premium_earned") {
+			var e brandevents.PremiumEarned
+			if proto.Unmarshal(m.Data(), &e) == nil && e.GetFarmerId() == farmer {
+				s := get(e.GetSaleId())
+				s.brandFen += e.GetPremiumFen()
+				s.brand = append(s.brand, fmt.Sprintf("earned %d @%d %s", e.GetPremiumFen(), md.Sequence.Stream, id))
+				bySource[id] = e.GetSaleId()
+			}
+			return
+		}
+		var e brandevents.PremiumAdjusted
+		if proto.Unmarshal(m.Data(), &e) == nil && e.GetFarmerId() == farmer {
+			s := get(e.GetSaleId())
+			s.brandFen += e.GetDeltaFen()
+			s.brand = append(s.brand, fmt.Sprintf("adjusted %+d @%d %s", e.GetDeltaFen(), md.Sequence.Stream, id))
+			bySource[id] = e.GetSaleId()
+		}
+	})
+	read("LEDGER", []string{"ledger.farmer." + farmer + ".entry_posted"}, func(m jetstream.Msg) {
+		var e ledgerevents.EntryPosted
+		if proto.Unmarshal(m.Data(), &e) != nil || e.GetSource().GetStream() != "BRAND" {
+			return
+		}
+		md, _ := m.Metadata()
+		saleID, ok := bySource[e.GetSource().GetEventId()]
+		if !ok {
+			saleID = "(unknown BRAND event " + e.GetSource().GetEventId() + ")"
+		}
+		s := get(saleID)
+		for _, l := range e.GetLines() {
+			if l.GetAccount() == "farmer:"+farmer+":premium" {
+				s.ledgerFen += l.GetCreditFen() - l.GetDebitFen()
+			}
+		}
+		s.ledgerSource = append(s.ledgerSource, fmt.Sprintf("@%d from BRAND@%d %s", md.Sequence.Stream, e.GetSource().GetSequence(), e.GetSource().GetEventId()))
+	})
+	ids := make([]string, 0, len(sales))
+	for id := range sales {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	differ := 0
+	for _, id := range ids {
+		s := sales[id]
+		if s.acked == s.brandFen && s.brandFen == s.ledgerFen && len(s.brand) == 1 && len(s.ledgerSource) == 1 {
+			continue
+		}
+		differ++
+		fmt.Fprintf(&b, "  sale %s: acknowledged %d, brand %d %v, ledger %d %v\n", id, s.acked, s.brandFen, s.brand, s.ledgerFen, s.ledgerSource)
+	}
+	fmt.Fprintf(&b, "  %d sales, %d differ or were written more than once", len(ids), differ)
 	return b.String()
 }

@@ -159,9 +159,24 @@ func snapshot(ctx context.Context, t *testing.T, js jetstream.JetStream) logStat
 		b, _ := json.Marshal(cfg)
 		state["stream "+name+" config"] = string(b)
 		state["stream "+name+" state"] = fmt.Sprintf("messages %d, first %d, last %d", info.State.Msgs, info.State.FirstSeq, info.State.LastSeq)
+		// Names come from the meta layer; each consumer's info from its
+		// own leader. A clustered consumer list gathers infos from every
+		// leader and may, while a leader moves, list one twice and miss
+		// another.
 		var consumers []string
-		for ci := range st.ListConsumers(ctx).Info() {
-			consumers = append(consumers, ci.Name)
+		lister := st.ConsumerNames(ctx)
+		for n := range lister.Name() {
+			consumers = append(consumers, n)
+		}
+		if err := lister.Err(); err != nil {
+			t.Fatalf("consumers of %s: %v", name, err)
+		}
+		for _, cname := range consumers {
+			c, err := st.Consumer(ctx, cname)
+			if err != nil {
+				t.Fatalf("consumer %s/%s: %v", name, cname, err)
+			}
+			ci := c.CachedInfo()
 			ccfg := ci.Config
 			ccfg.Metadata = nil
 			b, _ := json.Marshal(ccfg)

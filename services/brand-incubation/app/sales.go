@@ -152,9 +152,21 @@ func (i *Incubator) rerateReported(ctx context.Context, out *Reported, key strin
 // reportedBefore rebuilds the outcome of the ReportSales call under key
 // that wrote res: the report folded up to that call's batch, or to its own
 // re-rating when it made one, whatever was appended since.
+//
+// The call's batch was found at res, but this load may be answered by a
+// replica that does not hold it yet: it loads until the report reflects
+// res.Last (the batch's last event of the report).
 func (i *Incubator) reportedBefore(ctx context.Context, reportID, key, fingerprint string, res eventstore.AppendResult) (Reported, error) {
-	h := &history{Report: domain.NewReport(reportID)}
-	seen, err := i.events.Load(ctx, h)
+	var (
+		h    *history
+		seen *eventstore.Requests
+	)
+	err := eventstore.Reflecting(ctx, res.Last, func(ctx context.Context) (uint64, error) {
+		h = &history{Report: domain.NewReport(reportID)}
+		var err error
+		seen, err = i.events.Load(ctx, h)
+		return h.Version(), err
+	})
 	if err != nil {
 		return Reported{}, fmt.Errorf("load report %s: %w", reportID, err)
 	}

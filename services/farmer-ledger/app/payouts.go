@@ -117,8 +117,15 @@ func (l *Ledger) requestPayoutOnce(ctx context.Context, cmd RequestPayout, key s
 		return p, res, err
 	}
 	// An earlier call with this request id landed after our load: its
-	// payout is the answer, not the one decided here.
-	if f, _, err = l.farmers.Load(ctx, cmd.FarmerID); err != nil {
+	// payout is the answer, not the one decided here (loaded from a
+	// replica that holds it).
+	if err := eventstore.Reflecting(ctx, res.Last, func(ctx context.Context) (uint64, error) {
+		var err error
+		if f, _, err = l.farmers.Load(ctx, cmd.FarmerID); err != nil {
+			return 0, err
+		}
+		return f.Version(), nil
+	}); err != nil {
 		return domain.Payout{}, eventstore.AppendResult{}, err
 	}
 	return l.requested(f, cmd.RequestID, res)

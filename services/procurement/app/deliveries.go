@@ -74,7 +74,14 @@ func (p *Procurement) RecordDelivery(ctx context.Context, cmd RecordDelivery) (_
 			return Recorded{}, err
 		}
 		if res.Duplicate {
-			if order, _, err = p.events.LoadOrder(ctx, cmd.OrderID); err != nil {
+			// Reloaded from a replica that holds the earlier append.
+			if err := eventstore.Reflecting(ctx, res.Last, func(ctx context.Context) (uint64, error) {
+				var err error
+				if order, _, err = p.events.LoadOrder(ctx, cmd.OrderID); err != nil {
+					return 0, err
+				}
+				return order.Version(), nil
+			}); err != nil {
 				return Recorded{}, err
 			}
 			return recordedAgain(order, deliveryID, res)
@@ -125,7 +132,14 @@ func (p *Procurement) recordAdHoc(ctx context.Context, cmd RecordDelivery) (Reco
 		return Recorded{}, err
 	}
 	if res.Duplicate {
-		if d, _, err = p.events.LoadDelivery(ctx, d.ID()); err != nil {
+		// Reloaded from a replica that holds the earlier append.
+		if err := eventstore.Reflecting(ctx, res.Last, func(ctx context.Context) (uint64, error) {
+			var err error
+			if d, _, err = p.events.LoadDelivery(ctx, d.ID()); err != nil {
+				return 0, err
+			}
+			return d.Version(), nil
+		}); err != nil {
 			return Recorded{}, err
 		}
 		ev = d.Recorded()

@@ -142,14 +142,15 @@ func emptyDir(dir string) error {
 
 func snapshot(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, dir, name string) (Stream, error) {
 	// The consumers, for the record (the snapshot's state counts them
-	// differently on a cluster).
+	// differently on a cluster). Their names come from the meta layer: a
+	// clustered list of infos may count one twice while its leader moves.
 	st, err := js.Stream(ctx, name)
 	if err != nil {
 		return Stream{}, err
 	}
 	consumers := 0
-	cl := st.ListConsumers(ctx)
-	for range cl.Info() {
+	cl := st.ConsumerNames(ctx)
+	for range cl.Name() {
 		consumers++
 	}
 	if err := cl.Err(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -57,7 +58,7 @@ func runGroup(ctx context.Context, group, usage string, cmds []opCommand, args [
 	}
 	if len(args) == 0 {
 		help(stderr)
-		return fmt.Errorf("furrow %s: no command given", group)
+		return usagef("furrow %s: no command given", group)
 	}
 	switch args[0] {
 	case "help", "-h", "--help":
@@ -71,7 +72,7 @@ func runGroup(ctx context.Context, group, usage string, cmds []opCommand, args [
 		}
 	}
 	help(stderr)
-	return fmt.Errorf("furrow %s: unknown command %q", group, args[0])
+	return usagef("furrow %s: unknown command %q", group, args[0])
 }
 
 // opDefaultAddr is where the operator commands find the AdminService.
@@ -104,7 +105,7 @@ func (o *opEnv) parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int, nam
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			return nil, asUsage(err)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -115,9 +116,9 @@ func (o *opEnv) parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int, nam
 	if len(pos) < minArgs || len(pos) > maxArgs {
 		fs.Usage()
 		if names == "" {
-			return nil, fmt.Errorf("%s takes no arguments, got %q", fs.Name(), strings.Join(pos, " "))
+			return nil, usagef("%s takes no arguments, got %q", fs.Name(), strings.Join(pos, " "))
 		}
-		return nil, fmt.Errorf("%s: want %s, got %q", fs.Name(), names, strings.Join(pos, " "))
+		return nil, usagef("%s: want %s, got %q", fs.Name(), names, strings.Join(pos, " "))
 	}
 	return pos, nil
 }
@@ -140,14 +141,14 @@ func (o *opEnv) dial(ctx context.Context) (adminv1.AdminServiceClient, context.C
 // callErr turns a failed call into an error an operator can act on.
 func (o *opEnv) callErr(what string, err error) error {
 	if st, ok := status.FromError(err); ok {
-		switch st.Code().String() {
-		case "Unavailable":
-			return fmt.Errorf("%s: cannot reach Furrow at %s (is it running? --addr or FURROW_ADDR): %s", what, o.addr, st.Message())
-		case "Unimplemented":
-			return fmt.Errorf("%s: the server at %s has no AdminService (an older furrow?)", what, o.addr)
+		switch st.Code() {
+		case codes.Unavailable:
+			return callError{st.Code(), fmt.Errorf("%s: cannot reach Furrow at %s (is it running? --addr or FURROW_ADDR): %s", what, o.addr, st.Message())}
+		case codes.Unimplemented:
+			return callError{st.Code(), fmt.Errorf("%s: the server at %s has no AdminService (an older furrow?)", what, o.addr)}
 		}
 		// Server messages usually repeat the operation; say it once.
-		return fmt.Errorf("%s: %s: %s", what, st.Code(), strings.TrimPrefix(st.Message(), what+": "))
+		return callError{st.Code(), fmt.Errorf("%s: %s: %s", what, st.Code(), strings.TrimPrefix(st.Message(), what+": "))}
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
@@ -251,7 +252,7 @@ func count[T ~int | ~int32 | ~int64 | ~uint32 | ~uint64](n T) string {
 func seqArg(what, s string) (uint64, error) {
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%s %q: want a positive stream sequence", what, s)
+		return 0, usagef("%s %q: want a positive stream sequence", what, s)
 	}
 	return n, nil
 }

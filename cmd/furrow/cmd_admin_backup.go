@@ -120,7 +120,7 @@ func runAdminBackup(ctx context.Context, restore bool, args []string, stdout, st
 		return err
 	}
 	if *dir == "" {
-		return errors.New(name + ": --dir is required")
+		return usagef("%s: --dir is required", name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

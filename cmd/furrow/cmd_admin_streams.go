@@ -44,7 +44,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return nil
 	}
 	fmt.Fprint(stderr, adminUsage)
-	return fmt.Errorf("furrow admin: unknown command %q", strings.Join(args, " "))
+	return usagef("furrow admin: unknown command %q", strings.Join(args, " "))
 }
 
 const streamsApplyUsage = `Usage: furrow admin streams apply [flags]

@@ -81,10 +81,10 @@ func parseConsoleConfig(args []string, stderr io.Writer, getenv func(string) str
 	level := fs.String("log-level", envOr(getenv, "FURROW_LOG_LEVEL", "info"), "log level [FURROW_LOG_LEVEL]")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take on shutdown")
 	if err := fs.Parse(args); err != nil {
-		return consoleConfig{}, err
+		return consoleConfig{}, asUsage(err)
 	}
 	if fs.NArg() > 0 {
-		return consoleConfig{}, fmt.Errorf("furrow console takes no arguments, got %q", strings.Join(fs.Args(), " "))
+		return consoleConfig{}, usagef("furrow console takes no arguments, got %q", strings.Join(fs.Args(), " "))
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return consoleConfig{}, fmt.Errorf("--log-level: %w", err)

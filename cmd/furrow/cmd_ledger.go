@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/csv"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -50,7 +49,7 @@ Run 'furrow ledger <command> -h' for its flags.
 func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, ledgerUsage)
-		return errors.New("furrow ledger: no command given")
+		return usagef("furrow ledger: no command given")
 	}
 	switch args[0] {
 	case "trial-balance":
@@ -62,7 +61,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		return nil
 	}
 	fmt.Fprint(stderr, ledgerUsage)
-	return fmt.Errorf("furrow ledger: unknown command %q", args[0])
+	return usagef("furrow ledger: unknown command %q", args[0])
 }
 
 // clientFlags are the flags every finance command shares.
@@ -100,10 +99,10 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		return err
+		return asUsage(err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%s takes no arguments, got %q", fs.Name(), strings.Join(fs.Args(), " "))
+		return usagef("%s takes no arguments, got %q", fs.Name(), strings.Join(fs.Args(), " "))
 	}
 	return nil
 }
@@ -119,7 +118,7 @@ func timeFlag(name, v string) (*timestamppb.Timestamp, error) {
 		t, err = time.Parse(time.DateOnly, v)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("--%s %q: want a date (2026-11-01) or an RFC 3339 time (2026-11-01T08:00:00+08:00)", name, v)
+		return nil, usagef("--%s %q: want a date (2026-11-01) or an RFC 3339 time (2026-11-01T08:00:00+08:00)", name, v)
 	}
 	return timestamppb.New(t), nil
 }
@@ -129,7 +128,7 @@ func checkFormat(f string) error {
 	case "table", "csv", "json":
 		return nil
 	}
-	return fmt.Errorf("--format %q: want table, csv or json", f)
+	return usagef("--format %q: want table, csv or json", f)
 }
 
 // yuan renders fen for people: "1,234.57".
@@ -262,7 +261,7 @@ func runTrialBalance(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	if callErr != nil || !tb.GetBalanced() {
-		return fmt.Errorf("the journal does not balance: debits %s CNY, credits %s CNY (difference %s CNY)",
+		return problemf("the journal does not balance: debits %s CNY, credits %s CNY (difference %s CNY)",
 			yuan(tb.GetTotalDebitFen()), yuan(tb.GetTotalCreditFen()), yuan(tb.GetTotalDebitFen()-tb.GetTotalCreditFen()))
 	}
 	return nil
@@ -334,7 +333,7 @@ func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	if *farmer == "" {
 		fs.Usage()
-		return errors.New("--farmer is required")
+		return usagef("--farmer is required")
 	}
 	req := &ledgerv1.GetFarmerStatementRequest{FarmerId: *farmer}
 	var err error
@@ -483,7 +482,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	if *file == "" {
 		fs.Usage()
-		return errors.New("--settlement is required")
+		return usagef("--settlement is required")
 	}
 	if err := checkFormat(*format); err != nil {
 		return err
@@ -525,7 +524,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return err
 	}
 	if open := rec.GetTotals().GetOpenBreaks(); *failOnOpen && open > 0 {
-		return fmt.Errorf("%d open breaks", open)
+		return problemf("%d open breaks", open)
 	}
 	return nil
 }
@@ -660,7 +659,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	switch {
 	case len(missing) > 0:
 		fs.Usage()
-		return fmt.Errorf("%s required", strings.Join(missing, ", "))
+		return usagef("%s required", strings.Join(missing, ", "))
 	case err != nil:
 		return err
 	}

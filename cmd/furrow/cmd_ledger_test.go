@@ -187,6 +187,8 @@ func TestFinanceCommands(t *testing.T) {
 	for _, args := range [][]string{{"ledger"}, {"ledger", "nope"}, {"ledger", "statement", addr}, {"reconcile", addr}, {"ledger", "trial-balance", "--format=xml"}} {
 		if _, err := cli(t, args...); err == nil {
 			t.Errorf("furrow %v: no error", args)
+		} else if code := exitCode(err); code != exitUsage {
+			t.Errorf("furrow %v: exit code %d (%v), want %d (usage)", args, code, err, exitUsage)
 		}
 	}
 
@@ -201,6 +203,9 @@ func TestFinanceCommands(t *testing.T) {
 	out, err := cli(t, "ledger", "trial-balance", addr)
 	if err == nil || !strings.Contains(err.Error(), "does not balance") || !strings.Contains(out, "Balanced: NO") {
 		t.Fatalf("unbalanced journal: %v\n%s", err, out)
+	}
+	if code := exitCode(err); code != exitProblem {
+		t.Errorf("unbalanced journal: exit code %d, want %d (a check found a problem)", code, exitProblem)
 	}
 }
 

@@ -27,7 +27,7 @@ A rebuild without downtime:
 
 var projectionsCommands = []opCommand{
 	{"ls", "list projections: state, checkpoint, lag (events and time)", runProjectionsLs},
-	{"status", "health of one or all projections; exits 1 if any is unhealthy", runProjectionsStatus},
+	{"status", "health of one or all projections; exits 5 if any is unhealthy", runProjectionsStatus},
 	{"rebuild", "rebuild into a shadow copy (from zero, --from-seq or --from-time)", runProjectionsRebuild},
 	{"diff", "compare the shadow copy with the live one, row by row", runProjectionsDiff},
 	{"swap", "make the shadow copy live (atomic for readers)", runProjectionsSwap},
@@ -126,7 +126,7 @@ Reports the health of one projection (with all its copies) or of all.
 A projection is healthy when idle (caught up, its loop beating) or
 catching up (its checkpoint moving). Stalled (no progress or no heartbeat
 for too long), failing, blocked at a parked event, paused or stopped are
-reported with the reason, and the command exits 1, so it can guard a
+reported with the reason, and the command exits 5, so it can guard a
 deploy or page someone.
 `)
 	pos, err := o.parse(fs, args, 0, 1, "[NAME]")
@@ -347,7 +347,7 @@ read model exactly.
 `)
 	version := fs.Int64("version", 0, "compare this copy instead of the shadow")
 	samples := fs.Int("samples", 5, "differing rows to show per table")
-	check := fs.Bool("check", false, "exit 1 when the copies differ")
+	check := fs.Bool("check", false, "exit 5 when the copies differ")
 	pos, err := o.parse(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
@@ -369,7 +369,7 @@ read model exactly.
 		printDiff(o, d)
 	}
 	if *check && !d.GetEmpty() {
-		return fmt.Errorf("copies v%d and v%d differ", d.GetLiveVersion(), d.GetOtherVersion())
+		return problemf("copies v%d and v%d differ", d.GetLiveVersion(), d.GetOtherVersion())
 	}
 	return nil
 }
@@ -461,7 +461,7 @@ Deletes copy V of NAME and its tables: a retired copy, or the shadow copy
 	}
 	if *version <= 0 {
 		fs.Usage()
-		return fmt.Errorf("furrow projections drop: --version is required")
+		return usagef("furrow projections drop: --version is required")
 	}
 	c, ctx, done, err := o.dial(ctx)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -35,7 +34,7 @@ Tables show yuan (CNY) and kilograms; --json prints the gRPC response
 func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) < 1 {
 		fmt.Fprint(stderr, traceUsage)
-		return errors.New("furrow trace: no command given")
+		return usagef("furrow trace: no command given")
 	}
 	switch args[0] {
 	case "lot", "farmer":
@@ -44,11 +43,11 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return nil
 	default:
 		fmt.Fprint(stderr, traceUsage)
-		return fmt.Errorf("furrow trace: unknown command %q", args[0])
+		return usagef("furrow trace: unknown command %q", args[0])
 	}
 	if len(args) < 2 || strings.HasPrefix(args[1], "-") {
 		fmt.Fprint(stderr, traceUsage)
-		return fmt.Errorf("furrow trace %s: an id is required", args[0])
+		return usagef("furrow trace %s: an id is required", args[0])
 	}
 	fs := newFlagSet("furrow trace "+args[0], traceUsage, stderr)
 	var cf clientFlags

@@ -92,7 +92,7 @@ Flags (environment variable in brackets):
 	approvalAbove := fs.String(ledger.FlagApprovalAboveFen, envOr(getenv, "FURROW_PAYOUT_APPROVAL_ABOVE_FEN", strconv.Itoa(ledgerdomain.DefaultApprovalAboveFen)),
 		"payouts of more than this many fen wait for a second approver (four-eyes; the approver is the x-furrow-actor header here); 0: none do [FURROW_PAYOUT_APPROVAL_ABOVE_FEN]")
 	if err := fs.Parse(args); err != nil {
-		return devConfig{}, err
+		return devConfig{}, asUsage(err)
 	}
 	controls, err := ledger.ParsePayoutControls(*coolingOff, *approvalAbove)
 	if err != nil {
@@ -100,7 +100,7 @@ Flags (environment variable in brackets):
 	}
 	cfg.PayoutControls = controls
 	if fs.NArg() > 0 {
-		return devConfig{}, fmt.Errorf("furrow dev takes no arguments, got %q", strings.Join(fs.Args(), " "))
+		return devConfig{}, usagef("furrow dev takes no arguments, got %q", strings.Join(fs.Args(), " "))
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return devConfig{}, fmt.Errorf("-log-level: %w", err)

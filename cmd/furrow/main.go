@@ -48,7 +48,8 @@ Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070;
   version    print the version, VCS revision and Go version (also --version)
 
 Run 'furrow <command> -h' for a command's flags.
-`
+
+` + exitCodesHelp
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -59,7 +60,7 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "furrow:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -67,7 +68,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("no command given")
+		return usagef("no command given")
 	}
 	switch args[0] {
 	case "dev":
@@ -108,6 +109,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", args[0])
+		return usagef("unknown command %q", args[0])
 	}
 }

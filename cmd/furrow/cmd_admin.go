@@ -41,7 +41,8 @@ type opEnv struct {
 	getenv         func(string) string
 	// Set by the common flags.
 	addr    string
-	json    bool
+	json    bool // -o json
+	out     *outputFlag
 	timeout time.Duration
 	tls     clientTLS
 }
@@ -93,7 +94,8 @@ func (o *opEnv) flags(name, usage string) *flag.FlagSet {
 		addr = opDefaultAddr
 	}
 	fs.StringVar(&o.addr, "addr", addr, "address of Furrow's gRPC API [FURROW_ADDR]")
-	fs.BoolVar(&o.json, "json", false, "print JSON for machines instead of a table")
+	o.out = addOutput(fs, "json")
+	o.out.alias(fs, "json", "json")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up on the server after this long")
 	o.tls.register(fs, o.getenv)
 	return fs
@@ -107,6 +109,7 @@ func (o *opEnv) parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int, nam
 		if err := fs.Parse(args); err != nil {
 			return nil, asUsage(err)
 		}
+		o.json = o.out.is("json")
 		if fs.NArg() == 0 {
 			break
 		}

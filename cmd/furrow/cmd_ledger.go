@@ -123,14 +123,6 @@ func timeFlag(name, v string) (*timestamppb.Timestamp, error) {
 	return timestamppb.New(t), nil
 }
 
-func checkFormat(f string) error {
-	switch f {
-	case "table", "csv", "json":
-		return nil
-	}
-	return usagef("--format %q: want table, csv or json", f)
-}
-
 // yuan renders fen for people: "1,234.57".
 func yuan(fen int64) string { return money.FormatGrouped(fen) }
 
@@ -226,11 +218,9 @@ func runTrialBalance(ctx context.Context, args []string, stdout, stderr io.Write
 	var cf clientFlags
 	cf.register(fs, getenv)
 	byFarmer := fs.Bool("by-farmer", false, "list each farmer's accounts separately")
-	format := fs.String("format", "table", "output format: table, csv or json")
+	out := addOutput(fs, "csv", "json")
+	out.alias(fs, "format", "")
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := checkFormat(*format); err != nil {
 		return err
 	}
 	client, closeConn, err := cf.dial()
@@ -257,7 +247,7 @@ func runTrialBalance(ctx context.Context, args []string, stdout, stderr io.Write
 			return fmt.Errorf("trial balance: %w", callErr)
 		}
 	}
-	if err := printTrialBalance(stdout, tb, *format); err != nil {
+	if err := printTrialBalance(stdout, tb, out.value); err != nil {
 		return err
 	}
 	if callErr != nil || !tb.GetBalanced() {
@@ -327,7 +317,8 @@ func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	farmer := fs.String("farmer", "", "farmer id (required)")
 	from := fs.String("from", "", "start of the period, inclusive (default: the beginning)")
 	to := fs.String("to", "", "end of the period, exclusive (default: now)")
-	asCSV := fs.Bool("csv", false, "write CSV (amounts in fen) instead of a table")
+	out := addOutput(fs, "csv", "json")
+	out.alias(fs, "csv", "csv")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -354,8 +345,11 @@ func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return fmt.Errorf("statement: %w", err)
 	}
-	if *asCSV {
-		return statementCSV(stdout, st)
+	switch {
+	case out.is("csv"):
+		return statementCSV(stdout, st) // amounts in fen
+	case out.is("json"):
+		return writeJSON(stdout, st)
 	}
 	return statementTable(stdout, st)
 }
@@ -432,7 +426,7 @@ func statementTable(w io.Writer, st *ledgerv1.GetFarmerStatementResponse) error 
 	return nil
 }
 
-const reconcileUsage = `Usage: furrow reconcile --settlement FILE.csv [--from DATE] [--to DATE] [--format table|csv|json]
+const reconcileUsage = `Usage: furrow reconcile --settlement FILE.csv [--from DATE] [--to DATE] [-o table|csv|json]
        furrow reconcile resolve --break ID --decision DECISION --note TEXT [--request-id ID]
 
 Matches the ledger's payouts against a payment provider's settlement file
@@ -475,7 +469,8 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	file := fs.String("settlement", "", "the provider's settlement file (required)")
 	from := fs.String("from", "", "start of the period of settled_at, inclusive")
 	to := fs.String("to", "", "end of the period of settled_at, exclusive")
-	format := fs.String("format", "table", "output format: table, csv or json")
+	out := addOutput(fs, "csv", "json")
+	out.alias(fs, "format", "")
 	failOnOpen := fs.Bool("fail-on-open", false, "exit with status 1 while a break is open")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -483,9 +478,6 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if *file == "" {
 		fs.Usage()
 		return usagef("--settlement is required")
-	}
-	if err := checkFormat(*format); err != nil {
-		return err
 	}
 	data, err := os.ReadFile(*file)
 	if err != nil {
@@ -512,7 +504,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		}
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	switch *format {
+	switch out.value {
 	case "json":
 		err = writeJSON(stdout, rec)
 	case "csv":

@@ -52,7 +52,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs := newFlagSet("furrow trace "+args[0], traceUsage, stderr)
 	var cf clientFlags
 	cf.register(fs, getenv)
-	asJSON := fs.Bool("json", false, "print the gRPC response as JSON")
+	out := addOutput(fs, "json")
+	out.alias(fs, "json", "json")
 	from := fs.String("from", "", "first month, YYYY-MM (farmer)")
 	to := fs.String("to", "", "last month, YYYY-MM (farmer)")
 	if err := parseFlags(fs, args[2:]); err != nil {
@@ -70,7 +71,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err != nil {
 			return fmt.Errorf("trace lot: %w", err)
 		}
-		if *asJSON {
+		if out.is("json") {
 			return printJSON(stdout, protojson.MarshalOptions{Multiline: true, UseProtoNames: true}.Format(res))
 		}
 		return lotTable(stdout, res)
@@ -79,7 +80,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return fmt.Errorf("trace farmer: %w", err)
 	}
-	if *asJSON {
+	if out.is("json") {
 		return printJSON(stdout, protojson.MarshalOptions{Multiline: true, UseProtoNames: true}.Format(res))
 	}
 	return farmerTraceTable(stdout, res)

@@ -12,7 +12,7 @@ import (
 // TestExitCodes: a script can tell a bad command line (2), a server that
 // does not answer (3) and a name that does not exist (4) from any other
 // failure (1), and `furrow -h` lists the codes. Every failure exited 1
-// before. (A check that finds a problem, 5, is in TestLedgerCommands.)
+// before. (A check that finds a problem, 5, is in TestFinanceCommands.)
 func TestExitCodes(t *testing.T) {
 	t.Parallel()
 	var help bytes.Buffer

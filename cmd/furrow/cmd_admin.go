@@ -20,6 +20,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	adminv1 "github.com/furrow/furrow/proto/furrow/admin/v1"
+
+	"github.com/furrow/furrow/pkg/grpcx"
 )
 
 // The operator commands (streams, events, projections, dlq) share this
@@ -133,7 +135,7 @@ func (o *opEnv) dial(ctx context.Context) (adminv1.AdminServiceClient, context.C
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	conn, err := grpc.NewClient(o.addr, creds)
+	conn, err := grpc.NewClient(o.addr, creds, grpc.WithDefaultServiceConfig(grpcx.RetryServiceConfig))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("connect to %s: %w", o.addr, err)
 	}

@@ -21,6 +21,7 @@ import (
 	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 
+	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/httpapi"
 	"github.com/furrow/furrow/pkg/serve"
 
@@ -171,7 +172,7 @@ func startConsole(ctx context.Context, cfg consoleConfig, log *slog.Logger) (*ht
 		}
 	}
 	conn := func(addr string) *grpc.ClientConn {
-		c, err2 := grpc.NewClient(addr, dial)
+		c, err2 := grpc.NewClient(addr, dial, grpc.WithDefaultServiceConfig(grpcx.RetryServiceConfig))
 		if err2 != nil && err == nil {
 			err = err2
 		}

@@ -24,6 +24,7 @@ import (
 
 	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
 
+	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/money"
 )
 
@@ -80,7 +81,7 @@ func (c *clientFlags) dial() (ledgerv1.LedgerServiceClient, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient(c.addr, creds)
+	conn, err := grpc.NewClient(c.addr, creds, grpc.WithDefaultServiceConfig(grpcx.RetryServiceConfig))
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
 	}

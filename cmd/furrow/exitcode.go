@@ -55,6 +55,10 @@ type callError struct {
 func (e callError) Error() string { return e.err.Error() }
 func (e callError) Unwrap() error { return e.err }
 
+// codeNotFound is the status code of a local look-up that found nothing
+// (a context), so it exits as a remote one would.
+const codeNotFound = codes.NotFound
+
 // problemError is a check that ran and found a problem: exit code 5.
 type problemError struct{ err error }
 

@@ -45,6 +45,8 @@ Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070;
   events       list | get | tail    events, decoded (--aggregate ID)
   projections  ls | status | rebuild | diff | swap | drop | pause | resume
   dlq          ls | show | redrive  dead letters
+  context      add | use | ls | show | rm   named deployments (address,
+               client certificate); --context NAME on any command
   version    print the version, VCS revision and Go version (also --version)
 
 Run 'furrow <command> -h' for a command's flags.
@@ -70,7 +72,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprint(stderr, usage)
 		return usagef("no command given")
 	}
+	args, getenv, err := withContext(args, getenv)
+	if err != nil {
+		return err
+	}
 	switch args[0] {
+	case "context":
+		return runContext(ctx, args[1:], stdout, stderr, getenv)
 	case "dev":
 		cfg, err := parseDevConfig(args[1:], stderr, getenv)
 		if err != nil {

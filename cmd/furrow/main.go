@@ -47,6 +47,7 @@ Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070;
   dlq          ls | show | redrive  dead letters
   context      add | use | ls | show | rm   named deployments (address,
                client certificate); --context NAME on any command
+  completion bash | zsh: shell completion of commands, flags and contexts
   version    print the version, VCS revision and Go version (also --version)
 
 Run 'furrow <command> -h' for a command's flags.
@@ -79,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch args[0] {
 	case "context":
 		return runContext(ctx, args[1:], stdout, stderr, getenv)
+	case "completion":
+		return runCompletion(args[1:], stdout, stderr)
 	case "dev":
 		cfg, err := parseDevConfig(args[1:], stderr, getenv)
 		if err != nil {

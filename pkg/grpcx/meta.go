@@ -27,6 +27,13 @@ const (
 	// (furrow dev) a client's own value is taken, the documented way to see
 	// unmasked values in development.
 	MDRoles = "x-furrow-roles"
+	// MDOnBehalfOf and MDOnBehalfRoles name the user a gateway (the web
+	// console, the HTTP/JSON API) calls for, and that user's Furrow roles.
+	// A service believes them only from a client certificate with the
+	// gateway role, and grants at most the roles that certificate holds
+	// (serve's role table); from any other caller they are refused.
+	MDOnBehalfOf    = "x-furrow-on-behalf-of"
+	MDOnBehalfRoles = "x-furrow-on-behalf-roles"
 )
 
 // CallerRoles returns the roles the incoming call carries (MDRoles).

@@ -7,6 +7,7 @@ import (
 	"net/http/httputil"
 	"slices"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -53,6 +54,18 @@ type Identity struct {
 // Has reports whether the identity holds role r.
 func (id *Identity) Has(r serve.Role) bool { return id != nil && slices.Contains(id.Roles, r) }
 
+// RoleList is the identity's roles, comma-separated (grpcx.MDOnBehalfRoles).
+func (id *Identity) RoleList() string {
+	if id == nil {
+		return ""
+	}
+	names := make([]string, len(id.Roles))
+	for i, r := range id.Roles {
+		names[i] = string(r)
+	}
+	return strings.Join(names, ",")
+}
+
 // Who names the identity in logs and events.
 func (id *Identity) Who() string {
 	switch {
@@ -97,7 +110,12 @@ func Authorize(next http.Handler) http.Handler {
 			writeGRPCError(w, status.Convert(err))
 			return
 		}
+		// Set, not added: whatever the client sent under these names is
+		// replaced. A service behind mTLS believes the user only because
+		// the gateway's certificate holds the gateway role.
 		r.Header.Set(grpcx.MDActor, id.Who())
+		r.Header.Set(grpcx.MDOnBehalfOf, id.Who())
+		r.Header.Set(grpcx.MDOnBehalfRoles, id.RoleList())
 		next.ServeHTTP(w, r)
 	})
 }

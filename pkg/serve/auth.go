@@ -40,6 +40,12 @@ const (
 	// RoleOperator runs the AdminService: streams, events, projections,
 	// dead letters.
 	RoleOperator Role = "operator"
+	// RoleGateway lets a certificate call on behalf of a signed-in user
+	// (grpcx.MDOnBehalfOf): the web console and HTTP/JSON API gateway. The
+	// user becomes the actor, and the user's roles, cut to the other roles
+	// the gateway's certificate holds, decide the call. It grants no method
+	// by itself.
+	RoleGateway Role = "gateway"
 )
 
 // A certificate's roles are URI SANs of the form furrow://role/<role>
@@ -68,7 +74,7 @@ func RolesOf(cert *x509.Certificate) []Role {
 		}
 		r := Role(strings.TrimPrefix(u.Path, "/"))
 		switch r {
-		case RolePlatform, RoleFinance, RoleOperator:
+		case RolePlatform, RoleFinance, RoleOperator, RoleGateway:
 			if !slices.Contains(roles, r) {
 				roles = append(roles, r)
 			}
@@ -221,18 +227,61 @@ func authorize(ctx context.Context, method string) (context.Context, error) {
 	if acc.noCert {
 		return ctx, nil
 	}
-	roles := RolesOf(cert)
+	actor, roles, err := caller(ctx, cert)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range roles {
 		if slices.Contains(acc.roles, r) {
-			return withActor(ctx, identity(cert), roles), nil
+			return withActor(ctx, actor, roles), nil
 		}
 	}
 	have := "no Furrow role"
 	if len(roles) > 0 {
 		have = fmt.Sprintf("roles %v", roles)
 	}
-	return nil, status.Errorf(codes.PermissionDenied, "%s needs role %s; the client certificate %q has %s",
-		method, joinRoles(acc.roles), identity(cert), have)
+	who := fmt.Sprintf("the client certificate %q", identity(cert))
+	if actor != identity(cert) {
+		who = fmt.Sprintf("%q", actor)
+	}
+	return nil, status.Errorf(codes.PermissionDenied, "%s needs role %s; %s has %s",
+		method, joinRoles(acc.roles), who, have)
+}
+
+// caller names who calls and with which roles: the certificate's holder
+// and roles, or, for a gateway's certificate calling on behalf of a user
+// (grpcx.MDOnBehalfOf), that user — named with the gateway, so the audit
+// trail shows both — with the user's roles that the certificate also holds.
+// Only a gateway may call on behalf of someone.
+func caller(ctx context.Context, cert *x509.Certificate) (string, []Role, error) {
+	certRoles := RolesOf(cert)
+	in, _ := metadata.FromIncomingContext(ctx)
+	user := strings.TrimSpace(strings.Join(in.Get(grpcx.MDOnBehalfOf), ""))
+	isGateway := slices.Contains(certRoles, RoleGateway)
+	own := slices.DeleteFunc(slices.Clone(certRoles), func(r Role) bool { return r == RoleGateway })
+	if user == "" {
+		if len(in.Get(grpcx.MDOnBehalfRoles)) > 0 {
+			return "", nil, status.Errorf(codes.InvalidArgument, "%s names roles but no user", grpcx.MDOnBehalfRoles)
+		}
+		if isGateway {
+			return identity(cert), own, nil
+		}
+		return identity(cert), certRoles, nil
+	}
+	if !isGateway {
+		return "", nil, status.Errorf(codes.PermissionDenied, "the client certificate %q may not call on behalf of %q: that needs role %s",
+			identity(cert), user, RoleGateway)
+	}
+	var roles []Role
+	for _, v := range in.Get(grpcx.MDOnBehalfRoles) {
+		for name := range strings.SplitSeq(v, ",") {
+			r := Role(strings.TrimSpace(name))
+			if r != RoleGateway && slices.Contains(own, r) && !slices.Contains(roles, r) {
+				roles = append(roles, r)
+			}
+		}
+	}
+	return user + " via " + identity(cert), roles, nil
 }
 
 func joinRoles(roles []Role) string {

@@ -400,3 +400,62 @@ func loadCert(p devcert.Pair) (*x509.Certificate, error) {
 	}
 	return x509.ParseCertificate(block.Bytes)
 }
+
+// TestGatewayCallsOnBehalfOfItsUser: the console's gateway calls with its
+// own certificate; before, every command it forwarded was recorded as the
+// gateway's, with the gateway's roles, whoever had signed in (four-eyes
+// saw one approver for every console user, and masking followed the
+// gateway's roles). A certificate with the gateway role names the user
+// (grpcx.MDOnBehalfOf) and the user's roles; the service records the user
+// and grants only roles the gateway's certificate also holds. Any other
+// certificate that names a user is refused.
+func TestGatewayCallsOnBehalfOfItsUser(t *testing.T) {
+	t.Parallel()
+	p, addr, ledger := startAuthServer(t)
+	gw := ledgerv1.NewLedgerServiceClient(p.client(t, addr, "console-gw", RoleGateway, RolePlatform, RoleFinance))
+	backend := ledgerv1.NewLedgerServiceClient(p.client(t, addr, "shop-backend", RolePlatform))
+	call := func(c ledgerv1.LedgerServiceClient, kv ...string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := c.RegisterFarmer(metadata.AppendToOutgoingContext(ctx, kv...), &ledgerv1.RegisterFarmerRequest{})
+		return err
+	}
+	last := func() (string, string) {
+		ledger.mu.Lock()
+		defer ledger.mu.Unlock()
+		return ledger.actors[len(ledger.actors)-1], ledger.roles[len(ledger.roles)-1]
+	}
+	// A platform user through the gateway: recorded as that user.
+	if err := call(gw, grpcx.MDOnBehalfOf, "alice@example.com", grpcx.MDOnBehalfRoles, "platform,finance"); err != nil {
+		t.Fatal(err)
+	}
+	if actor, roles := last(); actor != "alice@example.com via console-gw" || roles != "platform,finance" {
+		t.Errorf("on behalf of alice: actor %q roles %q, want \"alice@example.com via console-gw\" and platform,finance", actor, roles)
+	}
+	// Roles the gateway's certificate lacks are not granted; a user with
+	// neither of the method's roles is refused, though the gateway has them.
+	if err := call(gw, grpcx.MDOnBehalfOf, "bob@example.com", grpcx.MDOnBehalfRoles, "platform,operator,gateway"); err != nil {
+		t.Fatal(err)
+	}
+	if actor, roles := last(); actor != "bob@example.com via console-gw" || roles != "platform" {
+		t.Errorf("on behalf of bob: actor %q roles %q, want platform only", actor, roles)
+	}
+	if err := call(gw, grpcx.MDOnBehalfOf, "carol@example.com", grpcx.MDOnBehalfRoles, "finance"); status.Code(err) != codes.PermissionDenied ||
+		!strings.Contains(err.Error(), "carol@example.com via console-gw") {
+		t.Errorf("a finance-only user registering a farmer through the gateway: %v, want PermissionDenied naming her", err)
+	}
+	// The gateway on its own account: its roles but the gateway role.
+	if err := call(gw); err != nil {
+		t.Fatal(err)
+	}
+	if actor, roles := last(); actor != "console-gw" || roles != "platform,finance" {
+		t.Errorf("the gateway as itself: actor %q roles %q", actor, roles)
+	}
+	// Nobody else may name a user.
+	if err := call(backend, grpcx.MDOnBehalfOf, "alice@example.com", grpcx.MDOnBehalfRoles, "platform"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a platform certificate naming a user: %v, want PermissionDenied", err)
+	}
+	if err := call(gw, grpcx.MDOnBehalfRoles, "platform"); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("roles without a user: %v, want InvalidArgument", err)
+	}
+}

@@ -323,7 +323,8 @@ func (g guarded) authorize(ctx context.Context, method string) (context.Context,
 	if err := serve.Allow(method, id.Who(), id.Roles); err != nil {
 		return nil, err
 	}
-	return metadata.AppendToOutgoingContext(ctx, grpcx.MDActor, id.Who()), nil
+	return metadata.AppendToOutgoingContext(ctx, grpcx.MDActor, id.Who(),
+		grpcx.MDOnBehalfOf, id.Who(), grpcx.MDOnBehalfRoles, id.RoleList()), nil
 }
 
 func (g guarded) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {

@@ -214,8 +214,9 @@ func consumerConfig(c Config) jetstream.ConsumerConfig {
 // means the handler was wired to the wrong subscriber.
 //
 // The channel is closed when ctx is cancelled or Close is called. A message
-// neither acked nor nacked by then is left to the server, which redelivers
-// it after AckWait: that is what happens when the process dies, too.
+// neither acked nor nacked by then is handed back to the server at once
+// (see handBack), which redelivers it to another subscriber; when the
+// process dies instead, the server redelivers it after AckWait.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if topic != s.cfg.Stream {
 		return nil, fmt.Errorf("wmjs: subscribe to %q: this subscriber consumes stream %q", topic, s.cfg.Stream)
@@ -259,7 +260,7 @@ func (s *Subscriber) isClosed() bool {
 }
 
 // Close stops every subscription and waits for their goroutines. A message
-// in flight is neither acked nor nacked (see Subscribe).
+// in flight is handed back (see Subscribe).
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -334,6 +335,7 @@ func (s *Subscriber) deliver(ctx context.Context, jm jetstream.Msg, out chan<- *
 	select {
 	case out <- m:
 	case <-ctx.Done():
+		s.handBack(jm, log) // pulled, never handled
 		return
 	}
 
@@ -348,7 +350,8 @@ func (s *Subscriber) deliver(ctx context.Context, jm jetstream.Msg, out chan<- *
 			return
 		case <-m.Nacked():
 			if ctx.Err() != nil {
-				return // shutting down: leave it to AckWait, as on a crash
+				s.handBack(jm, log)
+				return
 			}
 			if err := jm.NakWithDelay(nakDelay(s.cfg.NakDelay, meta.NumDelivered)); err != nil {
 				log.WarnContext(ctx, "nak failed", slog.Any("error", err))
@@ -363,9 +366,23 @@ func (s *Subscriber) deliver(ctx context.Context, jm jetstream.Msg, out chan<- *
 			case <-m.Acked(): // the handler finished just as we stopped: keep its work
 				s.ack(ctx, jm, log)
 			default:
+				s.handBack(jm, log)
 			}
 			return
 		}
+	}
+}
+
+// handBack returns a message this subscription will not finish, because
+// it is stopping, to the server at once (a Nak without delay): a replica
+// that still runs gets it now rather than after AckWait, which a durable
+// with MaxAckPending 1 would spend stalled. The handler may still be
+// finishing its work (its context is done); handlers are idempotent by the
+// source event, so the other replica's run of it changes nothing twice. A
+// process that dies cannot hand back: then AckWait decides.
+func (s *Subscriber) handBack(jm jetstream.Msg, log *slog.Logger) {
+	if err := jm.Nak(); err != nil {
+		log.Warn("hand back on stop failed; redelivered after AckWait", slog.Any("error", err))
 	}
 }
 

@@ -219,3 +219,47 @@ func TestPositionOfForeignMessage(t *testing.T) {
 		t.Fatalf("Recorded: %v, want ErrNoPosition", err)
 	}
 }
+
+// A replica that stops (its subscription ends) while a handler works on a
+// message hands the message back at once (a Nak), so the replica that
+// still runs takes it without waiting out AckWait: before, the durable
+// (MaxAckPending 1) stalled for AckWait on every rolling restart.
+func TestStoppingSubscriberHandsOverAtOnce(t *testing.T) {
+	t.Parallel()
+	js := startJS(t)
+	cfg := wmjs.Config{Stream: testStream, Durable: "handover", AckWait: time.Minute}
+	stopping := newSubscriber(t, js, cfg)
+	stayCtx, stayCancel := context.WithCancel(context.Background())
+	t.Cleanup(stayCancel)
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := stopping.Subscribe(ctx, testStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := publish(t, js, "test.h.1.recorded", "e1", nil)
+	m := receive(t, ch)
+	if seqOf(t, m) != seq {
+		t.Fatalf("got seq %d, want %d", seqOf(t, m), seq)
+	}
+	// The other replica subscribes; with e1 ack-pending it gets nothing.
+	staying := newSubscriber(t, js, cfg)
+	ch2, err := staying.Subscribe(stayCtx, testStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the first replica is told to stop mid-handler
+	began := time.Now()
+	select {
+	case again := <-ch2:
+		if again.UUID != "e1" || again.Metadata.Get(wmjs.MetaDelivered) != "2" {
+			t.Fatalf("the staying replica got %s delivered %s, want e1 delivered 2", again.UUID, again.Metadata.Get(wmjs.MetaDelivered))
+		}
+		again.Ack()
+		t.Logf("handed over in %v (AckWait %v)", time.Since(began).Round(time.Millisecond), cfg.AckWait)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the staying replica got nothing 10s after the other stopped mid-handler (AckWait %v)", cfg.AckWait)
+	}
+	if err := stopping.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

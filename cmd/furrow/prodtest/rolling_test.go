@@ -3,6 +3,7 @@ package prodtest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,7 @@ func TestRollingRestartFailsNoCall(t *testing.T) {
 		total    int64
 		last     *typesv1.Position
 		calls    atomic.Int64
+		answered []time.Time // when each read-your-write was answered
 	)
 	fail := func(format string, args ...any) {
 		mu.Lock()
@@ -130,7 +132,11 @@ func TestRollingRestartFailsNoCall(t *testing.T) {
 				calls.Add(1)
 				if err != nil {
 					fail("GetFarmerBalance at %v at %s: %v", res.GetPosition(), time.Now().Format("15:04:05.000"), err)
+					continue
 				}
+				mu.Lock()
+				answered = append(answered, time.Now())
+				mu.Unlock()
 			}
 		})
 	}
@@ -162,5 +168,11 @@ func TestRollingRestartFailsNoCall(t *testing.T) {
 	if res.GetPurchasesFen() != total {
 		t.Errorf("after the rolling restart the balance shows purchases of %d fen; the acknowledged deliveries add up to %d", res.GetPurchasesFen(), total)
 	}
-	t.Logf("rolling restart of 4 replicas under load: %d calls, %d failed; purchases %d fen = the acknowledged deliveries", calls.Load(), len(failures), total)
+	slices.SortFunc(answered, func(a, b time.Time) int { return a.Compare(b) })
+	var longest time.Duration
+	for i := 1; i < len(answered); i++ {
+		longest = max(longest, answered[i].Sub(answered[i-1]))
+	}
+	t.Logf("rolling restart of 4 replicas under load: %d calls, %d failed; purchases %d fen = the acknowledged deliveries; longest gap between answered reads %v",
+		calls.Load(), len(failures), total, longest.Round(time.Millisecond))
 }

@@ -190,11 +190,13 @@ type AppendOutcome struct {
 func (s *Store) AppendMany(ctx context.Context, reqs []AppendRequest) []AppendOutcome {
 	out := make([]AppendOutcome, len(reqs))
 	start := time.Now()
+	ctx, span := startSendMany(ctx, reqs)
 	defer func() {
 		took := time.Since(start)
 		for i, o := range out {
 			recordAppend(ctx, reqs[i], o.Result, o.Err, took)
 		}
+		endSendMany(span, out)
 	}()
 	s.stats.appends.Add(uint64(len(reqs)))
 	ps := make([]*pending, 0, len(reqs))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/furrow/furrow/pkg/deadletter"
 	"github.com/furrow/furrow/pkg/eventstore"
@@ -712,6 +713,8 @@ func (w *worker) applyBatch(ctx context.Context, batch []delivery, skips map[uin
 			return errHeld
 		}
 	}
+	ctx, span := w.startProcess(ctx, batch)
+	defer func() { endProcess(span, err) }()
 	txCtx := ctx
 	if pipelined {
 		var tag *pipelineTag
@@ -779,6 +782,7 @@ func (w *worker) applyBatch(ctx context.Context, batch []delivery, skips map[uin
 		last = d.seq
 		applied++
 	}
+	span.SetAttributes(attribute.Int("furrow.projection.applied", applied))
 	if last != uint64(stored) {
 		if _, err := tx.ExecContext(ctx, `UPDATE projection_copies SET seq = $1, applied = applied + $2, updated_at = $3
 			WHERE name = $4 AND version = $5`, int64(last), applied, formatTime(now), r.name, w.version); err != nil {

@@ -3,6 +3,7 @@ package projection_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
@@ -44,10 +45,13 @@ func TestBatchSpans(t *testing.T) {
 	start(t, r)
 	waitFor(t, r, res.Last)
 
+	// The batch's span ends just after the checkpoint WaitFor saw moved.
 	var batch sdktrace.ReadOnlySpan
-	for _, s := range rec.Ended() {
-		if s.Name() == "process "+testStream {
-			batch = s
+	for deadline := time.Now().Add(5 * time.Second); batch == nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, s := range rec.Ended() {
+			if s.Name() == "process "+testStream {
+				batch = s
+			}
 		}
 	}
 	if batch == nil {

@@ -25,6 +25,8 @@ import (
 	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
 
 	"github.com/furrow/furrow/pkg/grpcx"
+
+	"github.com/furrow/furrow/cmd/furrow/internal/ledgerfmt"
 	"github.com/furrow/furrow/pkg/money"
 )
 
@@ -348,7 +350,7 @@ func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	switch {
 	case out.is("csv"):
-		return statementCSV(stdout, st) // amounts in fen
+		return ledgerfmt.StatementCSV(stdout, st) // amounts in fen
 	case out.is("json"):
 		return writeJSON(stdout, st)
 	}
@@ -360,34 +362,6 @@ func when(ts *timestamppb.Timestamp) string {
 		return "the beginning"
 	}
 	return ts.AsTime().UTC().Format(time.RFC3339)
-}
-
-func statementCSV(w io.Writer, st *ledgerv1.GetFarmerStatementResponse) error {
-	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"row", "sequence", "posted_at", "entry_id", "source_stream", "source_sequence", "source_event_id",
-		"source_type", "payout_id", "description", "purchases_fen", "premiums_fen", "held_fen", "paid_fen", "available_fen",
-		"available_after_fen"})
-	balance := func(row string, b *ledgerv1.FarmerBalance, at *timestamppb.Timestamp) []string {
-		posted := ""
-		if at != nil {
-			posted = at.AsTime().UTC().Format(time.RFC3339Nano)
-		}
-		return []string{row, "", posted, "", "", "", "", "", "", row + " balance",
-			fen(b.GetPurchasesFen()), fen(b.GetPremiumsFen()), fen(b.GetHeldFen()), fen(b.GetPaidFen()), fen(b.GetAvailableFen()),
-			fen(b.GetAvailableFen())}
-	}
-	_ = cw.Write(balance("opening", st.GetOpening(), st.GetFrom()))
-	for _, e := range st.GetEntries() {
-		c := e.GetChange()
-		_ = cw.Write([]string{"entry", strconv.FormatUint(e.GetSequence(), 10), e.GetPostedAt().AsTime().UTC().Format(time.RFC3339Nano),
-			e.GetEntryId(), e.GetSource().GetStream(), strconv.FormatUint(e.GetSource().GetSequence(), 10), e.GetSource().GetEventId(),
-			e.GetSource().GetEventType(), e.GetPayoutId(), e.GetDescription(),
-			fen(c.GetPurchasesFen()), fen(c.GetPremiumsFen()), fen(c.GetHeldFen()), fen(c.GetPaidFen()), fen(c.GetAvailableFen()),
-			fen(e.GetAvailableAfterFen())})
-	}
-	_ = cw.Write(balance("closing", st.GetClosing(), st.GetTo()))
-	cw.Flush()
-	return cw.Error()
 }
 
 // shortType drops the package of an event type for the table.

@@ -3,12 +3,10 @@ package console
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/csv"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -18,6 +16,8 @@ import (
 	brandv1 "github.com/furrow/furrow/proto/furrow/brand/v1"
 	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
+
+	"github.com/furrow/furrow/cmd/furrow/internal/ledgerfmt"
 )
 
 type farmersData struct {
@@ -117,7 +117,7 @@ func (c *Console) statementCSV(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="statement-`+url.PathEscape(id)+`.csv"`)
-	writeStatementCSV(w, st)
+	_ = ledgerfmt.StatementCSV(w, st) // headers are sent: a failed write cannot be reported
 }
 
 func httpStatus(err error) int {
@@ -132,34 +132,6 @@ func httpStatus(err error) int {
 		return http.StatusUnauthorized
 	}
 	return http.StatusBadGateway
-}
-
-func writeStatementCSV(w io.Writer, st *ledgerv1.GetFarmerStatementResponse) {
-	fen := func(n int64) string { return strconv.FormatInt(n, 10) }
-	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"row", "sequence", "posted_at", "entry_id", "source_stream", "source_sequence", "source_event_id",
-		"source_type", "payout_id", "description", "purchases_fen", "premiums_fen", "held_fen", "paid_fen", "available_fen",
-		"available_after_fen"})
-	balance := func(row string, b *ledgerv1.FarmerBalance, at *timestamppb.Timestamp) []string {
-		posted := ""
-		if at != nil {
-			posted = at.AsTime().UTC().Format(time.RFC3339Nano)
-		}
-		return []string{row, "", posted, "", "", "", "", "", "", row + " balance",
-			fen(b.GetPurchasesFen()), fen(b.GetPremiumsFen()), fen(b.GetHeldFen()), fen(b.GetPaidFen()), fen(b.GetAvailableFen()),
-			fen(b.GetAvailableFen())}
-	}
-	_ = cw.Write(balance("opening", st.GetOpening(), st.GetFrom()))
-	for _, e := range st.GetEntries() {
-		ch := e.GetChange()
-		_ = cw.Write([]string{"entry", strconv.FormatUint(e.GetSequence(), 10), e.GetPostedAt().AsTime().UTC().Format(time.RFC3339Nano),
-			e.GetEntryId(), e.GetSource().GetStream(), strconv.FormatUint(e.GetSource().GetSequence(), 10), e.GetSource().GetEventId(),
-			e.GetSource().GetEventType(), e.GetPayoutId(), e.GetDescription(),
-			fen(ch.GetPurchasesFen()), fen(ch.GetPremiumsFen()), fen(ch.GetHeldFen()), fen(ch.GetPaidFen()), fen(ch.GetAvailableFen()),
-			fen(e.GetAvailableAfterFen())})
-	}
-	_ = cw.Write(balance("closing", st.GetClosing(), st.GetTo()))
-	cw.Flush()
 }
 
 type financeData struct {

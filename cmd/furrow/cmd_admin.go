@@ -131,16 +131,28 @@ func (o *opEnv) parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int, nam
 // dial connects to the AdminService. Calls made with the returned context
 // are bounded by --timeout.
 func (o *opEnv) dial(ctx context.Context) (adminv1.AdminServiceClient, context.Context, func(), error) {
-	creds, err := o.tls.dialOption()
+	conn, ctx, done, err := dialFurrow(ctx, o.addr, o.tls, o.timeout)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	conn, err := grpc.NewClient(o.addr, creds, grpc.WithDefaultServiceConfig(grpcx.RetryServiceConfig))
+	return adminv1.NewAdminServiceClient(conn), ctx, done, nil
+}
+
+// dialFurrow connects the client commands to Furrow's gRPC API at addr,
+// over mTLS when tls names certificates, retrying UNAVAILABLE
+// (grpcx.RetryServiceConfig). Calls made with the returned context are
+// bounded by timeout; done closes both.
+func dialFurrow(ctx context.Context, addr string, tls clientTLS, timeout time.Duration) (*grpc.ClientConn, context.Context, func(), error) {
+	creds, err := tls.dialOption()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("connect to %s: %w", o.addr, err)
+		return nil, nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	return adminv1.NewAdminServiceClient(conn), ctx, func() { cancel(); conn.Close() }, nil
+	conn, err := grpc.NewClient(addr, creds, grpc.WithDefaultServiceConfig(grpcx.RetryServiceConfig))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return conn, ctx, func() { cancel(); conn.Close() }, nil
 }
 
 // callErr turns a failed call into an error an operator can act on.

@@ -15,7 +15,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -24,16 +23,16 @@ import (
 
 	ledgerv1 "github.com/furrow/furrow/proto/furrow/ledger/v1"
 
-	"github.com/furrow/furrow/pkg/grpcx"
+	"github.com/furrow/furrow/pkg/money"
 
 	"github.com/furrow/furrow/cmd/furrow/internal/ledgerfmt"
-	"github.com/furrow/furrow/pkg/money"
 )
 
 // defaultAddr is where the finance commands find Furrow's gRPC API.
 const defaultAddr = "127.0.0.1:7070"
 
-// callTimeout bounds one finance command's calls.
+// callTimeout is the default of --timeout, which bounds one finance
+// command's calls.
 const callTimeout = 60 * time.Second
 
 const ledgerUsage = `Usage: furrow ledger <command> [flags]
@@ -69,25 +68,25 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, get
 
 // clientFlags are the flags every finance command shares.
 type clientFlags struct {
-	addr string
-	tls  clientTLS
+	addr    string
+	timeout time.Duration
+	tls     clientTLS
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.addr, "addr", envOr(getenv, "FURROW_ADDR", defaultAddr), "Furrow's gRPC address [FURROW_ADDR]")
+	fs.DurationVar(&c.timeout, "timeout", callTimeout, "give up on the server after this long")
 	c.tls.register(fs, getenv)
 }
 
-func (c *clientFlags) dial() (ledgerv1.LedgerServiceClient, func(), error) {
-	creds, err := c.tls.dialOption()
+// dial connects to the ledger; calls made with the returned context are
+// bounded by --timeout, and done closes both.
+func (c *clientFlags) dial(ctx context.Context) (ledgerv1.LedgerServiceClient, context.Context, func(), error) {
+	conn, ctx, done, err := dialFurrow(ctx, c.addr, c.tls, c.timeout)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	conn, err := grpc.NewClient(c.addr, creds, grpc.WithDefaultServiceConfig(grpcx.RetryServiceConfig))
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
-	}
-	return ledgerv1.NewLedgerServiceClient(conn), func() { conn.Close() }, nil
+	return ledgerv1.NewLedgerServiceClient(conn), ctx, done, nil
 }
 
 func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
@@ -226,13 +225,11 @@ func runTrialBalance(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	client, closeConn, err := cf.dial()
+	client, ctx, done, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
+	defer done()
 	tb, callErr := client.GetTrialBalance(ctx, &ledgerv1.GetTrialBalanceRequest{ByFarmer: *byFarmer})
 	if callErr != nil {
 		// An unbalanced journal comes back as DATA_LOSS with the totals
@@ -337,13 +334,11 @@ func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if req.To, err = timeFlag("to", *to); err != nil {
 		return err
 	}
-	client, closeConn, err := cf.dial()
+	client, ctx, done, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
+	defer done()
 	st, err := client.GetFarmerStatement(ctx, req)
 	if err != nil {
 		return fmt.Errorf("statement: %w", err)
@@ -465,13 +460,11 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if req.To, err = timeFlag("to", *to); err != nil {
 		return err
 	}
-	client, closeConn, err := cf.dial()
+	client, ctx, done, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
+	defer done()
 	rec, err := client.ReconcilePayouts(ctx, req)
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
@@ -633,13 +626,11 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if *requestID == "" {
 		*requestID = "cli-resolve:" + *breakID + ":" + *decision
 	}
-	client, closeConn, err := cf.dial()
+	client, ctx, done, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
+	defer done()
 	res, err := client.ResolvePayoutBreak(ctx, &ledgerv1.ResolvePayoutBreakRequest{
 		RequestId: *requestID, BreakId: *breakID, Decision: d, Note: *note,
 	})

@@ -59,13 +59,11 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := parseFlags(fs, args[2:]); err != nil {
 		return err
 	}
-	client, closeConn, err := cf.dial()
+	client, ctx, done, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
+	defer done()
 	if args[0] == "lot" {
 		res, err := client.TraceLot(ctx, &ledgerv1.TraceLotRequest{DeliveryId: args[1]})
 		if err != nil {

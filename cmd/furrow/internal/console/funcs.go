@@ -43,9 +43,9 @@ var funcs = template.FuncMap{
 	"chart": chartJSON,
 	"clock": func(t time.Time) string { return t.In(shanghai).Format("15:04:05") },
 	"roles": func(id *httpapi.Identity) string { return strings.ReplaceAll(id.RoleList(), ",", ", ") },
-	"eq64": func(a, b int64) bool { return a == b },
-	"neg":  func(n int64) bool { return n < 0 },
-	"add":  func(a, b int) int { return a + b },
+	"eq64":  func(a, b int64) bool { return a == b },
+	"neg":   func(n int64) bool { return n < 0 },
+	"add":   func(a, b int) int { return a + b },
 }
 
 // yuan formats fen as yuan with thousands separators: 123456 → "1,234.56".

@@ -187,7 +187,7 @@ func runEventsTail(ctx context.Context, o *opEnv, args []string) error {
 	fs := o.flags("furrow events tail", `Usage: furrow events tail STREAM [flags]
 
 Follows STREAM, printing events as they are appended, until Ctrl-C (or
---limit events). --last N starts with the last N events, --from SEQ at a
+--limit events). --last N starts with the last N events, --from-seq SEQ at a
 sequence. With --json it prints one JSON object per line.
 
 Examples:
@@ -195,7 +195,8 @@ Examples:
   furrow events tail PROCUREMENT --subject 'procurement.*.*.delivery_recorded'
 `)
 	subject := fs.String("subject", "", "only events on subjects matching this filter")
-	from := fs.Uint64("from", 0, "start at this stream sequence")
+	from := fs.Uint64("from-seq", 0, "start at this stream sequence")
+	fs.Var(uint64Alias{from}, "from", "the same as --from-seq")
 	last := fs.Uint("last", 0, "start with the last N events")
 	limit := fs.Int("limit", 0, "stop after this many events (0: follow until Ctrl-C)")
 	payload := fs.Bool("payload", true, "print each event's payload under it")

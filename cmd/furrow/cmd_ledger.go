@@ -109,7 +109,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// timeFlag parses a --from or --to value: RFC 3339, or a date
+// timeFlag parses a --since or --until value: RFC 3339, or a date
 // (YYYY-MM-DD) meaning midnight UTC at its start.
 func timeFlag(name, v string) (*timestamppb.Timestamp, error) {
 	if v == "" {
@@ -287,13 +287,13 @@ func printTrialBalance(w io.Writer, tb *ledgerv1.GetTrialBalanceResponse, format
 	return err
 }
 
-const statementUsage = `Usage: furrow ledger statement --farmer ID [--from DATE] [--to DATE] [--csv]
+const statementUsage = `Usage: furrow ledger statement --farmer ID [--since DATE] [--until DATE] [-o table|csv|json]
 
-Prints a farmer's statement for the period [--from, --to): the opening
+Prints a farmer's statement for the period [--since, --until): the opening
 balance, every journal entry with the event it accounts for, and the closing
 balance, where opening + entries = closing for every column. Dates are
 YYYY-MM-DD (midnight UTC at the start of that day) or RFC 3339 times;
---to is exclusive (--to 2026-12-01 ends with 30 November) and defaults to now.
+--until is exclusive (--until 2026-12-01 ends with 30 November) and defaults to now.
 
 The table is for people: every amount in it is in yuan with two decimals
 (CNY), those in the entries' descriptions included.
@@ -315,8 +315,10 @@ func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	var cf clientFlags
 	cf.register(fs, getenv)
 	farmer := fs.String("farmer", "", "farmer id (required)")
-	from := fs.String("from", "", "start of the period, inclusive (default: the beginning)")
-	to := fs.String("to", "", "end of the period, exclusive (default: now)")
+	from := fs.String("since", "", "start of the period, inclusive (default: the beginning)")
+	to := fs.String("until", "", "end of the period, exclusive (default: now)")
+	fs.Var(stringAlias{from}, "from", "the same as --since")
+	fs.Var(stringAlias{to}, "to", "the same as --until")
 	out := addOutput(fs, "csv", "json")
 	out.alias(fs, "csv", "csv")
 	if err := parseFlags(fs, args); err != nil {
@@ -328,10 +330,10 @@ func runStatement(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	req := &ledgerv1.GetFarmerStatementRequest{FarmerId: *farmer}
 	var err error
-	if req.From, err = timeFlag("from", *from); err != nil {
+	if req.From, err = timeFlag("since", *from); err != nil {
 		return err
 	}
-	if req.To, err = timeFlag("to", *to); err != nil {
+	if req.To, err = timeFlag("until", *to); err != nil {
 		return err
 	}
 	client, ctx, done, err := cf.dial(ctx)
@@ -396,7 +398,7 @@ func statementTable(w io.Writer, st *ledgerv1.GetFarmerStatementResponse) error 
 	return nil
 }
 
-const reconcileUsage = `Usage: furrow reconcile --settlement FILE.csv [--from DATE] [--to DATE] [-o table|csv|json]
+const reconcileUsage = `Usage: furrow reconcile --settlement FILE.csv [--since DATE] [--until DATE] [-o table|csv|json]
        furrow reconcile resolve --break ID --decision DECISION --note TEXT [--request-id ID]
 
 Matches the ledger's payouts against a payment provider's settlement file
@@ -410,7 +412,7 @@ JSON in fen.
 The file is CSV with the header
   provider_reference,payout_id,farmer_id,amount_fen,currency,status,settled_at
 (columns in any order, extra columns ignored; status settled, failed or
-pending; settled_at RFC 3339). The period [--from, --to) selects by the
+pending; settled_at RFC 3339). The period [--since, --until) selects by the
 provider's settled_at; dates as for 'furrow ledger statement'.
 
 Every break has a stable id. 'furrow reconcile resolve' records a decision
@@ -437,8 +439,10 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	var cf clientFlags
 	cf.register(fs, getenv)
 	file := fs.String("settlement", "", "the provider's settlement file (required)")
-	from := fs.String("from", "", "start of the period of settled_at, inclusive")
-	to := fs.String("to", "", "end of the period of settled_at, exclusive")
+	from := fs.String("since", "", "start of the period of settled_at, inclusive")
+	to := fs.String("until", "", "end of the period of settled_at, exclusive")
+	fs.Var(stringAlias{from}, "from", "the same as --since")
+	fs.Var(stringAlias{to}, "to", "the same as --until")
 	out := addOutput(fs, "csv", "json")
 	out.alias(fs, "format", "")
 	failOnOpen := fs.Bool("fail-on-open", false, "exit with status 1 while a break is open")
@@ -454,10 +458,10 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return fmt.Errorf("settlement file: %w", err)
 	}
 	req := &ledgerv1.ReconcilePayoutsRequest{SettlementCsv: data}
-	if req.From, err = timeFlag("from", *from); err != nil {
+	if req.From, err = timeFlag("since", *from); err != nil {
 		return err
 	}
-	if req.To, err = timeFlag("to", *to); err != nil {
+	if req.To, err = timeFlag("until", *to); err != nil {
 		return err
 	}
 	client, ctx, done, err := cf.dial(ctx)

@@ -28,7 +28,7 @@ A rebuild without downtime:
 var projectionsCommands = []opCommand{
 	{"ls", "list projections: state, checkpoint, lag (events and time)", runProjectionsLs},
 	{"status", "health of one or all projections; exits 5 if any is unhealthy", runProjectionsStatus},
-	{"rebuild", "rebuild into a shadow copy (from zero, --from-seq or --from-time)", runProjectionsRebuild},
+	{"rebuild", "rebuild into a shadow copy (from zero, --from-seq or --since)", runProjectionsRebuild},
 	{"diff", "compare the shadow copy with the live one, row by row", runProjectionsDiff},
 	{"swap", "make the shadow copy live (atomic for readers)", runProjectionsSwap},
 	{"drop", "delete a retired copy, or the shadow (cancels its rebuild)", runProjectionsDrop},
@@ -239,7 +239,7 @@ func runProjectionsRebuild(ctx context.Context, o *opEnv, args []string) error {
 
 Rebuilds NAME into a new shadow copy while the live copy keeps serving
 queries and keeps following the stream. The shadow copy is fed from the
-start of the stream, or from --from-seq / --from-time (it then reflects
+start of the stream, or from --from-seq / --since (it then reflects
 only the events from there on). The command follows the progress (events
 done / total, rate, time left) until the shadow has caught up; Ctrl-C or
 --detach leaves the rebuild running in the server.
@@ -247,7 +247,8 @@ done / total, rate, time left) until the shadow has caught up; Ctrl-C or
 Then: furrow projections diff NAME, and furrow projections swap NAME.
 `)
 	fromSeq := fs.Uint64("from-seq", 0, "start at this stream sequence")
-	fromTime := fs.String("from-time", "", "start at the first event stored at or after this time (RFC 3339 or YYYY-MM-DD)")
+	fromTime := fs.String("since", "", "start at the first event stored at or after this time (RFC 3339 or YYYY-MM-DD)")
+	fs.Var(stringAlias{fromTime}, "from-time", "the same as --since")
 	detach := fs.Bool("detach", false, "start the rebuild and return at once")
 	every := fs.Duration("every", time.Second, "how often to print progress")
 	pos, err := o.parse(fs, args, 1, 1, "NAME")
@@ -261,7 +262,7 @@ Then: furrow projections diff NAME, and furrow projections swap NAME.
 			t, err = time.Parse(time.DateOnly, *fromTime)
 		}
 		if err != nil {
-			return fmt.Errorf("--from-time %q: want RFC 3339 (2026-11-28T08:00:00+08:00) or a date (2026-11-28)", *fromTime)
+			return usagef("--since %q: want RFC 3339 (2026-11-28T08:00:00+08:00) or a date (2026-11-28)", *fromTime)
 		}
 		req.FromTime = timestamppb.New(t)
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 const traceUsage = `Usage: furrow trace lot DELIVERY_ID [--json]
-       furrow trace farmer FARMER_ID [--from YYYY-MM] [--to YYYY-MM] [--json]
+       furrow trace farmer FARMER_ID [--since YYYY-MM] [--until YYYY-MM] [-o table|json]
 
 Traceability, read over gRPC from the ledger's trace read models (--addr,
 default 127.0.0.1:7070, or FURROW_ADDR).
@@ -54,8 +54,10 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	cf.register(fs, getenv)
 	out := addOutput(fs, "json")
 	out.alias(fs, "json", "json")
-	from := fs.String("from", "", "first month, YYYY-MM (farmer)")
-	to := fs.String("to", "", "last month, YYYY-MM (farmer)")
+	from := fs.String("since", "", "first month, YYYY-MM (farmer)")
+	to := fs.String("until", "", "last month, YYYY-MM (farmer)")
+	fs.Var(stringAlias{from}, "from", "the same as --since")
+	fs.Var(stringAlias{to}, "to", "the same as --until")
 	if err := parseFlags(fs, args[2:]); err != nil {
 		return err
 	}

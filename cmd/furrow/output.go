@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -51,3 +52,33 @@ func (o *outputFlag) Set(v string) error {
 
 // is reports whether the chosen format is f.
 func (o *outputFlag) is(f string) bool { return o.value == f }
+
+// stringAlias and uint64Alias give a flag an older name: times are
+// --since/--until and sequences --from-seq in every command, and the
+// names some commands used before (--from, --to, --from-time) still work.
+type stringAlias struct{ p *string }
+
+func (a stringAlias) String() string {
+	if a.p == nil {
+		return ""
+	}
+	return *a.p
+}
+func (a stringAlias) Set(v string) error { *a.p = v; return nil }
+
+type uint64Alias struct{ p *uint64 }
+
+func (a uint64Alias) String() string {
+	if a.p == nil {
+		return ""
+	}
+	return strconv.FormatUint(*a.p, 10)
+}
+func (a uint64Alias) Set(v string) error {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q: want a stream sequence", v)
+	}
+	*a.p = n
+	return nil
+}

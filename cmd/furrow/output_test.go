@@ -57,3 +57,32 @@ func TestOutputJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeAndSequenceFlags: times are --since/--until and sequences
+// --from-seq everywhere; the older spellings (--from, --to, --from-time)
+// still work and mean the same.
+func TestTimeAndSequenceFlags(t *testing.T) {
+	t.Parallel()
+	s := startOpStack(t)
+	s.register(t, "F1")
+	s.buy(t, "F1")
+	for _, pair := range [][2][]string{
+		{{"events", "tail", "PROCUREMENT", "--from-seq", "2", "--limit", "1", "-o", "json"}, {"events", "tail", "PROCUREMENT", "--from", "2", "--limit", "1", "-o", "json"}},
+		{{"ledger", "statement", "--farmer", "F1", "--since", "2000-01-01", "--until", "2099-01-01", "-o", "csv"}, {"ledger", "statement", "--farmer", "F1", "--from", "2000-01-01", "--to", "2099-01-01", "-o", "csv"}},
+		{{"trace", "farmer", "F1", "--since", "2000-01", "-o", "json"}, {"trace", "farmer", "F1", "--from", "2000-01", "-o", "json"}},
+	} {
+		now, before := s.mustCLI(t, pair[0]...), s.mustCLI(t, pair[1]...)
+		if now != before || strings.TrimSpace(now) == "" {
+			t.Errorf("furrow %s and furrow %s differ:\n%s\n---\n%s", strings.Join(pair[0], " "), strings.Join(pair[1], " "), now, before)
+		}
+	}
+	for _, args := range [][]string{
+		{"ledger", "statement", "--farmer", "F1", "--since", "yesterday"},
+		{"events", "tail", "PROCUREMENT", "--from", "first"},
+		{"projections", "rebuild", "procurement_purchases", "--since", "last week"},
+	} {
+		if _, err := s.cli(t, args...); exitCode(err) != exitUsage {
+			t.Errorf("furrow %s: %v (exit %d), want a usage error", strings.Join(args, " "), err, exitCode(err))
+		}
+	}
+}

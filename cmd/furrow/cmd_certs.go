@@ -25,6 +25,8 @@ production shape with mutual TLS (docker-compose.yml runs it first):
   platform.crt/.key        a client with role platform (furrow://role/platform)
   finance.crt/.key         a client with role finance
   operator.crt/.key        a client with role operator
+  console.crt/.key         the console's gateway: role gateway (it calls on
+                           behalf of signed-in users) and the three roles
 
 Keys are unencrypted and valid for a year. For production use your own CA
 and issue certificates with the same role URIs (deploy/README.md). If
@@ -78,6 +80,14 @@ func runCerts(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		files[string(r)+".crt"], files[string(r)+".key"] = c.CertPEM, c.KeyPEM
 	}
+	// The console's gateway calls on behalf of its signed-in users: the
+	// gateway role, and every role a user of it may hold.
+	gw, err := ca.Client("console-gateway", serve.RoleURI(serve.RoleGateway),
+		serve.RoleURI(serve.RolePlatform), serve.RoleURI(serve.RoleFinance), serve.RoleURI(serve.RoleOperator))
+	if err != nil {
+		return err
+	}
+	files["console.crt"], files["console.key"] = gw.CertPEM, gw.KeyPEM
 	for name, data := range files {
 		// Readable by the services' unprivileged users in their containers:
 		// these are development keys.

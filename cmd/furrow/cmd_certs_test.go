@@ -61,6 +61,10 @@ func TestCertsWritesAUsablePKI(t *testing.T) {
 			t.Errorf("%s key pair: %v", r, err)
 		}
 	}
+	gw := readCert(t, filepath.Join(dir, "console.crt"))
+	if got := serve.RolesOf(gw); !slices.Equal(got, []serve.Role{serve.RoleGateway, serve.RolePlatform, serve.RoleFinance, serve.RoleOperator}) {
+		t.Errorf("console.crt roles = %v, want gateway and the three it forwards", got)
+	}
 
 	before, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	out.Reset()

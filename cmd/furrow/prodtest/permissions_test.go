@@ -159,10 +159,10 @@ func snapshot(ctx context.Context, t *testing.T, js jetstream.JetStream) logStat
 		b, _ := json.Marshal(cfg)
 		state["stream "+name+" config"] = string(b)
 		state["stream "+name+" state"] = fmt.Sprintf("messages %d, first %d, last %d", info.State.Msgs, info.State.FirstSeq, info.State.LastSeq)
-		// Names come from the meta layer; each consumer's info from its
-		// own leader. A clustered consumer list gathers infos from every
-		// leader and may, while a leader moves, list one twice and miss
-		// another.
+		// Names come from the meta layer; infos from a listing, which a
+		// cluster gathers from every consumer's leader and which may, while
+		// a leader moves, name one twice and miss another: list again
+		// until it holds every name.
 		var consumers []string
 		lister := st.ConsumerNames(ctx)
 		for n := range lister.Name() {
@@ -171,12 +171,24 @@ func snapshot(ctx context.Context, t *testing.T, js jetstream.JetStream) logStat
 		if err := lister.Err(); err != nil {
 			t.Fatalf("consumers of %s: %v", name, err)
 		}
-		for _, cname := range consumers {
-			c, err := st.Consumer(ctx, cname)
-			if err != nil {
-				t.Fatalf("consumer %s/%s: %v", name, cname, err)
+		infos := map[string]*jetstream.ConsumerInfo{}
+		for attempt := 0; len(infos) < len(consumers); attempt++ {
+			if attempt == 10 {
+				t.Fatalf("consumers of %s: the listing holds %d of %v after %d tries", name, len(infos), consumers, attempt)
 			}
-			ci := c.CachedInfo()
+			if attempt > 0 {
+				time.Sleep(200 * time.Millisecond)
+			}
+			clear(infos)
+			for ci := range st.ListConsumers(ctx).Info() {
+				infos[ci.Name] = ci
+			}
+		}
+		for _, cname := range consumers {
+			ci := infos[cname]
+			if ci == nil {
+				t.Fatalf("consumer %s/%s is named but not listed", name, cname)
+			}
 			ccfg := ci.Config
 			ccfg.Metadata = nil
 			b, _ := json.Marshal(ccfg)

@@ -103,11 +103,11 @@ func (r Result) String() string {
 	return s
 }
 
-// Apply creates every stream, key, request-id and snapshot bucket and
-// durable consumer, or
-// brings each to its configuration; a second run changes nothing. It goes on past a stream it
-// refuses to change (eventstore.ErrRefused) and returns every result and
-// every error; consumers of such a stream are left alone.
+// Apply creates every stream, bucket (the ledger's keys, request ids,
+// aggregate snapshots) and durable consumer, or brings each to its
+// configuration; a second run changes nothing. It goes on past a stream
+// or bucket it refuses to change (eventstore.ErrRefused) and returns every
+// result and every error; consumers of such a stream are left alone.
 func Apply(ctx context.Context, js jetstream.JetStream, opts Options) ([]Result, error) {
 	if opts.Replicas <= 0 {
 		opts.Replicas = 1

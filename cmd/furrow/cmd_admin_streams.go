@@ -25,7 +25,7 @@ through a service: the steps operators (or an init job) run before the
 services start.
 
 Commands:
-  streams apply   create or update every stream and durable consumer
+  streams apply   create or update every stream, bucket and durable consumer
   backup          snapshot every stream into a directory
   restore         restore a backup into a server without those streams
 
@@ -49,10 +49,12 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 const streamsApplyUsage = `Usage: furrow admin streams apply [flags]
 
-Creates every Furrow stream (PROCUREMENT, BRAND, LEDGER, DEADLETTER) and
-every handler's durable consumer, or brings existing ones to their
-configuration: file storage, --replicas replicas, deletes and purges
-denied, no limit, TTL or rollup that could drop an event. It prints what it
+Creates every Furrow stream (PROCUREMENT, BRAND, LEDGER, DEADLETTER), the
+key-value buckets (the ledger's data keys, each service's request ids, the
+ledger's and procurement's aggregate snapshots) and every handler's durable
+consumer, or brings existing ones to their configuration: file storage,
+--replicas replicas; for the streams, deletes and purges denied, no limit,
+TTL or rollup that could drop an event. It prints what it
 created, updated (each setting it changed) or left unchanged; a second run
 changes nothing. Run it as the NATS admin user before the services start:
 they only verify what it made and refuse to start on drift.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/eventstore"
+
+	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
+	procurement "github.com/furrow/furrow/services/procurement/service"
 )
 
 // startMonitoredNATS starts a JetStream server in the test process with a
@@ -63,6 +68,8 @@ func TestAdminStreamsApply(t *testing.T) {
 		"bucket KV_PROCUREMENT_REQUESTS: created\n" +
 		"bucket KV_BRAND_REQUESTS: created\n" +
 		"bucket KV_LEDGER_REQUESTS: created\n" +
+		"bucket KV_PROCUREMENT_SNAPSHOTS: created\n" +
+		"bucket KV_LEDGER_SNAPSHOTS: created\n" +
 		"consumer PROCUREMENT/ledger-post-entries-procurement: created\n" +
 		"consumer BRAND/ledger-post-entries-brand: created\n" +
 		"consumer LEDGER/ledger-send-payouts: created\n" +
@@ -74,8 +81,8 @@ func TestAdminStreamsApply(t *testing.T) {
 		t.Errorf("first apply printed:\n%s\nwant:\n%s", out, wantFirst)
 	}
 	out, _, err = apply(t, url, "--replicas", "1", "--monitor-url", monitor)
-	if err != nil || strings.Count(out, ": unchanged\n") != 15 {
-		t.Errorf("second apply = %v; want all 15 unchanged:\n%s", err, out)
+	if err != nil || strings.Count(out, ": unchanged\n") != 17 {
+		t.Errorf("second apply = %v; want all 17 unchanged:\n%s", err, out)
 	}
 
 	// Someone with stream rights (before this step existed, every service
@@ -129,6 +136,53 @@ func TestAdminStreamsApply(t *testing.T) {
 			Name: name, Storage: jetstream.FileStorage, DenyDelete: true, DenyPurge: true, Discard: jetstream.DiscardNew,
 		}); len(problems) > 0 {
 			t.Errorf("%s after apply: %v", name, problems)
+		}
+	}
+}
+
+// TestAdminStreamsApplyTurnsSnapshotsOn checks that the admin step makes
+// the aggregate snapshot buckets the services bind (a service may not
+// create one): after it, a service that binds its bucket the way the
+// procurement and ledger services do finds it, with the replicas asked
+// for, and its snapshots are on.
+func TestAdminStreamsApplyTurnsSnapshotsOn(t *testing.T) {
+	t.Parallel()
+	url, monitor := startMonitoredNATS(t, true)
+	if _, errOut, err := apply(t, url, "--replicas", "1", "--monitor-url", monitor); err != nil {
+		t.Fatalf("apply: %v\n%s", err, errOut)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, bucket := range []string{procurement.SnapshotBucket, ledger.SnapshotBucket} {
+		var logged bytes.Buffer
+		snaps := aggregate.BindSnapshots(js, bucket, slog.New(slog.NewTextHandler(&logged, nil)))
+		if snaps == nil || strings.Contains(logged.String(), "aggregate snapshots off") {
+			t.Errorf("%s after furrow admin streams apply: snapshots off:\n%s", bucket, logged.String())
+			continue
+		}
+		if err := snaps.PutSnapshot(ctx, "farmer.F1", []byte("state")); err != nil {
+			t.Errorf("%s: put a snapshot: %v", bucket, err)
+		} else if got, err := snaps.GetSnapshot(ctx, "farmer.F1"); err != nil || string(got) != "state" {
+			t.Errorf("%s: get the snapshot = %q, %v; want what was put", bucket, got, err)
+		}
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config; cfg.Replicas != 1 || cfg.Storage != jetstream.FileStorage || cfg.MaxMsgsPerSubject != 1 {
+			t.Errorf("%s: replicas %d, storage %v, history %d; want 1, file, 1", bucket, cfg.Replicas, cfg.Storage, cfg.MaxMsgsPerSubject)
 		}
 	}
 }

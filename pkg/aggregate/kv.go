@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/snapshot"
 )
 
@@ -124,14 +125,78 @@ func SnapshotBucket(bucket string, replicas int) jetstream.KeyValueConfig {
 	}
 }
 
-// EnsureSnapshotBucket creates or updates a snapshot bucket. It creates a
-// stream, so in production only the admin identity runs it (the services
-// bind the bucket with OpenSnapshots); `furrow dev` runs it at start.
-func EnsureSnapshotBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) error {
-	if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
-		return fmt.Errorf("ensure snapshot bucket %s: %w", cfg.Bucket, err)
+// ApplySnapshotBucket creates a snapshot bucket, or brings an existing
+// one to cfg (history, replicas, age limit, compression), and reports what
+// it did as eventstore.ApplyStream does: a second run reports Unchanged.
+// It creates a stream (KV_<bucket>), so only the admin identity runs it:
+// `furrow admin streams apply` (cmd/furrow/internal/provision), which
+// `furrow dev` runs too; the services only bind the bucket (BindSnapshots).
+// Like ApplyStream it refuses (eventstore.ErrRefused) to lower the
+// bucket's replicas unless opts allow it, and to change its storage, which
+// the server cannot change in place.
+func ApplySnapshotBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, opts eventstore.ApplyOptions) (eventstore.ApplyResult, error) {
+	res := eventstore.ApplyResult{Name: "KV_" + cfg.Bucket}
+	cfg.Replicas, cfg.History = max(cfg.Replicas, 1), max(cfg.History, 1) // the server's defaults
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		if err == nil {
+			res.Change = eventstore.Created
+			return res, nil
+		}
+		if errors.Is(err, jetstream.ErrBucketExists) { // another admin run made it meanwhile
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		}
 	}
-	return nil
+	if err != nil {
+		return res, fmt.Errorf("snapshot bucket %s: %w", cfg.Bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return res, fmt.Errorf("snapshot bucket %s: %w", cfg.Bucket, err)
+	}
+	have := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
+	wantCompression := jetstream.NoCompression
+	if cfg.Compression {
+		wantCompression = jetstream.S2Compression
+	}
+	if have.Storage != cfg.Storage {
+		return res, fmt.Errorf("%w: stream %s: storage: %v → %v cannot change in place (delete the bucket: snapshots are derived, loads replay meanwhile)",
+			eventstore.ErrRefused, res.Name, have.Storage, cfg.Storage)
+	}
+	if have.Replicas > cfg.Replicas && !opts.AllowReplicaDecrease {
+		return res, fmt.Errorf("%w: stream %s: num_replicas: would lower %d → %d; allow it explicitly",
+			eventstore.ErrRefused, res.Name, have.Replicas, cfg.Replicas)
+	}
+	if have.MaxMsgsPerSubject != int64(cfg.History) {
+		res.Fields = append(res.Fields, fmt.Sprintf("max_msgs_per_subject: %d → %d", have.MaxMsgsPerSubject, cfg.History))
+	}
+	if have.MaxAge != cfg.TTL {
+		res.Fields = append(res.Fields, fmt.Sprintf("max_age: %v → %v", have.MaxAge, cfg.TTL))
+	}
+	if have.Compression != wantCompression {
+		res.Fields = append(res.Fields, fmt.Sprintf("compression: %v → %v", have.Compression, wantCompression))
+	}
+	if have.Replicas != cfg.Replicas {
+		res.Fields = append(res.Fields, fmt.Sprintf("num_replicas: %d → %d", have.Replicas, cfg.Replicas))
+	}
+	if len(res.Fields) == 0 {
+		res.Change = eventstore.Unchanged
+		return res, nil
+	}
+	if _, err := js.UpdateKeyValue(ctx, cfg); err != nil {
+		return res, fmt.Errorf("snapshot bucket %s: %w", cfg.Bucket, err)
+	}
+	res.Change = eventstore.Updated
+	return res, nil
+}
+
+// EnsureSnapshotBucket creates or updates a snapshot bucket, lowering its
+// replicas if cfg asks: ApplySnapshotBucket for a process that
+// administers its own server (tests, benchmarks).
+func EnsureSnapshotBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) error {
+	_, err := ApplySnapshotBucket(ctx, js, cfg, eventstore.ApplyOptions{AllowReplicaDecrease: true})
+	return err
 }
 
 // OpenSnapshots binds the snapshot bucket, or returns nil (no store, no

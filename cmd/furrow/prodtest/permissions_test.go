@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +21,7 @@ import (
 
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 
+	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/deadletter"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/natstest"
@@ -27,6 +29,8 @@ import (
 	"github.com/furrow/furrow/cmd/furrow/internal/provision"
 
 	brand "github.com/furrow/furrow/services/brand-incubation/service"
+	ledger "github.com/furrow/furrow/services/farmer-ledger/service"
+	procurement "github.com/furrow/furrow/services/procurement/service"
 )
 
 // identity is one NATS user of accounts.conf, connected for probing.
@@ -323,6 +327,9 @@ func TestEventLog(t *testing.T) {
 	}
 	t.Logf("furrow admin streams apply:\n%s", out)
 	want := []string{"stream PROCUREMENT: created", "stream BRAND: created", "stream LEDGER: created", "stream DEADLETTER: created"}
+	for _, b := range append(provision.Buckets(3), provision.SnapshotBuckets(3)...) {
+		want = append(want, "bucket KV_"+b.Bucket+": created")
+	}
 	for _, d := range durables {
 		want = append(want, "consumer "+d.stream+"/"+d.name+": created")
 	}
@@ -341,8 +348,8 @@ func TestEventLog(t *testing.T) {
 		if err != nil {
 			t.Fatalf("second furrow admin streams apply: %v\n%s%s", err, out, errOut)
 		}
-		// 4 streams, the ledger's key bucket, the request-id buckets, the durables.
-		if n := strings.Count(out, ": unchanged\n"); n != 4+1+len(provision.Buckets(3))+len(durables) || strings.Contains(out, "created") || strings.Contains(out, "updated") {
+		// 4 streams, the ledger's key bucket, the request-id and snapshot buckets, the durables.
+		if n := strings.Count(out, ": unchanged\n"); n != 4+1+len(provision.Buckets(3))+len(provision.SnapshotBuckets(3))+len(durables) || strings.Contains(out, "created") || strings.Contains(out, "updated") {
 			t.Errorf("second run: want every stream, bucket and consumer unchanged, got:\n%s", out)
 		}
 		out, errOut, err = furrowCLI(t, applyEnv, "admin", "streams", "apply", "--replicas", "1")
@@ -354,6 +361,8 @@ func TestEventLog(t *testing.T) {
 			t.Errorf("the second run or the refused one changed the log:\n\t%s", strings.Join(ch, "\n\t"))
 		}
 	})
+
+	t.Run("snapshots", func(t *testing.T) { snapshotsOn(ctx, t, cluster) })
 
 	t.Run("permissions", func(t *testing.T) { probeLog(ctx, t, cluster, admin, durables) })
 
@@ -547,6 +556,28 @@ func reflectIntoLedger(ctx context.Context, t *testing.T, cluster *deployCluster
 	}
 }
 
+// snapshotsOn binds each service's aggregate snapshot bucket as that
+// service's NATS user, the way the service does at start: after the admin
+// step the bucket is there (a service may not create it), so snapshots are
+// on, and the service can write and read a snapshot larger than a message
+// (split into parts).
+func snapshotsOn(ctx context.Context, t *testing.T, cluster *deployCluster) {
+	for user, bucket := range map[string]string{"procurement": procurement.SnapshotBucket, "ledger": ledger.SnapshotBucket} {
+		var logged strings.Builder
+		snaps := aggregate.BindSnapshots(cluster.jetStream(t, user), bucket, slog.New(slog.NewTextHandler(&logged, nil)))
+		if snaps == nil || strings.Contains(logged.String(), "aggregate snapshots off") {
+			t.Errorf("%s binding %s after furrow admin streams apply: snapshots off:\n%s", user, bucket, logged.String())
+			continue
+		}
+		big := []byte(strings.Repeat("snapshot ", 300_000)) // beyond the 1 MiB message limit
+		if err := snaps.PutSnapshot(ctx, "probe.S1", big); err != nil {
+			t.Errorf("%s writes a snapshot into %s: %v", user, bucket, err)
+		} else if got, err := snaps.GetSnapshot(ctx, "probe.S1"); err != nil || string(got) != string(big) {
+			t.Errorf("%s reads its snapshot from %s: %d bytes, %v; want the %d it wrote", user, bucket, len(got), err, len(big))
+		}
+	}
+}
+
 // lastLines returns the last n lines of s.
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
@@ -703,6 +734,23 @@ func probeLog(ctx context.Context, t *testing.T, cluster *deployCluster, admin j
 		probe{"delete stream KV_LEDGER_KEYS", users, fixed("$JS.API.STREAM.DELETE.KV_LEDGER_KEYS"), raw(nil)},
 		probe{"purge KV_LEDGER_KEYS", users, fixed("$JS.API.STREAM.PURGE.KV_LEDGER_KEYS"), raw([]byte(`{}`))},
 	)
+	// Aggregate snapshots (derived data, but a forged one would be loaded
+	// if its checksum held): each bucket is read and written by its owner
+	// only (the operator may read it, as it reads the events); nobody
+	// changes, deletes or purges it.
+	for owner, bucket := range map[string]string{"procurement": procurement.SnapshotBucket, "ledger": ledger.SnapshotBucket} {
+		stream := "KV_" + bucket
+		cfg := streamConfig(stream)
+		cfg.Replicas = 1
+		probes = append(probes,
+			probe{"write a snapshot ($KV." + bucket + ".probe.S9)", whoOf(except(owner)), fixed("$KV." + bucket + ".probe.S9"), raw([]byte("forged"))},
+			probe{"read a snapshot (direct get " + stream + ")", whoOf(func(u string) bool { return u != owner && u != "operator" }),
+				fixed("$JS.API.DIRECT.GET." + stream + ".$KV." + bucket + ".probe.S1"), raw(nil)},
+			probe{"replicas 3→1 on " + stream, users, fixed("$JS.API.STREAM.UPDATE." + stream), raw(mustJSON(cfg))},
+			probe{"delete stream " + stream, users, fixed("$JS.API.STREAM.DELETE." + stream), raw(nil)},
+			probe{"purge " + stream, users, fixed("$JS.API.STREAM.PURGE." + stream), raw([]byte(`{}`))},
+		)
+	}
 	for owner, stream := range map[string]string{"procurement": "PROCUREMENT", "brand": "BRAND", "ledger": "LEDGER"} {
 		subject := map[string]string{
 			"procurement": "procurement.P1.D9.delivery_recorded",
@@ -784,6 +832,9 @@ func probeLog(ctx context.Context, t *testing.T, cluster *deployCluster, admin j
 		{"direct get LEDGER:1", "ledger", "$JS.API.DIRECT.GET.LEDGER", []byte(`{"seq":1}`)},
 		{"direct get LEDGER:1", "operator", "$JS.API.DIRECT.GET.LEDGER", []byte(`{"seq":1}`)},
 		{"read a data key (direct get KV_LEDGER_KEYS)", "ledger", "$JS.API.DIRECT.GET.KV_LEDGER_KEYS.$KV.LEDGER_KEYS.farmer.F1", nil},
+		{"read a snapshot (direct get KV_LEDGER_SNAPSHOTS)", "ledger", "$JS.API.DIRECT.GET.KV_LEDGER_SNAPSHOTS.$KV.LEDGER_SNAPSHOTS.probe.S1", nil},
+		{"read a snapshot (direct get KV_PROCUREMENT_SNAPSHOTS)", "procurement", "$JS.API.DIRECT.GET.KV_PROCUREMENT_SNAPSHOTS.$KV.PROCUREMENT_SNAPSHOTS.probe.S1", nil},
+		{"read a snapshot (direct get KV_LEDGER_SNAPSHOTS)", "operator", "$JS.API.DIRECT.GET.KV_LEDGER_SNAPSHOTS.$KV.LEDGER_SNAPSHOTS.probe.S1", nil},
 		{"consumer on LEDGER, filter farmer_registered", "procurement", "$JS.API.CONSUMER.CREATE.LEDGER.control.ledger.farmer.*.farmer_registered",
 			mustJSON(map[string]any{"stream_name": "LEDGER", "config": jetstream.ConsumerConfig{
 				Name: "control", FilterSubject: "ledger.farmer.*.farmer_registered", AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute}})},

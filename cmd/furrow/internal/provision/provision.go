@@ -1,5 +1,6 @@
 // Package provision is the admin side of Furrow's event log: the streams,
-// the ledger's key bucket and the durable consumers a deployment needs, and the one place that creates
+// the ledger's key bucket, the request-id and aggregate snapshot buckets
+// and the durable consumers a deployment needs, and the one place that creates
 // or changes them. `furrow admin streams apply` runs it as the NATS admin
 // user before the services start (they only verify what it made, and their
 // NATS users may not change it); `furrow dev` runs it against its embedded
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/deadletter"
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/requests"
@@ -42,6 +44,17 @@ func Buckets(replicas int) []jetstream.KeyValueConfig {
 		requests.Config(procurement.Stream(replicas).Name, replicas, 0),
 		requests.Config(brand.Stream(replicas).Name, replicas, 0),
 		requests.Config(ledger.Stream(replicas).Name, replicas, 0),
+	}
+}
+
+// SnapshotBuckets returns the key-value bucket of each service's
+// aggregate snapshots (pkg/aggregate: the ledger's and procurement's), with
+// replicas replicas. The services bind them (aggregate.BindSnapshots) and
+// replay aggregates whole without them.
+func SnapshotBuckets(replicas int) []jetstream.KeyValueConfig {
+	return []jetstream.KeyValueConfig{
+		aggregate.SnapshotBucket(procurement.SnapshotBucket, replicas),
+		aggregate.SnapshotBucket(ledger.SnapshotBucket, replicas),
 	}
 }
 
@@ -90,10 +103,11 @@ func (r Result) String() string {
 	return s
 }
 
-// Apply creates every stream, request-id bucket and durable consumer, or
-// brings each to its configuration; a second run changes nothing. It goes on past a stream it
-// refuses to change (eventstore.ErrRefused) and returns every result and
-// every error; consumers of such a stream are left alone.
+// Apply creates every stream, bucket (the ledger's keys, request ids,
+// aggregate snapshots) and durable consumer, or brings each to its
+// configuration; a second run changes nothing. It goes on past a stream
+// or bucket it refuses to change (eventstore.ErrRefused) and returns every
+// result and every error; consumers of such a stream are left alone.
 func Apply(ctx context.Context, js jetstream.JetStream, opts Options) ([]Result, error) {
 	if opts.Replicas <= 0 {
 		opts.Replicas = 1
@@ -126,6 +140,14 @@ func Apply(ctx context.Context, js jetstream.JetStream, opts Options) ([]Result,
 	}
 	for _, cfg := range Buckets(opts.Replicas) {
 		res, err := requests.Apply(ctx, js, cfg, opts.ApplyOptions)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		results = append(results, Result{Kind: "bucket", ApplyResult: res})
+	}
+	for _, cfg := range SnapshotBuckets(opts.Replicas) {
+		res, err := aggregate.ApplySnapshotBucket(ctx, js, cfg, opts.ApplyOptions)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -31,7 +31,6 @@ import (
 	procurementv1 "github.com/furrow/furrow/proto/furrow/procurement/v1"
 
 	"github.com/furrow/furrow/pkg/admin"
-	"github.com/furrow/furrow/pkg/aggregate"
 	"github.com/furrow/furrow/pkg/dirlock"
 	"github.com/furrow/furrow/pkg/grpcx"
 	"github.com/furrow/furrow/pkg/lifecycle"
@@ -167,8 +166,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("stack: JetStream: %w", err)
 	}
 	// furrow dev is the admin of its embedded server: it provisions the
-	// streams and durable consumers the way `furrow admin streams apply`
-	// does in production.
+	// streams, buckets (request ids, aggregate snapshots) and durable
+	// consumers the way `furrow admin streams apply` does in production.
 	if _, err := provision.Apply(ctx, s.js, provision.Options{Replicas: 1}); err != nil {
 		return nil, fmt.Errorf("stack: provision streams: %w", err)
 	}
@@ -177,9 +176,6 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	// bucket.
 	ledgerKeys, err := ledger.KeyStore(ctx, s.js, "", cfg.Log)
 	if err != nil {
-		return nil, err
-	}
-	if err := ensureSnapshotBuckets(ctx, s.js); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -395,17 +391,4 @@ func (s *Stack) Shutdown(ctx context.Context) {
 		s.nats.Shutdown()
 	}
 	_ = s.lock.Release()
-}
-
-// ensureSnapshotBuckets creates the services' aggregate snapshot buckets
-// (each a stream KV_<bucket>). Creating streams is the admin step's work
-// in production (the services only bind the buckets), so this belongs
-// with the stream creation there.
-func ensureSnapshotBuckets(ctx context.Context, js jetstream.JetStream) error {
-	for _, bucket := range []string{procurement.SnapshotBucket, ledger.SnapshotBucket} {
-		if err := aggregate.EnsureSnapshotBucket(ctx, js, aggregate.SnapshotBucket(bucket, 1)); err != nil {
-			return err
-		}
-	}
-	return nil
 }

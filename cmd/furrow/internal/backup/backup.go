@@ -24,9 +24,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -108,7 +111,7 @@ func Backup(ctx context.Context, nc *nats.Conn, dir string) ([]Result, error) {
 	m := Manifest{Format: format, Created: time.Now().UTC()}
 	var results []Result
 	for _, name := range names {
-		s, err := snapshot(ctx, nc, js, dir, name)
+		s, err := snapshotWithRetry(ctx, nc, js, dir, name)
 		if err != nil {
 			return results, fmt.Errorf("backup %s: %w", name, err)
 		}
@@ -138,6 +141,39 @@ func emptyDir(dir string) error {
 		return fmt.Errorf("backup: %s is not empty", dir)
 	}
 	return nil
+}
+
+// snapshotAttempts bounds how often a stream's snapshot is tried.
+const snapshotAttempts = 5
+
+// serverFailure is a snapshot the server gave up on with a 5xx status:
+// on a cluster, a consumer whose state it could not read at that moment
+// (its leader moving), which passes.
+type serverFailure struct{ status, description string }
+
+func (e *serverFailure) Error() string { return "snapshot failed: " + e.status + " " + e.description }
+
+// snapshotWithRetry snapshots a stream, trying again, from the start and
+// into a fresh file, when the server failed it for a passing reason.
+func snapshotWithRetry(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, dir, name string) (Stream, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := snapshot(ctx, nc, js, dir, name)
+		var sf *serverFailure
+		if err == nil || !errors.As(err, &sf) || attempt == snapshotAttempts {
+			if err != nil && attempt > 1 {
+				err = fmt.Errorf("%w (after %d attempts)", err, attempt)
+			}
+			return s, err
+		}
+		if rerr := os.Remove(filepath.Join(dir, name+".snapshot")); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return Stream{}, rerr
+		}
+		select {
+		case <-ctx.Done():
+			return Stream{}, ctx.Err()
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		}
+	}
 }
 
 func snapshot(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, dir, name string) (Stream, error) {
@@ -178,6 +214,9 @@ func snapshot(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, dir, n
 		return Stream{}, fmt.Errorf("snapshot response: %w", err)
 	}
 	if resp.Error != nil {
+		if resp.Error.Code >= 500 {
+			return Stream{}, &serverFailure{status: strconv.Itoa(resp.Error.Code), description: resp.Error.Description}
+		}
 		return Stream{}, fmt.Errorf("snapshot: %w", resp.Error)
 	}
 	var state struct {
@@ -205,6 +244,9 @@ func snapshot(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, dir, n
 			// The end, with a status: 204 (or none) done, else the
 			// server's reason.
 			if st := chunk.Header.Get("Status"); st != "" && st != "204" {
+				if strings.HasPrefix(st, "5") {
+					return Stream{}, &serverFailure{status: st, description: chunk.Header.Get("Description")}
+				}
 				return Stream{}, fmt.Errorf("snapshot failed: %s %s", st, chunk.Header.Get("Description"))
 			}
 			break

@@ -7,7 +7,9 @@ import (
 )
 
 // reflectingWaits is how long Reflecting waits before each load: about
-// three seconds in all, far longer than a healthy follower lags.
+// three seconds in all, far longer than a healthy follower lags. A table,
+// not a backoff library: the first look is immediate and the steps are
+// hand-picked, which a written-out schedule says more plainly.
 var reflectingWaits = []time.Duration{0, 10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
 	100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond}
 

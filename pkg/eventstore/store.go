@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -352,16 +352,19 @@ func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg) (AppendResul
 	for _, m := range msgs {
 		m.Reply = "" // a request from an earlier attempt
 	}
-	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs)
-	for attempt := 0; isAPIError(err, errCodeBatchTooManyInflight) && attempt < busyRetries; attempt++ {
-		s.stats.busy.Add(1)
-		// Back off with jitter: the open batches commit within milliseconds.
-		wait := time.Duration(1+rand.IntN(2<<min(attempt, 6))) * time.Millisecond
-		if !sleepCtx(ctx, wait) {
-			return AppendResult{}, ctx.Err()
+	// Back off with full jitter (1ms, doubling, at most 64ms, each wait
+	// random up to twice that): the open batches commit within
+	// milliseconds, and the appends waiting for them should not all come
+	// back at once.
+	busy := &backoff.ExponentialBackOff{InitialInterval: time.Millisecond, RandomizationFactor: 1, Multiplier: 2, MaxInterval: 64 * time.Millisecond}
+	ack, err := backoff.Retry(ctx, func() (*jetstreamext.BatchAck, error) {
+		ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs)
+		if err != nil && !isAPIError(err, errCodeBatchTooManyInflight) {
+			return nil, backoff.Permanent(err)
 		}
-		ack, err = jetstreamext.PublishMsgBatch(ctx, s.js, msgs)
-	}
+		return ack, err
+	}, backoff.WithBackOff(busy), backoff.WithMaxTries(busyRetries+1), backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(error, time.Duration) { s.stats.busy.Add(1) }))
 	if err != nil {
 		return AppendResult{}, err
 	}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -692,22 +693,22 @@ func (r *Runner) setPaused(ctx context.Context, paused bool, reason string) erro
 	return nil
 }
 
-// backoff yields doubling waits from firstRetry up to max.
-type backoff struct {
-	max  time.Duration
-	wait time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.wait == 0 {
-		b.wait = min(firstRetry, b.max)
-	} else {
-		b.wait = min(2*b.wait, b.max)
+// newBackoff yields doubling waits from firstRetry up to max, without
+// jitter: one runner per projection copy retries, so there is no herd to
+// spread, and the failure tests count on the waits being predictable.
+// The loops that use it are not a plain "retry this call" (they restart
+// consumers, park events, answer redrives), so they take only the policy
+// from the library and keep their own ctx-aware sleep.
+func newBackoff(max time.Duration) *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     min(firstRetry, max),
+		RandomizationFactor: 0,
+		Multiplier:          2,
+		MaxInterval:         max,
 	}
-	return b.wait
+	b.Reset()
+	return b
 }
-
-func (b *backoff) reset() { b.wait = 0 }
 
 // sleep waits d or until ctx is done, reporting whether it slept the full d.
 func sleep(ctx context.Context, d time.Duration) bool {

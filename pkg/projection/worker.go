@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 
@@ -219,7 +220,7 @@ func (w *worker) advance(seq uint64, at time.Time, applied int) {
 // run feeds the copy until ctx is done (nil) or the copy is retired or
 // its checkpoint rewound (those errors).
 func (w *worker) run(ctx context.Context) error {
-	retry := backoff{max: w.r.opts.IdleWait}
+	retry := newBackoff(w.r.opts.IdleWait)
 	waitingForStream := false
 	for ctx.Err() == nil {
 		w.beat()
@@ -227,7 +228,7 @@ func (w *worker) run(ctx context.Context) error {
 			w.idle(ctx)
 			continue
 		}
-		err := w.consume(ctx, &retry)
+		err := w.consume(ctx, retry)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -249,7 +250,7 @@ func (w *worker) run(ctx context.Context) error {
 			waitingForStream = false
 			w.log.WarnContext(ctx, "projection consumer failed; restarting", "error", err)
 		}
-		if !sleep(ctx, retry.next()) {
+		if !sleep(ctx, retry.NextBackOff()) {
 			return nil
 		}
 	}
@@ -286,7 +287,7 @@ func (w *worker) idle(ctx context.Context) {
 
 // consume reads the stream from the stored checkpoint on and applies it
 // until ctx is done, the consumer fails, or the copy must stop.
-func (w *worker) consume(ctx context.Context, retry *backoff) error {
+func (w *worker) consume(ctx context.Context, retry *backoff.ExponentialBackOff) error {
 	start, err := w.reload(ctx)
 	if err != nil {
 		return err
@@ -325,7 +326,7 @@ func (w *worker) consume(ctx context.Context, retry *backoff) error {
 		if caughtUp {
 			w.markCaughtUp(ctx)
 		}
-		retry.reset() // progress: the consumer works again
+		retry.Reset() // progress: the consumer works again
 	}
 }
 
@@ -530,7 +531,7 @@ func (e *batchError) Unwrap() error { return e.err }
 // policy decides: skip it (and carry on) or stop at it (errBlocked).
 func (w *worker) applyWithRetry(ctx context.Context, batch []delivery) error {
 	r := w.r
-	retry := backoff{max: r.opts.IdleWait}
+	retry := newBackoff(r.opts.IdleWait)
 	skips := map[uint64]string{}
 	var (
 		failing uint64
@@ -580,7 +581,7 @@ func (w *worker) applyWithRetry(ctx context.Context, batch []delivery) error {
 			// The database or the stream failed, not an event: retry
 			// without counting against any event.
 			w.noteFailure(0, err, attempt)
-			wait := retry.next()
+			wait := retry.NextBackOff()
 			w.log.ErrorContext(ctx, "projection batch failed; rolled back, will retry",
 				"first_seq", batch[0].seq, "last_seq", batch[len(batch)-1].seq, "attempt", attempt, "retry_in", wait, "error", err)
 			if req != nil {
@@ -614,7 +615,7 @@ func (w *worker) applyWithRetry(ctx context.Context, batch []delivery) error {
 			return errBlocked
 		}
 		if count <= r.opts.MaxRetries {
-			wait := retry.next()
+			wait := retry.NextBackOff()
 			w.log.ErrorContext(ctx, "projection batch failed; rolled back, will retry",
 				"first_seq", batch[0].seq, "last_seq", batch[len(batch)-1].seq, "failed_seq", be.seq,
 				"attempt", count, "retry_in", wait, "error", be.err)
@@ -627,7 +628,7 @@ func (w *worker) applyWithRetry(ctx context.Context, batch []delivery) error {
 		dl, perr := w.park(ctx, d, count, be.err.Error())
 		if perr != nil {
 			// Never move past an event without having parked it.
-			wait := retry.next()
+			wait := retry.NextBackOff()
 			w.log.ErrorContext(ctx, "projection could not park failing event; will retry", "failed_seq", be.seq, "error", perr, "retry_in", wait)
 			if !sleep(ctx, wait) {
 				return ctx.Err()
@@ -639,7 +640,7 @@ func (w *worker) applyWithRetry(ctx context.Context, batch []delivery) error {
 				"failed_seq", be.seq, "attempts", count, "dead_letter", dl, "error", be.err)
 			skips[be.seq] = be.err.Error()
 			failing, count = 0, 0
-			retry.reset()
+			retry.Reset()
 			continue
 		}
 		w.mu.Lock()

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -279,6 +280,7 @@ func (s *Subscriber) run(ctx context.Context, cons jetstream.Consumer, out chan<
 	defer s.wg.Done()
 	defer close(out)
 	failures := 0
+	pause := newBackoff()
 	for ctx.Err() == nil {
 		jm, err := s.next(ctx, cons)
 		if err != nil {
@@ -287,6 +289,7 @@ func (s *Subscriber) run(ctx context.Context, cons jetstream.Consumer, out chan<
 			}
 			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 				failures = 0 // an idle pull expired: nothing to consume yet
+				pause.Reset()
 				continue
 			}
 			failures++
@@ -301,10 +304,11 @@ func (s *Subscriber) run(ctx context.Context, cons jetstream.Consumer, out chan<
 					s.log.ErrorContext(ctx, "durable consumer missing", slog.Any("error", err))
 				}
 			}
-			sleep(ctx, backoff(failures))
+			sleep(ctx, pause.NextBackOff())
 			continue
 		}
 		failures = 0
+		pause.Reset()
 		s.deliver(ctx, jm, out)
 	}
 }
@@ -391,20 +395,19 @@ func (s *Subscriber) handBack(jm jetstream.Msg, log *slog.Logger) {
 // If it never gets through, the server redelivers and the handler's
 // idempotency absorbs the repeat.
 func (s *Subscriber) ack(ctx context.Context, jm jetstream.Msg, log *slog.Logger) {
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	_, _ = backoff.Retry(ctx, func() (struct{}, error) {
+		attempt++
 		// The handler succeeded: confirm even while shutting down.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
+		defer cancel()
 		err := jm.DoubleAck(actx)
-		cancel()
 		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-			return
+			return struct{}{}, nil
 		}
 		log.WarnContext(ctx, "ack not confirmed", slog.Any("error", err), slog.Int("attempt", attempt))
-		if attempt == ackAttempts || ctx.Err() != nil {
-			return
-		}
-		sleep(ctx, backoff(attempt))
-	}
+		return struct{}{}, err
+	}, backoff.WithBackOff(newBackoff()), backoff.WithMaxTries(ackAttempts), backoff.WithMaxElapsedTime(0))
 }
 
 // toMessage builds the Watermill message for one delivery.
@@ -467,6 +470,13 @@ func Recorded(m *message.Message) (eventstore.Recorded, error) {
 const maxNakDelay = 30 * time.Second
 
 // nakDelay is the redelivery delay after the delivered-th delivery failed.
+//
+// It stays hand-written: the state of this backoff is the server's
+// delivery count (meta.NumDelivered), not a sequence this process walks —
+// the message may have failed last in another replica or before a
+// restart. backoff.ExponentialBackOff is a stateful iterator; getting the
+// n-th wait from it means replaying n NextBackOff calls on a fresh one,
+// which is longer and no clearer than this loop.
 func nakDelay(first time.Duration, delivered uint64) time.Duration {
 	d := first
 	for i := uint64(1); i < delivered && d < maxNakDelay; i++ {
@@ -475,14 +485,18 @@ func nakDelay(first time.Duration, delivered uint64) time.Duration {
 	return min(d, maxNakDelay)
 }
 
-// backoff is the pause after the n-th consecutive failure: 100ms doubling,
-// at most 5s.
-func backoff(n int) time.Duration {
-	d := 100 * time.Millisecond
-	for i := 1; i < n && d < 5*time.Second; i++ {
-		d *= 2
+// newBackoff paces a failing fetch or ack: 100ms doubling, at most 5s,
+// without jitter (one subscription retries its own connection; nothing to
+// spread).
+func newBackoff() *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     100 * time.Millisecond,
+		RandomizationFactor: 0,
+		Multiplier:          2,
+		MaxInterval:         5 * time.Second,
 	}
-	return min(d, 5*time.Second)
+	b.Reset()
+	return b
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -51,17 +51,3 @@ func TestDashboardCountsFarmersEnrolledInEachMonth(t *testing.T) {
 		t.Fatalf("a brand without data shows the current month: %+v, %v", empty, err)
 	}
 }
-
-func TestPageTokensRoundTrip(t *testing.T) {
-	t.Parallel()
-	tok := encodePageToken("F1", "xunwu", "hema", "2026-11")
-	parts, err := decodePageToken(tok, 4)
-	if err != nil || !cmp.Equal(parts, []string{"F1", "xunwu", "hema", "2026-11"}) {
-		t.Fatalf("decode = %v, %v", parts, err)
-	}
-	for _, bad := range []string{"!!", encodePageToken("a", "b")} {
-		if _, err := decodePageToken(bad, 4); failure.KindOf(err) != failure.KindInvalid {
-			t.Errorf("decode(%q) = %v, want Invalid", bad, err)
-		}
-	}
-}

@@ -2,12 +2,12 @@ package app
 
 import (
 	"context"
-	"encoding/base64"
-	"strings"
+	"strconv"
 
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
+	"github.com/furrow/furrow/pkg/pagetoken"
 
 	"github.com/furrow/furrow/services/brand-incubation/domain"
 )
@@ -160,7 +160,8 @@ func (i *Incubator) Brands(ctx context.Context, county string, kind, stage int32
 	if err != nil {
 		return Page[BrandRow]{}, err
 	}
-	after, err := decodePageToken(pageToken, 1)
+	list := pagetoken.For("brand.brands", county, strconv.Itoa(int(kind)), strconv.Itoa(int(stage)))
+	after, err := list.Cursor(pageToken, 1)
 	if err != nil {
 		return Page[BrandRow]{}, err
 	}
@@ -175,7 +176,7 @@ func (i *Incubator) Brands(ctx context.Context, county string, kind, stage int32
 	p := Page[BrandRow]{Items: rows, AsOf: asOf}
 	if len(rows) > limit {
 		p.Items = rows[:limit]
-		p.Next = encodePageToken(rows[limit-1].BrandID)
+		p.Next = list.Next(rows[limit-1].BrandID)
 	}
 	return p, nil
 }
@@ -202,7 +203,8 @@ func (i *Incubator) BrandFarmers(ctx context.Context, brandID string, status int
 	if err != nil {
 		return Page[BrandFarmerRow]{}, err
 	}
-	after, err := decodePageToken(pageToken, 1)
+	list := pagetoken.For("brand.brand_farmers", brandID, strconv.Itoa(int(status)))
+	after, err := list.Cursor(pageToken, 1)
 	if err != nil {
 		return Page[BrandFarmerRow]{}, err
 	}
@@ -220,7 +222,7 @@ func (i *Incubator) BrandFarmers(ctx context.Context, brandID string, status int
 	p := Page[BrandFarmerRow]{Items: rows, AsOf: asOf}
 	if len(rows) > limit {
 		p.Items = rows[:limit]
-		p.Next = encodePageToken(rows[limit-1].FarmerID)
+		p.Next = list.Next(rows[limit-1].FarmerID)
 	}
 	return p, nil
 }
@@ -249,7 +251,10 @@ func (i *Incubator) FarmerPremiums(ctx context.Context, f PremiumFilter, pageSiz
 	if err != nil {
 		return Page[FarmerPremiumRow]{}, err
 	}
-	after, err := decodePageToken(pageToken, 4)
+	// The months bound are the normalised ones, so "2026-1" and "2026-01"
+	// page alike.
+	list := pagetoken.For("brand.farmer_premiums", f.FarmerID, f.BrandID, f.Channel, f.From, f.To)
+	after, err := list.Cursor(pageToken, 4)
 	if err != nil {
 		return Page[FarmerPremiumRow]{}, err
 	}
@@ -267,7 +272,7 @@ func (i *Incubator) FarmerPremiums(ctx context.Context, f PremiumFilter, pageSiz
 	if len(rows) > limit {
 		p.Items = rows[:limit]
 		k := rows[limit-1].PremiumKey
-		p.Next = encodePageToken(k.FarmerID, k.BrandID, k.Channel, k.Month)
+		p.Next = list.Next(k.FarmerID, k.BrandID, k.Channel, k.Month)
 	}
 	return p, nil
 }
@@ -403,27 +408,6 @@ func pageLimit(size int32) (int, error) {
 		return maxPageSize, nil
 	}
 	return int(size), nil
-}
-
-// pageSep separates the parts of a page token; ids never contain it.
-const pageSep = "\x1f"
-
-// encodePageToken makes an opaque token of the last key of a page.
-func encodePageToken(parts ...string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strings.Join(parts, pageSep)))
-}
-
-// decodePageToken returns the n parts of a token ("" parts for no token).
-func decodePageToken(token string, n int) ([]string, error) {
-	if token == "" {
-		return make([]string, n), nil
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(token)
-	parts := strings.Split(string(raw), pageSep)
-	if err != nil || len(parts) != n {
-		return nil, failure.Invalid("page_token", "is not a token this query returned")
-	}
-	return parts, nil
 }
 
 func deref(p *eventstore.Position) eventstore.Position {

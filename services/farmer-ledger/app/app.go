@@ -349,6 +349,7 @@ func (l *Ledger) post(ctx context.Context, src eventstore.Recorded, farmerID, re
 	if err := ident.Check("farmer_id", farmerID); err != nil {
 		return err
 	}
+	pace := raceBackoff()
 	for attempt := 0; ; attempt++ {
 		err := l.withFarmer(ctx, farmerID, func(f *domain.Farmer) error {
 			entry, already, err := decide(f, ref)
@@ -364,7 +365,7 @@ func (l *Ledger) post(ctx context.Context, src eventstore.Recorded, farmerID, re
 		l.log.DebugContext(ctx, "entry append lost a race; retrying", "farmer_id", farmerID, "attempt", attempt)
 		// Payout requests contend for the same farmer: back off a little
 		// rather than meet them again at once.
-		if err := sleepJitter(ctx, attempt+1); err != nil {
+		if err := pause(ctx, pace); err != nil {
 			return err
 		}
 	}

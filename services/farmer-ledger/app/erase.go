@@ -39,6 +39,7 @@ func (l *Ledger) EraseFarmer(ctx context.Context, cmd EraseFarmer) (eventstore.A
 		return eventstore.AppendResult{}, err
 	}
 	key := "ledger.EraseFarmer:" + cmd.RequestID
+	pace := raceBackoff()
 	for attempt := 1; ; attempt++ {
 		res, err := l.eraseOnce(ctx, cmd, key)
 		switch {
@@ -50,7 +51,7 @@ func (l *Ledger) EraseFarmer(ctx context.Context, cmd EraseFarmer) (eventstore.A
 			return eventstore.AppendResult{}, failure.Conflict(fmt.Errorf(
 				"erasure of farmer %s lost %d races with concurrent changes: %w", cmd.FarmerID, attempt, err))
 		}
-		if err := sleepJitter(ctx, attempt); err != nil {
+		if err := pause(ctx, pace); err != nil {
 			return eventstore.AppendResult{}, err
 		}
 	}

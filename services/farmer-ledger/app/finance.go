@@ -2,17 +2,16 @@ package app
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
 
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
+	"github.com/furrow/furrow/pkg/pagetoken"
 
 	"github.com/furrow/furrow/services/farmer-ledger/domain"
 )
@@ -38,22 +37,13 @@ func pageSize(n int32) (int, error) {
 	return int(n), nil
 }
 
-// Page tokens are opaque to clients: base64 of "<kind>:<cursor>", so a
-// token of one list is refused by another.
-func pageToken(kind, cursor string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(kind + ":" + cursor))
+// farmersList and payoutsList bind a page token to its list and filters.
+func farmersList(f FarmerFilter) pagetoken.List {
+	return pagetoken.For("ledger.farmers", f.County, f.Cooperative)
 }
 
-func parsePageToken(kind, token string) (string, error) {
-	if token == "" {
-		return "", nil
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(token)
-	cursor, ok := strings.CutPrefix(string(raw), kind+":")
-	if err != nil || !ok {
-		return "", failure.Invalid("page_token", "is not a token this list returned")
-	}
-	return cursor, nil
+func payoutsList(f PayoutFilter) pagetoken.List {
+	return pagetoken.For("ledger.payouts", f.FarmerID, strconv.Itoa(int(f.Status)))
 }
 
 // ListFarmers returns a page of farmers and the token of the next page.
@@ -62,9 +52,12 @@ func (l *Ledger) ListFarmers(ctx context.Context, f FarmerFilter, size int32, to
 	if err != nil {
 		return nil, "", eventstore.Position{}, err
 	}
-	if f.AfterID, err = parsePageToken("farmers", token); err != nil {
+	list := farmersList(f)
+	after, err := list.Cursor(token, 1)
+	if err != nil {
 		return nil, "", eventstore.Position{}, err
 	}
+	f.AfterID = after[0]
 	asOf, err := l.positions.WaitFor(ctx, derefPos(minPos))
 	if err != nil {
 		return nil, "", eventstore.Position{}, err
@@ -77,7 +70,7 @@ func (l *Ledger) ListFarmers(ctx context.Context, f FarmerFilter, size int32, to
 	next := ""
 	if len(rows) > limit {
 		rows = rows[:limit]
-		next = pageToken("farmers", rows[limit-1].FarmerID)
+		next = list.Next(rows[limit-1].FarmerID)
 	}
 	return rows, next, asOf, nil
 }
@@ -135,14 +128,9 @@ func (l *Ledger) Payouts(ctx context.Context, f PayoutFilter, size int32, token 
 	if err != nil {
 		return nil, "", eventstore.Position{}, err
 	}
-	cursor, err := parsePageToken("payouts", token)
-	if err != nil {
+	list := payoutsList(f)
+	if f.AfterSeq, err = list.Seq(token); err != nil {
 		return nil, "", eventstore.Position{}, err
-	}
-	if cursor != "" {
-		if f.AfterSeq, err = strconv.ParseUint(cursor, 10, 64); err != nil {
-			return nil, "", eventstore.Position{}, failure.Invalid("page_token", "is not a token this list returned")
-		}
 	}
 	asOf, err := l.waitForReport(ctx, minPos)
 	if err != nil {
@@ -156,7 +144,7 @@ func (l *Ledger) Payouts(ctx context.Context, f PayoutFilter, size int32, token 
 	next := ""
 	if len(rows) > limit {
 		rows = rows[:limit]
-		next = pageToken("payouts", strconv.FormatUint(rows[limit-1].RequestedSeq, 10))
+		next = list.NextSeq(rows[limit-1].RequestedSeq)
 	}
 	return rows, next, asOf, nil
 }

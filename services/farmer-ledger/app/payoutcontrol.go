@@ -61,6 +61,7 @@ func (l *Ledger) NotifyOnPayoutAccountUpdated(ctx context.Context, src eventstor
 	}
 	key := "ledger.notify:" + src.ID
 	md := eventstore.Metadata{CorrelationID: src.Metadata.CorrelationID, CausationID: src.ID, Actor: "farmer-ledger/notify-on-payout-account-updated"}
+	pace := raceBackoff()
 	for attempt := 0; ; attempt++ {
 		err := l.withFarmer(ctx, farmerID, func(f *domain.Farmer) error {
 			version, seen, err := l.notices.Load(ctx, farmerID)
@@ -87,7 +88,7 @@ func (l *Ledger) NotifyOnPayoutAccountUpdated(ctx context.Context, src eventstor
 		if !retryable(err) || attempt >= maxConflictRetries {
 			return err
 		}
-		if err := sleepJitter(ctx, attempt+1); err != nil {
+		if err := pause(ctx, pace); err != nil {
 			return err
 		}
 	}
@@ -174,6 +175,7 @@ func (l *Ledger) decidePayout(ctx context.Context, requestID, payoutID, key, fin
 	if !ok {
 		return domain.Payout{}, eventstore.AppendResult{}, failure.NotFound("payout_id", "no payout %q (payout ids read PO-<farmer id>-<n>)", payoutID)
 	}
+	pace := raceBackoff()
 	for attempt := 1; ; attempt++ {
 		var p domain.Payout
 		var res eventstore.AppendResult
@@ -207,7 +209,7 @@ func (l *Ledger) decidePayout(ctx context.Context, requestID, payoutID, key, fin
 			return domain.Payout{}, eventstore.AppendResult{}, failure.Conflict(fmt.Errorf(
 				"payout %s lost %d races with concurrent changes: %w", payoutID, attempt, err))
 		}
-		if err := sleepJitter(ctx, attempt); err != nil {
+		if err := pause(ctx, pace); err != nil {
 			return domain.Payout{}, eventstore.AppendResult{}, err
 		}
 	}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
 
 	ledgerevents "github.com/furrow/furrow/proto/furrow/ledger/events/v1"
@@ -66,6 +66,7 @@ func (l *Ledger) RequestPayout(ctx context.Context, cmd RequestPayout) (domain.P
 		return domain.Payout{}, eventstore.AppendResult{}, err
 	}
 	key := "ledger.RequestPayout:" + cmd.RequestID
+	pace := raceBackoff()
 	for attempt := 1; ; attempt++ {
 		p, res, err := l.requestPayoutOnce(ctx, cmd, key)
 		switch {
@@ -78,7 +79,7 @@ func (l *Ledger) RequestPayout(ctx context.Context, cmd RequestPayout) (domain.P
 				"payout for farmer %s lost %d races with concurrent changes: %w", cmd.FarmerID, attempt, err))
 		}
 		l.log.DebugContext(ctx, "payout append lost a race; retrying", "farmer_id", cmd.FarmerID, "attempt", attempt)
-		if err := sleepJitter(ctx, attempt); err != nil {
+		if err := pause(ctx, pace); err != nil {
 			return domain.Payout{}, eventstore.AppendResult{}, err
 		}
 	}
@@ -156,14 +157,27 @@ func (l *Ledger) requested(f *domain.Farmer, requestID string, res eventstore.Ap
 	return p, res, nil
 }
 
-// sleepJitter waits before the attempt-th retry: a random time between half
-// and all of a doubling backoff, so losers of one race do not meet again in
-// the next.
-func sleepJitter(ctx context.Context, attempt int) error {
-	d := payoutBackoffBase << min(attempt, 10)
-	d = min(d, payoutBackoffMax)
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
+// raceBackoff paces the retries of an append that lost a race: before the
+// n-th retry a random wait between half and all of 2ms<<n, at most 64ms,
+// so losers of one race do not meet again in the next (the library's
+// randomisation of ±1/3 around three quarters of that doubling wait).
+// The loops using it stay hand-written: each ends differently (Aborted
+// after its own bound, under the farmer's lock, reporting how many races
+// it lost), which backoff.Retry's options would only obscure.
+func raceBackoff() *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     3 * payoutBackoffBase / 2,
+		RandomizationFactor: 1.0 / 3,
+		Multiplier:          2,
+		MaxInterval:         3 * payoutBackoffMax / 4,
+	}
+	b.Reset()
+	return b
+}
+
+// pause waits b's next interval, or until ctx is done (its error).
+func pause(ctx context.Context, b backoff.BackOff) error {
+	t := time.NewTimer(b.NextBackOff())
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -250,6 +264,7 @@ func (l *Ledger) SettleSentPayoutsOnTick(ctx context.Context) (int, error) {
 func (l *Ledger) recordOutcome(ctx context.Context, farmerID, payoutID string, r domain.ProviderReceipt, md eventstore.Metadata) error {
 	key := "ledger.PayoutOutcome:" + payoutID + ":" + r.Status.String()
 	fingerprint := r.Reference + "/" + r.Status.String()
+	pace := raceBackoff()
 	for attempt := 1; ; attempt++ {
 		err := l.withFarmer(ctx, farmerID, func(f *domain.Farmer) error {
 			changes, err := f.RecordProviderOutcome(payoutID, r, eventIDs(key))
@@ -263,7 +278,7 @@ func (l *Ledger) recordOutcome(ctx context.Context, farmerID, payoutID string, r
 			return err
 		}
 		l.log.DebugContext(ctx, "payout outcome append lost a race; retrying", "payout_id", payoutID, "attempt", attempt)
-		if err := sleepJitter(ctx, attempt); err != nil {
+		if err := pause(ctx, pace); err != nil {
 			return err
 		}
 	}

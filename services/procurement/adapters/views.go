@@ -3,11 +3,10 @@ package adapters
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -103,10 +102,10 @@ const orderColumns = `order_id, program_id, farmer_id, county, product, prices, 
 
 // Orders implements app.ReadModel: keyset paging on the placing sequence,
 // so pages stay stable while orders are being placed.
-func (r *ReadModel) Orders(ctx context.Context, f app.OrderFilter, page app.Page) ([]app.OrderRow, string, error) {
-	after, err := decodeToken("o", page.Token)
+func (r *ReadModel) Orders(ctx context.Context, f app.OrderFilter, page app.Page) ([]app.OrderRow, uint64, error) {
+	after, err := cursor(page.Cursor)
 	if err != nil {
-		return nil, "", err
+		return nil, 0, err
 	}
 	var (
 		where []string
@@ -164,24 +163,24 @@ func (r *ReadModel) Orders(ctx context.Context, f app.OrderFilter, page app.Page
 		return rows.Err()
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, 0, err
 	}
-	next := ""
+	var next uint64
 	if len(out) > page.Size {
 		out = out[:page.Size]
-		next = encodeToken("o", last[page.Size-1])
+		next = uint64(last[page.Size-1])
 	}
 	return out, next, nil
 }
 
 // FarmerDeliveries implements app.ReadModel: newest first, keyset paging
 // on the recording sequence.
-func (r *ReadModel) FarmerDeliveries(ctx context.Context, farmerID string, page app.Page) ([]domain.DeliveryView, string, error) {
-	before, err := decodeToken("d", page.Token)
+func (r *ReadModel) FarmerDeliveries(ctx context.Context, farmerID string, page app.Page) ([]domain.DeliveryView, uint64, error) {
+	before, err := cursor(page.Cursor)
 	if err != nil {
-		return nil, "", err
+		return nil, 0, err
 	}
-	if page.Token == "" {
+	if before == 0 {
 		before = 1<<63 - 1
 	}
 	var (
@@ -213,12 +212,12 @@ func (r *ReadModel) FarmerDeliveries(ctx context.Context, farmerID string, page 
 		return rows.Err()
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, 0, err
 	}
-	next := ""
+	var next uint64
 	if len(out) > page.Size {
 		out = out[:page.Size]
-		next = encodeToken("d", last[page.Size-1])
+		next = uint64(last[page.Size-1])
 	}
 	return out, next, nil
 }
@@ -280,22 +279,10 @@ func (r *ReadModel) CountyTotals(ctx context.Context) ([]app.CountyTotals, error
 	return out, nil
 }
 
-// Page tokens are opaque to clients: a kind letter and a sequence, base64.
-func encodeToken(kind string, seq int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(kind + ":" + strconv.FormatInt(seq, 10)))
-}
-
-func decodeToken(kind, token string) (int64, error) {
-	if token == "" {
-		return 0, nil
+// cursor is a page cursor as the BIGINT sequence columns hold it.
+func cursor(seq uint64) (int64, error) {
+	if seq > math.MaxInt64 {
+		return 0, failure.Invalid("page_token", "is not a token this list returned (sequence %d out of range)", seq)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(token)
-	if err == nil {
-		if k, v, ok := strings.Cut(string(raw), ":"); ok && k == kind {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-				return n, nil
-			}
-		}
-	}
-	return 0, failure.Invalid("page_token", "is not a token this list returned")
+	return int64(seq), nil
 }

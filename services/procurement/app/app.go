@@ -8,8 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
@@ -90,25 +91,28 @@ func New(events Events, farmers Farmers, views ReadModel, positions Positions, l
 
 // retry runs attempt until it does not lose a concurrency race, at most
 // maxConflictRetries+1 times, waiting a short random while between tries so
-// that contenders spread out. attempt must reload whatever it decides on.
+// that contenders spread out (full jitter: up to 1ms, doubling, at most
+// 16ms). attempt must reload whatever it decides on.
 func retry[T any](ctx context.Context, log *slog.Logger, op string, attempt func() (T, error)) (T, error) {
-	for n := 0; ; n++ {
+	lost := 0
+	v, err := backoff.Retry(ctx, func() (T, error) {
 		v, err := attempt()
-		if !errors.Is(err, eventstore.ErrConflict) {
-			return v, err
+		if err != nil && !errors.Is(err, eventstore.ErrConflict) {
+			return v, backoff.Permanent(err)
 		}
-		if n >= maxConflictRetries {
-			return v, failure.Conflict(err)
-		}
-		log.DebugContext(ctx, "append lost a race; reloading", "op", op, "attempt", n+1)
-		t := time.NewTimer(rand.N(time.Duration(n+1) * time.Millisecond))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return v, ctx.Err()
-		case <-t.C:
-		}
+		return v, err
+	},
+		backoff.WithBackOff(&backoff.ExponentialBackOff{
+			InitialInterval: time.Millisecond / 2, RandomizationFactor: 1, Multiplier: 2, MaxInterval: 8 * time.Millisecond}),
+		backoff.WithMaxTries(maxConflictRetries+1), backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(error, time.Duration) {
+			lost++
+			log.DebugContext(ctx, "append lost a race; reloading", "op", op, "attempt", lost)
+		}))
+	if errors.Is(err, eventstore.ErrConflict) {
+		return v, failure.Conflict(err)
 	}
+	return v, err
 }
 
 // reused names the request id in an idempotency mismatch (the same

@@ -8,6 +8,7 @@ import (
 	"github.com/furrow/furrow/pkg/eventstore"
 	"github.com/furrow/furrow/pkg/failure"
 	"github.com/furrow/furrow/pkg/ident"
+	"github.com/furrow/furrow/pkg/pagetoken"
 
 	"github.com/furrow/furrow/services/procurement/domain"
 )
@@ -16,10 +17,13 @@ import (
 type ReadModel interface {
 	// ProgramProgress returns a programme's progress, or ErrNotProjected.
 	ProgramProgress(ctx context.Context, programID string) (ProgramProgress, error)
-	// Orders returns a page of orders matching f, oldest first.
-	Orders(ctx context.Context, f OrderFilter, page Page) ([]OrderRow, string, error)
-	// FarmerDeliveries returns a page of a farmer's deliveries, newest first.
-	FarmerDeliveries(ctx context.Context, farmerID string, page Page) ([]domain.DeliveryView, string, error)
+	// Orders returns a page of orders matching f, oldest first, placed
+	// after page.Cursor, and the cursor of the next page (0: none).
+	Orders(ctx context.Context, f OrderFilter, page Page) ([]OrderRow, uint64, error)
+	// FarmerDeliveries returns a page of a farmer's deliveries, newest
+	// first, recorded before page.Cursor (0: from the newest), and the
+	// cursor of the next page (0: none).
+	FarmerDeliveries(ctx context.Context, farmerID string, page Page) ([]domain.DeliveryView, uint64, error)
 	// CountyTotals returns every county's totals, sorted by county.
 	CountyTotals(ctx context.Context) ([]CountyTotals, error)
 }
@@ -113,6 +117,10 @@ type Page struct {
 	Size int
 	// Token is the previous page's next token; empty for the first page.
 	Token string
+	// Cursor is the stream sequence Token carries, decoded by the
+	// application once it has checked the token against the request's
+	// filters; 0 for the first page.
+	Cursor uint64
 }
 
 // Page sizes.
@@ -122,7 +130,8 @@ const (
 )
 
 // NewPage validates a requested page size (0: the default; above the
-// maximum: the maximum) and token.
+// maximum: the maximum) and keeps the token; the query checks the token
+// against its list and filters.
 func NewPage(size int32, token string) (Page, error) {
 	switch {
 	case size < 0:
@@ -168,12 +177,20 @@ func (p *Procurement) Orders(ctx context.Context, f OrderFilter, page Page, minP
 			}
 		}
 	}
+	list := pagetoken.For("procurement.orders", f.ProgramID, f.FarmerID, f.County, string(f.Status))
+	var err error
+	if page.Cursor, err = list.Seq(page.Token); err != nil {
+		return nil, "", eventstore.Position{}, err
+	}
 	asOf, err := p.positions.WaitFor(ctx, minPos)
 	if err != nil {
 		return nil, "", eventstore.Position{}, err
 	}
 	rows, next, err := p.views.Orders(ctx, f, page)
-	return rows, next, asOf, err
+	if err != nil || next == 0 {
+		return rows, "", asOf, err
+	}
+	return rows, list.NextSeq(next), asOf, nil
 }
 
 // FarmerDeliveries returns a page of a farmer's deliveries once the read
@@ -182,12 +199,20 @@ func (p *Procurement) FarmerDeliveries(ctx context.Context, farmerID string, pag
 	if err := ident.Check("farmer_id", farmerID); err != nil {
 		return nil, "", eventstore.Position{}, err
 	}
+	list := pagetoken.For("procurement.farmer_deliveries", farmerID)
+	var err error
+	if page.Cursor, err = list.Seq(page.Token); err != nil {
+		return nil, "", eventstore.Position{}, err
+	}
 	asOf, err := p.positions.WaitFor(ctx, minPos)
 	if err != nil {
 		return nil, "", eventstore.Position{}, err
 	}
 	rows, next, err := p.views.FarmerDeliveries(ctx, farmerID, page)
-	return rows, next, asOf, err
+	if err != nil || next == 0 {
+		return rows, "", asOf, err
+	}
+	return rows, list.NextSeq(next), asOf, nil
 }
 
 // CountyTotals returns every county's totals once the read models reflect

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -177,9 +178,95 @@ func checkCompose(t testing.TB, file string) composeReport {
 
 		if len(argv) > 0 && path.Base(argv[0]) == "nats-server" {
 			rep.problems = append(rep.problems, checkNATSVariables(where, argv, svc.Volumes, env)...)
+			rep.problems = append(rep.problems, checkLoopbackPorts(where, svc.Ports)...)
 		}
 	}
+	rep.problems = append(rep.problems, checkCAKeyConfined(filepath.Base(file), project)...)
 	return rep
+}
+
+// checkCAKeyConfined wants the directory `furrow certs --dir` writes to
+// (the CA's private key and the client keys) mounted by the container
+// that runs it and by no other: a service container that could read
+// ca.key could issue itself any role, and one that could read
+// operator.key could act as an operator.
+func checkCAKeyConfined(file string, project *types.Project) []string {
+	var problems []string
+	found := false
+	for _, name := range sortedKeys(project.Services) {
+		svc := project.Services[name]
+		argv := append(slices.Clone([]string(svc.Entrypoint)), svc.Command...)
+		if len(argv) < 2 || path.Base(argv[0]) != "furrow" || argv[1] != "certs" {
+			continue
+		}
+		found = true
+		dir := "certs" // the flag's default, relative to the working directory
+		for i, a := range argv {
+			switch {
+			case (a == "--dir" || a == "-dir") && i+1 < len(argv):
+				dir = argv[i+1]
+			case strings.HasPrefix(a, "--dir=") || strings.HasPrefix(a, "-dir="):
+				_, dir, _ = strings.Cut(a, "=")
+			}
+		}
+		where := fmt.Sprintf("%s: service %s", file, name)
+		vol, ok := mountOf(svc.Volumes, dir)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s: furrow certs --dir %s is not on a volume: the CA it writes is lost with the container", where, dir))
+			continue
+		}
+		for _, other := range sortedKeys(project.Services) {
+			if other == name {
+				continue
+			}
+			for _, v := range project.Services[other].Volumes {
+				if v.Type == vol.Type && v.Source == vol.Source {
+					problems = append(problems, fmt.Sprintf("%s: service %s mounts %s (at %s), where furrow certs (service %s) writes ca.key and the client keys: only the certs step may",
+						file, other, v.Source, v.Target, name))
+				}
+			}
+		}
+	}
+	if !found {
+		problems = append(problems, file+": no service runs furrow certs, so nothing shows where the CA key is kept")
+	}
+	return problems
+}
+
+// mountOf is the volume a path inside a container falls in (the most
+// specific mount).
+func mountOf(volumes []types.ServiceVolumeConfig, p string) (types.ServiceVolumeConfig, bool) {
+	var best types.ServiceVolumeConfig
+	found := false
+	for _, v := range volumes {
+		t := strings.TrimSuffix(v.Target, "/")
+		if (p == t || strings.HasPrefix(p, t+"/")) && (!found || len(t) > len(strings.TrimSuffix(best.Target, "/"))) {
+			best, found = v, true
+		}
+	}
+	return best, found
+}
+
+// checkLoopbackPorts wants every port a NATS node publishes on the host
+// bound to the loopback interface: its client port takes passwords in
+// clear (no TLS in the compose file) and its monitoring endpoint answers
+// anyone (nats-server has no authentication for it).
+func checkLoopbackPorts(where string, ports []types.ServicePortConfig) []string {
+	var problems []string
+	for _, p := range ports {
+		if p.Published == "" {
+			continue
+		}
+		if ip := net.ParseIP(p.HostIP); ip == nil || !ip.IsLoopback() {
+			host := p.HostIP
+			if host == "" {
+				host = "every interface"
+			}
+			problems = append(problems, fmt.Sprintf("%s: publishes NATS port %d on %s of the host (as %s): publish it on 127.0.0.1 only",
+				where, p.Target, host, p.Published))
+		}
+	}
+	return problems
 }
 
 // inRepo says what is wrong with a path a compose file takes from the
@@ -362,6 +449,12 @@ func TestComposeCheckFailsOnBrokenCopies(t *testing.T) {
 			"service nats-1: nats-1.conf uses $NATS_ROUTE_3, which the service does not set"},
 		{"unknown key", "    environment:\n      POSTGRES_USER", "    enviroment:\n      POSTGRES_USER",
 			"the compose-spec loader refuses it"},
+		{"CA key in a service", "    - service-certs:/certs:ro\n", "    - certs:/certs:ro\n",
+			"service procurement mounts certs (at /certs), where furrow certs (service certs) writes ca.key and the client keys"},
+		{"NATS client port on every interface", `"127.0.0.1:4222:4222"`, `"4222:4222"`,
+			"service nats-1: publishes NATS port 4222 on every interface of the host"},
+		{"NATS monitoring on a public address", `"127.0.0.1:8222:8222"`, `"0.0.0.0:8222:8222"`,
+			"service nats-1: publishes NATS port 8222 on 0.0.0.0 of the host"},
 		{"unset variable", "${POSTGRES_PASSWORD:-dev-postgres}@postgres", "${POSTGRES_PASSWD}@postgres",
 			`the compose-spec loader warns: The "POSTGRES_PASSWD" variable is not set`},
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -182,6 +183,7 @@ func checkCompose(t testing.TB, file string) composeReport {
 		}
 	}
 	rep.problems = append(rep.problems, checkCAKeyConfined(filepath.Base(file), project)...)
+	rep.problems = append(rep.problems, checkPostgresRoles(filepath.Base(file), project)...)
 	return rep
 }
 
@@ -229,6 +231,67 @@ func checkCAKeyConfined(file string, project *types.Project) []string {
 	}
 	if !found {
 		problems = append(problems, file+": no service runs furrow certs, so nothing shows where the CA key is kept")
+	}
+	return problems
+}
+
+// checkPostgresRoles wants every service that has a PostgreSQL DSN to
+// connect as a role of its own, never as the server's superuser
+// (POSTGRES_USER) nor as another service's role, with the password the
+// postgres container gives that role (POSTGRES_<ROLE>_PASSWORD, which the
+// init script deploy/postgres/roles.sql reads), and the init script
+// mounted where the postgres image runs it.
+func checkPostgresRoles(file string, project *types.Project) []string {
+	var problems []string
+	var pg *types.ServiceConfig
+	for _, name := range sortedKeys(project.Services) {
+		if svc := project.Services[name]; strings.HasPrefix(svc.Image, "postgres:") {
+			pg = &svc
+		}
+	}
+	if pg == nil {
+		return nil
+	}
+	pgEnv := func(k string) string {
+		if v := pg.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	initScript := false
+	for _, v := range pg.Volumes {
+		if v.Type == types.VolumeTypeBind && strings.HasPrefix(v.Target, "/docker-entrypoint-initdb.d/") && filepath.Base(v.Source) == "roles.sql" {
+			initScript = true
+		}
+	}
+	if !initScript {
+		problems = append(problems, fmt.Sprintf("%s: service %s does not run deploy/postgres/roles.sql (mounted in /docker-entrypoint-initdb.d): the services' roles would not exist", file, pg.Name))
+	}
+	owner := map[string]string{}
+	for _, name := range sortedKeys(project.Services) {
+		v := project.Services[name].Environment["FURROW_POSTGRES_DSN"]
+		if v == nil {
+			continue
+		}
+		where := fmt.Sprintf("%s: service %s", file, name)
+		u, err := url.Parse(*v)
+		if err != nil || u.User == nil {
+			problems = append(problems, fmt.Sprintf("%s: FURROW_POSTGRES_DSN names no user", where))
+			continue
+		}
+		user := u.User.Username()
+		pw, _ := u.User.Password()
+		switch {
+		case user == pgEnv("POSTGRES_USER"):
+			problems = append(problems, fmt.Sprintf("%s: connects to PostgreSQL as %s, the superuser: give it a role of its own that can read only its own schema", where, user))
+		case owner[user] != "":
+			problems = append(problems, fmt.Sprintf("%s: connects to PostgreSQL as %s, the role of service %s: each service needs its own", where, user, owner[user]))
+		default:
+			owner[user] = name
+			if want := pgEnv("POSTGRES_" + strings.ToUpper(user) + "_PASSWORD"); want == "" || want != pw {
+				problems = append(problems, fmt.Sprintf("%s: the password of PostgreSQL role %s is not the one service %s gives it (POSTGRES_%s_PASSWORD)", where, user, pg.Name, strings.ToUpper(user)))
+			}
+		}
 	}
 	return problems
 }
@@ -455,7 +518,13 @@ func TestComposeCheckFailsOnBrokenCopies(t *testing.T) {
 			"service nats-1: publishes NATS port 4222 on every interface of the host"},
 		{"NATS monitoring on a public address", `"127.0.0.1:8222:8222"`, `"0.0.0.0:8222:8222"`,
 			"service nats-1: publishes NATS port 8222 on 0.0.0.0 of the host"},
-		{"unset variable", "${POSTGRES_PASSWORD:-dev-postgres}@postgres", "${POSTGRES_PASSWD}@postgres",
+		{"superuser DSN", "postgres://ledger:${POSTGRES_LEDGER_PASSWORD:-dev-pg-ledger}@", "postgres://furrow:${POSTGRES_PASSWORD:-dev-postgres}@",
+			"service farmer-ledger: connects to PostgreSQL as furrow, the superuser"},
+		{"shared role", "postgres://brand:${POSTGRES_BRAND_PASSWORD:-dev-pg-brand}@", "postgres://ledger:${POSTGRES_LEDGER_PASSWORD:-dev-pg-ledger}@",
+			"connects to PostgreSQL as ledger, the role of service brand-incubation"},
+		{"role password mismatch", "POSTGRES_PROCUREMENT_PASSWORD: ${POSTGRES_PROCUREMENT_PASSWORD:-dev-pg-procurement}", "POSTGRES_PROCUREMENT_PASSWORD: x",
+			"the password of PostgreSQL role procurement is not the one service postgres gives it"},
+		{"unset variable", "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-dev-postgres}", "POSTGRES_PASSWORD: ${POSTGRES_PASSWD}",
 			`the compose-spec loader warns: The "POSTGRES_PASSWD" variable is not set`},
 	}
 	for _, c := range cases {

@@ -55,6 +55,12 @@ var (
 // ${VAR:-default} takes its default, whatever this machine's environment),
 // and returns the project and every error or warning as a problem.
 func loadCompose(file string) (*types.Project, []string) {
+	return loadComposeEnv(file, nil)
+}
+
+// loadComposeEnv is loadCompose with env ("NAME=value") as the variables
+// set, as a .env file or the shell would set them.
+func loadComposeEnv(file string, env []string) (*types.Project, []string) {
 	composeHookOnce.Do(func() {
 		logrus.AddHook(composeLog)
 		logrus.SetOutput(io.Discard)
@@ -71,6 +77,7 @@ func loadCompose(file string) (*types.Project, []string) {
 		// The repository root, wherever the file is: relative paths
 		// (./deploy/nats) mean the repository's files, also for a copy.
 		cli.WithWorkingDirectory(repoRoot),
+		cli.WithEnv(env),
 	)
 	if err != nil {
 		return nil, []string{fmt.Sprintf("%s: %v", where, err)}
@@ -479,6 +486,58 @@ func TestCompose(t *testing.T) {
 	for _, want := range []string{"brand-incubation", "certs", "farmer-ledger", "nats-1", "nats-2", "nats-3", "procurement"} {
 		if !slices.Contains(rep.checked, want) {
 			t.Errorf("did not check the command of service %s (checked %v)", want, rep.checked)
+		}
+	}
+}
+
+// TestComposeBcryptPasswords: deploy/README.md says to give the NATS
+// servers bcrypt hashes and the services the clear passwords. With
+// NATS_<USER>_PASSWORD (clear) and NATS_<USER>_PASSWORD_HASH set, every
+// node gets the hash and the user's container the clear password; without
+// a hash both get the clear one (the development default).
+func TestComposeBcryptPasswords(t *testing.T) {
+	t.Parallel()
+	users := []struct{ user, service string }{
+		{"PROCUREMENT", "procurement"}, {"BRAND", "brand-incubation"}, {"LEDGER", "farmer-ledger"},
+		{"OPERATOR", ""}, {"ADMIN", "streams-apply"}, {"SYS", ""},
+	}
+	var env []string
+	for _, u := range users {
+		env = append(env, "NATS_"+u.user+"_PASSWORD=clear-"+u.user,
+			// A bcrypt hash, as `nats server passwd` prints it: '$' and all.
+			"NATS_"+u.user+"_PASSWORD_HASH=$2a$11$hash"+u.user)
+	}
+	project, problems := loadComposeEnv(composeFile, env)
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if project == nil {
+		t.FailNow()
+	}
+	get := func(service, k string) string {
+		if v := project.Services[service].Environment[k]; v != nil {
+			return *v
+		}
+		return "<unset>"
+	}
+	// Without any variable: the development default on both sides.
+	dev, _ := loadCompose(composeFile)
+	if dev == nil {
+		t.FailNow()
+	}
+	if node, svc := dev.Services["nats-2"].Environment["NATS_LEDGER_PASSWORD"], dev.Services["farmer-ledger"].Environment["FURROW_NATS_PASSWORD"]; node == nil || svc == nil || *node != "dev-ledger" || *svc != "dev-ledger" {
+		t.Errorf("without variables nats-2 and farmer-ledger do not both get the ledger's default password dev-ledger")
+	}
+	for _, u := range users {
+		for _, node := range []string{"nats-1", "nats-2", "nats-3"} {
+			if got, want := get(node, "NATS_"+u.user+"_PASSWORD"), "$2a$11$hash"+u.user; got != want {
+				t.Errorf("%s gets NATS_%s_PASSWORD=%q, want the hash %q", node, u.user, got, want)
+			}
+		}
+		if u.service != "" {
+			if got, want := get(u.service, "FURROW_NATS_PASSWORD"), "clear-"+u.user; got != want {
+				t.Errorf("%s gets FURROW_NATS_PASSWORD=%q, want the clear password %q", u.service, got, want)
+			}
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -53,6 +55,12 @@ var (
 // ${VAR:-default} takes its default, whatever this machine's environment),
 // and returns the project and every error or warning as a problem.
 func loadCompose(file string) (*types.Project, []string) {
+	return loadComposeEnv(file, nil)
+}
+
+// loadComposeEnv is loadCompose with env ("NAME=value") as the variables
+// set, as a .env file or the shell would set them.
+func loadComposeEnv(file string, env []string) (*types.Project, []string) {
 	composeHookOnce.Do(func() {
 		logrus.AddHook(composeLog)
 		logrus.SetOutput(io.Discard)
@@ -69,6 +77,7 @@ func loadCompose(file string) (*types.Project, []string) {
 		// The repository root, wherever the file is: relative paths
 		// (./deploy/nats) mean the repository's files, also for a copy.
 		cli.WithWorkingDirectory(repoRoot),
+		cli.WithEnv(env),
 	)
 	if err != nil {
 		return nil, []string{fmt.Sprintf("%s: %v", where, err)}
@@ -177,9 +186,157 @@ func checkCompose(t testing.TB, file string) composeReport {
 
 		if len(argv) > 0 && path.Base(argv[0]) == "nats-server" {
 			rep.problems = append(rep.problems, checkNATSVariables(where, argv, svc.Volumes, env)...)
+			rep.problems = append(rep.problems, checkLoopbackPorts(where, svc.Ports)...)
 		}
 	}
+	rep.problems = append(rep.problems, checkCAKeyConfined(filepath.Base(file), project)...)
+	rep.problems = append(rep.problems, checkPostgresRoles(filepath.Base(file), project)...)
 	return rep
+}
+
+// checkCAKeyConfined wants the directory `furrow certs --dir` writes to
+// (the CA's private key and the client keys) mounted by the container
+// that runs it and by no other: a service container that could read
+// ca.key could issue itself any role, and one that could read
+// operator.key could act as an operator.
+func checkCAKeyConfined(file string, project *types.Project) []string {
+	var problems []string
+	found := false
+	for _, name := range sortedKeys(project.Services) {
+		svc := project.Services[name]
+		argv := append(slices.Clone([]string(svc.Entrypoint)), svc.Command...)
+		if len(argv) < 2 || path.Base(argv[0]) != "furrow" || argv[1] != "certs" {
+			continue
+		}
+		found = true
+		dir := "certs" // the flag's default, relative to the working directory
+		for i, a := range argv {
+			switch {
+			case (a == "--dir" || a == "-dir") && i+1 < len(argv):
+				dir = argv[i+1]
+			case strings.HasPrefix(a, "--dir=") || strings.HasPrefix(a, "-dir="):
+				_, dir, _ = strings.Cut(a, "=")
+			}
+		}
+		where := fmt.Sprintf("%s: service %s", file, name)
+		vol, ok := mountOf(svc.Volumes, dir)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s: furrow certs --dir %s is not on a volume: the CA it writes is lost with the container", where, dir))
+			continue
+		}
+		for _, other := range sortedKeys(project.Services) {
+			if other == name {
+				continue
+			}
+			for _, v := range project.Services[other].Volumes {
+				if v.Type == vol.Type && v.Source == vol.Source {
+					problems = append(problems, fmt.Sprintf("%s: service %s mounts %s (at %s), where furrow certs (service %s) writes ca.key and the client keys: only the certs step may",
+						file, other, v.Source, v.Target, name))
+				}
+			}
+		}
+	}
+	if !found {
+		problems = append(problems, file+": no service runs furrow certs, so nothing shows where the CA key is kept")
+	}
+	return problems
+}
+
+// checkPostgresRoles wants every service that has a PostgreSQL DSN to
+// connect as a role of its own, never as the server's superuser
+// (POSTGRES_USER) nor as another service's role, with the password the
+// postgres container gives that role (POSTGRES_<ROLE>_PASSWORD, which the
+// init script deploy/postgres/roles.sql reads), and the init script
+// mounted where the postgres image runs it.
+func checkPostgresRoles(file string, project *types.Project) []string {
+	var problems []string
+	var pg *types.ServiceConfig
+	for _, name := range sortedKeys(project.Services) {
+		if svc := project.Services[name]; strings.HasPrefix(svc.Image, "postgres:") {
+			pg = &svc
+		}
+	}
+	if pg == nil {
+		return nil
+	}
+	pgEnv := func(k string) string {
+		if v := pg.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	initScript := false
+	for _, v := range pg.Volumes {
+		if v.Type == types.VolumeTypeBind && strings.HasPrefix(v.Target, "/docker-entrypoint-initdb.d/") && filepath.Base(v.Source) == "roles.sql" {
+			initScript = true
+		}
+	}
+	if !initScript {
+		problems = append(problems, fmt.Sprintf("%s: service %s does not run deploy/postgres/roles.sql (mounted in /docker-entrypoint-initdb.d): the services' roles would not exist", file, pg.Name))
+	}
+	owner := map[string]string{}
+	for _, name := range sortedKeys(project.Services) {
+		v := project.Services[name].Environment["FURROW_POSTGRES_DSN"]
+		if v == nil {
+			continue
+		}
+		where := fmt.Sprintf("%s: service %s", file, name)
+		u, err := url.Parse(*v)
+		if err != nil || u.User == nil {
+			problems = append(problems, fmt.Sprintf("%s: FURROW_POSTGRES_DSN names no user", where))
+			continue
+		}
+		user := u.User.Username()
+		pw, _ := u.User.Password()
+		switch {
+		case user == pgEnv("POSTGRES_USER"):
+			problems = append(problems, fmt.Sprintf("%s: connects to PostgreSQL as %s, the superuser: give it a role of its own that can read only its own schema", where, user))
+		case owner[user] != "":
+			problems = append(problems, fmt.Sprintf("%s: connects to PostgreSQL as %s, the role of service %s: each service needs its own", where, user, owner[user]))
+		default:
+			owner[user] = name
+			if want := pgEnv("POSTGRES_" + strings.ToUpper(user) + "_PASSWORD"); want == "" || want != pw {
+				problems = append(problems, fmt.Sprintf("%s: the password of PostgreSQL role %s is not the one service %s gives it (POSTGRES_%s_PASSWORD)", where, user, pg.Name, strings.ToUpper(user)))
+			}
+		}
+	}
+	return problems
+}
+
+// mountOf is the volume a path inside a container falls in (the most
+// specific mount).
+func mountOf(volumes []types.ServiceVolumeConfig, p string) (types.ServiceVolumeConfig, bool) {
+	var best types.ServiceVolumeConfig
+	found := false
+	for _, v := range volumes {
+		t := strings.TrimSuffix(v.Target, "/")
+		if (p == t || strings.HasPrefix(p, t+"/")) && (!found || len(t) > len(strings.TrimSuffix(best.Target, "/"))) {
+			best, found = v, true
+		}
+	}
+	return best, found
+}
+
+// checkLoopbackPorts wants every port a NATS node publishes on the host
+// bound to the loopback interface: its client port takes passwords in
+// clear (no TLS in the compose file) and its monitoring endpoint answers
+// anyone (nats-server has no authentication for it).
+func checkLoopbackPorts(where string, ports []types.ServicePortConfig) []string {
+	var problems []string
+	for _, p := range ports {
+		if p.Published == "" {
+			continue
+		}
+		if ip := net.ParseIP(p.HostIP); ip == nil || !ip.IsLoopback() {
+			host := p.HostIP
+			if host == "" {
+				host = "every interface"
+			}
+			problems = append(problems, fmt.Sprintf("%s: publishes NATS port %d on %s of the host (as %s): publish it on 127.0.0.1 only",
+				where, p.Target, host, p.Published))
+		}
+	}
+	return problems
 }
 
 // inRepo says what is wrong with a path a compose file takes from the
@@ -333,6 +490,58 @@ func TestCompose(t *testing.T) {
 	}
 }
 
+// TestComposeBcryptPasswords: deploy/README.md says to give the NATS
+// servers bcrypt hashes and the services the clear passwords. With
+// NATS_<USER>_PASSWORD (clear) and NATS_<USER>_PASSWORD_HASH set, every
+// node gets the hash and the user's container the clear password; without
+// a hash both get the clear one (the development default).
+func TestComposeBcryptPasswords(t *testing.T) {
+	t.Parallel()
+	users := []struct{ user, service string }{
+		{"PROCUREMENT", "procurement"}, {"BRAND", "brand-incubation"}, {"LEDGER", "farmer-ledger"},
+		{"OPERATOR", ""}, {"ADMIN", "streams-apply"}, {"SYS", ""},
+	}
+	var env []string
+	for _, u := range users {
+		env = append(env, "NATS_"+u.user+"_PASSWORD=clear-"+u.user,
+			// A bcrypt hash, as `nats server passwd` prints it: '$' and all.
+			"NATS_"+u.user+"_PASSWORD_HASH=$2a$11$hash"+u.user)
+	}
+	project, problems := loadComposeEnv(composeFile, env)
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if project == nil {
+		t.FailNow()
+	}
+	get := func(service, k string) string {
+		if v := project.Services[service].Environment[k]; v != nil {
+			return *v
+		}
+		return "<unset>"
+	}
+	// Without any variable: the development default on both sides.
+	dev, _ := loadCompose(composeFile)
+	if dev == nil {
+		t.FailNow()
+	}
+	if node, svc := dev.Services["nats-2"].Environment["NATS_LEDGER_PASSWORD"], dev.Services["farmer-ledger"].Environment["FURROW_NATS_PASSWORD"]; node == nil || svc == nil || *node != "dev-ledger" || *svc != "dev-ledger" {
+		t.Errorf("without variables nats-2 and farmer-ledger do not both get the ledger's default password dev-ledger")
+	}
+	for _, u := range users {
+		for _, node := range []string{"nats-1", "nats-2", "nats-3"} {
+			if got, want := get(node, "NATS_"+u.user+"_PASSWORD"), "$2a$11$hash"+u.user; got != want {
+				t.Errorf("%s gets NATS_%s_PASSWORD=%q, want the hash %q", node, u.user, got, want)
+			}
+		}
+		if u.service != "" {
+			if got, want := get(u.service, "FURROW_NATS_PASSWORD"), "clear-"+u.user; got != want {
+				t.Errorf("%s gets FURROW_NATS_PASSWORD=%q, want the clear password %q", u.service, got, want)
+			}
+		}
+	}
+}
+
 // TestComposeCheckFailsOnBrokenCopies is the proof that TestCompose can
 // fail: each case breaks a copy of docker-compose.yml in one place and
 // the check must name what is wrong.
@@ -362,7 +571,19 @@ func TestComposeCheckFailsOnBrokenCopies(t *testing.T) {
 			"service nats-1: nats-1.conf uses $NATS_ROUTE_3, which the service does not set"},
 		{"unknown key", "    environment:\n      POSTGRES_USER", "    enviroment:\n      POSTGRES_USER",
 			"the compose-spec loader refuses it"},
-		{"unset variable", "${POSTGRES_PASSWORD:-dev-postgres}@postgres", "${POSTGRES_PASSWD}@postgres",
+		{"CA key in a service", "    - service-certs:/certs:ro\n", "    - certs:/certs:ro\n",
+			"service procurement mounts certs (at /certs), where furrow certs (service certs) writes ca.key and the client keys"},
+		{"NATS client port on every interface", `"127.0.0.1:4222:4222"`, `"4222:4222"`,
+			"service nats-1: publishes NATS port 4222 on every interface of the host"},
+		{"NATS monitoring on a public address", `"127.0.0.1:8222:8222"`, `"0.0.0.0:8222:8222"`,
+			"service nats-1: publishes NATS port 8222 on 0.0.0.0 of the host"},
+		{"superuser DSN", "postgres://ledger:${POSTGRES_LEDGER_PASSWORD:-dev-pg-ledger}@", "postgres://furrow:${POSTGRES_PASSWORD:-dev-postgres}@",
+			"service farmer-ledger: connects to PostgreSQL as furrow, the superuser"},
+		{"shared role", "postgres://brand:${POSTGRES_BRAND_PASSWORD:-dev-pg-brand}@", "postgres://ledger:${POSTGRES_LEDGER_PASSWORD:-dev-pg-ledger}@",
+			"connects to PostgreSQL as ledger, the role of service brand-incubation"},
+		{"role password mismatch", "POSTGRES_PROCUREMENT_PASSWORD: ${POSTGRES_PROCUREMENT_PASSWORD:-dev-pg-procurement}", "POSTGRES_PROCUREMENT_PASSWORD: x",
+			"the password of PostgreSQL role procurement is not the one service postgres gives it"},
+		{"unset variable", "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-dev-postgres}", "POSTGRES_PASSWORD: ${POSTGRES_PASSWD}",
 			`the compose-spec loader warns: The "POSTGRES_PASSWD" variable is not set`},
 	}
 	for _, c := range cases {

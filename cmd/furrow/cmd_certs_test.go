@@ -76,3 +76,73 @@ func TestCertsWritesAUsablePKI(t *testing.T) {
 		t.Errorf("second run replaced the CA (output %q)", out.String())
 	}
 }
+
+// TestCertsServiceDirHoldsNoPrivateCAKey: --service-dir gets what the
+// services and the NATS nodes mount (the CA certificate, the server and
+// NATS key pairs) and no private key they must not hold: not the CA's,
+// not a client's. A second run fills it from the kept CA.
+func TestCertsServiceDirHoldsNoPrivateCAKey(t *testing.T) {
+	t.Parallel()
+	dir, svc := filepath.Join(t.TempDir(), "certs"), filepath.Join(t.TempDir(), "service-certs")
+	args := []string{"certs", "--dir", dir, "--service-dir", svc}
+	for range 2 {
+		var out, errOut strings.Builder
+		if err := run(context.Background(), args, &out, &errOut, func(string) string { return "" }); err != nil {
+			t.Fatalf("furrow certs: %v\n%s", err, errOut.String())
+		}
+		entries, err := os.ReadDir(svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		want := []string{"ca.crt", "nats.crt", "nats.key", "server.crt", "server.key"}
+		if !slices.Equal(names, want) {
+			t.Errorf("--service-dir holds %v, want %v", names, want)
+		}
+		for _, name := range want {
+			a, _ := os.ReadFile(filepath.Join(dir, name))
+			b, _ := os.ReadFile(filepath.Join(svc, name))
+			if string(a) != string(b) {
+				t.Errorf("%s in --service-dir differs from the one in --dir", name)
+			}
+		}
+		if err := os.RemoveAll(svc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "ca.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("ca.key: %v, mode %v; want 0600", err, st.Mode().Perm())
+	}
+}
+
+// TestCertsNATSCertificate: nats.crt serves NATS clients and routes: it
+// verifies as a server and as a client (a route dials the other nodes with
+// it, and verify: true checks it) for the compose nodes' names and
+// localhost.
+func TestCertsNATSCertificate(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "certs")
+	var out, errOut strings.Builder
+	if err := run(context.Background(), []string{"certs", "--dir", dir}, &out, &errOut, func(string) string { return "" }); err != nil {
+		t.Fatalf("furrow certs: %v\n%s", err, errOut.String())
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(readCert(t, filepath.Join(dir, "ca.crt")))
+	nats := readCert(t, filepath.Join(dir, "nats.crt"))
+	for _, host := range []string{"nats-1", "nats-2", "nats-3", "localhost", "127.0.0.1"} {
+		for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+			if _, err := nats.Verify(x509.VerifyOptions{DNSName: host, Roots: roots, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+				t.Errorf("nats.crt for %s, usage %v: %v", host, usage, err)
+			}
+		}
+	}
+	if _, err := serve.ClientTLS(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "nats.crt"), filepath.Join(dir, "nats.key")); err != nil {
+		t.Errorf("nats key pair: %v", err)
+	}
+	if len(serve.RolesOf(nats)) != 0 {
+		t.Errorf("nats.crt carries roles %v: a NATS node is nobody's client on gRPC", serve.RolesOf(nats))
+	}
+}

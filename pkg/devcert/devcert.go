@@ -79,6 +79,29 @@ func (ca *CA) Server(cn string, hosts ...string) (Pair, error) {
 	if err != nil {
 		return Pair{}, err
 	}
+	addHosts(tmpl, hosts)
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	return ca.issue(tmpl)
+}
+
+// Node issues a certificate for a server that also dials its peers with
+// it (a NATS node: clients and routes): server and client authentication,
+// for hosts (DNS names or IP addresses, at least one).
+func (ca *CA) Node(cn string, hosts ...string) (Pair, error) {
+	if len(hosts) == 0 {
+		return Pair{}, errors.New("devcert: a node certificate needs at least one host")
+	}
+	tmpl, err := template(cn)
+	if err != nil {
+		return Pair{}, err
+	}
+	addHosts(tmpl, hosts)
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	return ca.issue(tmpl)
+}
+
+// addHosts puts each host in the certificate's DNS or IP address SANs.
+func addHosts(tmpl *x509.Certificate, hosts []string) {
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
@@ -86,8 +109,6 @@ func (ca *CA) Server(cn string, hosts ...string) (Pair, error) {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	return ca.issue(tmpl)
 }
 
 // Client issues a client certificate named cn with the given URI SANs

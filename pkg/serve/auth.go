@@ -1,14 +1,18 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -361,14 +365,68 @@ func (s *ctxStream) Context() context.Context { return s.ctx }
 // presents none connects, and the role table refuses it everything but
 // health checks (Unauthenticated), which a load balancer can then probe
 // without a certificate.
-func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+//
+// The files are read again when they change, without a restart: a
+// handshake looks at them at most every tlsReloadEvery, and new handshakes
+// use the new certificate and client CA (connections already open keep
+// theirs). Files that do not load together (a pair half rotated, a key of
+// another certificate) are logged at WARN and the previous ones kept. The
+// files must load at the start.
+func ServerTLS(certFile, keyFile, clientCAFile string, log *slog.Logger) (*tls.Config, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &tlsFiles{certFile: certFile, keyFile: keyFile, caFile: clientCAFile, log: log}
+	raw, err := f.read()
+	if err != nil {
+		return nil, err
+	}
+	if f.cfg, err = f.parse(raw); err != nil {
+		return nil, err
+	}
+	f.raw, f.checked = raw, time.Now()
+	return &tls.Config{GetConfigForClient: f.forClient, MinVersion: tls.VersionTLS12}, nil
+}
+
+// tlsReloadEvery is how often, at most, ServerTLS's configuration reads
+// its files again.
+const tlsReloadEvery = time.Second
+
+// tlsFiles is a server's TLS files and the configuration last loaded from
+// them.
+type tlsFiles struct {
+	certFile, keyFile, caFile string
+	log                       *slog.Logger
+
+	mu      sync.Mutex
+	checked time.Time // when the files were last read
+	raw     [3][]byte // what cfg was loaded from
+	failed  [3][]byte // the last contents that did not load (logged once)
+	cfg     *tls.Config
+}
+
+// read reads the certificate, key and client CA files.
+func (f *tlsFiles) read() ([3][]byte, error) {
+	var raw [3][]byte
+	for i, name := range []string{f.certFile, f.keyFile, f.caFile} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return raw, fmt.Errorf("TLS files: %w", err)
+		}
+		raw[i] = b
+	}
+	return raw, nil
+}
+
+// parse makes the configuration of one handshake from the files' contents.
+func (f *tlsFiles) parse(raw [3][]byte) (*tls.Config, error) {
+	cert, err := tls.X509KeyPair(raw[0], raw[1])
 	if err != nil {
 		return nil, fmt.Errorf("gRPC server certificate: %w", err)
 	}
-	pool, err := loadPool(clientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("client CA: %w", err)
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(raw[2]) {
+		return nil, fmt.Errorf("client CA: %s holds no PEM certificate", f.caFile)
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
@@ -376,6 +434,49 @@ func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		MinVersion:   tls.VersionTLS12,
 	}, nil
+}
+
+// sameFiles says whether a and b hold the same contents.
+func sameFiles(a, b [3][]byte) bool {
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// forClient is GetConfigForClient: the current configuration, reloaded
+// first if the files changed since they were last read.
+func (f *tlsFiles) forClient(*tls.ClientHelloInfo) (*tls.Config, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if time.Since(f.checked) < tlsReloadEvery {
+		return f.cfg, nil
+	}
+	f.checked = time.Now()
+	raw, err := f.read()
+	if err != nil || sameFiles(raw, f.raw) {
+		if err != nil {
+			f.log.Warn("TLS files do not read; keeping the certificates loaded before", "cert", f.certFile, "err", err)
+		}
+		return f.cfg, nil
+	}
+	cfg, err := f.parse(raw)
+	if err != nil {
+		if !sameFiles(raw, f.failed) {
+			f.log.Warn("TLS files changed but do not load; keeping the certificates loaded before", "cert", f.certFile, "err", err)
+			f.failed = raw
+		}
+		return f.cfg, nil
+	}
+	f.cfg, f.raw = cfg, raw
+	attrs := []any{"cert", f.certFile, "client_ca", f.caFile}
+	if leaf, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0]); err == nil {
+		attrs = append(attrs, "subject", leaf.Subject.CommonName, "not_after", leaf.NotAfter)
+	}
+	f.log.Info("TLS certificates reloaded", attrs...)
+	return cfg, nil
 }
 
 // ClientTLS is a client's TLS configuration for calling Furrow: caFile

@@ -136,7 +136,7 @@ func startAuthServer(t testing.TB) (*pki, string, *fakeLedger) {
 	p := newPKI(t)
 	pair, err := p.ca.Server("furrow test server", "127.0.0.1", "localhost")
 	cert, key := p.pair(t, "server", pair, err)
-	tlsCfg, err := ServerTLS(cert, key, filepath.Join(p.dir, "ca.crt"))
+	tlsCfg, err := ServerTLS(cert, key, filepath.Join(p.dir, "ca.crt"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

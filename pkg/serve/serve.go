@@ -242,7 +242,7 @@ func (p *process) start(ctx context.Context) error {
 	var tlsCfg *tls.Config
 	if cfg.TLS() {
 		var err error
-		if tlsCfg, err = ServerTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA); err != nil {
+		if tlsCfg, err = ServerTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, log); err != nil {
 			return err
 		}
 	}

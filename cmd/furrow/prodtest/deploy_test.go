@@ -99,6 +99,14 @@ type deployCluster struct {
 // startDeployCluster starts the three nodes and stops them when t ends.
 func startDeployCluster(t *testing.T) *deployCluster {
 	t.Helper()
+	return startDeployClusterWith(t, nil)
+}
+
+// startDeployClusterWith is startDeployCluster with each node's
+// configuration passed through edit (if not nil) after its addresses moved:
+// a step of deploy/README.md applied to the files.
+func startDeployClusterWith(t *testing.T, edit func(conf string) string) *deployCluster {
+	t.Helper()
 	bin := natstest.Binary(t)
 	var client, route, monitor [3]string
 	for i := range 3 {
@@ -122,6 +130,9 @@ func startDeployCluster(t *testing.T) *deployCluster {
 		).Replace(string(conf))
 		if moved == string(conf) || strings.Contains(moved, "0.0.0.0") || strings.Contains(moved, "/data/") {
 			t.Fatalf("nats-%d.conf no longer has the addresses this test moves:\n%s", i+1, conf)
+		}
+		if edit != nil {
+			moved = edit(moved)
 		}
 		path := filepath.Join(dir, "nats.conf")
 		if err := os.WriteFile(path, []byte(moved), 0o600); err != nil {

@@ -408,10 +408,12 @@ type tlsFiles struct {
 // read reads the certificate, key and client CA files.
 func (f *tlsFiles) read() ([3][]byte, error) {
 	var raw [3][]byte
-	for i, name := range []string{f.certFile, f.keyFile, f.caFile} {
-		b, err := os.ReadFile(name)
+	for i, file := range []struct{ name, what string }{
+		{f.certFile, "gRPC server certificate"}, {f.keyFile, "gRPC server certificate's key"}, {f.caFile, "client CA"},
+	} {
+		b, err := os.ReadFile(file.name)
 		if err != nil {
-			return raw, fmt.Errorf("TLS files: %w", err)
+			return raw, fmt.Errorf("%s: %w", file.what, err)
 		}
 		raw[i] = b
 	}

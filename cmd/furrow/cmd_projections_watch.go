@@ -270,8 +270,12 @@ func watchLines(p *adminv1.Projection) []string {
 		case "retired":
 			lines = append(lines, fmt.Sprintf("  v%d retired frozen at %d", c.GetVersion(), c.GetCheckpoint()))
 		default:
-			lines = append(lines, fmt.Sprintf("  v%d %-7s %s at %d, lag %s (%s), last applied %s", c.GetVersion(), c.GetRole(), stateName(c.GetState()),
-				c.GetCheckpoint(), plural(c.GetLagEvents(), "event"), dur(c.GetLagTime()), ago(c.GetLastAppliedAt())))
+			lag := plural(c.GetLagEvents(), "event")
+			if c.GetLagEvents() > 0 {
+				lag += ", oldest waiting " + dur(c.GetLagTime())
+			}
+			lines = append(lines, fmt.Sprintf("  v%d %-7s %s at %d, lag %s, last applied %s", c.GetVersion(), c.GetRole(), stateName(c.GetState()),
+				c.GetCheckpoint(), lag, ago(c.GetLastAppliedAt())))
 		}
 	}
 	return lines

@@ -83,6 +83,7 @@ func TestProjectionsWatch(t *testing.T) {
 	t.Parallel()
 	s := startOpStack(t)
 	s.register(t, "F-1001")
+	s.waitApplied(t, "ledger_balances", 1)
 
 	out := s.mustCLI(t, "projections", "watch", "ledger_balances", "--until-caught-up")
 	if want := "ledger_balances: live v1 idle at 1 of 1, lag 0 events\n"; out != want {
@@ -135,6 +136,22 @@ func TestProjectionsWatch(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("watch did not end 10 s after Ctrl-C")
 	}
+}
+
+// waitApplied waits until projection name has applied the stream up to seq.
+func (s *opStack) waitApplied(t *testing.T, name string, seq uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, r := range s.st.Projections() {
+		if r.Name() == name {
+			if err := r.WaitFor(ctx, seq); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no projection %s", name)
 }
 
 // waitOutput waits until b holds want.

@@ -20,6 +20,7 @@ copy beside the live one, diff, swap, pause and resume.
 
 A rebuild without downtime:
   furrow projections rebuild NAME      # shadow copy, follows its progress
+  furrow projections watch NAME        # follow it again (after Ctrl-C)
   furrow projections diff NAME         # shadow vs live at the same position
   furrow projections swap NAME         # readers move to the shadow at once
   furrow projections drop NAME --version OLD   # when you no longer need it
@@ -28,6 +29,7 @@ A rebuild without downtime:
 var projectionsCommands = []opCommand{
 	{"ls", "list projections: state, checkpoint, lag (events and time)", runProjectionsLs},
 	{"status", "health of one or all projections; exits 5 if any is unhealthy", runProjectionsStatus},
+	{"watch", "follow a projection's status and a rebuild's progress, streamed", runProjectionsWatch},
 	{"rebuild", "rebuild into a shadow copy (from zero, --from-seq or --since)", runProjectionsRebuild},
 	{"diff", "compare the shadow copy with the live one, row by row", runProjectionsDiff},
 	{"swap", "make the shadow copy live (atomic for readers)", runProjectionsSwap},
@@ -241,8 +243,11 @@ Rebuilds NAME into a new shadow copy while the live copy keeps serving
 queries and keeps following the stream. The shadow copy is fed from the
 start of the stream, or from --from-seq / --since (it then reflects
 only the events from there on). The command follows the progress (events
-done / total, rate, time left) until the shadow has caught up; Ctrl-C or
---detach leaves the rebuild running in the server.
+done / total, rate, time left) as the server streams it, until the shadow
+has caught up: a progress bar on a terminal, otherwise a line when it
+moves (at most every --every, every 5 seconds at least), or with -o json
+each status as a line of JSON. Ctrl-C or --detach leaves the rebuild
+running in the server (furrow projections watch NAME follows it again).
 
 Then: furrow projections diff NAME, and furrow projections swap NAME.
 `)
@@ -250,9 +255,12 @@ Then: furrow projections diff NAME, and furrow projections swap NAME.
 	fromTime := fs.String("since", "", "start at the first event stored at or after this time (RFC 3339 or YYYY-MM-DD)")
 	fs.Var(stringAlias{fromTime}, "from-time", "the same as --since")
 	detach := fs.Bool("detach", false, "start the rebuild and return at once")
-	every := fs.Duration("every", time.Second, "how often to print progress")
+	every := fs.Duration("every", time.Second, "print progress at most this often (not on a terminal)")
 	pos, err := o.parse(fs, args, 1, 1, "NAME")
 	if err != nil {
+		return err
+	}
+	if err := checkEvery(*every); err != nil {
 		return err
 	}
 	req := &adminv1.RebuildProjectionRequest{Name: pos[0], FromSequence: *fromSeq}
@@ -282,58 +290,10 @@ Then: furrow projections diff NAME, and furrow projections swap NAME.
 		fmt.Fprintf(o.stdout, "rebuilding %s into shadow copy v%d (live copy v%d keeps serving)\n", pos[0], res.GetVersion(), res.GetProjection().GetVersion())
 	}
 	if *detach {
-		fmt.Fprintf(o.stdout, "follow it with: furrow projections status %s\n", pos[0])
+		fmt.Fprintf(o.stdout, "follow it with: furrow projections watch %s\n", pos[0])
 		return nil
 	}
-	tick := time.NewTicker(*every)
-	defer tick.Stop()
-	for {
-		pctx, cancel := context.WithTimeout(ctx, o.timeout)
-		st, err := c.GetProjection(pctx, &adminv1.GetProjectionRequest{Name: pos[0]})
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				fmt.Fprintf(o.stderr, "stopped following; the rebuild goes on in the server (furrow projections status %s)\n", pos[0])
-				return nil
-			}
-			return o.callErr("progress of "+pos[0], err)
-		}
-		var shadow *adminv1.ProjectionCopy
-		for _, cp := range st.GetProjection().GetCopies() {
-			if cp.GetVersion() == res.GetVersion() {
-				shadow = cp
-			}
-		}
-		if shadow == nil {
-			return fmt.Errorf("shadow copy v%d of %s is gone (dropped?)", res.GetVersion(), pos[0])
-		}
-		if o.json {
-			if err := o.printJSONLine(shadow); err != nil {
-				return err
-			}
-		} else {
-			fmt.Fprintf(o.stdout, "  v%d: %s\n", shadow.GetVersion(), progress(shadow))
-		}
-		switch shadow.GetState() {
-		case adminv1.ProjectionState_PROJECTION_STATE_BLOCKED:
-			return fmt.Errorf("the rebuild stopped at a failing event: %s", shadow.GetReason())
-		}
-		// Caught up: it reached the stream's head once; from there it
-		// follows new events like the live copy (under load, a few may be
-		// in flight at any moment).
-		if shadow.GetCaughtUp() {
-			if !o.json {
-				fmt.Fprintf(o.stdout, "shadow copy v%d has caught up. Next: furrow projections diff %s\n", shadow.GetVersion(), pos[0])
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			fmt.Fprintf(o.stderr, "stopped following; the rebuild goes on in the server (furrow projections status %s)\n", pos[0])
-			return nil
-		case <-tick.C:
-		}
-	}
+	return followRebuild(ctx, o, c, pos[0], res.GetVersion(), *every)
 }
 
 func runProjectionsDiff(ctx context.Context, o *opEnv, args []string) error {

@@ -43,7 +43,7 @@ Operators (over gRPC, --addr or FURROW_ADDR, default 127.0.0.1:7070;
 --tls-ca/--tls-cert/--tls-key for a production deployment's mTLS):
   streams      ls | info            the event streams
   events       list | get | tail    events, decoded (--aggregate ID)
-  projections  ls | status | rebuild | diff | swap | drop | pause | resume
+  projections  ls | status | watch | rebuild | diff | swap | drop | pause | resume
   dlq          ls | show | redrive  dead letters
   context      add | use | ls | show | rm   named deployments (address,
                client certificate); --context NAME on any command

@@ -37,8 +37,13 @@ import (
 const testStream = "TEST"
 
 // notes is a Versioned projection of farmer registrations that fails on a
-// farmer named "poison" while broken is set: a bug to fix and redrive.
-type notes struct{ broken *atomic.Bool }
+// farmer named "poison" while broken is set: a bug to fix and redrive. It
+// waits at a farmer named "hold" while hold holds an open channel, until
+// that channel is closed: a rebuild caught in the middle.
+type notes struct {
+	broken *atomic.Bool
+	hold   *atomic.Pointer[chan struct{}]
+}
 
 func (notes) Name() string       { return "notes" }
 func (notes) Stream() string     { return testStream }
@@ -63,6 +68,13 @@ func (n notes) Apply(ctx context.Context, tx *sql.Tx, ev eventstore.Recorded) er
 	if r.GetName() == "poison" && n.broken.Load() {
 		return errors.New("name column too short for this farmer")
 	}
+	if ch := n.hold.Load(); r.GetName() == "hold" && ch != nil {
+		select {
+		case <-*ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO `+projection.Table(ctx, "notes")+` (farmer_id, name) VALUES ($1, $2)`, r.GetFarmerId(), r.GetName())
 	return err
 }
@@ -72,11 +84,14 @@ type fixture struct {
 	client  adminv1.AdminServiceClient
 	runner  *projection.Runner
 	broken  *atomic.Bool
+	hold    *atomic.Pointer[chan struct{}]
 	mu      sync.Mutex
 	handled []string // farmer ids the handler processed
 }
 
-func start(t *testing.T) *fixture {
+// start runs the notes projection and a handler behind an AdminService
+// on a real JetStream and SQLite; opts, if any, adjust the runner's options.
+func start(t *testing.T, opts ...func(*projection.Options)) *fixture {
 	t.Helper()
 	js := natstest.Embedded(t).JetStream(t)
 	ctx := context.Background()
@@ -89,9 +104,13 @@ func start(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	f := &fixture{js: js, broken: &atomic.Bool{}}
+	f := &fixture{js: js, broken: &atomic.Bool{}, hold: &atomic.Pointer[chan struct{}]{}}
 	f.broken.Store(true)
-	f.runner, err = projection.NewRunner(db, js, notes{f.broken}, projection.Options{MaxRetries: 1, IdleWait: 20 * time.Millisecond, Logger: log})
+	ropts := projection.Options{MaxRetries: 1, IdleWait: 20 * time.Millisecond, Logger: log}
+	for _, o := range opts {
+		o(&ropts)
+	}
+	f.runner, err = projection.NewRunner(db, js, notes{f.broken, f.hold}, ropts)
 	if err != nil {
 		t.Fatal(err)
 	}

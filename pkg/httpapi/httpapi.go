@@ -93,10 +93,11 @@ func New(backend func(service string) http.Handler) (http.Handler, error) {
 }
 
 // Routes registers the API on mux: the annotated REST routes under /v1/
-// (TailEvents' as newline-delimited JSON), each service's own path
+// (the server streams', TailEvents and WatchProjection, as newline-delimited
+// JSON), each service's own path
 // (Connect, gRPC-Web and gRPC clients), and GET /openapi.json.
 func Routes(mux *http.ServeMux, api http.Handler) {
-	mux.Handle("/v1/", api)
+	mux.Handle("/v1/", streamRoutes(api, api))
 	mux.Handle(tailPath, tailREST(api))
 	for _, name := range Services {
 		mux.Handle("/"+name+"/", api)

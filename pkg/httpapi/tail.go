@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/grpc/codes"
@@ -14,14 +16,49 @@ import (
 	adminv1 "github.com/furrow/furrow/proto/furrow/admin/v1"
 )
 
-// tailPath is TailEvents' REST route (admin.proto), served here: the
+// The server streams' REST routes (admin.proto), served here: the
 // transcoder streams REST responses only as google.api.HttpBody.
-const tailPath = "GET /v1/admin/streams/{stream}/events:tail"
+// WatchProjection's route ends in a custom verb after the name, which a
+// ServeMux pattern cannot express, so streamRoutes matches it by hand.
+const (
+	tailPath    = "GET /v1/admin/streams/{stream}/events:tail"
+	watchPrefix = "/v1/admin/projections/"
+	watchSuffix = ":watch"
+)
 
-// tailREST serves TailEvents' REST route as newline-delimited JSON, one
-// TailEventsResponse a line, flushed as each event arrives. It turns the
-// request into a Connect streaming call on api, so the call takes the
-// same path (authentication, role table, backend) as every other.
+// streamRoutes serves WatchProjection's REST route and hands every other
+// request to next.
+func streamRoutes(api, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, ok := strings.CutPrefix(r.URL.Path, watchPrefix)
+		if name, ok = strings.CutSuffix(name, watchSuffix); !ok || name == "" || strings.Contains(name, "/") || r.Method != http.MethodGet {
+			next.ServeHTTP(w, r)
+			return
+		}
+		q := r.URL.Query()
+		req := map[string]any{"name": name}
+		if v := q.Get("interval"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				writeHTTPError(w, status.Newf(codes.InvalidArgument, "interval %q: want a duration (250ms, 2s)", v))
+				return
+			}
+			// protojson's spelling of a Duration: seconds with a fraction.
+			req["interval"] = strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
+		}
+		if v := q.Get("until_caught_up"); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				writeHTTPError(w, status.Newf(codes.InvalidArgument, "until_caught_up %q: want true or false", v))
+				return
+			}
+			req["until_caught_up"] = b
+		}
+		serveStream(api, "WatchProjection", req, w, r)
+	})
+}
+
+// tailREST serves TailEvents' REST route.
 func tailREST(api http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -36,24 +73,33 @@ func tailREST(api http.Handler) http.Handler {
 				req[name] = n
 			}
 		}
-		body, _ := json.Marshal(req)
-		var env bytes.Buffer
-		env.WriteByte(0)
-		_ = binary.Write(&env, binary.BigEndian, uint32(len(body)))
-		env.Write(body)
-		in, err := http.NewRequestWithContext(r.Context(), http.MethodPost,
-			"/"+adminv1.AdminService_ServiceDesc.ServiceName+"/TailEvents", &env)
-		if err != nil {
-			writeHTTPError(w, status.New(codes.Internal, err.Error()))
-			return
-		}
-		in.Header = r.Header.Clone()
-		in.Header.Set("Content-Type", "application/connect+json")
-		in.RemoteAddr, in.Host = r.RemoteAddr, r.Host
-		nd := &ndjsonWriter{out: w, header: http.Header{}}
-		api.ServeHTTP(nd, in)
-		nd.end()
+		serveStream(api, "TailEvents", req, w, r)
 	})
+}
+
+// serveStream answers r with the AdminService server stream method
+// called with req, as newline-delimited JSON, one response a line,
+// flushed as each arrives. It turns the request into a Connect streaming
+// call on api, so the call takes the same path (authentication, role
+// table, backend) as every other.
+func serveStream(api http.Handler, method string, req map[string]any, w http.ResponseWriter, r *http.Request) {
+	body, _ := json.Marshal(req)
+	var env bytes.Buffer
+	env.WriteByte(0)
+	_ = binary.Write(&env, binary.BigEndian, uint32(len(body)))
+	env.Write(body)
+	in, err := http.NewRequestWithContext(r.Context(), http.MethodPost,
+		"/"+adminv1.AdminService_ServiceDesc.ServiceName+"/"+method, &env)
+	if err != nil {
+		writeHTTPError(w, status.New(codes.Internal, err.Error()))
+		return
+	}
+	in.Header = r.Header.Clone()
+	in.Header.Set("Content-Type", "application/connect+json")
+	in.RemoteAddr, in.Host = r.RemoteAddr, r.Host
+	nd := &ndjsonWriter{out: w, header: http.Header{}}
+	api.ServeHTTP(nd, in)
+	nd.end()
 }
 
 // ndjsonWriter takes a Connect streaming response (enveloped JSON

@@ -123,6 +123,9 @@ type Runner struct {
 	// wg counts running workers; exits receives their terminal errors.
 	wg    sync.WaitGroup
 	exits chan workerExit
+
+	// changes wakes Changed's callers (changes.go).
+	changes broadcast
 }
 
 var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
@@ -690,6 +693,7 @@ func (r *Runner) setPaused(ctx context.Context, paused bool, reason string) erro
 	if err != nil {
 		return fmt.Errorf("pause projection %s: %w", r.name, err)
 	}
+	r.changes.notify()
 	return nil
 }
 

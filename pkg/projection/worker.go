@@ -128,6 +128,7 @@ func (w *worker) setRole(role string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.role = role
+	w.r.changes.notify()
 }
 
 func (w *worker) isRunning() bool {
@@ -142,6 +143,7 @@ func (w *worker) startRunning(cancel context.CancelFunc) chan struct{} {
 	now := time.Now()
 	w.running, w.cancel, w.done = true, cancel, make(chan struct{})
 	w.heartbeat, w.progressAt, w.startedAt, w.startApplied = now, now, now, w.applied
+	w.r.changes.notify()
 	return w.done
 }
 
@@ -158,6 +160,7 @@ func (w *worker) markStopped() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.running = false
+	w.r.changes.notify()
 }
 
 // stopAndWait stops the worker's goroutine and waits for it to end.
@@ -214,6 +217,7 @@ func (w *worker) advance(seq uint64, at time.Time, applied int) {
 			w.r.advanced = make(chan struct{})
 		}
 		w.r.mu.Unlock()
+		w.r.changes.notify()
 	}
 }
 
@@ -373,6 +377,7 @@ func (w *worker) markCaughtUp(ctx context.Context) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.caughtUp = true
+	w.r.changes.notify()
 }
 
 // reload reads the stored checkpoint, the truth a (re)start resumes from.
@@ -646,6 +651,7 @@ func (w *worker) applyWithRetry(ctx context.Context, batch []delivery) error {
 		w.mu.Lock()
 		w.blockedSeq, w.deadLetter = be.seq, dl
 		w.mu.Unlock()
+		r.changes.notify()
 		w.log.ErrorContext(ctx, "projection stopped at a failing event; fix the cause, then redrive it",
 			"failed_seq", be.seq, "attempts", count, "dead_letter", dl, "error", be.err)
 		return errBlocked
@@ -677,6 +683,7 @@ func (w *worker) noteFailure(seq uint64, err error, attempts int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.failSeq, w.attempts, w.lastErr, w.lastErrAt = seq, attempts, err.Error(), time.Now()
+	w.r.changes.notify()
 }
 
 func (w *worker) clearFailure() {
@@ -684,6 +691,7 @@ func (w *worker) clearFailure() {
 	defer w.mu.Unlock()
 	w.failSeq, w.attempts, w.lastErr = 0, 0, ""
 	w.blockedSeq, w.deadLetter = 0, 0
+	w.r.changes.notify()
 }
 
 // applyBatch applies the events of batch the stored checkpoint does not

@@ -193,6 +193,7 @@ var methodRoles = map[string]access{
 	adminv1.AdminService_TailEvents_FullMethodName:         operatorOnly,
 	adminv1.AdminService_ListProjections_FullMethodName:    operatorOnly,
 	adminv1.AdminService_GetProjection_FullMethodName:      operatorOnly,
+	adminv1.AdminService_WatchProjection_FullMethodName:    operatorOnly,
 	adminv1.AdminService_RebuildProjection_FullMethodName:  operatorOnly,
 	adminv1.AdminService_DiffProjection_FullMethodName:     operatorOnly,
 	adminv1.AdminService_SwapProjection_FullMethodName:     operatorOnly,

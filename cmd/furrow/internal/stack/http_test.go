@@ -214,3 +214,52 @@ func TestHTTPTailEventsStreamsNDJSON(t *testing.T) {
 		t.Errorf("tail of an unknown stream: %d %v, want 404", code, out)
 	}
 }
+
+// TestHTTPWatchProjectionStreamsNDJSON: WatchProjection, a server stream
+// on a custom-verb route, is served as newline-delimited JSON too; with
+// until_caught_up and no rebuild it ends after the first status, and an
+// unknown projection is a 404.
+func TestHTTPWatchProjectionStreamsNDJSON(t *testing.T) {
+	t.Parallel()
+	_, base := startHTTPStack(t)
+	ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/admin/projections/ledger_balances:watch?until_caught_up=true&interval=100ms", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("watch: %d %s %s", res.StatusCode, res.Header.Get("Content-Type"), body)
+	}
+	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+	var first struct {
+		Projection struct {
+			Name   string `json:"name"`
+			Copies []struct {
+				Role string `json:"role"`
+			} `json:"copies"`
+		} `json:"projection"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 1 || first.Projection.Name != "ledger_balances" || len(first.Projection.Copies) != 1 || first.Projection.Copies[0].Role != "live" {
+		t.Errorf("watch until caught up without a rebuild: %d lines, first %+v\n%s", len(lines), first, body)
+	}
+	if code, out := call(t, "GET", base+"/v1/admin/projections/nope:watch", ""); code != http.StatusNotFound {
+		t.Errorf("watch of an unknown projection: %d %v, want 404", code, out)
+	}
+	if code, out := call(t, "GET", base+"/v1/admin/projections/ledger_balances:watch?interval=soon", ""); code != http.StatusBadRequest {
+		t.Errorf("watch with interval=soon: %d %v, want 400", code, out)
+	}
+	// The route beside it is still the transcoder's.
+	if code, out := call(t, "GET", base+"/v1/admin/projections/ledger_balances", ""); code != http.StatusOK {
+		t.Errorf("GetProjection: %d %v", code, out)
+	}
+}

@@ -1707,6 +1707,120 @@ func (x *GetProjectionResponse) GetProjection() *Projection {
 	return nil
 }
 
+// WatchProjectionRequest names the projection to watch.
+type WatchProjectionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The shortest time between two messages: changes closer together are
+	// sent as one, the status after the last of them. Default 1 s; from
+	// 50 ms to 1 min (INVALID_ARGUMENT otherwise). With nothing changing, a
+	// message still comes every 5 s (or every interval, if longer).
+	Interval *durationpb.Duration `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	// End the stream (OK) after the first message in which no shadow copy
+	// is still catching up: its rebuild has caught up with the stream, was
+	// swapped or dropped, or there was none. A shadow blocked at a failing
+	// event keeps the stream open (a redrive may unblock it).
+	UntilCaughtUp bool `protobuf:"varint,3,opt,name=until_caught_up,json=untilCaughtUp,proto3" json:"until_caught_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchProjectionRequest) Reset() {
+	*x = WatchProjectionRequest{}
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchProjectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchProjectionRequest) ProtoMessage() {}
+
+func (x *WatchProjectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchProjectionRequest.ProtoReflect.Descriptor instead.
+func (*WatchProjectionRequest) Descriptor() ([]byte, []int) {
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *WatchProjectionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WatchProjectionRequest) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *WatchProjectionRequest) GetUntilCaughtUp() bool {
+	if x != nil {
+		return x.UntilCaughtUp
+	}
+	return false
+}
+
+// WatchProjectionResponse is the projection's status at one moment.
+type WatchProjectionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Projection    *Projection            `protobuf:"bytes,1,opt,name=projection,proto3" json:"projection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchProjectionResponse) Reset() {
+	*x = WatchProjectionResponse{}
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchProjectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchProjectionResponse) ProtoMessage() {}
+
+func (x *WatchProjectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchProjectionResponse.ProtoReflect.Descriptor instead.
+func (*WatchProjectionResponse) Descriptor() ([]byte, []int) {
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WatchProjectionResponse) GetProjection() *Projection {
+	if x != nil {
+		return x.Projection
+	}
+	return nil
+}
+
 // RebuildProjectionRequest starts a rebuild; from the start of the stream
 // unless from_sequence or from_time is set.
 type RebuildProjectionRequest struct {
@@ -1722,7 +1836,7 @@ type RebuildProjectionRequest struct {
 
 func (x *RebuildProjectionRequest) Reset() {
 	*x = RebuildProjectionRequest{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1848,7 @@ func (x *RebuildProjectionRequest) String() string {
 func (*RebuildProjectionRequest) ProtoMessage() {}
 
 func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1861,7 @@ func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionRequest.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RebuildProjectionRequest) GetName() string {
@@ -1782,7 +1896,7 @@ type RebuildProjectionResponse struct {
 
 func (x *RebuildProjectionResponse) Reset() {
 	*x = RebuildProjectionResponse{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1908,7 @@ func (x *RebuildProjectionResponse) String() string {
 func (*RebuildProjectionResponse) ProtoMessage() {}
 
 func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[21]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1921,7 @@ func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionResponse.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RebuildProjectionResponse) GetVersion() int64 {
@@ -1838,7 +1952,7 @@ type DiffProjectionRequest struct {
 
 func (x *DiffProjectionRequest) Reset() {
 	*x = DiffProjectionRequest{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1964,7 @@ func (x *DiffProjectionRequest) String() string {
 func (*DiffProjectionRequest) ProtoMessage() {}
 
 func (x *DiffProjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[22]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1977,7 @@ func (x *DiffProjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffProjectionRequest.ProtoReflect.Descriptor instead.
 func (*DiffProjectionRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DiffProjectionRequest) GetName() string {
@@ -1907,7 +2021,7 @@ type DiffProjectionResponse struct {
 
 func (x *DiffProjectionResponse) Reset() {
 	*x = DiffProjectionResponse{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2033,7 @@ func (x *DiffProjectionResponse) String() string {
 func (*DiffProjectionResponse) ProtoMessage() {}
 
 func (x *DiffProjectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[23]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2046,7 @@ func (x *DiffProjectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffProjectionResponse.ProtoReflect.Descriptor instead.
 func (*DiffProjectionResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DiffProjectionResponse) GetProjection() string {
@@ -2024,7 +2138,7 @@ type TableDiff struct {
 
 func (x *TableDiff) Reset() {
 	*x = TableDiff{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2150,7 @@ func (x *TableDiff) String() string {
 func (*TableDiff) ProtoMessage() {}
 
 func (x *TableDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2163,7 @@ func (x *TableDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TableDiff.ProtoReflect.Descriptor instead.
 func (*TableDiff) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TableDiff) GetTable() string {
@@ -2137,7 +2251,7 @@ type RowDiff struct {
 
 func (x *RowDiff) Reset() {
 	*x = RowDiff{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2263,7 @@ func (x *RowDiff) String() string {
 func (*RowDiff) ProtoMessage() {}
 
 func (x *RowDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[25]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2276,7 @@ func (x *RowDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowDiff.ProtoReflect.Descriptor instead.
 func (*RowDiff) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RowDiff) GetKind() string {
@@ -2210,7 +2324,7 @@ type SwapProjectionRequest struct {
 
 func (x *SwapProjectionRequest) Reset() {
 	*x = SwapProjectionRequest{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2222,7 +2336,7 @@ func (x *SwapProjectionRequest) String() string {
 func (*SwapProjectionRequest) ProtoMessage() {}
 
 func (x *SwapProjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[26]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2235,7 +2349,7 @@ func (x *SwapProjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwapProjectionRequest.ProtoReflect.Descriptor instead.
 func (*SwapProjectionRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SwapProjectionRequest) GetName() string {
@@ -2257,7 +2371,7 @@ type SwapProjectionResponse struct {
 
 func (x *SwapProjectionResponse) Reset() {
 	*x = SwapProjectionResponse{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2383,7 @@ func (x *SwapProjectionResponse) String() string {
 func (*SwapProjectionResponse) ProtoMessage() {}
 
 func (x *SwapProjectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[27]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2396,7 @@ func (x *SwapProjectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwapProjectionResponse.ProtoReflect.Descriptor instead.
 func (*SwapProjectionResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SwapProjectionResponse) GetLiveVersion() int64 {
@@ -2317,7 +2431,7 @@ type DropProjectionCopyRequest struct {
 
 func (x *DropProjectionCopyRequest) Reset() {
 	*x = DropProjectionCopyRequest{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2443,7 @@ func (x *DropProjectionCopyRequest) String() string {
 func (*DropProjectionCopyRequest) ProtoMessage() {}
 
 func (x *DropProjectionCopyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[28]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2456,7 @@ func (x *DropProjectionCopyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DropProjectionCopyRequest.ProtoReflect.Descriptor instead.
 func (*DropProjectionCopyRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DropProjectionCopyRequest) GetName() string {
@@ -2368,7 +2482,7 @@ type DropProjectionCopyResponse struct {
 
 func (x *DropProjectionCopyResponse) Reset() {
 	*x = DropProjectionCopyResponse{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2380,7 +2494,7 @@ func (x *DropProjectionCopyResponse) String() string {
 func (*DropProjectionCopyResponse) ProtoMessage() {}
 
 func (x *DropProjectionCopyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[29]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2393,7 +2507,7 @@ func (x *DropProjectionCopyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DropProjectionCopyResponse.ProtoReflect.Descriptor instead.
 func (*DropProjectionCopyResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 // PauseProjectionRequest pauses a projection.
@@ -2408,7 +2522,7 @@ type PauseProjectionRequest struct {
 
 func (x *PauseProjectionRequest) Reset() {
 	*x = PauseProjectionRequest{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2534,7 @@ func (x *PauseProjectionRequest) String() string {
 func (*PauseProjectionRequest) ProtoMessage() {}
 
 func (x *PauseProjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[30]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2547,7 @@ func (x *PauseProjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseProjectionRequest.ProtoReflect.Descriptor instead.
 func (*PauseProjectionRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PauseProjectionRequest) GetName() string {
@@ -2460,7 +2574,7 @@ type PauseProjectionResponse struct {
 
 func (x *PauseProjectionResponse) Reset() {
 	*x = PauseProjectionResponse{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2586,7 @@ func (x *PauseProjectionResponse) String() string {
 func (*PauseProjectionResponse) ProtoMessage() {}
 
 func (x *PauseProjectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[31]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2599,7 @@ func (x *PauseProjectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseProjectionResponse.ProtoReflect.Descriptor instead.
 func (*PauseProjectionResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PauseProjectionResponse) GetProjection() *Projection {
@@ -2505,7 +2619,7 @@ type ResumeProjectionRequest struct {
 
 func (x *ResumeProjectionRequest) Reset() {
 	*x = ResumeProjectionRequest{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2517,7 +2631,7 @@ func (x *ResumeProjectionRequest) String() string {
 func (*ResumeProjectionRequest) ProtoMessage() {}
 
 func (x *ResumeProjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[32]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2530,7 +2644,7 @@ func (x *ResumeProjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeProjectionRequest.ProtoReflect.Descriptor instead.
 func (*ResumeProjectionRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ResumeProjectionRequest) GetName() string {
@@ -2550,7 +2664,7 @@ type ResumeProjectionResponse struct {
 
 func (x *ResumeProjectionResponse) Reset() {
 	*x = ResumeProjectionResponse{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +2676,7 @@ func (x *ResumeProjectionResponse) String() string {
 func (*ResumeProjectionResponse) ProtoMessage() {}
 
 func (x *ResumeProjectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[33]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +2689,7 @@ func (x *ResumeProjectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeProjectionResponse.ProtoReflect.Descriptor instead.
 func (*ResumeProjectionResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ResumeProjectionResponse) GetProjection() *Projection {
@@ -2615,7 +2729,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +2741,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[34]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +2754,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeadLetter) GetSequence() uint64 {
@@ -2754,7 +2868,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +2880,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[35]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +2893,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListDeadLettersRequest) GetConsumer() string {
@@ -2806,7 +2920,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +2932,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[36]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +2945,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -2851,7 +2965,7 @@ type GetDeadLetterRequest struct {
 
 func (x *GetDeadLetterRequest) Reset() {
 	*x = GetDeadLetterRequest{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +2977,7 @@ func (x *GetDeadLetterRequest) String() string {
 func (*GetDeadLetterRequest) ProtoMessage() {}
 
 func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[37]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +2990,7 @@ func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*GetDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetDeadLetterRequest) GetSequence() uint64 {
@@ -2896,7 +3010,7 @@ type GetDeadLetterResponse struct {
 
 func (x *GetDeadLetterResponse) Reset() {
 	*x = GetDeadLetterResponse{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2908,7 +3022,7 @@ func (x *GetDeadLetterResponse) String() string {
 func (*GetDeadLetterResponse) ProtoMessage() {}
 
 func (x *GetDeadLetterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[38]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2921,7 +3035,7 @@ func (x *GetDeadLetterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadLetterResponse.ProtoReflect.Descriptor instead.
 func (*GetDeadLetterResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetDeadLetterResponse) GetDeadLetter() *DeadLetter {
@@ -2941,7 +3055,7 @@ type RedriveDeadLetterRequest struct {
 
 func (x *RedriveDeadLetterRequest) Reset() {
 	*x = RedriveDeadLetterRequest{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2953,7 +3067,7 @@ func (x *RedriveDeadLetterRequest) String() string {
 func (*RedriveDeadLetterRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[39]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2966,7 +3080,7 @@ func (x *RedriveDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RedriveDeadLetterRequest) GetSequence() uint64 {
@@ -2989,7 +3103,7 @@ type RedriveDeadLetterResponse struct {
 
 func (x *RedriveDeadLetterResponse) Reset() {
 	*x = RedriveDeadLetterResponse{}
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3001,7 +3115,7 @@ func (x *RedriveDeadLetterResponse) String() string {
 func (*RedriveDeadLetterResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLetterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_furrow_admin_v1_admin_proto_msgTypes[40]
+	mi := &file_furrow_admin_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3014,7 +3128,7 @@ func (x *RedriveDeadLetterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLetterResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLetterResponse) Descriptor() ([]byte, []int) {
-	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_furrow_admin_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RedriveDeadLetterResponse) GetOutcome() string {
@@ -3186,6 +3300,14 @@ const file_furrow_admin_v1_admin_proto_rawDesc = "" +
 	"\x15GetProjectionResponse\x12;\n" +
 	"\n" +
 	"projection\x18\x01 \x01(\v2\x1b.furrow.admin.v1.ProjectionR\n" +
+	"projection\"\x8b\x01\n" +
+	"\x16WatchProjectionRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12&\n" +
+	"\x0funtil_caught_up\x18\x03 \x01(\bR\runtilCaughtUp\"V\n" +
+	"\x17WatchProjectionResponse\x12;\n" +
+	"\n" +
+	"projection\x18\x01 \x01(\v2\x1b.furrow.admin.v1.ProjectionR\n" +
 	"projection\"\x8c\x01\n" +
 	"\x18RebuildProjectionRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
@@ -3305,7 +3427,7 @@ const file_furrow_admin_v1_admin_proto_rawDesc = "" +
 	"\x18PROJECTION_STATE_BLOCKED\x10\x04\x12\x1c\n" +
 	"\x18PROJECTION_STATE_STALLED\x10\x05\x12\x1b\n" +
 	"\x17PROJECTION_STATE_PAUSED\x10\x06\x12\x1c\n" +
-	"\x18PROJECTION_STATE_STOPPED\x10\a2\xd7\x11\n" +
+	"\x18PROJECTION_STATE_STOPPED\x10\a2\xec\x12\n" +
 	"\fAdminService\x12s\n" +
 	"\vListStreams\x12#.furrow.admin.v1.ListStreamsRequest\x1a$.furrow.admin.v1.ListStreamsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/admin/streams\x12v\n" +
 	"\tGetStream\x12!.furrow.admin.v1.GetStreamRequest\x1a\".furrow.admin.v1.GetStreamResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/admin/streams/{stream}\x12\x85\x01\n" +
@@ -3315,7 +3437,8 @@ const file_furrow_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"TailEvents\x12\".furrow.admin.v1.TailEventsRequest\x1a#.furrow.admin.v1.TailEventsResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/admin/streams/{stream}/events:tail0\x01\x12\x83\x01\n" +
 	"\x0fListProjections\x12'.furrow.admin.v1.ListProjectionsRequest\x1a(.furrow.admin.v1.ListProjectionsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/admin/projections\x12\x84\x01\n" +
-	"\rGetProjection\x12%.furrow.admin.v1.GetProjectionRequest\x1a&.furrow.admin.v1.GetProjectionResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/admin/projections/{name}\x12\x9b\x01\n" +
+	"\rGetProjection\x12%.furrow.admin.v1.GetProjectionRequest\x1a&.furrow.admin.v1.GetProjectionResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/admin/projections/{name}\x12\x92\x01\n" +
+	"\x0fWatchProjection\x12'.furrow.admin.v1.WatchProjectionRequest\x1a(.furrow.admin.v1.WatchProjectionResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/admin/projections/{name}:watch0\x01\x12\x9b\x01\n" +
 	"\x11RebuildProjection\x12).furrow.admin.v1.RebuildProjectionRequest\x1a*.furrow.admin.v1.RebuildProjectionResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/admin/projections/{name}:rebuild\x12\x8c\x01\n" +
 	"\x0eDiffProjection\x12&.furrow.admin.v1.DiffProjectionRequest\x1a'.furrow.admin.v1.DiffProjectionResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/admin/projections/{name}/diff\x12\x8f\x01\n" +
 	"\x0eSwapProjection\x12&.furrow.admin.v1.SwapProjectionRequest\x1a'.furrow.admin.v1.SwapProjectionResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/admin/projections/{name}:swap\x12\xa4\x01\n" +
@@ -3339,7 +3462,7 @@ func file_furrow_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_furrow_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_furrow_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_furrow_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_furrow_admin_v1_admin_proto_goTypes = []any{
 	(ProjectionState)(0),               // 0: furrow.admin.v1.ProjectionState
 	(*Stream)(nil),                     // 1: furrow.admin.v1.Stream
@@ -3362,112 +3485,118 @@ var file_furrow_admin_v1_admin_proto_goTypes = []any{
 	(*ListProjectionsResponse)(nil),    // 18: furrow.admin.v1.ListProjectionsResponse
 	(*GetProjectionRequest)(nil),       // 19: furrow.admin.v1.GetProjectionRequest
 	(*GetProjectionResponse)(nil),      // 20: furrow.admin.v1.GetProjectionResponse
-	(*RebuildProjectionRequest)(nil),   // 21: furrow.admin.v1.RebuildProjectionRequest
-	(*RebuildProjectionResponse)(nil),  // 22: furrow.admin.v1.RebuildProjectionResponse
-	(*DiffProjectionRequest)(nil),      // 23: furrow.admin.v1.DiffProjectionRequest
-	(*DiffProjectionResponse)(nil),     // 24: furrow.admin.v1.DiffProjectionResponse
-	(*TableDiff)(nil),                  // 25: furrow.admin.v1.TableDiff
-	(*RowDiff)(nil),                    // 26: furrow.admin.v1.RowDiff
-	(*SwapProjectionRequest)(nil),      // 27: furrow.admin.v1.SwapProjectionRequest
-	(*SwapProjectionResponse)(nil),     // 28: furrow.admin.v1.SwapProjectionResponse
-	(*DropProjectionCopyRequest)(nil),  // 29: furrow.admin.v1.DropProjectionCopyRequest
-	(*DropProjectionCopyResponse)(nil), // 30: furrow.admin.v1.DropProjectionCopyResponse
-	(*PauseProjectionRequest)(nil),     // 31: furrow.admin.v1.PauseProjectionRequest
-	(*PauseProjectionResponse)(nil),    // 32: furrow.admin.v1.PauseProjectionResponse
-	(*ResumeProjectionRequest)(nil),    // 33: furrow.admin.v1.ResumeProjectionRequest
-	(*ResumeProjectionResponse)(nil),   // 34: furrow.admin.v1.ResumeProjectionResponse
-	(*DeadLetter)(nil),                 // 35: furrow.admin.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),     // 36: furrow.admin.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),    // 37: furrow.admin.v1.ListDeadLettersResponse
-	(*GetDeadLetterRequest)(nil),       // 38: furrow.admin.v1.GetDeadLetterRequest
-	(*GetDeadLetterResponse)(nil),      // 39: furrow.admin.v1.GetDeadLetterResponse
-	(*RedriveDeadLetterRequest)(nil),   // 40: furrow.admin.v1.RedriveDeadLetterRequest
-	(*RedriveDeadLetterResponse)(nil),  // 41: furrow.admin.v1.RedriveDeadLetterResponse
-	nil,                                // 42: furrow.admin.v1.Event.HeadersEntry
-	nil,                                // 43: furrow.admin.v1.RowDiff.LiveEntry
-	nil,                                // 44: furrow.admin.v1.RowDiff.OtherEntry
-	(*timestamppb.Timestamp)(nil),      // 45: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 46: google.protobuf.Duration
+	(*WatchProjectionRequest)(nil),     // 21: furrow.admin.v1.WatchProjectionRequest
+	(*WatchProjectionResponse)(nil),    // 22: furrow.admin.v1.WatchProjectionResponse
+	(*RebuildProjectionRequest)(nil),   // 23: furrow.admin.v1.RebuildProjectionRequest
+	(*RebuildProjectionResponse)(nil),  // 24: furrow.admin.v1.RebuildProjectionResponse
+	(*DiffProjectionRequest)(nil),      // 25: furrow.admin.v1.DiffProjectionRequest
+	(*DiffProjectionResponse)(nil),     // 26: furrow.admin.v1.DiffProjectionResponse
+	(*TableDiff)(nil),                  // 27: furrow.admin.v1.TableDiff
+	(*RowDiff)(nil),                    // 28: furrow.admin.v1.RowDiff
+	(*SwapProjectionRequest)(nil),      // 29: furrow.admin.v1.SwapProjectionRequest
+	(*SwapProjectionResponse)(nil),     // 30: furrow.admin.v1.SwapProjectionResponse
+	(*DropProjectionCopyRequest)(nil),  // 31: furrow.admin.v1.DropProjectionCopyRequest
+	(*DropProjectionCopyResponse)(nil), // 32: furrow.admin.v1.DropProjectionCopyResponse
+	(*PauseProjectionRequest)(nil),     // 33: furrow.admin.v1.PauseProjectionRequest
+	(*PauseProjectionResponse)(nil),    // 34: furrow.admin.v1.PauseProjectionResponse
+	(*ResumeProjectionRequest)(nil),    // 35: furrow.admin.v1.ResumeProjectionRequest
+	(*ResumeProjectionResponse)(nil),   // 36: furrow.admin.v1.ResumeProjectionResponse
+	(*DeadLetter)(nil),                 // 37: furrow.admin.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),     // 38: furrow.admin.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),    // 39: furrow.admin.v1.ListDeadLettersResponse
+	(*GetDeadLetterRequest)(nil),       // 40: furrow.admin.v1.GetDeadLetterRequest
+	(*GetDeadLetterResponse)(nil),      // 41: furrow.admin.v1.GetDeadLetterResponse
+	(*RedriveDeadLetterRequest)(nil),   // 42: furrow.admin.v1.RedriveDeadLetterRequest
+	(*RedriveDeadLetterResponse)(nil),  // 43: furrow.admin.v1.RedriveDeadLetterResponse
+	nil,                                // 44: furrow.admin.v1.Event.HeadersEntry
+	nil,                                // 45: furrow.admin.v1.RowDiff.LiveEntry
+	nil,                                // 46: furrow.admin.v1.RowDiff.OtherEntry
+	(*timestamppb.Timestamp)(nil),      // 47: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 48: google.protobuf.Duration
 }
 var file_furrow_admin_v1_admin_proto_depIdxs = []int32{
-	45, // 0: furrow.admin.v1.Stream.first_time:type_name -> google.protobuf.Timestamp
-	45, // 1: furrow.admin.v1.Stream.last_time:type_name -> google.protobuf.Timestamp
-	46, // 2: furrow.admin.v1.Stream.duplicate_window:type_name -> google.protobuf.Duration
-	45, // 3: furrow.admin.v1.Stream.created_at:type_name -> google.protobuf.Timestamp
+	47, // 0: furrow.admin.v1.Stream.first_time:type_name -> google.protobuf.Timestamp
+	47, // 1: furrow.admin.v1.Stream.last_time:type_name -> google.protobuf.Timestamp
+	48, // 2: furrow.admin.v1.Stream.duplicate_window:type_name -> google.protobuf.Duration
+	47, // 3: furrow.admin.v1.Stream.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: furrow.admin.v1.ListStreamsResponse.streams:type_name -> furrow.admin.v1.Stream
 	1,  // 5: furrow.admin.v1.GetStreamResponse.stream:type_name -> furrow.admin.v1.Stream
 	6,  // 6: furrow.admin.v1.GetStreamResponse.subjects:type_name -> furrow.admin.v1.SubjectCount
 	7,  // 7: furrow.admin.v1.GetStreamResponse.consumers:type_name -> furrow.admin.v1.Consumer
-	45, // 8: furrow.admin.v1.Event.stored_at:type_name -> google.protobuf.Timestamp
-	45, // 9: furrow.admin.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	42, // 10: furrow.admin.v1.Event.headers:type_name -> furrow.admin.v1.Event.HeadersEntry
+	47, // 8: furrow.admin.v1.Event.stored_at:type_name -> google.protobuf.Timestamp
+	47, // 9: furrow.admin.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	44, // 10: furrow.admin.v1.Event.headers:type_name -> furrow.admin.v1.Event.HeadersEntry
 	8,  // 11: furrow.admin.v1.GetEventResponse.event:type_name -> furrow.admin.v1.Event
 	8,  // 12: furrow.admin.v1.ListEventsResponse.events:type_name -> furrow.admin.v1.Event
 	8,  // 13: furrow.admin.v1.TailEventsResponse.event:type_name -> furrow.admin.v1.Event
-	45, // 14: furrow.admin.v1.ProjectionCopy.created_at:type_name -> google.protobuf.Timestamp
-	45, // 15: furrow.admin.v1.ProjectionCopy.last_applied_at:type_name -> google.protobuf.Timestamp
+	47, // 14: furrow.admin.v1.ProjectionCopy.created_at:type_name -> google.protobuf.Timestamp
+	47, // 15: furrow.admin.v1.ProjectionCopy.last_applied_at:type_name -> google.protobuf.Timestamp
 	0,  // 16: furrow.admin.v1.ProjectionCopy.state:type_name -> furrow.admin.v1.ProjectionState
-	45, // 17: furrow.admin.v1.ProjectionCopy.heartbeat_at:type_name -> google.protobuf.Timestamp
-	46, // 18: furrow.admin.v1.ProjectionCopy.lag_time:type_name -> google.protobuf.Duration
-	46, // 19: furrow.admin.v1.ProjectionCopy.eta:type_name -> google.protobuf.Duration
-	46, // 20: furrow.admin.v1.Projection.lag_time:type_name -> google.protobuf.Duration
-	45, // 21: furrow.admin.v1.Projection.last_applied_at:type_name -> google.protobuf.Timestamp
-	45, // 22: furrow.admin.v1.Projection.heartbeat_at:type_name -> google.protobuf.Timestamp
+	47, // 17: furrow.admin.v1.ProjectionCopy.heartbeat_at:type_name -> google.protobuf.Timestamp
+	48, // 18: furrow.admin.v1.ProjectionCopy.lag_time:type_name -> google.protobuf.Duration
+	48, // 19: furrow.admin.v1.ProjectionCopy.eta:type_name -> google.protobuf.Duration
+	48, // 20: furrow.admin.v1.Projection.lag_time:type_name -> google.protobuf.Duration
+	47, // 21: furrow.admin.v1.Projection.last_applied_at:type_name -> google.protobuf.Timestamp
+	47, // 22: furrow.admin.v1.Projection.heartbeat_at:type_name -> google.protobuf.Timestamp
 	0,  // 23: furrow.admin.v1.Projection.state:type_name -> furrow.admin.v1.ProjectionState
 	15, // 24: furrow.admin.v1.Projection.copies:type_name -> furrow.admin.v1.ProjectionCopy
 	16, // 25: furrow.admin.v1.ListProjectionsResponse.projections:type_name -> furrow.admin.v1.Projection
 	16, // 26: furrow.admin.v1.GetProjectionResponse.projection:type_name -> furrow.admin.v1.Projection
-	45, // 27: furrow.admin.v1.RebuildProjectionRequest.from_time:type_name -> google.protobuf.Timestamp
-	16, // 28: furrow.admin.v1.RebuildProjectionResponse.projection:type_name -> furrow.admin.v1.Projection
-	25, // 29: furrow.admin.v1.DiffProjectionResponse.tables:type_name -> furrow.admin.v1.TableDiff
-	26, // 30: furrow.admin.v1.TableDiff.samples:type_name -> furrow.admin.v1.RowDiff
-	43, // 31: furrow.admin.v1.RowDiff.live:type_name -> furrow.admin.v1.RowDiff.LiveEntry
-	44, // 32: furrow.admin.v1.RowDiff.other:type_name -> furrow.admin.v1.RowDiff.OtherEntry
-	16, // 33: furrow.admin.v1.PauseProjectionResponse.projection:type_name -> furrow.admin.v1.Projection
-	16, // 34: furrow.admin.v1.ResumeProjectionResponse.projection:type_name -> furrow.admin.v1.Projection
-	45, // 35: furrow.admin.v1.DeadLetter.parked_at:type_name -> google.protobuf.Timestamp
-	45, // 36: furrow.admin.v1.DeadLetter.resolved_at:type_name -> google.protobuf.Timestamp
-	8,  // 37: furrow.admin.v1.DeadLetter.event:type_name -> furrow.admin.v1.Event
-	35, // 38: furrow.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> furrow.admin.v1.DeadLetter
-	35, // 39: furrow.admin.v1.GetDeadLetterResponse.dead_letter:type_name -> furrow.admin.v1.DeadLetter
-	35, // 40: furrow.admin.v1.RedriveDeadLetterResponse.dead_letter:type_name -> furrow.admin.v1.DeadLetter
-	2,  // 41: furrow.admin.v1.AdminService.ListStreams:input_type -> furrow.admin.v1.ListStreamsRequest
-	4,  // 42: furrow.admin.v1.AdminService.GetStream:input_type -> furrow.admin.v1.GetStreamRequest
-	9,  // 43: furrow.admin.v1.AdminService.GetEvent:input_type -> furrow.admin.v1.GetEventRequest
-	11, // 44: furrow.admin.v1.AdminService.ListEvents:input_type -> furrow.admin.v1.ListEventsRequest
-	13, // 45: furrow.admin.v1.AdminService.TailEvents:input_type -> furrow.admin.v1.TailEventsRequest
-	17, // 46: furrow.admin.v1.AdminService.ListProjections:input_type -> furrow.admin.v1.ListProjectionsRequest
-	19, // 47: furrow.admin.v1.AdminService.GetProjection:input_type -> furrow.admin.v1.GetProjectionRequest
-	21, // 48: furrow.admin.v1.AdminService.RebuildProjection:input_type -> furrow.admin.v1.RebuildProjectionRequest
-	23, // 49: furrow.admin.v1.AdminService.DiffProjection:input_type -> furrow.admin.v1.DiffProjectionRequest
-	27, // 50: furrow.admin.v1.AdminService.SwapProjection:input_type -> furrow.admin.v1.SwapProjectionRequest
-	29, // 51: furrow.admin.v1.AdminService.DropProjectionCopy:input_type -> furrow.admin.v1.DropProjectionCopyRequest
-	31, // 52: furrow.admin.v1.AdminService.PauseProjection:input_type -> furrow.admin.v1.PauseProjectionRequest
-	33, // 53: furrow.admin.v1.AdminService.ResumeProjection:input_type -> furrow.admin.v1.ResumeProjectionRequest
-	36, // 54: furrow.admin.v1.AdminService.ListDeadLetters:input_type -> furrow.admin.v1.ListDeadLettersRequest
-	38, // 55: furrow.admin.v1.AdminService.GetDeadLetter:input_type -> furrow.admin.v1.GetDeadLetterRequest
-	40, // 56: furrow.admin.v1.AdminService.RedriveDeadLetter:input_type -> furrow.admin.v1.RedriveDeadLetterRequest
-	3,  // 57: furrow.admin.v1.AdminService.ListStreams:output_type -> furrow.admin.v1.ListStreamsResponse
-	5,  // 58: furrow.admin.v1.AdminService.GetStream:output_type -> furrow.admin.v1.GetStreamResponse
-	10, // 59: furrow.admin.v1.AdminService.GetEvent:output_type -> furrow.admin.v1.GetEventResponse
-	12, // 60: furrow.admin.v1.AdminService.ListEvents:output_type -> furrow.admin.v1.ListEventsResponse
-	14, // 61: furrow.admin.v1.AdminService.TailEvents:output_type -> furrow.admin.v1.TailEventsResponse
-	18, // 62: furrow.admin.v1.AdminService.ListProjections:output_type -> furrow.admin.v1.ListProjectionsResponse
-	20, // 63: furrow.admin.v1.AdminService.GetProjection:output_type -> furrow.admin.v1.GetProjectionResponse
-	22, // 64: furrow.admin.v1.AdminService.RebuildProjection:output_type -> furrow.admin.v1.RebuildProjectionResponse
-	24, // 65: furrow.admin.v1.AdminService.DiffProjection:output_type -> furrow.admin.v1.DiffProjectionResponse
-	28, // 66: furrow.admin.v1.AdminService.SwapProjection:output_type -> furrow.admin.v1.SwapProjectionResponse
-	30, // 67: furrow.admin.v1.AdminService.DropProjectionCopy:output_type -> furrow.admin.v1.DropProjectionCopyResponse
-	32, // 68: furrow.admin.v1.AdminService.PauseProjection:output_type -> furrow.admin.v1.PauseProjectionResponse
-	34, // 69: furrow.admin.v1.AdminService.ResumeProjection:output_type -> furrow.admin.v1.ResumeProjectionResponse
-	37, // 70: furrow.admin.v1.AdminService.ListDeadLetters:output_type -> furrow.admin.v1.ListDeadLettersResponse
-	39, // 71: furrow.admin.v1.AdminService.GetDeadLetter:output_type -> furrow.admin.v1.GetDeadLetterResponse
-	41, // 72: furrow.admin.v1.AdminService.RedriveDeadLetter:output_type -> furrow.admin.v1.RedriveDeadLetterResponse
-	57, // [57:73] is the sub-list for method output_type
-	41, // [41:57] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	48, // 27: furrow.admin.v1.WatchProjectionRequest.interval:type_name -> google.protobuf.Duration
+	16, // 28: furrow.admin.v1.WatchProjectionResponse.projection:type_name -> furrow.admin.v1.Projection
+	47, // 29: furrow.admin.v1.RebuildProjectionRequest.from_time:type_name -> google.protobuf.Timestamp
+	16, // 30: furrow.admin.v1.RebuildProjectionResponse.projection:type_name -> furrow.admin.v1.Projection
+	27, // 31: furrow.admin.v1.DiffProjectionResponse.tables:type_name -> furrow.admin.v1.TableDiff
+	28, // 32: furrow.admin.v1.TableDiff.samples:type_name -> furrow.admin.v1.RowDiff
+	45, // 33: furrow.admin.v1.RowDiff.live:type_name -> furrow.admin.v1.RowDiff.LiveEntry
+	46, // 34: furrow.admin.v1.RowDiff.other:type_name -> furrow.admin.v1.RowDiff.OtherEntry
+	16, // 35: furrow.admin.v1.PauseProjectionResponse.projection:type_name -> furrow.admin.v1.Projection
+	16, // 36: furrow.admin.v1.ResumeProjectionResponse.projection:type_name -> furrow.admin.v1.Projection
+	47, // 37: furrow.admin.v1.DeadLetter.parked_at:type_name -> google.protobuf.Timestamp
+	47, // 38: furrow.admin.v1.DeadLetter.resolved_at:type_name -> google.protobuf.Timestamp
+	8,  // 39: furrow.admin.v1.DeadLetter.event:type_name -> furrow.admin.v1.Event
+	37, // 40: furrow.admin.v1.ListDeadLettersResponse.dead_letters:type_name -> furrow.admin.v1.DeadLetter
+	37, // 41: furrow.admin.v1.GetDeadLetterResponse.dead_letter:type_name -> furrow.admin.v1.DeadLetter
+	37, // 42: furrow.admin.v1.RedriveDeadLetterResponse.dead_letter:type_name -> furrow.admin.v1.DeadLetter
+	2,  // 43: furrow.admin.v1.AdminService.ListStreams:input_type -> furrow.admin.v1.ListStreamsRequest
+	4,  // 44: furrow.admin.v1.AdminService.GetStream:input_type -> furrow.admin.v1.GetStreamRequest
+	9,  // 45: furrow.admin.v1.AdminService.GetEvent:input_type -> furrow.admin.v1.GetEventRequest
+	11, // 46: furrow.admin.v1.AdminService.ListEvents:input_type -> furrow.admin.v1.ListEventsRequest
+	13, // 47: furrow.admin.v1.AdminService.TailEvents:input_type -> furrow.admin.v1.TailEventsRequest
+	17, // 48: furrow.admin.v1.AdminService.ListProjections:input_type -> furrow.admin.v1.ListProjectionsRequest
+	19, // 49: furrow.admin.v1.AdminService.GetProjection:input_type -> furrow.admin.v1.GetProjectionRequest
+	21, // 50: furrow.admin.v1.AdminService.WatchProjection:input_type -> furrow.admin.v1.WatchProjectionRequest
+	23, // 51: furrow.admin.v1.AdminService.RebuildProjection:input_type -> furrow.admin.v1.RebuildProjectionRequest
+	25, // 52: furrow.admin.v1.AdminService.DiffProjection:input_type -> furrow.admin.v1.DiffProjectionRequest
+	29, // 53: furrow.admin.v1.AdminService.SwapProjection:input_type -> furrow.admin.v1.SwapProjectionRequest
+	31, // 54: furrow.admin.v1.AdminService.DropProjectionCopy:input_type -> furrow.admin.v1.DropProjectionCopyRequest
+	33, // 55: furrow.admin.v1.AdminService.PauseProjection:input_type -> furrow.admin.v1.PauseProjectionRequest
+	35, // 56: furrow.admin.v1.AdminService.ResumeProjection:input_type -> furrow.admin.v1.ResumeProjectionRequest
+	38, // 57: furrow.admin.v1.AdminService.ListDeadLetters:input_type -> furrow.admin.v1.ListDeadLettersRequest
+	40, // 58: furrow.admin.v1.AdminService.GetDeadLetter:input_type -> furrow.admin.v1.GetDeadLetterRequest
+	42, // 59: furrow.admin.v1.AdminService.RedriveDeadLetter:input_type -> furrow.admin.v1.RedriveDeadLetterRequest
+	3,  // 60: furrow.admin.v1.AdminService.ListStreams:output_type -> furrow.admin.v1.ListStreamsResponse
+	5,  // 61: furrow.admin.v1.AdminService.GetStream:output_type -> furrow.admin.v1.GetStreamResponse
+	10, // 62: furrow.admin.v1.AdminService.GetEvent:output_type -> furrow.admin.v1.GetEventResponse
+	12, // 63: furrow.admin.v1.AdminService.ListEvents:output_type -> furrow.admin.v1.ListEventsResponse
+	14, // 64: furrow.admin.v1.AdminService.TailEvents:output_type -> furrow.admin.v1.TailEventsResponse
+	18, // 65: furrow.admin.v1.AdminService.ListProjections:output_type -> furrow.admin.v1.ListProjectionsResponse
+	20, // 66: furrow.admin.v1.AdminService.GetProjection:output_type -> furrow.admin.v1.GetProjectionResponse
+	22, // 67: furrow.admin.v1.AdminService.WatchProjection:output_type -> furrow.admin.v1.WatchProjectionResponse
+	24, // 68: furrow.admin.v1.AdminService.RebuildProjection:output_type -> furrow.admin.v1.RebuildProjectionResponse
+	26, // 69: furrow.admin.v1.AdminService.DiffProjection:output_type -> furrow.admin.v1.DiffProjectionResponse
+	30, // 70: furrow.admin.v1.AdminService.SwapProjection:output_type -> furrow.admin.v1.SwapProjectionResponse
+	32, // 71: furrow.admin.v1.AdminService.DropProjectionCopy:output_type -> furrow.admin.v1.DropProjectionCopyResponse
+	34, // 72: furrow.admin.v1.AdminService.PauseProjection:output_type -> furrow.admin.v1.PauseProjectionResponse
+	36, // 73: furrow.admin.v1.AdminService.ResumeProjection:output_type -> furrow.admin.v1.ResumeProjectionResponse
+	39, // 74: furrow.admin.v1.AdminService.ListDeadLetters:output_type -> furrow.admin.v1.ListDeadLettersResponse
+	41, // 75: furrow.admin.v1.AdminService.GetDeadLetter:output_type -> furrow.admin.v1.GetDeadLetterResponse
+	43, // 76: furrow.admin.v1.AdminService.RedriveDeadLetter:output_type -> furrow.admin.v1.RedriveDeadLetterResponse
+	60, // [60:77] is the sub-list for method output_type
+	43, // [43:60] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_furrow_admin_v1_admin_proto_init() }
@@ -3481,7 +3610,7 @@ func file_furrow_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_furrow_admin_v1_admin_proto_rawDesc), len(file_furrow_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	AdminService_TailEvents_FullMethodName         = "/furrow.admin.v1.AdminService/TailEvents"
 	AdminService_ListProjections_FullMethodName    = "/furrow.admin.v1.AdminService/ListProjections"
 	AdminService_GetProjection_FullMethodName      = "/furrow.admin.v1.AdminService/GetProjection"
+	AdminService_WatchProjection_FullMethodName    = "/furrow.admin.v1.AdminService/WatchProjection"
 	AdminService_RebuildProjection_FullMethodName  = "/furrow.admin.v1.AdminService/RebuildProjection"
 	AdminService_DiffProjection_FullMethodName     = "/furrow.admin.v1.AdminService/DiffProjection"
 	AdminService_SwapProjection_FullMethodName     = "/furrow.admin.v1.AdminService/SwapProjection"
@@ -67,8 +68,16 @@ type AdminServiceClient interface {
 	ListProjections(ctx context.Context, in *ListProjectionsRequest, opts ...grpc.CallOption) (*ListProjectionsResponse, error)
 	// GetProjection returns one projection's status with all its copies.
 	GetProjection(ctx context.Context, in *GetProjectionRequest, opts ...grpc.CallOption) (*GetProjectionResponse, error)
+	// WatchProjection streams one projection's status (every copy: role,
+	// state, checkpoint, applied, lag, a shadow's progress towards the
+	// stream's head, rate, time left): at once, then whenever it changes in
+	// the serving process (a checkpoint moves, a copy catches up, fails,
+	// starts, stops, is swapped or dropped) and at least every 5 seconds,
+	// until the client cancels or, with until_caught_up, no shadow copy is
+	// left rebuilding. NOT_FOUND for an unknown projection.
+	WatchProjection(ctx context.Context, in *WatchProjectionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchProjectionResponse], error)
 	// RebuildProjection starts rebuilding a projection into a shadow copy
-	// beside the live one; GetProjection shows its progress.
+	// beside the live one; WatchProjection follows its progress.
 	RebuildProjection(ctx context.Context, in *RebuildProjectionRequest, opts ...grpc.CallOption) (*RebuildProjectionResponse, error)
 	// DiffProjection compares the shadow copy (or another copy) with the live
 	// one, row by row, at the same stream position.
@@ -177,6 +186,25 @@ func (c *adminServiceClient) GetProjection(ctx context.Context, in *GetProjectio
 	}
 	return out, nil
 }
+
+func (c *adminServiceClient) WatchProjection(ctx context.Context, in *WatchProjectionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchProjectionResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[1], AdminService_WatchProjection_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchProjectionRequest, WatchProjectionResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_WatchProjectionClient = grpc.ServerStreamingClient[WatchProjectionResponse]
 
 func (c *adminServiceClient) RebuildProjection(ctx context.Context, in *RebuildProjectionRequest, opts ...grpc.CallOption) (*RebuildProjectionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -298,8 +326,16 @@ type AdminServiceServer interface {
 	ListProjections(context.Context, *ListProjectionsRequest) (*ListProjectionsResponse, error)
 	// GetProjection returns one projection's status with all its copies.
 	GetProjection(context.Context, *GetProjectionRequest) (*GetProjectionResponse, error)
+	// WatchProjection streams one projection's status (every copy: role,
+	// state, checkpoint, applied, lag, a shadow's progress towards the
+	// stream's head, rate, time left): at once, then whenever it changes in
+	// the serving process (a checkpoint moves, a copy catches up, fails,
+	// starts, stops, is swapped or dropped) and at least every 5 seconds,
+	// until the client cancels or, with until_caught_up, no shadow copy is
+	// left rebuilding. NOT_FOUND for an unknown projection.
+	WatchProjection(*WatchProjectionRequest, grpc.ServerStreamingServer[WatchProjectionResponse]) error
 	// RebuildProjection starts rebuilding a projection into a shadow copy
-	// beside the live one; GetProjection shows its progress.
+	// beside the live one; WatchProjection follows its progress.
 	RebuildProjection(context.Context, *RebuildProjectionRequest) (*RebuildProjectionResponse, error)
 	// DiffProjection compares the shadow copy (or another copy) with the live
 	// one, row by row, at the same stream position.
@@ -350,6 +386,9 @@ func (UnimplementedAdminServiceServer) ListProjections(context.Context, *ListPro
 }
 func (UnimplementedAdminServiceServer) GetProjection(context.Context, *GetProjectionRequest) (*GetProjectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetProjection not implemented")
+}
+func (UnimplementedAdminServiceServer) WatchProjection(*WatchProjectionRequest, grpc.ServerStreamingServer[WatchProjectionResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchProjection not implemented")
 }
 func (UnimplementedAdminServiceServer) RebuildProjection(context.Context, *RebuildProjectionRequest) (*RebuildProjectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RebuildProjection not implemented")
@@ -517,6 +556,17 @@ func _AdminService_GetProjection_Handler(srv interface{}, ctx context.Context, d
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _AdminService_WatchProjection_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchProjectionRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).WatchProjection(m, &grpc.GenericServerStream[WatchProjectionRequest, WatchProjectionResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_WatchProjectionServer = grpc.ServerStreamingServer[WatchProjectionResponse]
 
 func _AdminService_RebuildProjection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RebuildProjectionRequest)
@@ -752,6 +802,11 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "TailEvents",
 			Handler:       _AdminService_TailEvents_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchProjection",
+			Handler:       _AdminService_WatchProjection_Handler,
 			ServerStreams: true,
 		},
 	},

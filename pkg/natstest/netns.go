@@ -69,7 +69,11 @@ func NewNetwork(t testing.TB, nodes int) (*Network, error) {
 		return nil, errors.New("every network slot is in use")
 	}
 	deleteSlot(n.slot) // leftovers of a process that held the slot and died
-	if err := n.create(); err != nil {
+	err := n.create()
+	if err == nil {
+		err = n.probe()
+	}
+	if err != nil {
 		deleteSlot(n.slot)
 		n.lock.Close()
 		return nil, err

@@ -126,6 +126,7 @@ func TestFaultsWithOracle(t *testing.T) {
 
 	w := newWorkload(ctx, seed, procurement, brand, ledger)
 	w.js = js
+	w.natsURLs = cluster.urls()
 	if err := w.setup(); err != nil {
 		t.Fatalf("set up the brand, channel, rule and farmers: %v", err)
 	}
@@ -286,6 +287,7 @@ func dialRetrying(t *testing.T, addr string) *grpc.ClientConn {
 type workload struct {
 	ctx                        context.Context
 	js                         jetstream.JetStream
+	natsURLs                   []string // the cluster's nodes, to diagnose a failed read
 	seed                       int64
 	procurement, brand, ledger *service
 	began                      time.Time
@@ -712,7 +714,7 @@ func (w *workload) checkPayouts(t *testing.T, js jetstream.JetStream) {
 		}
 	}
 	// The LEDGER stream: one PayoutSettled event per payout.
-	settled := countSettled(t, js)
+	settled := countSettled(t, js, w.natsURLs)
 	for id := range w.payouts {
 		if settled[id] != 1 {
 			t.Errorf("payout %s: %d settlement events in LEDGER; want 1", id, settled[id])
@@ -772,7 +774,7 @@ func (w *workload) checkPayouts(t *testing.T, js jetstream.JetStream) {
 
 // countSettled counts the PayoutSettled events per payout id in the
 // LEDGER stream, read with an ordered consumer.
-func countSettled(t *testing.T, js jetstream.JetStream) map[string]int {
+func countSettled(t *testing.T, js jetstream.JetStream, urls []string) map[string]int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -791,7 +793,8 @@ func countSettled(t *testing.T, js jetstream.JetStream) map[string]int {
 		if err != nil {
 			// The ordered consumer recreates itself after an error.
 			if ctx.Err() != nil {
-				t.Fatalf("read LEDGER at %d of %d: %v", seq, last, err)
+				t.Fatalf("read LEDGER at %d of %d (connected to %s): %v; read LEDGER %d node by node:\n%s", seq, last,
+					js.Conn().ConnectedServerName(), err, seq+1, readVia(urls, "LEDGER", seq+1))
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue
@@ -810,6 +813,46 @@ func countSettled(t *testing.T, js jetstream.JetStream) map[string]int {
 		}
 	}
 	return out
+}
+
+// readVia reads message seq of stream through each node in turn, on a
+// connection of its own, by a direct get and by an ordered consumer, and
+// says what each gave: whether a failed read depends on the node.
+func readVia(urls []string, stream string, seq uint64) string {
+	var b strings.Builder
+	for _, u := range urls {
+		fmt.Fprintf(&b, "  via %s: ", u)
+		nc, err := nats.Connect(u, nats.MaxReconnects(0))
+		if err != nil {
+			fmt.Fprintf(&b, "connect: %v\n", err)
+			continue
+		}
+		func() {
+			defer nc.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				fmt.Fprintf(&b, "%v\n", err)
+				return
+			}
+			st, err := js.Stream(ctx, stream)
+			if err != nil {
+				fmt.Fprintf(&b, "stream info: %v\n", err)
+				return
+			}
+			_, err = st.GetMsg(ctx, seq)
+			fmt.Fprintf(&b, "get: %v; ", err)
+			cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq})
+			if err != nil {
+				fmt.Fprintf(&b, "ordered consumer: %v\n", err)
+				return
+			}
+			_, err = cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+			fmt.Fprintf(&b, "ordered consumer next: %v\n", err)
+		}()
+	}
+	return b.String()
 }
 
 // checkTrialBalance asks for the trial balance at the last acknowledged

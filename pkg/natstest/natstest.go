@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,10 @@ type Options struct {
 	// ConnectOptions are used by Connect and to check the nodes are up
 	// (credentials, when Config requires them).
 	ConnectOptions []nats.Option
+	// Network, when set, runs node i in its network namespace: clients
+	// reach it at Network.ClientHost(i), its peers over the cluster
+	// network, which Network.Cut can partition.
+	Network *Network
 }
 
 // Connect opens a client connection (and closes it when the test ends).
@@ -161,32 +166,38 @@ func ClusterWith(t testing.TB, o Options) *Server {
 func startProcesses(t testing.TB, n int, o Options) []string {
 	t.Helper()
 	bin := Binary(t)
-	clientPorts := make([]int, n)
-	routePorts := make([]int, n)
+	clientAddrs := make([]string, n)
+	routeAddrs := make([]string, n)
 	for i := range n {
-		clientPorts[i], routePorts[i] = freePort(t), freePort(t)
+		if o.Network != nil {
+			clientAddrs[i] = net.JoinHostPort(o.Network.ClientHost(i), strconv.Itoa(NetworkClientPort))
+			routeAddrs[i] = net.JoinHostPort(o.Network.ClusterHost(i), strconv.Itoa(NetworkClusterPort))
+			continue
+		}
+		clientAddrs[i] = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		routeAddrs[i] = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	}
 	var routes []string
-	for _, p := range routePorts {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	for _, a := range routeAddrs {
+		routes = append(routes, "nats-route://"+a)
 	}
 	urls := make([]string, n)
 	for i := range n {
 		dir := t.TempDir()
 		conf := fmt.Sprintf(`server_name: n%d
-listen: 127.0.0.1:%d
+listen: %s
 jetstream {
   store_dir: %q
   sync_interval: always
 }
-`, i, clientPorts[i], filepath.Join(dir, "js"))
+`, i, clientAddrs[i], filepath.Join(dir, "js"))
 		if n > 1 {
 			conf += fmt.Sprintf(`cluster {
   name: furrow-test
-  listen: 127.0.0.1:%d
+  listen: %s
   routes: [%s]
 }
-`, routePorts[i], strings.Join(routes, ", "))
+`, routeAddrs[i], strings.Join(routes, ", "))
 		}
 		conf += o.Config + "\n"
 		for name, data := range o.Files {
@@ -199,6 +210,9 @@ jetstream {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(bin, "-c", path)
+		if o.Network != nil {
+			cmd = o.Network.Command(i, bin, "-c", path)
+		}
 		cmd.Env = append(os.Environ(), o.Env...)
 		var logs strings.Builder
 		cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -218,7 +232,7 @@ jetstream {
 				t.Logf("nats-server n%d log:\n%s", i, logs.String())
 			}
 		})
-		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i])
+		urls[i] = "nats://" + clientAddrs[i]
 	}
 	for _, u := range urls {
 		deadline := time.Now().Add(20 * time.Second)

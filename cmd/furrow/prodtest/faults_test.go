@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,9 +71,13 @@ func seedOf(t *testing.T) int64 {
 // with its request id until some replica acknowledges it, and records what
 // was acknowledged in an oracle. Meanwhile it injects faults one after
 // another: a NATS node is SIGKILLed and restarted on its store; one replica
-// of each service is SIGKILLed and restarted; a NATS node is frozen with
-// SIGSTOP (a node cut off from its peers and clients: no route or client
-// traffic, no heartbeats) and resumed. Each fault's unavailability window
+// of each service is SIGKILLed and restarted; a NATS node is partitioned
+// from its peers for 12 s and healed. Each node runs in a network namespace
+// of its own (natstest.Network), so the partition is real: the cut-off
+// node keeps running and keeps its clients, but its routes carry nothing.
+// Where namespaces cannot be made (not root, no ip command) or
+// FURROW_FAULTS_NETNS=off, the node is frozen with SIGSTOP instead, and the
+// test says so. Each fault's unavailability window
 // (the longest gap between acknowledgements across it) is reported, not
 // asserted. At the end: every farmer's balance equals the oracle to the
 // fen, on both ledger replicas; every acknowledged payout is settled once
@@ -89,7 +94,11 @@ func TestFaultsWithOracle(t *testing.T) {
 	defer cancel()
 
 	dsn, _ := postgresSchema(t)
-	cluster := startFaultCluster(t)
+	netw, why := faultNetwork(t)
+	if netw == nil {
+		t.Logf("no network namespaces (%s): the partition fault is simulated by SIGSTOP of a node, which freezes it rather than partitioning it", why)
+	}
+	cluster := startFaultCluster(t, netw)
 	js := cluster.jetStream(t)
 	provisionLog(ctx, t, js, 3)
 
@@ -117,6 +126,7 @@ func TestFaultsWithOracle(t *testing.T) {
 
 	w := newWorkload(ctx, seed, procurement, brand, ledger)
 	w.js = js
+	w.natsURLs = cluster.urls()
 	if err := w.setup(); err != nil {
 		t.Fatalf("set up the brand, channel, rule and farmers: %v", err)
 	}
@@ -169,15 +179,32 @@ func TestFaultsWithOracle(t *testing.T) {
 			s.restart(t, killed[i], env)
 		}
 	})
-	// (3) A NATS node is cut off: frozen, so neither its peers nor its
-	// clients hear from it, then resumed with its stale view.
+	// (3) A NATS node is partitioned from its peers: it keeps running, with
+	// the clients connected to it, a minority that may still believe it
+	// leads, until the partition heals.
 	victim = rng.IntN(len(cluster.nodes))
-	run(fmt.Sprintf("SIGSTOP NATS node n%d for 12s (cut off), SIGCONT", victim), func() {
-		cluster.nodes[victim].signal(t, syscall.SIGSTOP)
-		time.Sleep(12 * time.Second)
-		cluster.nodes[victim].signal(t, syscall.SIGCONT)
-		cluster.nodes[victim].waitHealthy(t, 90*time.Second)
-	})
+	if netw != nil {
+		run(fmt.Sprintf("partition NATS node n%d from its peers for 12s", victim), func() {
+			t.Logf("n%d before the partition: %s", victim, cluster.nodes[victim].describe())
+			if err := netw.Cut(victim); err != nil {
+				t.Fatalf("partition n%d: %v", victim, err)
+			}
+			time.Sleep(12 * time.Second)
+			if err := netw.Heal(victim); err != nil {
+				t.Fatalf("heal n%d: %v", victim, err)
+			}
+			cluster.nodes[victim].waitHealthy(t, 90*time.Second)
+		})
+	} else {
+		// Without namespaces: frozen, so neither its peers nor its clients
+		// hear from it, then resumed with its stale view.
+		run(fmt.Sprintf("SIGSTOP NATS node n%d for 12s (cut off), SIGCONT", victim), func() {
+			cluster.nodes[victim].signal(t, syscall.SIGSTOP)
+			time.Sleep(12 * time.Second)
+			cluster.nodes[victim].signal(t, syscall.SIGCONT)
+			cluster.nodes[victim].waitHealthy(t, 90*time.Second)
+		})
+	}
 
 	stopOnce()
 	close(errs)
@@ -260,6 +287,7 @@ func dialRetrying(t *testing.T, addr string) *grpc.ClientConn {
 type workload struct {
 	ctx                        context.Context
 	js                         jetstream.JetStream
+	natsURLs                   []string // the cluster's nodes, to diagnose a failed read
 	seed                       int64
 	procurement, brand, ledger *service
 	began                      time.Time
@@ -526,13 +554,19 @@ func gap(acks []time.Time, from, to time.Time) time.Duration {
 	var longest time.Duration
 	prev := time.Time{}
 	for _, a := range acks[lo:] {
+		if a.After(to) {
+			// The next fault starts at to: only the part of this gap
+			// before it is this fault's.
+			if !prev.IsZero() {
+				longest = max(longest, to.Sub(prev))
+			}
+			prev = a
+			break
+		}
 		if !prev.IsZero() {
 			longest = max(longest, a.Sub(prev))
 		}
 		prev = a
-		if a.After(to) {
-			break
-		}
 	}
 	if prev.Before(to) { // nothing acknowledged after the fault at all
 		longest = max(longest, to.Sub(prev))
@@ -680,7 +714,7 @@ func (w *workload) checkPayouts(t *testing.T, js jetstream.JetStream) {
 		}
 	}
 	// The LEDGER stream: one PayoutSettled event per payout.
-	settled := countSettled(t, js)
+	settled := countSettled(t, js, w.natsURLs)
 	for id := range w.payouts {
 		if settled[id] != 1 {
 			t.Errorf("payout %s: %d settlement events in LEDGER; want 1", id, settled[id])
@@ -740,7 +774,7 @@ func (w *workload) checkPayouts(t *testing.T, js jetstream.JetStream) {
 
 // countSettled counts the PayoutSettled events per payout id in the
 // LEDGER stream, read with an ordered consumer.
-func countSettled(t *testing.T, js jetstream.JetStream) map[string]int {
+func countSettled(t *testing.T, js jetstream.JetStream, urls []string) map[string]int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -759,7 +793,8 @@ func countSettled(t *testing.T, js jetstream.JetStream) map[string]int {
 		if err != nil {
 			// The ordered consumer recreates itself after an error.
 			if ctx.Err() != nil {
-				t.Fatalf("read LEDGER at %d of %d: %v", seq, last, err)
+				t.Fatalf("read LEDGER at %d of %d (connected to %s): %v; read LEDGER %d node by node:\n%s", seq, last,
+					js.Conn().ConnectedServerName(), err, seq+1, readVia(urls, "LEDGER", seq+1))
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue
@@ -778,6 +813,46 @@ func countSettled(t *testing.T, js jetstream.JetStream) map[string]int {
 		}
 	}
 	return out
+}
+
+// readVia reads message seq of stream through each node in turn, on a
+// connection of its own, by a direct get and by an ordered consumer, and
+// says what each gave: whether a failed read depends on the node.
+func readVia(urls []string, stream string, seq uint64) string {
+	var b strings.Builder
+	for _, u := range urls {
+		fmt.Fprintf(&b, "  via %s: ", u)
+		nc, err := nats.Connect(u, nats.MaxReconnects(0))
+		if err != nil {
+			fmt.Fprintf(&b, "connect: %v\n", err)
+			continue
+		}
+		func() {
+			defer nc.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				fmt.Fprintf(&b, "%v\n", err)
+				return
+			}
+			st, err := js.Stream(ctx, stream)
+			if err != nil {
+				fmt.Fprintf(&b, "stream info: %v\n", err)
+				return
+			}
+			_, err = st.GetMsg(ctx, seq)
+			fmt.Fprintf(&b, "get: %v; ", err)
+			cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq})
+			if err != nil {
+				fmt.Fprintf(&b, "ordered consumer: %v\n", err)
+				return
+			}
+			_, err = cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+			fmt.Fprintf(&b, "ordered consumer next: %v\n", err)
+		}()
+	}
+	return b.String()
 }
 
 // checkTrialBalance asks for the trial balance at the last acknowledged
@@ -876,15 +951,31 @@ func checkRebuilds(ctx context.Context, t *testing.T, s *service) {
 }
 
 // faultCluster is a 3-node JetStream cluster whose nodes the test kills,
-// restarts and freezes (natstest.Cluster's nodes live as long as the
-// test).
+// restarts, partitions or freezes (natstest.Cluster's nodes live as long
+// as the test).
 type faultCluster struct {
 	nodes []*natsNode
+}
+
+// faultNetwork makes the network namespaces the fault cluster's nodes run
+// in, or returns nil and why not.
+func faultNetwork(t *testing.T) (*natstest.Network, string) {
+	t.Helper()
+	if os.Getenv("FURROW_FAULTS_NETNS") == "off" {
+		return nil, "FURROW_FAULTS_NETNS=off"
+	}
+	netw, err := natstest.NewNetwork(t, 3)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return netw, ""
 }
 
 // natsNode is one nats-server process, restartable on its store.
 type natsNode struct {
 	name, bin, conf, url, monitor string
+	netw                          *natstest.Network // nil: the root namespace
+	index                         int               // in netw
 
 	mu   sync.Mutex // guards cmd, done, logs
 	cmd  *exec.Cmd
@@ -899,14 +990,24 @@ func (n *natsNode) Write(b []byte) (int, error) {
 	return n.logs.Write(b)
 }
 
-func startFaultCluster(t *testing.T) *faultCluster {
+// startFaultCluster starts the cluster on loopback addresses, or with
+// every node in its namespace of netw when it is not nil.
+func startFaultCluster(t *testing.T, netw *natstest.Network) *faultCluster {
 	t.Helper()
 	bin := natstest.Binary(t)
 	const size = 3
 	var routes []string
 	ports := make([][3]string, size) // client, route, monitor
 	for i := range size {
-		ports[i] = [3]string{freeAddr(t), freeAddr(t), freeAddr(t)}
+		if netw != nil {
+			ports[i] = [3]string{
+				net.JoinHostPort(netw.ClientHost(i), strconv.Itoa(natstest.NetworkClientPort)),
+				net.JoinHostPort(netw.ClusterHost(i), strconv.Itoa(natstest.NetworkClusterPort)),
+				net.JoinHostPort(netw.ClientHost(i), strconv.Itoa(natstest.NetworkMonitorPort)),
+			}
+		} else {
+			ports[i] = [3]string{freeAddr(t), freeAddr(t), freeAddr(t)}
+		}
 		routes = append(routes, "nats-route://"+ports[i][1])
 	}
 	c := &faultCluster{}
@@ -929,7 +1030,7 @@ cluster {
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		n := &natsNode{name: fmt.Sprintf("n%d", i), bin: bin, conf: path, url: "nats://" + ports[i][0], monitor: ports[i][2]}
+		n := &natsNode{name: fmt.Sprintf("n%d", i), bin: bin, conf: path, url: "nats://" + ports[i][0], monitor: ports[i][2], netw: netw, index: i}
 		c.nodes = append(c.nodes, n)
 		t.Cleanup(func() {
 			n.mu.Lock()
@@ -961,6 +1062,9 @@ cluster {
 func (n *natsNode) start(t *testing.T) {
 	t.Helper()
 	cmd := exec.Command(n.bin, "-c", n.conf)
+	if n.netw != nil {
+		cmd = n.netw.Command(n.index, n.bin, "-c", n.conf)
+	}
 	cmd.Stdout, cmd.Stderr = n, n
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -1012,6 +1116,35 @@ func (n *natsNode) waitHealthy(t *testing.T, within time.Duration) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// describe says how many clients the node has and who leads the
+// JetStream meta group in its view, from its monitoring endpoints.
+func (n *natsNode) describe() string {
+	client := &http.Client{Timeout: 2 * time.Second}
+	get := func(path string, into any) error {
+		res, err := client.Get("http://" + n.monitor + path)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		return json.NewDecoder(res.Body).Decode(into)
+	}
+	var connz struct {
+		NumConnections int `json:"num_connections"`
+	}
+	var jsz struct {
+		Meta struct {
+			Leader string `json:"leader"`
+		} `json:"meta_cluster"`
+	}
+	if err := get("/connz", &connz); err != nil {
+		return fmt.Sprintf("connz: %v", err)
+	}
+	if err := get("/jsz", &jsz); err != nil {
+		return fmt.Sprintf("jsz: %v", err)
+	}
+	return fmt.Sprintf("%d client connections, meta leader %s", connz.NumConnections, jsz.Meta.Leader)
 }
 
 func (c *faultCluster) urls() []string {

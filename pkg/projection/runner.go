@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -224,8 +225,38 @@ func NewRunner(db *DB, js jetstream.JetStream, p Projection, opts Options) (*Run
 	return r, nil
 }
 
-// migrate runs at start: registry, the projection's migrations, views.
+// migrateAttempts bounds how often a start-up migration that PostgreSQL
+// chose as a deadlock's victim is tried again.
+const migrateAttempts = 6
+
+// migrate runs at start: registry, the projection's migrations, views. A
+// replica starting while another runs the same projection takes DDL locks
+// (CREATE … IF NOT EXISTS, the views) that can deadlock with the other's
+// batches; PostgreSQL then aborts one transaction, and when that is the
+// migration it is simply tried again: nothing of it was committed.
 func (r *Runner) migrate(ctx context.Context) error {
+	wait := newBackoff(2 * time.Second)
+	for attempt := 1; ; attempt++ {
+		err := r.migrateOnce(ctx)
+		if err == nil || !retryableTx(err) || attempt == migrateAttempts {
+			return err
+		}
+		r.log.WarnContext(ctx, "projection migration lost a lock race; trying again", "attempt", attempt, "error", err)
+		if !sleep(ctx, wait.NextBackOff()) {
+			return ctx.Err()
+		}
+	}
+}
+
+// retryableTx reports whether err is PostgreSQL aborting a transaction
+// for a deadlock (40P01) or a serialization failure (40001): the
+// transaction did nothing, and running it again is the remedy.
+func retryableTx(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+func (r *Runner) migrateOnce(ctx context.Context) error {
 	tx, release, err := r.db.beginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate projection %s: %w", r.name, err)

@@ -572,7 +572,21 @@ func snapshotsOn(ctx context.Context, t *testing.T, cluster *deployCluster) {
 		big := []byte(strings.Repeat("snapshot ", 300_000)) // beyond the 1 MiB message limit
 		if err := snaps.PutSnapshot(ctx, "probe.S1", big); err != nil {
 			t.Errorf("%s writes a snapshot into %s: %v", user, bucket, err)
-		} else if got, err := snaps.GetSnapshot(ctx, "probe.S1"); err != nil || string(got) != string(big) {
+			continue
+		}
+		// A read is a direct get any replica may answer, and a follower
+		// may not hold the write yet (a load then replays instead): read
+		// until one that does answers.
+		var (
+			got []byte
+			err error
+		)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if got, err = snaps.GetSnapshot(ctx, "probe.S1"); err == nil && string(got) == string(big) {
+				break
+			}
+		}
+		if err != nil || string(got) != string(big) {
 			t.Errorf("%s reads its snapshot from %s: %d bytes, %v; want the %d it wrote", user, bucket, len(got), err, len(big))
 		}
 	}

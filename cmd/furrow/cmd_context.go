@@ -423,6 +423,10 @@ func listContexts(w io.Writer, cf contextFile, asJSON bool) error {
 		_, err := fmt.Fprintf(w, "%s\n", b)
 		return err
 	}
+	if len(names) == 0 {
+		_, err := fmt.Fprintln(w, "no contexts (furrow context add NAME --addr HOST:PORT adds one)")
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\tNAME\tADDR\tTLS")
 	for _, n := range names {

@@ -39,6 +39,12 @@ func TestContexts(t *testing.T) {
 	}
 	delete(env, "FURROW_ADDR")
 
+	if out := must("context", "ls"); !strings.Contains(out, "no contexts") {
+		t.Errorf("context ls with none: %q", out)
+	}
+	if out := must("context", "ls", "-o", "json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("context ls -o json with none: %q, want []", out)
+	}
 	if out := must("context", "add", "dev", "--addr", s.st.GRPCAddr()); !strings.Contains(out, "context dev added") {
 		t.Errorf("add: %q", out)
 	}

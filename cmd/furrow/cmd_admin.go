@@ -106,18 +106,11 @@ func (o *opEnv) flags(name, usage string) *flag.FlagSet {
 // parse parses flags and positional arguments in any order (flags may
 // follow the names they apply to) and checks the number of positionals.
 func (o *opEnv) parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int, names string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, asUsage(err)
-		}
-		o.json = o.out.is("json")
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := interleaved(fs, args)
+	if err != nil {
+		return nil, err
 	}
+	o.json = o.out.is("json")
 	if len(pos) < minArgs || len(pos) > maxArgs {
 		fs.Usage()
 		if names == "" {
@@ -126,6 +119,22 @@ func (o *opEnv) parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int, nam
 		return nil, usagef("%s: want %s, got %q", fs.Name(), names, strings.Join(pos, " "))
 	}
 	return pos, nil
+}
+
+// interleaved parses fs's flags wherever they stand among the positional
+// arguments, which it returns in order.
+func interleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, asUsage(err)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // dial connects to the AdminService. Calls made with the returned context

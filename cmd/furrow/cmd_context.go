@@ -337,16 +337,9 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 
 // oneName parses fs's flags around exactly one context name.
 func oneName(fs *flag.FlagSet, args []string) (string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return "", asUsage(err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := interleaved(fs, args)
+	if err != nil {
+		return "", err
 	}
 	if len(pos) != 1 {
 		return "", usagef("%s: want one context NAME, got %q", fs.Name(), strings.Join(pos, " "))
